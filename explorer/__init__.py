@@ -1,0 +1,44 @@
+"""explorer: look inside masked autoencoders and multimodal fusion transformers.
+
+The public API, short on purpose::
+
+    import explorer
+    model = explorer.load_model("mini-mae")                 # or "facebook/vit-mae-base", or a folder
+    rec = explorer.reconstruct(model, "chelsea", ratio=0.75, seed=0, strategy="random")
+    fig = explorer.viz.reconstruction_figure(rec)            # a plotly Figure
+    explorer.MAEApp().show()                                 # the interactive widget (in Jupyter)
+"""
+
+__version__ = "0.1.0"
+
+from .io import ImageLoadError, LoadedImage, load_image  # noqa: E402
+from .masking import SWEEP_RATIOS, MaskError, MaskSpec, make_mask  # noqa: E402
+from .models import DeviceError, ModelLoadError, list_models, load_model  # noqa: E402
+from .reconstruction import (  # noqa: E402
+    Reconstruction,
+    ReconstructionSweep,
+    SweepCache,
+    reconstruct,
+    reconstruct_sweep,
+)
+from .samples import SAMPLES, load_sample  # noqa: E402
+
+
+def __getattr__(name):
+    # Lazy: importing the compute layer must not import plotly or ipywidgets.
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module(".viz", __name__)
+    if name == "MAEApp":
+        from .widgets.mae_app import MAEApp
+
+        return MAEApp
+    raise AttributeError(name)
+
+
+__all__ = [
+    "DeviceError", "ImageLoadError", "LoadedImage", "MaskError", "MaskSpec", "ModelLoadError", "Reconstruction",
+    "ReconstructionSweep", "SAMPLES", "SWEEP_RATIOS", "SweepCache", "list_models", "load_image", "load_model",
+    "load_sample", "make_mask", "reconstruct", "reconstruct_sweep",
+]

@@ -1,0 +1,203 @@
+"""Adapter over transformers' ``ViTMAEForPreTraining`` (MAE, He et al. 2022).
+
+The adapter hides the checkpoint's quirks (input normalisation, ``norm_pix_loss``, patch
+layout) and adds one thing transformers lacks: **a batch of different masks in one
+forward**.  ``ViTMAEForPreTraining`` keeps the same number of tokens for every image of a
+batch, so a ratio sweep would otherwise need one forward per ratio.  Here the visible
+tokens of every mask are gathered and padded to the longest, padded keys are masked out of
+attention, and the decoder (whose length never changes) runs on the whole batch.  The
+encoder and decoder blocks are the model's own modules; only the token bookkeeping is ours,
+and :meth:`MAEAdapter.forward_hf` (the model's own forward) is kept as the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..masking import mask_to_noise
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What identifies a loaded model in results and sidecars."""
+
+    model_id: str
+    family: str
+    model_type: str
+    device: str
+    dtype: str
+    image_size: int
+    patch_size: int
+    norm_pix_loss: bool
+    weights_sha256: str
+
+
+class MAEAdapter:
+    """A ``ViTMAEForPreTraining`` ready for the explorer.
+
+    Attributes:
+        model: the transformers module (eval mode).
+        image_size: ``S``, the square input side in pixels.
+        patch_size: ``p``.
+        grid: ``(gh, gw) = (S / p, S / p)``.
+        image_mean, image_std: ``(3,)`` normalisation of the checkpoint's image processor.
+    """
+
+    family = "mae"
+
+    def __init__(self, model, *, model_id: str, image_mean, image_std, device: torch.device, dtype: torch.dtype):
+        self.model = model.eval()
+        self.model_id = model_id
+        cfg = model.config
+        self.image_size = int(cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0])
+        self.patch_size = int(cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0])
+        self.grid = (self.image_size // self.patch_size, self.image_size // self.patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+        self.norm_pix_loss = bool(getattr(cfg, "norm_pix_loss", False))
+        self.device = device
+        self.dtype = dtype
+        self._mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._sha: str | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 over parameter names, shapes and float32 bytes (format-independent, cached)."""
+        if self._sha is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                h.update(name.encode())
+                h.update(str(tuple(t.shape)).encode())
+                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._sha = h.hexdigest()
+        return self._sha
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            model_id=self.model_id, family=self.family, model_type=self.model.config.model_type,
+            device=str(self.device), dtype=str(self.dtype).replace("torch.", ""), image_size=self.image_size,
+            patch_size=self.patch_size, norm_pix_loss=self.norm_pix_loss, weights_sha256=self.weights_sha256,
+        )
+
+    # ------------------------------------------------------------------ tensors
+    def normalise(self, images: np.ndarray) -> torch.Tensor:
+        """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        if x.ndim == 3:
+            x = x[None]
+        if tuple(x.shape[1:]) != (self.image_size, self.image_size, 3):
+            raise ValueError(f"Expected images of shape (B, {self.image_size}, {self.image_size}, 3), got {tuple(x.shape)}.")
+        x = (x.permute(0, 3, 1, 2) - self._mean) / self._std
+        return x.to(self.device, self.dtype)
+
+    def _to_pixels(self, logits: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+        """Decoder output ``(B, L, p*p*3)`` → images ``(B, S, S, 3)`` float32 in pixel space (unclipped)."""
+        logits = logits.float()
+        if self.norm_pix_loss:
+            # The decoder predicts each patch normalised by that patch's own mean / variance.
+            # Undoing it needs the *true* patch statistics (as the MAE demo does); results say so.
+            target = self.model.patchify(x.float())
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            logits = logits * (var + 1.0e-6) ** 0.5 + mean
+        img = self.model.unpatchify(logits, (self.image_size, self.image_size)).cpu()
+        img = img * self._std + self._mean
+        return img.permute(0, 2, 3, 1).contiguous().numpy()
+
+    # ------------------------------------------------------------------ forwards
+    @torch.no_grad()
+    def forward_hf(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Reference path: transformers' own forward for one mask.
+
+        Args:
+            image: ``(S, S, 3)`` float in [0, 1].
+            mask: ``(gh, gw)`` bool, True = hidden.
+        Returns:
+            ``(S, S, 3)`` float32 prediction of every patch, pixel space.
+        """
+        x = self.normalise(image)
+        n_hidden = int(np.asarray(mask).sum())
+        noise = torch.from_numpy(mask_to_noise(mask))[None].to(self.device)
+        cfg = self.model.config
+        old = cfg.mask_ratio
+        cfg.mask_ratio = (n_hidden - 0.5) / self.num_patches if n_hidden else 0.0
+        try:
+            out = self.model(pixel_values=x, noise=noise)
+        finally:
+            cfg.mask_ratio = old
+        got = out.mask[0].bool().cpu().numpy().reshape(self.grid)
+        if not np.array_equal(got, np.asarray(mask, bool)):
+            raise RuntimeError("ViTMAE did not reproduce the requested mask (noise → mask mismatch).")
+        return self._to_pixels(out.logits, x)[0]
+
+    @torch.no_grad()
+    def forward_masks(self, image: np.ndarray, masks: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Reconstruct one image under many masks, batching masks of different ratios.
+
+        Args:
+            image: ``(S, S, 3)`` float in [0, 1].
+            masks: ``(B, gh, gw)`` bool, True = hidden; any number hidden per mask.
+            batch_size: masks per forward (``None``: all at once).  Masks are sorted by their
+                visible count first so that each chunk pads little.
+        Returns:
+            ``(B, S, S, 3)`` float32 predictions, pixel space, in the input order.
+        """
+        masks = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
+        B, L = masks.shape
+        if L != self.num_patches:
+            raise ValueError(f"Masks have {L} patches, the model expects {self.num_patches}.")
+        x = self.normalise(image)
+        order = np.argsort((~masks).sum(1), kind="stable")
+        chunk = B if batch_size is None else max(1, int(batch_size))
+        out = np.empty((B, self.image_size, self.image_size, 3), np.float32)
+        for start in range(0, B, chunk):
+            idx = order[start : start + chunk]
+            out[idx] = self._forward_chunk(x, masks[idx])
+        return out
+
+    def _forward_chunk(self, x: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+        vit, dec = self.model.vit, self.model.decoder
+        emb = vit.embeddings
+        B, L = masks.shape
+        pos = emb.position_embeddings.to(x.dtype)
+        tokens = emb.patch_embeddings(x) + pos[:, 1:, :]  # (1, L, D)
+        visible = ~masks
+        n_vis = visible.sum(1)
+        K = int(n_vis.max())
+        # Gather index of visible tokens in raster order, padded with patch 0.
+        keep = np.zeros((B, K), np.int64)
+        valid = np.zeros((B, K), bool)
+        for b in range(B):
+            ids = np.flatnonzero(visible[b])
+            keep[b, : len(ids)] = ids
+            valid[b, : len(ids)] = True
+        keep_t = torch.from_numpy(keep).to(x.device)
+        valid_t = torch.from_numpy(valid).to(x.device)
+        h = tokens.expand(B, -1, -1).gather(1, keep_t[..., None].expand(-1, -1, tokens.shape[-1]))
+        cls = (emb.cls_token + pos[:, :1, :]).expand(B, -1, -1)
+        h = torch.cat([cls, h], dim=1)  # (B, 1 + K, D)
+        attn_mask = None
+        if not valid.all():
+            key_ok = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), valid_t], dim=1)
+            attn_mask = torch.zeros(B, 1, 1, K + 1, dtype=h.dtype, device=x.device)
+            attn_mask.masked_fill_(~key_ok[:, None, None, :], torch.finfo(h.dtype).min)
+        for layer in vit.layers:
+            h = layer(h, attn_mask)
+        h = vit.layernorm(h)
+        # Decoder: full length L + 1 for every mask, so no padding is needed.
+        d = dec.decoder_embed(h)  # (B, 1 + K, Dd)
+        Dd = d.shape[-1]
+        full = dec.mask_token.to(d.dtype).expand(B, L + 1, Dd).clone()  # slot L collects padding
+        scatter_idx = torch.where(valid_t, keep_t, torch.full_like(keep_t, L))
+        full.scatter_(1, scatter_idx[..., None].expand(-1, -1, Dd), d[:, 1:, :])
+        d = torch.cat([d[:, :1, :], full[:, :L, :]], dim=1) + dec.decoder_pos_embed.to(d.dtype)
+        for layer in dec.decoder_layers:
+            d = layer(d)
+        logits = dec.decoder_pred(dec.decoder_norm(d))[:, 1:, :]
+        return self._to_pixels(logits, x.expand(B, -1, -1, -1))

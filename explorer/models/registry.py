@@ -1,0 +1,144 @@
+"""Model registry: a name, a Hugging Face id or a local folder → an adapter.
+
+Adding a model family = one adapter class + one line in :data:`ADAPTERS` (keyed by the
+checkpoint's ``config.model_type``).  Shipped mini models are found in ``data/models/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .device import pick_device, pick_dtype
+from .mae import MAEAdapter
+
+#: ``config.model_type`` → (transformers class name, adapter class).
+ADAPTERS = {"vit_mae": ("ViTMAEForPreTraining", MAEAdapter)}
+
+#: Real checkpoints the widgets offer by name (they need the hub or a local copy).
+HUB_MODELS = ("facebook/vit-mae-base", "facebook/vit-mae-large", "facebook/vit-mae-huge")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found, reached or understood; the message says what to do."""
+
+
+def data_dir() -> Path:
+    """The repository's ``data/`` folder (override with ``$EXPLORER_DATA``)."""
+    env = os.environ.get("EXPLORER_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
+
+
+def shipped_models() -> dict[str, Path]:
+    """Mini models shipped with the repository: name → folder."""
+    root = data_dir() / "models"
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").is_file()}
+
+
+def list_models() -> list[str]:
+    """Names the widgets offer: shipped mini models first, then known hub ids."""
+    return list(shipped_models()) + list(HUB_MODELS)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"Cannot read {path}: {e}") from e
+
+
+def _normalisation(folder: Path | None, model_id: str) -> tuple[tuple, tuple]:
+    """Image mean / std from the checkpoint's ``preprocessor_config.json`` (ImageNet if absent)."""
+    if folder is not None and (folder / "preprocessor_config.json").is_file():
+        pp = _read_json(folder / "preprocessor_config.json")
+        return tuple(pp.get("image_mean", IMAGENET_MEAN)), tuple(pp.get("image_std", IMAGENET_STD))
+    if folder is None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(model_id, "preprocessor_config.json")
+            pp = _read_json(Path(path))
+            return tuple(pp.get("image_mean", IMAGENET_MEAN)), tuple(pp.get("image_std", IMAGENET_STD))
+        except Exception:  # noqa: BLE001 - the hub's processor config is optional
+            pass
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _hub_error(model_id: str, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"Could not load {model_id!r} from the Hugging Face hub ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+        "If this machine is offline, download the checkpoint where you have internet "
+        f"(e.g. `hf download {model_id} --local-dir ./{model_id.split('/')[-1]}`), copy the folder here and "
+        "pass its path instead; or pick a shipped mini model: " + ", ".join(shipped_models()) + "."
+    )
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: str = "float32", attn_implementation: str = "sdpa"):
+    """Load a model and wrap it in its family's adapter.
+
+    Args:
+        name_or_path: a shipped mini model (``"mini-mae"``), a Hugging Face id
+            (``"facebook/vit-mae-base"``) or a folder written by ``save_pretrained``.
+        device: ``"auto"`` (cuda → mps → cpu), ``"cuda"``, ``"mps"`` or ``"cpu"``.
+        dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs only).
+        attn_implementation: ``"sdpa"`` (fast) or ``"eager"``.
+
+    Weights load only from safetensors or through ``torch.load(weights_only=True)``
+    (transformers' default); nothing is unpickled.
+
+    Raises:
+        ModelLoadError: unknown name, unreachable hub, unsupported architecture.
+        explorer.models.device.DeviceError: the device / dtype is not available.
+    """
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    name = str(name_or_path)
+    shipped = shipped_models()
+    folder: Path | None = None
+    if name in shipped:
+        folder = shipped[name]
+    elif Path(name).expanduser().exists():
+        folder = Path(name).expanduser().resolve()
+        if not folder.is_dir() or not (folder / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a model folder (it has no config.json written by save_pretrained).")
+    elif name.count("/") != 1 or name.startswith(("/", ".", "~")) or " " in name:
+        raise ModelLoadError(
+            f"Unknown model {name!r}: not a shipped model ({', '.join(shipped) or 'none found'}), not an existing "
+            "folder, and not a Hugging Face id of the form 'organisation/name' (e.g. facebook/vit-mae-base)."
+        )
+
+    if folder is not None:
+        model_type = _read_json(folder / "config.json").get("model_type", "?")
+    else:
+        try:
+            from transformers import AutoConfig
+
+            model_type = AutoConfig.from_pretrained(name).model_type
+        except Exception as e:  # noqa: BLE001 - network, 404, auth: all mean "cannot reach it"
+            raise _hub_error(name, e) from e
+    if model_type not in ADAPTERS:
+        raise ModelLoadError(
+            f"{name!r} is a {model_type!r} model; the masked-reconstruction views support: {', '.join(ADAPTERS)}."
+        )
+    cls_name, adapter_cls = ADAPTERS[model_type]
+    import transformers
+
+    cls = getattr(transformers, cls_name)
+    source = str(folder) if folder is not None else name
+    try:
+        model = cls.from_pretrained(source, dtype=torch.float32, attn_implementation=attn_implementation)
+    except Exception as e:  # noqa: BLE001
+        if folder is None:
+            raise _hub_error(name, e) from e
+        raise ModelLoadError(f"Could not load the model in {folder}: {type(e).__name__}: {e}") from e
+    model = model.to(dev, dt)
+    mean, std = _normalisation(folder, name)
+    return adapter_cls(model, model_id=name, image_mean=mean, image_std=std, device=dev, dtype=dt)
