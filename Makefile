@@ -1,0 +1,119 @@
+# explorer: the two everyday commands are `make lab` and `make test`.
+#
+#   make lab      install into .venv, open notebooks/01_quickstart.ipynb in JupyterLab
+#   make test     install into .venv (+ Debian test deps), run pytest
+#
+# Variables (override on the command line, e.g. `make test PYTEST_ARGS="-k io -q"`):
+#   PYTHON       interpreter used to create .venv (>= 3.10)        [python3]
+#   TORCH_SPEC   torch requirement, installed before anything else  [torch==2.13.0; `torch` when nvidia-smi exists]
+#   TORCH_INDEX  extra index for torch, e.g. https://download.pytorch.org/whl/cpu for a CPU-only wheel
+#   PYTEST_ARGS  arguments for pytest                               []
+#   LAB_ARGS     extra arguments for `jupyter lab` (e.g. --ip=0.0.0.0 --port=8890)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONSTRAINTS := $(VENV)/constraints.txt
+
+# torch first, pinned: an unpinned `torch` resolves to a ~3 GB CUDA build on PyPI.
+# With an NVIDIA GPU, the default PyPI (CUDA) build is what you want.
+ifneq ($(shell command -v nvidia-smi 2>/dev/null),)
+TORCH_SPEC ?= torch
+else
+TORCH_SPEC ?= torch==2.13.0
+endif
+TORCH_INDEX ?=
+TORCH_INDEX_ARGS := $(if $(strip $(TORCH_INDEX)),--extra-index-url $(TORCH_INDEX))
+
+PIP_FLAGS ?= -q
+# pip on some machines prints many harmless "Location ... is ignored" warnings; drop them.
+PIP_QUIET_FILTER := 2>&1 | { grep -v -E 'Location .* is ignored' || true; }
+
+PYTEST_ARGS ?=
+# Where the test recipe records pytest's exit status (read by .ci/run).
+PYTEST_EXIT_FILE ?= test-artifacts/pytest-exit-code
+
+SYSDEPS ?= chromium fonts-dejavu-core poppler-utils
+
+LAB_ARGS ?=
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae
+
+help:
+	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
+	@echo "make test            install (+ Debian packages: $(SYSDEPS)) and run pytest"
+	@echo "make install         only create/update $(VENV)"
+	@echo "make sysdeps         only install the Debian packages the tests need"
+	@echo "make pytest          run pytest in the existing $(VENV) (no install checks)"
+	@echo "make bench           run bench/*.py"
+	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
+	@echo "make clean           remove $(VENV), caches and test artifacts"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' is missing or older than Python 3.10 (found: $$($(PYTHON) --version 2>&1 || echo none))." >&2; \
+	  echo "       Install Python >= 3.10 or run e.g. 'make $(MAKECMDGOALS) PYTHON=python3.11'." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip $(PIP_QUIET_FILTER)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "Installing $(TORCH_SPEC) $(TORCH_INDEX_ARGS)"
+	$(PY) -m pip install $(PIP_FLAGS) $(TORCH_INDEX_ARGS) "$(TORCH_SPEC)" $(PIP_QUIET_FILTER)
+	$(PY) -c 'from importlib.metadata import version; print("torch==" + version("torch"))' > $(CONSTRAINTS)
+	@echo "Pinned $$(cat $(CONSTRAINTS)) in $(CONSTRAINTS); installing the project"
+	$(PY) -m pip install $(PIP_FLAGS) $(TORCH_INDEX_ARGS) -c $(CONSTRAINTS) -e ".[dev]" $(PIP_QUIET_FILTER)
+	@touch $@
+
+install: $(STAMP)
+
+sysdeps:
+	@missing=""; \
+	for p in $(SYSDEPS); do dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "error: missing system packages:$$missing (no apt-get here: install them yourself)" >&2; exit 1; fi; \
+	sudo=""; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "error: need root or sudo to install:$$missing" >&2; exit 1; fi; \
+	fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb $(LAB_ROOT_FLAG) $(LAB_ARGS)
+
+# pytest exit status 5 means "no tests collected": never let that pass quietly.
+define run_pytest
+	@mkdir -p "$(dir $(PYTEST_EXIT_FILE))"
+	@rc=0; HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	echo "$$rc" > "$(PYTEST_EXIT_FILE)"; \
+	if [ "$$rc" = 5 ]; then \
+	  echo "error: pytest collected no tests (exit status 5). Check PYTEST_ARGS='$(PYTEST_ARGS)' and the tests/ folder." >&2; fi; \
+	exit "$$rc"
+endef
+
+test: install sysdeps
+	$(run_pytest)
+
+pytest:
+	$(run_pytest)
+
+bench: install
+	@shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py scripts yet"; exit 0; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
+
+train-mini-mae: install
+	$(PY) -m explorer.training.train_mini_mae --steps 3000 --out data/models/mini-mae
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts build dist *.egg-info
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""ipywidgets apps (compose io / models / viz; no math here)."""

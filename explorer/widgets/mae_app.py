@@ -1,0 +1,271 @@
+"""The masked-reconstruction app: pick a model and an image, move the masking-ratio slider.
+
+Composition only: inputs come from :mod:`explorer.io` / :mod:`explorer.samples`, results from
+:mod:`explorer.reconstruction` (a cached ratio sweep), figures from :mod:`explorer.viz`.
+Every error is shown inside the widget; no callback lets an exception reach the kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import time
+import traceback
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from .. import viz
+from ..io import ImageLoadError, LoadedImage, load_image
+from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
+from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
+from ..preprocess import POLICIES
+from ..reconstruction import InputInfo, SweepCache, as_input, reconstruct_manual
+from ..samples import SAMPLES, load_sample, sample_label
+
+#: Exceptions whose message is meant for the user as it is (no traceback shown).
+USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+
+
+def _guarded(method):
+    """Run a callback; show any exception in the status line instead of raising it."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except USER_ERRORS as e:
+            self._error(str(e))
+        except Exception as e:  # noqa: BLE001 - the kernel must survive anything
+            self._error(f"{type(e).__name__}: {e}", details=traceback.format_exc())
+        return None
+
+    return wrapper
+
+
+class MAEApp(W.VBox):
+    """Interactive masked reconstruction.
+
+    Args:
+        model: shipped mini model name, Hugging Face id or folder (loaded at start).
+        image: a sample name (see :data:`explorer.SAMPLES`) or anything :func:`explorer.load_image` takes.
+        ratio, seed, strategy, fit: initial settings.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+
+    Attributes:
+        result: the :class:`explorer.Reconstruction` on screen.
+        sweep: the cached :class:`explorer.ReconstructionSweep` behind the slider (``None`` in manual mode).
+        fig: the ``plotly.graph_objects.FigureWidget`` with the five panels.
+        last_update_ms: server-side time of the last figure update.
+    """
+
+    def __init__(self, model: str = "mini-mae", image="chelsea", *, ratio: float = 0.75, seed: int = 0,
+                 strategy: str = "random", fit: str = "center-crop", device: str = "auto", cache: SweepCache | None = None):
+        self.cache = cache or SweepCache()
+        self.adapter = None
+        self.loaded: LoadedImage | None = None
+        self.result = None
+        self.sweep = None
+        self.last_update_ms = float("nan")
+        self._pixels = None
+        self._info: InputInfo | None = None
+        self._err_max = None
+        self._switching = False
+
+        style = {"description_width": "initial"}
+        self.model_box = W.Combobox(value=str(model), options=list_models(), description="Model", ensure_option=False,
+                                    placeholder="mini-mae, facebook/vit-mae-base or a folder", style=style,
+                                    layout=W.Layout(width="380px"))
+        self.device_dd = W.Dropdown(options=["auto"] + available_devices(), value=device if device in ["auto"] + available_devices() else "auto",
+                                    description="Device", layout=W.Layout(width="160px"))
+        self.dtype_dd = W.Dropdown(options=["float32", "bfloat16"], value="float32", description="dtype", layout=W.Layout(width="170px"))
+        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
+        self.sample_dd = W.Dropdown(options=[(sample_label(n), n) for n in SAMPLES], description="Sample", style=style,
+                                    layout=W.Layout(width="420px"))
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        self.fit_dd = W.Dropdown(options=list(POLICIES), value=fit, description="Fit", layout=W.Layout(width="190px"))
+        self.strategy_tb = W.ToggleButtons(options=list(STRATEGIES), value=strategy, description="Mask",
+                                           tooltips=["MAE uniform random", "BEiT/SimMIM blocks", "regular lattice", "click patches to hide / show"])
+        self.ratio = W.FloatSlider(value=ratio, min=SWEEP_RATIOS[0], max=SWEEP_RATIOS[-1], step=0.05, description="Masking ratio",
+                                   readout_format=".2f", continuous_update=True, style=style, layout=W.Layout(width="420px"))
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
+        self.status = W.HTML()
+        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.fig = go.FigureWidget()
+        self.curve = go.FigureWidget()
+
+        super().__init__([
+            W.HBox([self.model_box, self.device_dd, self.dtype_dd, self.load_btn]),
+            W.HBox([self.sample_dd, self.upload, self.fit_dd]),
+            W.HBox([self.strategy_tb]),
+            W.HBox([self.ratio, self.seed]),
+            self.status, self.details, self.fig, self.curve,
+        ])
+
+        self.load_btn.on_click(lambda _b: self._load_model())
+        self.sample_dd.observe(lambda ch: self._set_image(load_sample(ch["new"])), names="value")
+        self.upload.observe(self._on_upload, names="value")
+        self.fit_dd.observe(lambda _c: self._refresh(), names="value")
+        self.strategy_tb.observe(lambda _c: None if self._switching else self._refresh(), names="value")
+        self.seed.observe(lambda _c: self._refresh(), names="value")
+        self.ratio.observe(self._on_ratio, names="value")
+
+        self._load_model(refresh=False)
+        if isinstance(image, str) and image in SAMPLES:
+            self.sample_dd.value = image  # fires _set_image unless already selected
+            if self.loaded is None:
+                self._set_image(load_sample(image))
+        else:
+            self._set_image_from(image)
+
+    # ------------------------------------------------------------------ status
+    def _error(self, message: str, details: str | None = None):
+        self.status.value = (
+            '<div style="color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;border-radius:4px">'
+            f"<b>⚠</b> {html.escape(message)}</div>"
+        )
+        self.details.clear_output()
+        if details:
+            with self.details:
+                print(details)
+
+    def _info_line(self, extra: str = ""):
+        r = self.result
+        parts = []
+        if r is not None:
+            parts.append(f"<b>{html.escape(r.input.name)}</b>: {html.escape(r.input.fit_description)}")
+            parts += [html.escape(n) for n in r.input.notes]
+            parts += [f"<span style='color:#8a5300'>{html.escape(n)}</span>" for n in r.notes]
+            if self.adapter is not None:
+                parts.append(f"model <b>{html.escape(self.adapter.model_id)}</b> on {self.adapter.device} ({str(self.adapter.dtype).replace('torch.', '')})")
+        if extra:
+            parts.append(extra)
+        self.details.clear_output()
+        self.status.value = "<div style='font-size:12px;line-height:1.5'>" + "<br>".join(parts) + "</div>"
+
+    # ------------------------------------------------------------------ inputs
+    @_guarded
+    def _load_model(self, refresh: bool = True):
+        name = self.model_box.value.strip()
+        if not name:
+            raise ModelLoadError("Type a model name, a Hugging Face id or a folder first.")
+        self.status.value = f"Loading <b>{html.escape(name)}</b>…"
+        adapter = load_model(name, device=self.device_dd.value, dtype=self.dtype_dd.value)
+        self.adapter = adapter
+        if refresh and self.loaded is not None:
+            self._set_image(self.loaded)
+
+    @_guarded
+    def _on_upload(self, change):
+        if not change["new"]:
+            return
+        self._set_image(load_image(change["new"]))
+
+    @_guarded
+    def _set_image_from(self, image):
+        self._set_image(image if isinstance(image, LoadedImage) else load_image(image))
+
+    @_guarded
+    def _set_image(self, loaded: LoadedImage):
+        self.loaded = loaded
+        self._refresh()
+
+    # ------------------------------------------------------------------ compute → show
+    @_guarded
+    def _refresh(self):
+        if self.adapter is None or self.loaded is None:
+            return
+        self._pixels, self._info = as_input(self.loaded, self.fit_dd.value, self.adapter.image_size)
+        if self.strategy_tb.value == "manual":
+            self.ratio.disabled = True
+            hidden = np.flatnonzero(self.result.mask) if self.result is not None and self.result.mask.size == self.adapter.num_patches else []
+            self.sweep = None
+            self._show(reconstruct_manual(self.adapter, self._pixels, self._info, hidden, self.seed.value), rebuild=True)
+            return
+        self.ratio.disabled = False
+        t0 = time.perf_counter()
+        self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
+        self._err_max = float(max(r.patch_error.max() for r in self.sweep.results))
+        self._show(self.sweep.at(self.ratio.value), rebuild=True, extra_ms=(time.perf_counter() - t0) * 1e3)
+
+    @_guarded
+    def _on_ratio(self, change):
+        if self.sweep is None:
+            return
+        self._show(self.sweep.at(change["new"]))
+
+    @_guarded
+    def _on_click(self, trace, points, state):
+        if self.adapter is None or self._pixels is None or not points.xs:
+            return
+        p = self.adapter.patch_size
+        gh, gw = self.adapter.grid
+        col, row = int(points.xs[0] // p), int(points.ys[0] // p)
+        if not (0 <= row < gh and 0 <= col < gw):
+            return
+        mask = self.result.mask.copy()
+        mask[row, col] = ~mask[row, col]
+        self._paint(mask)
+
+    def _paint(self, mask: np.ndarray):
+        rec = reconstruct_manual(self.adapter, self._pixels, self._info, np.flatnonzero(mask), self.seed.value)
+        if self.strategy_tb.value != "manual":
+            self._switching = True  # keep the current mask: do not recompute on the toggle change
+            try:
+                self.strategy_tb.value = "manual"
+            finally:
+                self._switching = False
+            self.ratio.disabled = True
+            self.sweep = None
+        self._show(rec)
+
+    @_guarded
+    def paint(self, hidden: "list[int]"):
+        """Show a hand-made mask (flat patch indices hidden), as clicking patches does."""
+        mask = np.zeros(self.adapter.num_patches, bool)
+        mask[np.asarray(hidden, dtype=np.int64)] = True
+        self._paint(mask.reshape(self.adapter.grid))
+
+    def _show(self, rec, rebuild: bool = False, extra_ms: float = 0.0):
+        t0 = time.perf_counter()
+        same_size = self.result is not None and self.result.image.shape == rec.image.shape and len(self.fig.data) == 5
+        self.result = rec
+        err_max = self._err_max if self.sweep is not None else None
+        if rebuild or not same_size:
+            fig = viz.reconstruction_figure(rec, error_max=err_max)
+            with self.fig.batch_update():
+                self.fig.data = ()
+                self.fig.layout = fig.layout
+                self.fig.add_traces(fig.data)
+            for tr in self.fig.data[:4]:
+                tr.on_click(self._on_click)
+            self._draw_curve()
+        else:
+            upd = viz.reconstruction_update(rec, error_max=err_max)
+            with self.fig.batch_update():
+                for i, src in enumerate(upd["sources"]):
+                    self.fig.data[i].source = src
+                self.fig.data[4].z = upd["error"]
+                self.fig.data[4].zmax = upd["error_max"]
+                for ann, text in zip(self.fig.layout.annotations, upd["titles"]):
+                    ann.text = text
+                self.fig.layout.title.text = upd["title"]
+            if self.sweep is not None and self.curve.layout.shapes:
+                self.curve.layout.shapes[0].update(x0=rec.spec.ratio, x1=rec.spec.ratio)
+        self.last_update_ms = (time.perf_counter() - t0) * 1e3
+        timing = f"figure updated in {self.last_update_ms:.0f} ms"
+        if extra_ms:
+            timing = f"ratio sweep ready in {extra_ms:.0f} ms (19 ratios, cached); " + timing
+        hint = "click patches to hide / show them" if rec.spec.strategy != "manual" else f"manual mask: {rec.mask.sum()} patches hidden; click to toggle"
+        self._info_line(f"<span style='color:#666'>{timing} · {hint}</span>")
+
+    def _draw_curve(self):
+        with self.curve.batch_update():
+            self.curve.data = ()
+            if self.sweep is None:
+                self.curve.layout.height = 10
+                return
+            fig = viz.ratio_curve(self.sweep, current=self.result.spec.ratio)
+            self.curve.layout = fig.layout
+            self.curve.add_traces(fig.data)
