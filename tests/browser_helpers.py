@@ -1,0 +1,279 @@
+"""Harness for tests/test_browser.py: a throwaway JupyterLab server and a headless Debian chromium.
+
+Nothing here touches the repository except ``test-artifacts/browser/`` (gitignored screenshots).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = Path(os.environ.get("EXPLORER_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+# Outputs that mean a cell or a widget callback failed.
+ERROR_PATTERN = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LabServer:
+    url: str  # http://127.0.0.1:PORT
+    token: str
+    root_dir: Path
+    log: Path
+    proc: subprocess.Popen
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?token={self.token}"
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no server log)"
+
+
+def _get(url: str, token: str, timeout: float = 2.0) -> bytes:
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - localhost only
+        return r.read()
+
+
+@contextlib.contextmanager
+def jupyter_lab(root_dir: Path, start_timeout: float = 60.0):
+    """Start ``jupyter lab`` (this interpreter's) on a free localhost port serving ``root_dir``.
+
+    Settings, workspaces and runtime files live in ``root_dir/.lab`` so the user's ~/.jupyter is
+    neither read nor written. The news/update toast is switched off through overrides.json.
+    The server (and its kernels) are always stopped on exit.
+    """
+    state = root_dir / ".lab"
+    app_settings = state / "app-settings"
+    app_settings.mkdir(parents=True, exist_ok=True)
+    (app_settings / "overrides.json").write_text(
+        json.dumps({"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}})
+    )
+    for d in ("user-settings", "workspaces", "config", "runtime"):
+        (state / d).mkdir(exist_ok=True)
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(state / "user-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "JUPYTER_CONFIG_DIR": str(state / "config"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.app_settings_dir={app_settings}",
+        f"--LabApp.user_settings_dir={state / 'user-settings'}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = state / "server.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, cwd=root_dir, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, log, proc)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode} before answering:\n{server.log_tail()}")
+            try:
+                json.loads(_get(f"{server.url}/api/status", token))
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jupyter lab did not answer /api/status in {start_timeout:.0f} s:\n{server.log_tail()}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        _stop(server)
+
+
+def _stop(server: LabServer) -> None:
+    proc = server.proc
+    kids = []
+    with contextlib.suppress(Exception):
+        import psutil
+
+        kids = psutil.Process(proc.pid).children(recursive=True)  # kernels run in their own sessions
+    if proc.poll() is None:
+        with contextlib.suppress(Exception):  # polite: shuts kernels down too
+            req = urllib.request.Request(
+                f"{server.url}/api/shutdown", method="POST", headers={"Authorization": f"token {server.token}"}
+            )
+            urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    for k in kids:
+        with contextlib.suppress(Exception):
+            if k.is_running():
+                k.kill()
+
+
+@contextlib.contextmanager
+def chromium_page(viewport=(1600, 1400)):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.console_log = console  # type: ignore[attr-defined]
+            yield page
+        finally:
+            browser.close()
+
+
+# ---- JupyterLab state, read through window.jupyterapp (needs --LabApp.expose_app_in_browser) ------
+
+_NOTEBOOK_STATE_JS = """() => {
+  const app = window.jupyterapp;
+  if (!app || !app.shell) return {ready: false, why: 'no app'};
+  const panel = app.shell.currentWidget;
+  if (!panel || !panel.content || !panel.sessionContext) return {ready: false, why: 'no notebook'};
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim());
+  return {
+    ready: panel.sessionContext.isReady && !!kernel,
+    kernel: kernel ? kernel.status : null,
+    counts: cells.map(c => c.model.executionCount),
+    prompts: cells.map(c => (c.promptNode ? c.promptNode.textContent : '')),
+  };
+}"""
+
+
+def notebook_state(page) -> dict:
+    return page.evaluate(_NOTEBOOK_STATE_JS)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def wait_kernel_idle(page, timeout: float = 120.0) -> dict:
+    def idle():
+        s = notebook_state(page)
+        return s if s.get("ready") and s.get("kernel") == "idle" else None
+
+    return wait_for(idle, timeout, "the notebook's kernel to be idle")
+
+
+def run_all_and_wait(page, timeout: float = 300.0) -> dict:
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    def done():
+        s = notebook_state(page)
+        ok = (
+            s.get("kernel") == "idle"
+            and all(c is not None for c in s.get("counts", []))
+            and not any("*" in p for p in s.get("prompts", []))
+        )
+        return s if ok else None
+
+    time.sleep(1.0)
+    first = wait_for(done, timeout, "all cells to run")
+    time.sleep(1.0)  # idle must hold: not a gap between two cells
+    return wait_for(done, timeout, "all cells to run (second look)") or first
+
+
+def plot_image_hrefs(page, scope: str = ".jp-OutputArea") -> list[str]:
+    return page.evaluate(
+        """(scope) => Array.from(document.querySelectorAll(scope + ' .js-plotly-plot image')).map(
+               e => e.getAttribute('href') || e.getAttribute('xlink:href') || '')""",
+        scope,
+    )
+
+
+def wait_stable_hrefs(page, timeout: float = 60.0, settle: float = 1.5) -> list[str]:
+    """Image hrefs of every plotly figure in the outputs, once they stop changing."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        cur = plot_image_hrefs(page)
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif cur and any(cur) and time.monotonic() - since >= settle:
+            return cur
+        time.sleep(0.25)
+    raise TimeoutError(f"plotly image hrefs did not settle in {timeout:.0f} s (last: {len(last or [])} images)")
+
+
+def output_errors(page) -> list[str]:
+    """Texts of rendered outputs (stdout, stderr, errors, Output widgets) that show a failure."""
+    texts = page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+               '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText'))
+             .map(e => e.innerText || '')"""
+    )
+    return [t[:2000] for t in texts if ERROR_PATTERN.search(t)]
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
