@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ def jupyter_lab(root_dir: Path, start_timeout: float = 60.0):
     The server (and its kernels) are always stopped on exit.
     """
     state = root_dir / ".lab"
+    shutil.rmtree(state / "workspaces", ignore_errors=True)  # never restore tabs from an earlier run
     app_settings = state / "app-settings"
     app_settings.mkdir(parents=True, exist_ok=True)
     (app_settings / "overrides.json").write_text(
@@ -182,11 +184,12 @@ def chromium_page(viewport=(1600, 1400)):
 
 # ---- JupyterLab state, read through window.jupyterapp (needs --LabApp.expose_app_in_browser) ------
 
-_NOTEBOOK_STATE_JS = """() => {
+_NOTEBOOK_STATE_JS = """(path) => {
   const app = window.jupyterapp;
   if (!app || !app.shell) return {ready: false, why: 'no app'};
-  const panel = app.shell.currentWidget;
-  if (!panel || !panel.content || !panel.sessionContext) return {ready: false, why: 'no notebook'};
+  const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === path);
+  if (!panel || !panel.content || !panel.sessionContext) return {ready: false, why: 'notebook not open: ' + path};
+  if (app.shell.currentWidget !== panel) app.shell.activateById(panel.id);
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim());
   return {
@@ -198,8 +201,9 @@ _NOTEBOOK_STATE_JS = """() => {
 }"""
 
 
-def notebook_state(page) -> dict:
-    return page.evaluate(_NOTEBOOK_STATE_JS)
+def notebook_state(page, path: str) -> dict:
+    """Kernel status and execution counts of the open notebook ``path`` (relative to the server root)."""
+    return page.evaluate(_NOTEBOOK_STATE_JS, path)
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
@@ -213,19 +217,20 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-def wait_kernel_idle(page, timeout: float = 120.0) -> dict:
+def wait_kernel_idle(page, path: str, timeout: float = 120.0) -> dict:
     def idle():
-        s = notebook_state(page)
+        s = notebook_state(page, path)
         return s if s.get("ready") and s.get("kernel") == "idle" else None
 
     return wait_for(idle, timeout, "the notebook's kernel to be idle")
 
 
-def run_all_and_wait(page, timeout: float = 300.0) -> dict:
+def run_all_and_wait(page, path: str, timeout: float = 300.0) -> dict:
+    notebook_state(page, path)  # activates the notebook: run-all acts on the current one
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def done():
-        s = notebook_state(page)
+        s = notebook_state(page, path)
         ok = (
             s.get("kernel") == "idle"
             and all(c is not None for c in s.get("counts", []))
@@ -268,7 +273,12 @@ def output_errors(page) -> list[str]:
                '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText'))
              .map(e => e.innerText || '')"""
     )
-    return [t[:2000] for t in texts if ERROR_PATTERN.search(t)]
+    # Widgets that report errors in an HTML status line (explorer's apps start them with a warning sign).
+    statuses = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.jp-OutputArea .widget-html'))
+             .map(e => (e.innerText || '').trim())"""
+    )
+    return [t[:2000] for t in texts if ERROR_PATTERN.search(t)] + [t[:2000] for t in statuses if t.startswith("⚠")]
 
 
 def screenshot(page, name: str) -> Path:

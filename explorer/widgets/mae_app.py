@@ -72,6 +72,7 @@ class MAEApp(W.VBox):
         self._info: InputInfo | None = None
         self._err_max = None
         self._switching = False
+        self._has_details = False
 
         style = {"description_width": "initial"}
         self.model_box = W.Combobox(value=str(model), options=list_models(), description="Model", ensure_option=False,
@@ -125,10 +126,16 @@ class MAEApp(W.VBox):
             '<div style="color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;border-radius:4px">'
             f"<b>⚠</b> {html.escape(message)}</div>"
         )
-        self.details.clear_output()
+        self._clear_details()
         if details:
+            self._has_details = True
             with self.details:
                 print(details)
+
+    def _clear_details(self):
+        if self._has_details:  # clear_output() outside a kernel prints escape codes: only when needed
+            self.details.clear_output()
+            self._has_details = False
 
     def _info_line(self, extra: str = ""):
         r = self.result
@@ -141,7 +148,7 @@ class MAEApp(W.VBox):
                 parts.append(f"model <b>{html.escape(self.adapter.model_id)}</b> on {self.adapter.device} ({str(self.adapter.dtype).replace('torch.', '')})")
         if extra:
             parts.append(extra)
-        self.details.clear_output()
+        self._clear_details()
         self.status.value = "<div style='font-size:12px;line-height:1.5'>" + "<br>".join(parts) + "</div>"
 
     # ------------------------------------------------------------------ inputs
