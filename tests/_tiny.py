@@ -25,6 +25,7 @@ def save_tiny_mae(folder: Path, seed: int = 0, **overrides) -> Path:
     with torch.no_grad():
         model.decoder.mask_token.normal_(0, 0.5)
         model.decoder.decoder_pos_embed.normal_(0, 0.5)
+        model.vit.embeddings.position_embeddings.normal_(0, 0.5)  # token order matters (transformers 5 leaves these 0)
     model.save_pretrained(folder)
     return folder
 

@@ -129,6 +129,28 @@ def evaluate(model, size: int, patch: int, ratio: float = 0.75, seeds=(0, 1, 2),
     }
 
 
+def init_sincos_positions(model) -> None:
+    """Fill the encoder and decoder position embeddings with MAE's fixed 2-D sin-cos tables.
+
+    transformers 5.x leaves both at zero when a ``ViTMAEForPreTraining`` is built from a config
+    (its ``_init_weights`` zeroes them after they are set), and they are frozen
+    (``requires_grad=False``): trained that way, the model never learns where a patch is and
+    predicts little more than the mean colour.  Checkpoints loaded with ``from_pretrained`` carry
+    their own tables and are unaffected.
+    """
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+
+    g = model.config.image_size // model.config.patch_size
+    for param in (model.vit.embeddings.position_embeddings, model.decoder.decoder_pos_embed):
+        dim = param.shape[-1]
+        table = build_2d_sinusoidal_position_embedding(height=g, width=g, embed_dim=dim, cls_token=True)
+        half = dim // 2  # the original MAE layout puts the width half first (see transformers' comment)
+        table = torch.cat([table[..., half:], table[..., :half]], dim=-1)
+        with torch.no_grad():
+            param.copy_(table.reshape(param.shape))
+    assert float(model.decoder.decoder_pos_embed.abs().sum()) > 0
+
+
 def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5e-3, device: str = "cpu", log_every: int = 100) -> dict:
     """Train from scratch and write ``out/`` (config, safetensors weights, preprocessor config, metrics)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
@@ -136,7 +158,9 @@ def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
     cfg = ViTMAEConfig(**CONFIG)
-    model = ViTMAEForPreTraining(cfg).to(device)
+    model = ViTMAEForPreTraining(cfg)
+    init_sincos_positions(model)
+    model = model.to(device)
     size, patch = cfg.image_size, cfg.patch_size
     train_imgs = list(photos("train").values())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
