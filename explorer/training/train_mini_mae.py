@@ -202,6 +202,9 @@ def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5
         "resample": 3, "size": {"height": size, "width": size},
     }, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    from .model_card import write as write_card
+
+    write_card(out)
     print(json.dumps(metrics["psnr_db"]))
     return metrics
 
