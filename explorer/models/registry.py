@@ -133,12 +133,20 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
 
     cls = getattr(transformers, cls_name)
     source = str(folder) if folder is not None else name
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if folder is not None:  # local weights load in a blink: no progress bar in the notebook
+        hf_logging.disable_progress_bar()
     try:
         model = cls.from_pretrained(source, dtype=torch.float32, attn_implementation=attn_implementation)
     except Exception as e:  # noqa: BLE001
         if folder is None:
             raise _hub_error(name, e) from e
         raise ModelLoadError(f"Could not load the model in {folder}: {type(e).__name__}: {e}") from e
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     model = model.to(dev, dt)
     mean, std = _normalisation(folder, name)
     return adapter_cls(model, model_id=name, image_mean=mean, image_std=std, device=dev, dtype=dt)
