@@ -56,14 +56,14 @@ help:
 	@echo "make clean           remove $(VENV), caches and test artifacts"
 
 $(PY):
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || { \
-	  echo "error: '$(PYTHON)' is missing or older than Python 3.10 (found: $$($(PYTHON) --version 2>&1 || echo none))." >&2; \
-	  echo "       Install Python >= 3.10 or run e.g. 'make $(MAKECMDGOALS) PYTHON=python3.11'." >&2; exit 1; }
+	@found=$$($(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo "no working Python"); \
+	if ! $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then \
+	  echo "error: PYTHON=$(PYTHON) is $$found; explorer needs Python >= 3.10 (3.11 tested)." >&2; \
+	  echo "       Install one, or point at it: make $(or $(MAKECMDGOALS),install) PYTHON=python3.11" >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip $(PIP_QUIET_FILTER)
 
 $(STAMP): pyproject.toml | $(PY)
-	@echo "Installing $(TORCH_SPEC) $(TORCH_INDEX_ARGS)"
+	@echo "Installing $(strip $(TORCH_SPEC) $(TORCH_INDEX_ARGS)) into $(VENV)"
 	$(PY) -m pip install $(PIP_FLAGS) $(TORCH_INDEX_ARGS) "$(TORCH_SPEC)" $(PIP_QUIET_FILTER)
 	$(PY) -c 'from importlib.metadata import version; print("torch==" + version("torch"))' > $(CONSTRAINTS)
 	@echo "Pinned $$(cat $(CONSTRAINTS)) in $(CONSTRAINTS); installing the project"
@@ -96,7 +96,7 @@ define run_pytest
 	@rc=0; HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	echo "$$rc" > "$(PYTEST_EXIT_FILE)"; \
 	if [ "$$rc" = 5 ]; then \
-	  echo "error: pytest collected no tests (exit status 5). Check PYTEST_ARGS='$(PYTEST_ARGS)' and the tests/ folder." >&2; fi; \
+	  echo "error: pytest collected no tests (exit status 5). Check PYTEST_ARGS and the tests/ folder." >&2; fi; \
 	exit "$$rc"
 endef
 

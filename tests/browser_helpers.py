@@ -33,8 +33,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# Outputs that mean a cell or a widget callback failed.
-ERROR_PATTERN = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b")
+# Outputs that mean a cell or a widget callback failed. stderr (where JupyterLab also renders
+# exceptions): a traceback or "SomethingError:"; stdout (e.g. an Output widget): a traceback only,
+# since notebooks may print the message of an error they caught on purpose.
+STDERR_ERROR = re.compile(r"Traceback|\b[A-Z]\w*(?:Error|Exception)\b:")
+STDOUT_ERROR = re.compile(r"Traceback \(most recent call last\)")
 
 
 def free_port() -> int:
@@ -197,6 +200,7 @@ _NOTEBOOK_STATE_JS = """(path) => {
     kernel: kernel ? kernel.status : null,
     counts: cells.map(c => c.model.executionCount),
     prompts: cells.map(c => (c.promptNode ? c.promptNode.textContent : '')),
+    failed: cells.filter(c => c.model.outputs.toJSON().some(o => o.output_type === 'error')).length,
   };
 }"""
 
@@ -233,8 +237,9 @@ def run_all_and_wait(page, path: str, timeout: float = 300.0) -> dict:
         s = notebook_state(page, path)
         ok = (
             s.get("kernel") == "idle"
-            and all(c is not None for c in s.get("counts", []))
             and not any("*" in p for p in s.get("prompts", []))
+            # run-all stops at the first cell that raises: the cells after it never get a count
+            and (s.get("failed") or all(c is not None for c in s.get("counts", [])))
         )
         return s if ok else None
 
@@ -244,20 +249,20 @@ def run_all_and_wait(page, path: str, timeout: float = 300.0) -> dict:
     return wait_for(done, timeout, "all cells to run (second look)") or first
 
 
-def plot_image_hrefs(page, scope: str = ".jp-OutputArea") -> list[str]:
-    return page.evaluate(
-        """(scope) => Array.from(document.querySelectorAll(scope + ' .js-plotly-plot image')).map(
-               e => e.getAttribute('href') || e.getAttribute('xlink:href') || '')""",
-        scope,
-    )
+_HREFS_JS = "els => els.map(e => e.getAttribute('href') || e.getAttribute('xlink:href') || '')"
 
 
-def wait_stable_hrefs(page, timeout: float = 60.0, settle: float = 1.5) -> list[str]:
-    """Image hrefs of every plotly figure in the outputs, once they stop changing."""
+def plot_image_hrefs(area) -> list[str]:
+    """``href`` data URIs of the images of every plotly figure inside ``area`` (a Playwright locator)."""
+    return area.locator(".js-plotly-plot image").evaluate_all(_HREFS_JS)
+
+
+def wait_stable_hrefs(area, timeout: float = 60.0, settle: float = 1.5) -> list[str]:
+    """Image hrefs of the plotly figures in ``area``, once there are some and they stop changing."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        cur = plot_image_hrefs(page)
+        cur = plot_image_hrefs(area)
         if cur != last:
             last, since = cur, time.monotonic()
         elif cur and any(cur) and time.monotonic() - since >= settle:
@@ -269,16 +274,19 @@ def wait_stable_hrefs(page, timeout: float = 60.0, settle: float = 1.5) -> list[
 def output_errors(page) -> list[str]:
     """Texts of rendered outputs (stdout, stderr, errors, Output widgets) that show a failure."""
     texts = page.evaluate(
-        """() => Array.from(document.querySelectorAll(
-               '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText'))
-             .map(e => e.innerText || '')"""
+        """() => Array.from(document.querySelectorAll('.jp-OutputArea .jp-RenderedText'))
+             .map(e => [e.getAttribute('data-mime-type') || '', e.innerText || ''])"""
     )
     # Widgets that report errors in an HTML status line (explorer's apps start them with a warning sign).
     statuses = page.evaluate(
         """() => Array.from(document.querySelectorAll('.jp-OutputArea .widget-html'))
              .map(e => (e.innerText || '').trim())"""
     )
-    return [t[:2000] for t in texts if ERROR_PATTERN.search(t)] + [t[:2000] for t in statuses if t.startswith("⚠")]
+    found = [
+        t[:2000] for mime, t in texts
+        if (STDERR_ERROR if mime == "application/vnd.jupyter.stderr" else STDOUT_ERROR).search(t)
+    ]
+    return found + [t[:2000] for t in statuses if t.startswith("⚠")]
 
 
 def screenshot(page, name: str) -> Path:

@@ -8,6 +8,7 @@ without it the tests skip locally but FAIL under CI (CI set), so CI cannot pass 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -95,6 +96,9 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
             return _drive(page, server, nb_name, name, presses, t0)
         except Exception as e:
             # Leave evidence: a screenshot, the error outputs, the browser console and the server log.
+            with contextlib.suppress(Exception):  # show the first error output, if any
+                page.locator('.jp-OutputArea .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
+                             ).first.scroll_into_view_if_needed(timeout=2_000)
             shot = screenshot(page, f"{name}-failure")
             errors = output_errors(page)
             console = "\n".join(page.console_log[-20:])
@@ -114,15 +118,17 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float) -> di
     early = output_errors(page)
     assert not early, "running the notebook produced errors:\n" + "\n---\n".join(early)
 
-    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
-    plot = outputs.locator(".js-plotly-plot").first
-    plot.wait_for(state="visible", timeout=120_000)
-    before = wait_stable_hrefs(page, timeout=120)
-
-    slider = outputs.locator(".widget-slider").filter(
+    # The app: the output area holding a slider labelled "...ratio..." and a plotly figure.
+    ratio_slider = page.locator(".widget-slider").filter(
         has=page.locator(".widget-label", has_text=re.compile("ratio", re.I))
-    ).first
+    )
+    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
+    slider = outputs.locator(ratio_slider).first
     slider.wait_for(state="visible", timeout=60_000)
+    app = outputs.filter(has=ratio_slider).last
+    plot = app.locator(".js-plotly-plot").first
+    plot.wait_for(state="visible", timeout=120_000)
+    before = wait_stable_hrefs(app, timeout=120)
     handle = slider.locator(".noUi-handle").first
     readout = slider.locator(".widget-readout").first
     value_before = readout.inner_text().strip()
@@ -138,8 +144,8 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float) -> di
         handle.press(key)
         time.sleep(0.3)
     wait_for(lambda: readout.inner_text().strip() != value_before, 30, "the slider readout to change")
-    wait_for(lambda: plot_image_hrefs(page) != before, 120, "the plotly images to change after the slider move")
-    after = wait_stable_hrefs(page, timeout=120)
+    wait_for(lambda: plot_image_hrefs(app) != before, 120, "the plotly images to change after the slider move")
+    after = wait_stable_hrefs(app, timeout=120)
     value_after = readout.inner_text().strip()
     wait_kernel_idle(page, nb_name, timeout=120)
 

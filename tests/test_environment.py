@@ -118,7 +118,7 @@ def test_make_test_dry_run_runs_pytest_offline():
 def _readme_test_commands() -> list[str]:
     cmds = []
     for raw in README.read_text().splitlines():
-        line = re.sub(r"^\s*(?:[$>]\s*)?", "", raw).strip().strip("`").strip()
+        line = re.sub(r"^\s*(?:[$>]\s*)?", "", raw).split(" #", 1)[0].strip().strip("`").strip()
         if re.match(r"make\s+test\b", line):
             cmds.append(line)
     return cmds
@@ -133,7 +133,7 @@ def test_readme_makefile_and_ci_agree_on_the_test_command():
     ci = _ci_commands()
     for cmd in set(cmds):
         assert any(re.match(re.escape(cmd) + r"(\s|$|\s*\|\|)", line) for line in ci), (
-            f"README's test command `{cmd}` is not what .ci/run runs; .ci/run lines: {ci}"
+            f"README's test command `{cmd}` is not what .ci/run runs; its make lines: {[x for x in ci if 'make' in x]}"
         )
 
 
