@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from .images import data_uri
 
-PANELS = ("Original", "Masked input", "Reconstruction", "Reconstruction + visible", "Per-patch error (MSE)")
+PANELS = ("Original", "Masked input", "Reconstruction", "Reconstruction + visible", "Error on hidden patches (MSE)")
 ERROR_COLORSCALE = "Viridis"  # perceptually uniform and colour-blind safe
 
 
@@ -51,11 +51,13 @@ def reconstruction_update(result, *, error_max: float | None = None, min_side: i
     """The data the five panels show, as plain values.
 
     Returns:
-        ``{"sources": [4 data URIs], "error": (gh, gw) array, "error_max": float,
+        ``{"sources": [4 data URIs], "error": (gh, gw) array (NaN on visible patches), "error_max": float,
         "titles": [5 str], "title": str}``.
     """
-    err = result.patch_error
-    zmax = float(error_max) if error_max is not None else float(max(err.max(), 1e-6))
+    # Error only where the model had to guess: visible patches are left blank (NaN).
+    err = np.where(result.mask, result.patch_error, np.nan).astype(np.float32)
+    hidden = err[result.mask]
+    zmax = float(error_max) if error_max is not None else float(max(hidden.max() if hidden.size else 0.0, 1e-6))
     images = (result.image, result.masked_input, result.prediction, result.pasted)
     return {
         "sources": [data_uri(im, min_side=min_side) for im in images],
@@ -66,7 +68,8 @@ def reconstruction_update(result, *, error_max: float | None = None, min_side: i
     }
 
 
-def reconstruction_figure(result, *, error_max: float | None = None, height: int = 330, min_side: int = 224) -> go.Figure:
+def reconstruction_figure(result, *, error_max: float | None = None, height: int = 330, width: int | None = 1250,
+                          min_side: int = 224) -> go.Figure:
     """Five aligned panels for one :class:`explorer.Reconstruction`.
 
     Axes are in model-input pixels (``0..S``), so a click at ``(x, y)`` on any panel is the
@@ -98,7 +101,7 @@ def reconstruction_figure(result, *, error_max: float | None = None, height: int
         fig.update_yaxes(range=[S, 0], showticklabels=False, showgrid=False, zeroline=False, scaleanchor=f"x{'' if c == 1 else c}",
                          scaleratio=1, constrain="domain", row=1, col=c)
     fig.update_layout(
-        title=dict(text=upd["title"], font=dict(size=13), x=0.01), height=height, margin=dict(l=10, r=10, t=60, b=10),
+        title=dict(text=upd["title"], font=dict(size=13), x=0.01), height=height, width=width, margin=dict(l=10, r=10, t=60, b=10),
         template="plotly_white", dragmode=False,
     )
     return fig
@@ -121,7 +124,7 @@ def ratio_curve(sweep, *, baselines: dict[str, np.ndarray] | None = None, curren
         fig.add_vline(x=current, line=dict(color="grey", dash="dot"))
     fig.update_layout(
         title=title or f"Masked-patch PSNR vs masking ratio ({sweep.results[0].spec.strategy}, seed {sweep.results[0].spec.seed})",
-        xaxis_title="masking ratio", yaxis_title="PSNR over hidden patches (dB)", template="plotly_white", height=320,
+        xaxis_title="masking ratio", yaxis_title="PSNR over hidden patches (dB)", template="plotly_white", height=320, width=700,
         margin=dict(l=50, r=10, t=50, b=40),
     )
     return fig

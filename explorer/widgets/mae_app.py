@@ -193,7 +193,7 @@ class MAEApp(W.VBox):
         self.ratio.disabled = False
         t0 = time.perf_counter()
         self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
-        self._err_max = float(max(r.patch_error.max() for r in self.sweep.results))
+        self._err_max = float(max(r.patch_error[r.mask].max() for r in self.sweep.results))
         self._show(self.sweep.at(self.ratio.value), rebuild=True, extra_ms=(time.perf_counter() - t0) * 1e3)
 
     @_guarded
