@@ -24,11 +24,10 @@ import torch
 from ..baselines import mean_fill, telea_fill
 from ..masking import mask_from_order, mask_to_noise, num_masked, random_order
 from ..metrics import masked_psnr
+from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
 from .photos import PHOTOS, photos
 from .procedural import random_scene
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CONFIG = dict(
     image_size=112,
