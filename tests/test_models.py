@@ -181,3 +181,23 @@ def test_weights_never_unpickled():
     for folder in explorer.models.shipped_models().values():
         assert (folder / "model.safetensors").is_file()
         json.loads((folder / "config.json").read_text())
+
+
+def test_hub_id_loads_from_a_hub_cache_offline(tmp_path, tiny_dir, monkeypatch):
+    """A hub id goes through from_pretrained(id): served here from a cache laid out like the hub's."""
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "models--test-org--tiny-mae"
+    commit = "0" * 40
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f in tiny_dir.iterdir():
+        shutil.copy(f, snap / f.name)
+    (snap / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    adapter = load_model("test-org/tiny-mae", cache_dir=tmp_path)
+    assert adapter.model_id == "test-org/tiny-mae"
+    assert adapter.weights_sha256 == load_model(tiny_dir).weights_sha256
+    assert adapter._mean.flatten().tolist() == [0.5] * 3  # the checkpoint's processor config was read

@@ -55,7 +55,7 @@ def _read_json(path: Path) -> dict:
         raise ModelLoadError(f"Cannot read {path}: {e}") from e
 
 
-def _normalisation(folder: Path | None, model_id: str) -> tuple[tuple, tuple]:
+def _normalisation(folder: Path | None, model_id: str, cache_dir=None) -> tuple[tuple, tuple]:
     """Image mean / std from the checkpoint's ``preprocessor_config.json`` (ImageNet if absent)."""
     if folder is not None and (folder / "preprocessor_config.json").is_file():
         pp = _read_json(folder / "preprocessor_config.json")
@@ -64,7 +64,7 @@ def _normalisation(folder: Path | None, model_id: str) -> tuple[tuple, tuple]:
         try:
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(model_id, "preprocessor_config.json")
+            path = hf_hub_download(model_id, "preprocessor_config.json", cache_dir=cache_dir)
             pp = _read_json(Path(path))
             return tuple(pp.get("image_mean", IMAGENET_MEAN)), tuple(pp.get("image_std", IMAGENET_STD))
         except Exception:  # noqa: BLE001 - the hub's processor config is optional
@@ -81,7 +81,8 @@ def _hub_error(model_id: str, err: Exception) -> ModelLoadError:
     )
 
 
-def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: str = "float32", attn_implementation: str = "sdpa"):
+def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: str = "float32",
+               attn_implementation: str = "sdpa", cache_dir: str | os.PathLike | None = None):
     """Load a model and wrap it in its family's adapter.
 
     Args:
@@ -90,6 +91,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
         device: ``"auto"`` (cuda → mps → cpu), ``"cuda"``, ``"mps"`` or ``"cpu"``.
         dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs only).
         attn_implementation: ``"sdpa"`` (fast) or ``"eager"``.
+        cache_dir: Hugging Face cache folder for hub ids (default: the hub's own, ``$HF_HUB_CACHE``).
 
     Weights load only from safetensors or through ``torch.load(weights_only=True)``
     (transformers' default); nothing is unpickled.
@@ -121,7 +123,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
         try:
             from transformers import AutoConfig
 
-            model_type = AutoConfig.from_pretrained(name).model_type
+            model_type = AutoConfig.from_pretrained(name, cache_dir=cache_dir).model_type
         except Exception as e:  # noqa: BLE001 - network, 404, auth: all mean "cannot reach it"
             raise _hub_error(name, e) from e
     if model_type not in ADAPTERS:
@@ -139,7 +141,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
     if folder is not None:  # local weights load in a blink: no progress bar in the notebook
         hf_logging.disable_progress_bar()
     try:
-        model = cls.from_pretrained(source, dtype=torch.float32, attn_implementation=attn_implementation)
+        model = cls.from_pretrained(source, dtype=torch.float32, attn_implementation=attn_implementation, cache_dir=cache_dir)
     except Exception as e:  # noqa: BLE001
         if folder is None:
             raise _hub_error(name, e) from e
@@ -148,5 +150,5 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
         if bars:
             hf_logging.enable_progress_bar()
     model = model.to(dev, dt)
-    mean, std = _normalisation(folder, name)
+    mean, std = _normalisation(folder, name, cache_dir)
     return adapter_cls(model, model_id=name, image_mean=mean, image_std=std, device=dev, dtype=dt)
