@@ -111,8 +111,12 @@ bench: install
 	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py scripts yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
 
+# The two stages recorded in data/models/mini-mae/README.md (about 80 minutes on 2 CPU cores;
+# add DEVICE=cuda to train on a GPU).
+DEVICE ?= cpu
 train-mini-mae: install
-	$(PY) -m explorer.training.train_mini_mae --steps 3000 --out data/models/mini-mae
+	$(PY) -m explorer.training.train_mini_mae --steps 3000 --lr 0.0015 --seed 0 --device $(DEVICE) --out data/models/mini-mae
+	$(PY) -m explorer.training.train_mini_mae --init data/models/mini-mae --steps 2000 --lr 0.0005 --seed 1 --device $(DEVICE) --out data/models/mini-mae
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts build dist *.egg-info

@@ -43,11 +43,12 @@ mixed 70/30 with procedurally generated OpenCV scenes (shapes, lines, gradients,
 ## Training
 
 ```
-python -m explorer.training.train_mini_mae --steps {steps} --batch {batch} --lr {lr} --seed {seed} --out data/models/mini-mae
+{commands}
 ```
 
 AdamW (betas 0.9/0.95, weight decay 0.05), linear warm-up over 5% of the steps then cosine decay,
-gradient clipping at 1.0, masking ratio drawn uniformly in [0.5, 0.9] per step.
+gradient clipping at 1.0, masking ratio drawn uniformly in [0.5, 0.9] per step. A stage started with
+`--init` continues from the previous weights (fresh optimiser, its own warm-up and seed).
 Trained on `{device}` in {minutes:.0f} minutes ({machine}, torch {torch}); final training loss {final_loss}.
 The script fills MAE's fixed 2-D sin-cos position tables itself: transformers 5 leaves them at zero
 when the model is built from a config, which silently reduces an MAE to predicting mean colours.
@@ -85,6 +86,16 @@ def _table(split: str) -> str:
     return "\n".join(rows)
 
 
+def _commands(m: dict) -> str:
+    stages = m.get("stages") or [{k: m[k] for k in ("steps", "batch", "lr", "seed")}]
+    lines = []
+    for st in stages:
+        init = "--init data/models/mini-mae " if st.get("init") else ""
+        lines.append(f"python -m explorer.training.train_mini_mae {init}--steps {st['steps']} --batch {st['batch']} "
+                     f"--lr {st['lr']} --seed {st['seed']} --out data/models/mini-mae")
+    return "\n".join(lines)
+
+
 def render(folder: Path) -> str:
     cfg = json.loads((folder / "config.json").read_text())
     m = json.loads((folder / "metrics.json").read_text())
@@ -99,7 +110,7 @@ def render(folder: Path) -> str:
         enc_layers=cfg["num_hidden_layers"], hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"],
         dec_layers=cfg["decoder_num_hidden_layers"], dec_hidden=cfg["decoder_hidden_size"], dec_heads=cfg["decoder_num_attention_heads"],
         params=params, weights_mb=weights.stat().st_size / 1e6, train_table=_table("train"), heldout_table=_table("heldout"),
-        steps=m["steps"], batch=m["batch"], lr=m["lr"], seed=m["seed"], device=m["device"], minutes=m["train_seconds"] / 60,
+        commands=_commands(m), device=m["device"], minutes=m["train_seconds"] / 60,
         machine=m.get("machine", "?"), torch=m.get("torch", "?"), final_loss=m["final_loss"], n_crops=m["n_crops"],
         n_heldout=len(m["heldout_photos"]), n_masks=m["n_masks_per_crop"], psnr_mae=m["psnr_db"]["mae"],
         psnr_telea=m["psnr_db"]["telea"], psnr_mean=m["psnr_db"]["mean_fill"],

@@ -150,15 +150,24 @@ def init_sincos_positions(model) -> None:
     assert float(model.decoder.decoder_pos_embed.abs().sum()) > 0
 
 
-def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5e-3, device: str = "cpu", log_every: int = 100) -> dict:
-    """Train from scratch and write ``out/`` (config, safetensors weights, preprocessor config, metrics)."""
+def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5e-3, device: str = "cpu", log_every: int = 100,
+          init: Path | None = None) -> dict:
+    """Train (from scratch, or on from the weights in ``init``) and write ``out/``: config,
+    safetensors weights, preprocessor config, metrics (with every training stage) and model card."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     torch.manual_seed(seed)
     rng = np.random.Generator(np.random.PCG64(seed))
-    cfg = ViTMAEConfig(**CONFIG)
-    model = ViTMAEForPreTraining(cfg)
-    init_sincos_positions(model)
+    stages = []
+    if init is not None:  # continue a previous run (its weights are safetensors: nothing unpickled)
+        model = ViTMAEForPreTraining.from_pretrained(init, dtype=torch.float32, use_safetensors=True)
+        cfg = model.config
+        prev = json.loads((Path(init) / "metrics.json").read_text())
+        stages = prev.get("stages") or [{k: prev[k] for k in ("steps", "batch", "lr", "seed", "train_seconds")}]
+    else:
+        cfg = ViTMAEConfig(**CONFIG)
+        model = ViTMAEForPreTraining(cfg)
+        init_sincos_positions(model)
     model = model.to(device)
     size, patch = cfg.image_size, cfg.patch_size
     train_imgs = list(photos("train").values())
@@ -193,6 +202,9 @@ def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5
         final_loss=round(float(np.mean(losses[-100:])), 5), torch=torch.__version__, machine=platform.machine(),
         train_photos=[p.name for p in PHOTOS if p.split == "train"],
     )
+    metrics["stages"] = stages + [{"steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_seconds": round(train_seconds, 1),
+                                   "init": str(init) if init is not None else None}]
+    metrics["train_seconds"] = round(sum(s["train_seconds"] for s in metrics["stages"]), 1)
     out.mkdir(parents=True, exist_ok=True)
     model.cpu().save_pretrained(out, safe_serialization=True)
     (out / "preprocessor_config.json").write_text(json.dumps({
@@ -216,9 +228,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path("data/models/mini-mae"))
+    ap.add_argument("--init", type=Path, default=None, help="continue from the weights in this folder")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    train(args.steps, args.out, seed=args.seed, batch=args.batch, lr=args.lr, device=args.device)
+    train(args.steps, args.out, seed=args.seed, batch=args.batch, lr=args.lr, device=args.device, init=args.init)
 
 
 if __name__ == "__main__":
