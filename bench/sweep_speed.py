@@ -64,10 +64,11 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--attn", default="sdpa")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=None, help="masks per forward (default: all 19)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="masks per forward (default: the adapter's choice: all 19 on a GPU, chunks of 4 on a CPU)")
     ap.add_argument("--skip-base", action="store_true", help="only the shipped mini model")
     args = ap.parse_args(argv)
-    print(f"# sweep_speed on {machine()}")
+    print(f"# sweep_speed on {machine()}; batch size {args.batch_size or 'auto'}")
     run("mini-mae (112px, 196 patches)", "mini-mae", args.device, args.dtype, args.attn, args.repeat * 2, args.batch_size)
     if not args.skip_base:
         run("vit-mae-base config (224px)", base_folder(), args.device, args.dtype, args.attn, args.repeat, args.batch_size)

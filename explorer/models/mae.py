@@ -48,6 +48,8 @@ class MAEAdapter:
     """
 
     family = "mae"
+    #: Masks per forward on a CPU when ``batch_size`` is not given (see :meth:`forward_masks`).
+    CPU_CHUNK = 4
 
     def __init__(self, model, *, model_id: str, image_mean, image_std, device: torch.device, dtype: torch.dtype):
         self.model = model.eval()
@@ -143,8 +145,10 @@ class MAEAdapter:
         Args:
             image: ``(S, S, 3)`` float in [0, 1].
             masks: ``(B, gh, gw)`` bool, True = hidden; any number hidden per mask.
-            batch_size: masks per forward (``None``: all at once).  Masks are sorted by their
-                visible count first so that each chunk pads little.
+            batch_size: masks per forward.  ``None`` chooses: all at once on a GPU (where one
+                launch-bound forward beats many), chunks of :attr:`CPU_CHUNK` on a CPU (where padding
+                every mask to the longest would cost more than it saves; measured in
+                ``bench/sweep_speed.py``).  Masks are sorted by visible count so each chunk pads little.
         Returns:
             ``(B, S, S, 3)`` float32 predictions, pixel space, in the input order.
         """
@@ -154,7 +158,9 @@ class MAEAdapter:
             raise ValueError(f"Masks have {L} patches, the model expects {self.num_patches}.")
         x = self.normalise(image)
         order = np.argsort((~masks).sum(1), kind="stable")
-        chunk = B if batch_size is None else max(1, int(batch_size))
+        if batch_size is None:
+            batch_size = B if self.device.type == "cuda" else self.CPU_CHUNK
+        chunk = max(1, int(batch_size))
         out = np.empty((B, self.image_size, self.image_size, 3), np.float32)
         for start in range(0, B, chunk):
             idx = order[start : start + chunk]
