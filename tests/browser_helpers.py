@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 # Outputs that mean a cell or a widget callback failed. stderr (where JupyterLab also renders
 # exceptions): a traceback or "SomethingError:"; stdout (e.g. an Output widget): a traceback only,
 # since notebooks may print the message of an error they caught on purpose.
-STDERR_ERROR = re.compile(r"Traceback|\b[A-Z]\w*(?:Error|Exception)\b:")
+STDERR_ERROR = re.compile(r"Traceback|\b[A-Z]\w*(?:Error|Exception|Warning)\b:")
 STDOUT_ERROR = re.compile(r"Traceback \(most recent call last\)")
 
 

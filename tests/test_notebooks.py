@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -38,6 +39,9 @@ def test_notebook_runs(path):
     nb = _run(path)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # No warnings either (e.g. a widget message that fails to serialise shows up here only).
+    stderr = [o["text"] for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not [t for t in stderr if re.search(r"Warning|Error|Traceback", t)], stderr
     # Every code cell ran (an execution count on each) and the widgets / figures rendered.
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in code)

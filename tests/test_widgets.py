@@ -53,6 +53,12 @@ def test_slider_updates_figure_from_cache(app):
     assert app.result.hidden_fraction == pytest.approx(0.3, abs=1 / 64)
     assert "30% hidden" in app.fig.layout.annotations[1].text
     assert app.last_update_ms < 1000
+    # The error map is blank (None, JSON-safe) exactly on visible patches, numbers on hidden ones.
+    z = app.fig.data[4].z
+    blank = np.array([[v is None for v in row] for row in z])
+    np.testing.assert_array_equal(blank, ~app.result.mask)
+    hidden_vals = np.array([v for row in z for v in row if v is not None])
+    np.testing.assert_allclose(hidden_vals, app.result.patch_error[app.result.mask], rtol=1e-6)
 
 
 def test_seed_and_strategy_change_the_mask(app):

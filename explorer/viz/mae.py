@@ -51,12 +51,14 @@ def reconstruction_update(result, *, error_max: float | None = None, min_side: i
     """The data the five panels show, as plain values.
 
     Returns:
-        ``{"sources": [4 data URIs], "error": (gh, gw) array (NaN on visible patches), "error_max": float,
+        ``{"sources": [4 data URIs], "error": gh x gw nested list (None on visible patches), "error_max": float,
         "titles": [5 str], "title": str}``.
     """
-    # Error only where the model had to guess: visible patches are left blank (NaN).
-    err = np.where(result.mask, result.patch_error, np.nan).astype(np.float32)
-    hidden = err[result.mask]
+    # Error only where the model had to guess: visible patches are left blank. Blank cells are
+    # None, not NaN: NaN is not JSON, and a live FigureWidget sends its data as JSON.
+    err_grid = result.patch_error
+    err = [[float(e) if m else None for e, m in zip(er, mr)] for er, mr in zip(err_grid, result.mask)]
+    hidden = err_grid[result.mask]
     zmax = float(error_max) if error_max is not None else float(max(hidden.max() if hidden.size else 0.0, 1e-6))
     images = (result.image, result.masked_input, result.prediction, result.pasted)
     return {
@@ -86,7 +88,7 @@ def reconstruction_figure(result, *, error_max: float | None = None, height: int
                      hovertemplate="x %{x:.0f}, y %{y:.0f}<extra>" + PANELS[i] + "</extra>"),
             row=1, col=i + 1,
         )
-    gh, gw = upd["error"].shape
+    gh, gw = result.mask.shape
     fig.add_trace(
         go.Heatmap(
             z=upd["error"], x=(np.arange(gw) + 0.5) * p, y=(np.arange(gh) + 0.5) * p, zmin=0, zmax=upd["error_max"],
