@@ -132,15 +132,18 @@ class ReconstructionSweep:
 
 
 # ---------------------------------------------------------------------------- inputs
-def as_input(image, fit: str, size: int) -> tuple[np.ndarray, InputInfo]:
-    """Anything :func:`explorer.io.load_image` takes, a :class:`LoadedImage`, or a sample name →
-    ``((S, S, 3) float32, InputInfo)``."""
+def load_input(image) -> LoadedImage:
+    """A sample name, a :class:`LoadedImage`, or anything :func:`explorer.io.load_image` takes → :class:`LoadedImage`."""
+    if isinstance(image, LoadedImage):
+        return image
     if isinstance(image, str) and image in SAMPLES:
-        loaded = load_sample(image)
-    elif isinstance(image, LoadedImage):
-        loaded = image
-    else:
-        loaded = load_image(image)
+        return load_sample(image)
+    return load_image(image)
+
+
+def as_input(image, fit: str, size: int) -> tuple[np.ndarray, InputInfo]:
+    """Any input :func:`load_input` takes → ``((S, S, 3) float32, InputInfo)`` fitted to the model."""
+    loaded = load_input(image)
     f = fit_image(loaded.pixels, size, fit)
     return f.pixels, InputInfo(loaded.name, loaded.sha256, fit, f.description, loaded.notes)
 
@@ -235,8 +238,7 @@ class SweepCache:
 
     def get(self, adapter, image, seed: int, strategy: str, fit: str = "center-crop") -> ReconstructionSweep:
         """The sweep for these arguments, computed on a miss.  ``image`` as in :func:`reconstruct_sweep`."""
-        if not isinstance(image, LoadedImage):
-            image = load_sample(image) if isinstance(image, str) and image in SAMPLES else load_image(image)
+        image = load_input(image)
         k = self.key(adapter, image.sha256, fit, seed, strategy)
         if k in self._items:
             self.hits += 1

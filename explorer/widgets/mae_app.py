@@ -17,11 +17,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import viz
-from ..io import ImageLoadError, LoadedImage, load_image
+from ..io import ImageLoadError, LoadedImage
 from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
 from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
 from ..preprocess import POLICIES
-from ..reconstruction import InputInfo, SweepCache, as_input, reconstruct_manual
+from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..samples import SAMPLES, load_sample, sample_label
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
@@ -167,11 +167,11 @@ class MAEApp(W.VBox):
     def _on_upload(self, change):
         if not change["new"]:
             return
-        self._set_image(load_image(change["new"]))
+        self._set_image_from(change["new"])
 
     @_guarded
     def _set_image_from(self, image):
-        self._set_image(image if isinstance(image, LoadedImage) else load_image(image))
+        self._set_image(load_input(image))
 
     @_guarded
     def _set_image(self, loaded: LoadedImage):
