@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,7 +118,6 @@ class ReconstructionSweep:
     ratios: tuple[float, ...]
     results: tuple[Reconstruction, ...]
     seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
 
     def at(self, ratio: float) -> Reconstruction:
         """The reconstruction at the sweep ratio nearest to ``ratio``."""

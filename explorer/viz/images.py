@@ -13,10 +13,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def upscale_factor(h: int, w: int, min_side: int) -> int:
+    """Integer factor that brings the shorter side of an ``h x w`` image to at least ``min_side``."""
+    return max(1, int(np.ceil(min_side / max(1, min(h, w))))) if min_side else 1
+
+
 def upscale_nearest(image: np.ndarray, min_side: int) -> np.ndarray:
     """Integer nearest-neighbour upscaling so that patches stay crisp in the browser."""
     h, w = image.shape[:2]
-    k = max(1, int(np.ceil(min_side / max(1, min(h, w)))))
+    k = upscale_factor(h, w, min_side)
     if k == 1:
         return image
     return cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_NEAREST)

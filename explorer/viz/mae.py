@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .images import data_uri
+from .images import data_uri, upscale_factor
 
 PANELS = ("Original", "Masked input", "Reconstruction", "Reconstruction + visible", "Error on hidden patches (MSE)")
 ERROR_COLORSCALE = "Viridis"  # perceptually uniform and colour-blind safe
@@ -80,7 +80,7 @@ def reconstruction_figure(result, *, error_max: float | None = None, height: int
     """
     upd = reconstruction_update(result, error_max=error_max, min_side=min_side)
     S, p = result.image.shape[0], result.patch_size
-    k = max(1, int(np.ceil(min_side / S))) if min_side else 1
+    k = upscale_factor(S, S, min_side)  # the factor data_uri() used, so axes stay in model pixels
     fig = make_subplots(rows=1, cols=5, subplot_titles=upd["titles"], horizontal_spacing=0.02)
     for i, src in enumerate(upd["sources"]):
         fig.add_trace(

@@ -183,8 +183,8 @@ class MAEApp(W.VBox):
     def _refresh(self):
         if self.adapter is None or self.loaded is None:
             return
-        self._pixels, self._info = as_input(self.loaded, self.fit_dd.value, self.adapter.image_size)
         if self.strategy_tb.value == "manual":
+            self._pixels, self._info = as_input(self.loaded, self.fit_dd.value, self.adapter.image_size)
             self.ratio.disabled = True
             hidden = np.flatnonzero(self.result.mask) if self.result is not None and self.result.mask.size == self.adapter.num_patches else []
             self.sweep = None
@@ -193,6 +193,8 @@ class MAEApp(W.VBox):
         self.ratio.disabled = False
         t0 = time.perf_counter()
         self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
+        # The sweep already holds the fitted input: clicks paint on exactly what it was computed from.
+        self._pixels, self._info = self.sweep.results[0].image, self.sweep.results[0].input
         self._err_max = float(max(r.patch_error[r.mask].max() for r in self.sweep.results))
         self._show(self.sweep.at(self.ratio.value), rebuild=True, extra_ms=(time.perf_counter() - t0) * 1e3)
 
