@@ -38,7 +38,7 @@ PYTEST_ARGS ?=
 # Where the test recipe records pytest's exit status (read by .ci/run).
 PYTEST_EXIT_FILE ?= test-artifacts/pytest-exit-code
 
-SYSDEPS ?= chromium fonts-dejavu-core poppler-utils
+SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
 
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -88,6 +88,7 @@ sysdeps:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
 
 lab: install
+	@$(MAKE) --no-print-directory sysdeps || echo "warning: Export (PDF/SVG/PNG) needs Chromium and fonts-liberation; see README." >&2
 	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb $(LAB_ROOT_FLAG) $(LAB_ARGS)
 
 # pytest exit status 5 means "no tests collected": never let that pass quietly.

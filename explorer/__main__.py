@@ -1,4 +1,4 @@
-"""Command line: ``python -m explorer {info,train-mini-mae}``."""
+"""Command line: ``python -m explorer {info,export,reproduce,train-mini-mae}``."""
 
 from __future__ import annotations
 
@@ -20,19 +20,94 @@ def _info(_args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _export(args) -> int:
+    from explorer.export.batch import BatchConfig, run_batch
+
+    cfg = BatchConfig(
+        model=args.model, inputs=args.inputs, out=args.out, ratios=tuple(args.ratios), views=tuple(args.views),
+        seed=args.seed, strategy=args.strategy, fit=args.fit, formats=tuple(args.formats), preset=args.preset,
+        dpi=args.dpi, device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=args.overwrite,
+        recursive=args.recursive, workers=args.workers,
+    )
+    summary = run_batch(cfg, progress=not args.quiet)
+    print(summary.text())
+    print(f"Summary written to {cfg.out}/summary.json")
+    return 1 if summary.failed else 0
+
+
+def _reproduce(args) -> int:
+    from explorer.export import reproduce
+
+    report = reproduce(args.sidecar, out=args.out, inputs=args.input, device=args.device,
+                       check_weights=not args.skip_weight_check, overwrite=args.overwrite)
+    print(report.summary())
+    return 0 if report.equivalent else 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    from explorer.export.batch import VIEWS
+    from explorer.export.presets import PRESETS
+
     ap = argparse.ArgumentParser(prog="python -m explorer", description="explorer command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="versions, devices and shipped models").set_defaults(fn=_info)
+
+    ex = sub.add_parser("export", help="export reconstructions for every image in a folder",
+                        description="Batch export: decode, reconstruct at every ratio (batched on the GPU), write "
+                                    "tiles and/or paper figures with sidecars. Reruns skip finished inputs.")
+    ex.add_argument("--model", required=True, help="shipped name (mini-mae), hub id or folder")
+    ex.add_argument("--inputs", required=True, help="folder of images")
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    ex.add_argument("--views", nargs="+", choices=VIEWS, default=["tiles"])
+    ex.add_argument("--formats", nargs="+", choices=["pdf", "svg", "png"], default=["pdf", "svg", "png"],
+                    help="formats of the figure views")
+    ex.add_argument("--preset", choices=sorted(PRESETS), default="double-column")
+    ex.add_argument("--dpi", type=int, default=None)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--strategy", choices=["random", "block", "grid"], default="random")
+    ex.add_argument("--fit", choices=["center-crop", "resize", "pad"], default="center-crop")
+    ex.add_argument("--device", default="auto")
+    ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    ex.add_argument("--batch-size", type=int, default=16, help="images per forward (each with every ratio)")
+    ex.add_argument("--workers", type=int, default=2, help="decode / write threads")
+    ex.add_argument("--recursive", action="store_true")
+    ex.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    ex.set_defaults(fn=_export)
+
+    rp = sub.add_parser("reproduce", help="rebuild an exported figure from its sidecar and compare the bytes")
+    rp.add_argument("sidecar", help="FIGURE.json (or an exported .png/.pdf/.svg with embedded sidecar)")
+    rp.add_argument("--out", default=None, help="output stem (default: <figure>-reproduced)")
+    rp.add_argument("--input", nargs="+", default=None, help="new locations of the recorded inputs, in order")
+    rp.add_argument("--device", default=None)
+    rp.add_argument("--skip-weight-check", action="store_true")
+    rp.add_argument("--overwrite", action="store_true")
+    rp.set_defaults(fn=_reproduce)
+
     tr = sub.add_parser("train-mini-mae", help="train the shipped mini MAE (see its model card)", add_help=False)
     tr.set_defaults(fn=None)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "train-mini-mae":
         from explorer.training.train_mini_mae import main as train_main
 
         train_main(rest)
         return 0
-    return args.fn(args)
+    if rest:
+        ap.error(f"unrecognised arguments: {' '.join(rest)}")
+    from explorer.export import ExportError, ReproduceError, SidecarError
+    from explorer.models import DeviceError, ModelLoadError
+
+    try:
+        return args.fn(args)
+    except (ExportError, ReproduceError, SidecarError, ModelLoadError, DeviceError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

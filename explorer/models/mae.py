@@ -152,19 +152,39 @@ class MAEAdapter:
         Returns:
             ``(B, S, S, 3)`` float32 predictions, pixel space, in the input order.
         """
+        return self._run(self.normalise(image), masks, batch_size, self.CPU_CHUNK, None)
+
+    @torch.no_grad()
+    def forward_batch(self, images: np.ndarray, masks: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Reconstruct many images, each under its own mask (the batch-export path).
+
+        Args:
+            images: ``(N, S, S, 3)`` float in [0, 1].
+            masks: ``(N, gh, gw)`` bool, True = hidden; ratios may differ between items.
+            batch_size: items per forward; default 256 on a GPU, :attr:`CPU_CHUNK` on a CPU.
+        Returns:
+            ``(N, S, S, 3)`` float32 predictions, pixel space, in the input order.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or len(images) != len(masks):
+            raise ValueError(f"Expected (N, S, S, 3) images and N masks, got {images.shape} and {len(masks)} masks.")
+        return self._run(None, masks, batch_size, self.CPU_CHUNK, images)
+
+    def _run(self, x: torch.Tensor | None, masks, batch_size, cpu_chunk: int, images: np.ndarray | None) -> np.ndarray:
         masks = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
         B, L = masks.shape
         if L != self.num_patches:
             raise ValueError(f"Masks have {L} patches, the model expects {self.num_patches}.")
-        x = self.normalise(image)
+        # Sorting by visible count keeps the padding of each chunk small.
         order = np.argsort((~masks).sum(1), kind="stable")
         if batch_size is None:
-            batch_size = B if self.device.type == "cuda" else self.CPU_CHUNK
+            batch_size = (B if images is None else 256) if self.device.type == "cuda" else cpu_chunk
         chunk = max(1, int(batch_size))
         out = np.empty((B, self.image_size, self.image_size, 3), np.float32)
         for start in range(0, B, chunk):
             idx = order[start : start + chunk]
-            out[idx] = self._forward_chunk(x, masks[idx])
+            xi = x if images is None else self.normalise(images[idx])
+            out[idx] = self._forward_chunk(xi, masks[idx])
         return out
 
     def _forward_chunk(self, x: torch.Tensor, masks: np.ndarray) -> np.ndarray:
@@ -172,7 +192,7 @@ class MAEAdapter:
         emb = vit.embeddings
         B, L = masks.shape
         pos = emb.position_embeddings.to(x.dtype)
-        tokens = emb.patch_embeddings(x) + pos[:, 1:, :]  # (1, L, D)
+        tokens = emb.patch_embeddings(x) + pos[:, 1:, :]  # (1 or B, L, D)
         visible = ~masks
         n_vis = visible.sum(1)
         K = int(n_vis.max())

@@ -1,0 +1,23 @@
+"""Figures for papers: paper presets, PDF/SVG/PNG export with sidecars, reproduction, batch mode.
+
+* :func:`export_figure` — style any plotly figure for a venue and write PDF, SVG and PNG.
+* :func:`export_recipe` — build a registered figure recipe and export it reproducibly.
+* :func:`reproduce` — rebuild an export from its sidecar and compare the bytes.
+* :data:`PRESETS` — single / double column sizes and fonts of common venues.
+* :func:`run_batch` — the ``python -m explorer export`` pipeline over a folder.
+"""
+
+from .figure import ExportResult, build_recipe, export_figure, export_recipe, model_spec
+from .files import free_stem, remove_stale_parts, write_atomic
+from .inputs import ReproduceError
+from .presets import PRESETS, Preset, get_preset
+from .recipes import RECIPES, get_recipe, recipe
+from .render import FORMATS, ExportError
+from .reproduce import ReproduceReport, reproduce
+from .sidecar import SidecarError, read_sidecar, versions
+
+__all__ = [
+    "ExportError", "ExportResult", "FORMATS", "PRESETS", "Preset", "RECIPES", "ReproduceError", "ReproduceReport",
+    "SidecarError", "build_recipe", "export_figure", "export_recipe", "free_stem", "get_preset", "get_recipe",
+    "model_spec", "read_sidecar", "recipe", "remove_stale_parts", "reproduce", "versions", "write_atomic",
+]

@@ -1,0 +1,180 @@
+"""Export a figure to PDF / SVG / PNG with a reproducible sidecar.
+
+    from explorer import export
+    res = export.export_recipe("reconstruction", "figs/cat", model=adapter, inputs=["chelsea"],
+                               options=dict(ratio=0.75, seed=0), preset="double-column")
+    res.files        # {"pdf": Path("figs/cat.pdf"), "svg": ..., "png": ..., "json": ...}
+
+    python -m explorer reproduce figs/cat.json      # rebuilds it and compares the bytes
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from .files import free_stem, remove_stale_parts, write_atomic
+from .inputs import ReproduceError, file_sha256, input_spec, resolve_input
+from .presets import Preset, get_preset
+from .recipes import get_recipe, options_for
+from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw
+from .sidecar import PDF_KEY, PNG_KEY, SCHEMA, dumps, embedded, versions
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        files: format → path, including ``"json"`` for the sidecar.
+        sidecar: the sidecar dict (as written to the JSON file).
+        notes: changes made while styling (e.g. a replaced colour scale).
+    """
+
+    files: dict[str, Path]
+    sidecar: dict
+    notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:  # a readable summary in notebooks
+        items = "".join(f"<li><code>{p}</code></li>" for p in self.files.values())
+        return f"<b>Exported</b><ul>{items}</ul>" + "".join(f"<div>note: {n}</div>" for n in self.notes)
+
+
+def _stem(path: "str | os.PathLike") -> Path:
+    p = Path(path)
+    if p.suffix.lower().lstrip(".") in (*FORMATS, "json"):
+        p = p.with_suffix("")
+    return p
+
+
+def render_files(fig: go.Figure, preset: Preset, formats, sidecar: dict) -> dict[str, bytes]:
+    size_pt = (sidecar["style"]["width_pt"], sidecar["style"]["height_pt"])
+    """Bytes of every requested format, normalised and with the sidecar embedded."""
+    text = dumps(embedded(sidecar))
+    out = {}
+    for fmt in formats:
+        if fmt == "png":
+            out["png"] = normalise_png(render_raw(fig, "png", scale=preset.dpi / 96.0), preset.dpi,
+                                       {PNG_KEY: text, "Software": "explorer"})
+        elif fmt == "svg":
+            out["svg"] = normalise_svg(render_raw(fig, "svg"), metadata=text)
+        elif fmt == "pdf":
+            out["pdf"] = normalise_pdf(render_raw(fig, "pdf"), {PDF_KEY: text, "/Title": sidecar.get("title") or "explorer figure"}, size_pt=size_pt)
+        else:
+            raise ValueError(f"Unknown format {fmt!r}; choose from {FORMATS}.")
+    return out
+
+
+def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | Preset" = "double-column",
+                  formats=FORMATS, dpi: int | None = None, height_in: float | None = None, letters: bool = True,
+                  overwrite: bool = False, recipe: dict | None = None, provenance: dict | None = None,
+                  title: str | None = None) -> ExportResult:
+    """Style ``fig`` for a paper and write it in every format of ``formats`` plus a JSON sidecar.
+
+    Args:
+        fig: a plotly figure (usually from :mod:`explorer.viz`).
+        path: output stem (``figs/cat`` → ``figs/cat.pdf``, ``.svg``, ``.png``, ``.json``); a
+            suffix such as ``.pdf`` is dropped.  If any of those files exists, ``-2``, ``-3``, ...
+            is appended unless ``overwrite=True``.
+        preset: name from :data:`explorer.export.PRESETS` or a :class:`Preset`.
+        dpi: PNG resolution (default: the preset's, 300).
+        height_in: figure height in inches (default: keep the figure's aspect ratio).
+        letters: panel letters a, b, c, ...
+        recipe / provenance: what regenerates the figure (filled by :func:`export_recipe`);
+            without a recipe the sidecar still records style and versions, but
+            ``reproduce`` cannot rebuild the figure.
+    """
+    from ..viz.paper import paper_style
+
+    formats = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
+    if not formats:
+        raise ValueError("Give at least one format (pdf, svg, png).")
+    for f in formats:
+        if f not in FORMATS:
+            raise ValueError(f"Unknown format {f!r}; choose from {', '.join(FORMATS)}.")
+    p = get_preset(preset, **({"dpi": int(dpi)} if dpi else {}))
+    styled, notes = paper_style(fig, p, height_in=height_in, letters=letters)
+    sidecar = {
+        "schema": SCHEMA, "title": title, "recipe": recipe, "provenance": provenance,
+        "style": {"preset": p.as_dict(), "height_in": height_in, "letters": letters,
+                  "width_pt": round(p.width_in * 72, 3), "height_pt": round(float(styled.layout.height) * 0.75, 3)},
+        "formats": list(formats), "notes": notes, "versions": versions(),
+    }
+    blobs = render_files(styled, p, formats, sidecar)
+    stem = _stem(path)
+    remove_stale_parts(stem.parent)
+    suffixes = [f".{f}" for f in formats] + [".json"]
+    stem = free_stem(stem, suffixes, overwrite=overwrite)
+    files: dict[str, Path] = {}
+    for fmt, data in blobs.items():
+        files[fmt] = write_atomic(stem.with_name(f"{stem.name}.{fmt}"), data, overwrite=overwrite)
+    sidecar["files"] = {fmt: {"name": pth.name, "sha256": file_sha256(pth)} for fmt, pth in files.items()}
+    files["json"] = write_atomic(stem.with_name(f"{stem.name}.json"), (dumps(sidecar) + "\n").encode(), overwrite=overwrite)
+    return ExportResult(files, sidecar, notes)
+
+
+# ---------------------------------------------------------------------------- recipes
+def model_spec(adapter) -> dict:
+    i = adapter.info
+    return {"id": i.model_id, "model_type": i.model_type, "weights_sha256": i.weights_sha256, "device": i.device,
+            "dtype": i.dtype}
+
+
+_MODELS: dict[tuple, object] = {}
+
+
+def resolve_model(spec: dict, *, device: str | None = None, check: bool = True):
+    """Load the model a sidecar recorded (cached per id/device/dtype) and check its weights' hash."""
+    from ..models import load_model
+    from ..models.device import available_devices
+
+    dev = device or spec.get("device", "auto")
+    if dev not in available_devices() and dev.split(":")[0] not in available_devices():
+        dev = "auto"
+    key = (spec["id"], dev, spec.get("dtype", "float32"))
+    if key not in _MODELS:
+        _MODELS[key] = load_model(spec["id"], device=dev, dtype=spec.get("dtype", "float32"))
+    adapter = _MODELS[key]
+    if check and spec.get("weights_sha256") and adapter.weights_sha256 != spec["weights_sha256"]:
+        raise ReproduceError(
+            f"Model {spec['id']!r} loaded here has weights {adapter.weights_sha256[:12]}…, the figure was made with "
+            f"{spec['weights_sha256'][:12]}…: a different checkpoint (pass --skip-weight-check to go on anyway).")
+    return adapter
+
+
+def build_recipe(name: str, adapter, images: list, options: dict | None = None) -> go.Figure:
+    """The figure of recipe ``name`` (no files written)."""
+    r = get_recipe(name)
+    if r.n_inputs == "one" and len(images) != 1:
+        raise ValueError(f"Recipe {name!r} takes exactly one input, got {len(images)}.")
+    if not images:
+        raise ValueError(f"Recipe {name!r} needs at least one input.")
+    return r.build(adapter, images, options_for(name, options))
+
+
+def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, options: dict | None = None,
+                  **export_kwargs) -> ExportResult:
+    """Build recipe ``name`` and export it with a sidecar that lets ``reproduce`` rebuild it.
+
+    Args:
+        model: an adapter from :func:`explorer.load_model` or a model id / shipped name / folder.
+        inputs: sources as :func:`explorer.load_image` takes them, or sample names.  Inputs
+            without a file (uploads, bytes, arrays) are copied to ``<out folder>/inputs/``.
+        options: recipe options (see ``explorer.export.RECIPES[name].defaults``).
+        export_kwargs: passed to :func:`export_figure` (preset, formats, dpi, overwrite, ...).
+    """
+    from ..models import load_model
+    from ..reconstruction import load_input
+
+    adapter = load_model(model) if isinstance(model, (str, os.PathLike)) else model
+    opts = options_for(name, options)
+    out_dir = _stem(path).parent
+    loaded = [load_input(s) for s in inputs]
+    specs = [input_spec(s, li, out_dir) for s, li in zip(inputs, loaded)]
+    fig = build_recipe(name, adapter, loaded, opts)
+    export_kwargs.setdefault("letters", get_recipe(name).letters)
+    return export_figure(fig, path, recipe={"name": name, "options": opts},
+                         provenance={"model": model_spec(adapter), "inputs": specs}, **export_kwargs)

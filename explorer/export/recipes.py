@@ -1,0 +1,103 @@
+"""Figure recipes: a name plus JSON options that rebuild a figure from a model and inputs.
+
+A recipe is what makes an export reproducible: the sidecar stores the recipe's name, its
+options, the model reference and the input references, and ``python -m explorer reproduce``
+calls the same builder again.  Exports *always* go through a recipe (also from the widgets),
+so the exported file and the reproduced file come from the same code path.
+
+Adding a view = one builder function registered with :func:`recipe`.
+Builders take ``(adapter, images, options)`` where ``images`` is a list of
+:class:`explorer.LoadedImage` and return a plotly figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import plotly.graph_objects as go
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    build: Callable
+    n_inputs: str  # "one" or "many"
+    defaults: dict
+    description: str
+    letters: bool = True  # panel letters by default (off for image grids)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def recipe(name: str, *, n_inputs: str = "one", defaults: dict | None = None, letters: bool = True):
+    """Register a builder ``f(adapter, images, options) -> go.Figure`` under ``name``."""
+
+    def deco(fn):
+        RECIPES[name] = Recipe(name, fn, n_inputs, dict(defaults or {}), (fn.__doc__ or "").strip().splitlines()[0], letters)
+        return fn
+
+    return deco
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"Unknown figure recipe {name!r}; known: {', '.join(sorted(RECIPES))}.") from None
+
+
+def options_for(name: str, options: dict | None) -> dict:
+    """``options`` completed with the recipe's defaults; unknown keys are refused."""
+    r = get_recipe(name)
+    opts = dict(r.defaults)
+    for k, v in (options or {}).items():
+        if k not in r.defaults:
+            raise ValueError(f"Recipe {name!r} has no option {k!r}; options: {', '.join(sorted(r.defaults))}.")
+        opts[k] = v
+    return opts
+
+
+# ---------------------------------------------------------------------------- MAE recipes
+COMPACT_PANELS = ("Original", "Masked", "Reconstruction", "Recon. + visible", "Error (MSE)")
+
+
+@recipe("reconstruction", defaults=dict(ratio=0.75, seed=0, strategy="random", manual=[], fit="center-crop",
+                                        error_max=None, compact=True, min_side=224))
+def _reconstruction(adapter, images, o) -> go.Figure:
+    """One input: original | masked | reconstruction | reconstruction + visible | error map."""
+    from ..reconstruction import reconstruct
+
+    rec = reconstruct(adapter, images[0], ratio=float(o["ratio"]), seed=int(o["seed"]), strategy=o["strategy"],
+                      manual=o["manual"] or None, fit=o["fit"])
+    return reconstruction_view(rec, o)
+
+
+def reconstruction_view(rec, o: dict) -> go.Figure:
+    """The ``reconstruction`` recipe's figure for an already computed :class:`explorer.Reconstruction`."""
+    from ..viz.mae import reconstruction_figure
+
+    fig = reconstruction_figure(rec, error_max=o["error_max"], min_side=int(o["min_side"]))
+    if o["compact"]:
+        pct = f"{100 * rec.hidden_fraction:.0f}%"
+        titles = list(COMPACT_PANELS)
+        titles[1] = f"Masked {pct}"
+        for ann, t in zip(fig.layout.annotations, titles):
+            ann.text = t
+    return fig
+
+
+@recipe("reconstruction_grid", n_inputs="many", letters=False,
+        defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", show="pasted", cell=150))
+def _reconstruction_grid(adapter, images, o) -> go.Figure:
+    """MAE-paper style grid: one row per input, columns = original and each masking ratio."""
+    from ..reconstruction import reconstruct_sweep
+    from ..viz.mae import reconstruction_grid
+
+    rows = []
+    for im in images:
+        sweep = reconstruct_sweep(adapter, im, seed=int(o["seed"]), strategy=o["strategy"],
+                                  ratios=tuple(float(r) for r in o["ratios"]), fit=o["fit"])
+        rows.append((im.name, list(sweep.results)))
+    return reconstruction_grid(rows, show=o["show"], cell=int(o["cell"]))

@@ -1,0 +1,162 @@
+"""Static rendering of plotly figures with kaleido, made byte-reproducible.
+
+kaleido 1.x drives a headless Chromium (Debian's ``chromium`` on ``PATH``, or ``BROWSER_PATH``).
+Starting it costs ~3 s, so one persistent kaleido server is started on first use and stopped
+at exit.  What Chromium writes is then normalised so the same figure always gives the same
+bytes:
+
+* SVG: plotly.js names its clip paths after a random 6-hex id; it is replaced by a fixed one.
+* PDF: rewritten with pypdf without creation dates, with fixed producer strings and a
+  document id derived from the content.
+* PNG: re-encoded with Pillow (deterministic zlib) with the physical resolution (pHYs chunk).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import io
+import logging
+import re
+import shutil
+import threading
+import warnings
+
+import plotly.graph_objects as go
+
+_lock = threading.Lock()
+_server_started = False
+
+FORMATS = ("pdf", "svg", "png")
+
+
+class ExportError(RuntimeError):
+    """Static export failed; the message says what to install or change."""
+
+
+def _browser_hint() -> str:
+    if shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome"):
+        return ""
+    return (" No Chromium was found on PATH: install Debian's `chromium` (`make sysdeps` does) or set "
+            "BROWSER_PATH to a Chrome/Chromium executable.")
+
+
+def _ensure_server() -> None:
+    global _server_started
+    if _server_started:
+        return
+    import kaleido
+
+    try:
+        kaleido.start_sync_server(silence_warnings=True)
+    except Exception as e:  # kaleido raises its own errors when no browser can be started
+        raise ExportError(f"Could not start kaleido's browser for static export: {e}.{_browser_hint()}") from e
+    _server_started = True
+    atexit.register(_stop_server)
+
+
+def _stop_server() -> None:
+    global _server_started
+    if not _server_started:
+        return
+    import kaleido
+
+    try:
+        kaleido.stop_sync_server(silence_warnings=True)
+    except Exception:
+        pass
+    _server_started = False
+
+
+def render_raw(fig: go.Figure, fmt: str, *, scale: float = 1.0) -> bytes:
+    """Chromium's bytes for ``fig`` in ``fmt`` (``"png"``, ``"svg"`` or ``"pdf"``), not normalised."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; choose from {FORMATS}.")
+    with _lock:
+        _ensure_server()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "kopts ignored when using a server"
+            try:
+                return fig.to_image(format=fmt, scale=scale, width=fig.layout.width, height=fig.layout.height)
+            except Exception as e:
+                raise ExportError(f"Static export to {fmt.upper()} failed: {e}.{_browser_hint()}") from e
+
+
+_SVG_UID = re.compile(rb'id="defs-([0-9a-f]{6})"')
+
+
+def normalise_svg(svg: bytes, metadata: str | None = None) -> bytes:
+    """Replace plotly.js's random clip-path id by a fixed one; optionally add a ``<metadata>`` element."""
+    m = _SVG_UID.search(svg)
+    if m:
+        svg = svg.replace(m.group(1), b"e0e0e0")
+    if metadata is not None:
+        from xml.sax.saxutils import escape
+
+        block = f"<metadata id=\"explorer-sidecar\">{escape(metadata)}</metadata>".encode()
+        end = svg.find(b">", svg.find(b"<svg")) + 1
+        svg = svg[:end] + block + svg[end:]
+    return svg
+
+
+def normalise_pdf(pdf: bytes, info: dict[str, str] | None = None, size_pt: tuple[float, float] | None = None) -> bytes:
+    """Rewrite a PDF with fixed document information and no timestamps.
+
+    Args:
+        info: extra document-information entries, e.g. ``{"/Title": ..., "/explorer:sidecar": json}``.
+        size_pt: exact page size ``(width, height)`` in points.  Chromium rounds the page to
+            whole CSS pixels and a little more (≤ 0.3 pt); the page is scaled to the exact size.
+    """
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import ArrayObject, ByteStringObject
+
+    with quiet_pypdf():
+        reader = PdfReader(io.BytesIO(pdf))
+        writer = PdfWriter(clone_from=reader)
+    if size_pt is not None:
+        for page in writer.pages:
+            page.scale_to(float(size_pt[0]), float(size_pt[1]))
+    meta = {"/Producer": "explorer (Chromium via kaleido, pypdf)", "/Creator": "explorer"}
+    meta.update(info or {})
+    writer.add_metadata(meta)
+    info_obj = writer._info.get_object() if writer._info is not None else {}
+    for key in ("/CreationDate", "/ModDate"):
+        if key in info_obj:
+            del info_obj[key]
+    # The document id must not depend on Chromium's timestamps: write once with a blank id,
+    # then use the hash of that (timestamp-free) file as the id.
+    out = io.BytesIO()
+    for _ in range(2):
+        digest = hashlib.md5(out.getvalue(), usedforsecurity=False).digest()
+        writer._ID = ArrayObject([ByteStringObject(digest), ByteStringObject(digest)])
+        out = io.BytesIO()
+        with quiet_pypdf():
+            writer.write(out)
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def quiet_pypdf():
+    """pypdf logs harmless repairs of Chromium's PDFs ("Object count ... exceeds trailer size") as warnings."""
+    log = logging.getLogger("pypdf")
+    old = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
+def normalise_png(png: bytes, dpi: int, text: dict[str, str] | None = None) -> bytes:
+    """Re-encode a PNG with its resolution (``dpi``) and ``text`` chunks (iTXt, UTF-8)."""
+    from PIL import Image, PngImagePlugin
+
+    im = Image.open(io.BytesIO(png))
+    im.load()
+    meta = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        meta.add_itxt(k, v)
+    out = io.BytesIO()
+    im.save(out, format="PNG", pnginfo=meta, dpi=(dpi, dpi), optimize=False, compress_level=6)
+    return out.getvalue()
