@@ -23,6 +23,7 @@ from ..models import DeviceError, ModelLoadError, available_devices, list_models
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..samples import SAMPLES, load_sample, sample_label
+from .export_panel import ExportPanel
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
@@ -65,6 +66,7 @@ class MAEApp(W.VBox):
         self.cache = cache or SweepCache()
         self.adapter = None
         self.loaded: LoadedImage | None = None
+        self._source = None  # what the user gave (sample name, path, upload): recorded by exports
         self.result = None
         self.sweep = None
         self.last_update_ms = float("nan")
@@ -95,17 +97,18 @@ class MAEApp(W.VBox):
         self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.fig = go.FigureWidget()
         self.curve = go.FigureWidget()
+        self.export_panel = ExportPanel(self.export_request)
 
         super().__init__([
             W.HBox([self.model_box, self.device_dd, self.dtype_dd, self.load_btn]),
             W.HBox([self.sample_dd, self.upload, self.fit_dd]),
             W.HBox([self.strategy_tb]),
             W.HBox([self.ratio, self.seed]),
-            self.status, self.details, self.fig, self.curve,
+            self.status, self.details, self.fig, self.export_panel, self.curve,
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.sample_dd.observe(lambda ch: self._set_image(load_sample(ch["new"])), names="value")
+        self.sample_dd.observe(lambda ch: self._set_image_from(ch["new"]), names="value")
         self.upload.observe(self._on_upload, names="value")
         self.fit_dd.observe(lambda _c: self._refresh(), names="value")
         self.strategy_tb.observe(lambda _c: None if self._switching else self._refresh(), names="value")
@@ -116,7 +119,7 @@ class MAEApp(W.VBox):
         if isinstance(image, str) and image in SAMPLES:
             self.sample_dd.value = image  # fires _set_image unless already selected
             if self.loaded is None:
-                self._set_image(load_sample(image))
+                self._set_image_from(image)
         else:
             self._set_image_from(image)
 
@@ -171,7 +174,9 @@ class MAEApp(W.VBox):
 
     @_guarded
     def _set_image_from(self, image):
-        self._set_image(load_input(image))
+        loaded = load_input(image)
+        self._source = image
+        self._set_image(loaded)
 
     @_guarded
     def _set_image(self, loaded: LoadedImage):
@@ -268,6 +273,21 @@ class MAEApp(W.VBox):
             timing = f"ratio sweep ready in {extra_ms:.0f} ms (19 ratios, cached); " + timing
         hint = "click patches to hide / show them" if rec.spec.strategy != "manual" else f"manual mask: {rec.mask.sum()} patches hidden; click to toggle"
         self._info_line(f"<span style='color:#666'>{timing} · {hint}</span>")
+
+    # ------------------------------------------------------------------ export
+    def export_request(self) -> dict:
+        """What the Export button exports: the ``reconstruction`` recipe for the view on screen."""
+        r = self.result
+        if r is None or self.adapter is None:
+            raise ValueError("Nothing to export yet: load a model and an image first.")
+        manual = r.spec.strategy == "manual"
+        options = dict(ratio=float(r.spec.ratio), seed=int(r.spec.seed), strategy=r.spec.strategy, fit=r.input.fit_policy,
+                       manual=[int(i) for i in np.flatnonzero(r.mask)] if manual else [],
+                       error_max=self._err_max if self.sweep is not None else None)
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in r.input.name.rsplit(".", 1)[0])[:40] or "image"
+        name = f"{stem}-{self.adapter.model_id.split('/')[-1]}-{r.spec.strategy}-{round(100 * r.hidden_fraction)}"
+        return dict(recipe="reconstruction", model=self.adapter, inputs=[self._source if self._source is not None else self.loaded],
+                    options=options, name=name)
 
     def _draw_curve(self):
         with self.curve.batch_update():

@@ -1,0 +1,88 @@
+"""The "Export" row shared by every app: preset, formats, dpi, folder, name, overwrite.
+
+Composition only: the app hands over a *request* (recipe name, model, inputs, options,
+suggested file name) and :func:`explorer.export.export_recipe` does the work, so what is
+exported is rebuilt from the recipe — exactly what ``python -m explorer reproduce`` rebuilds.
+"""
+
+from __future__ import annotations
+
+import html
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import ipywidgets as W
+
+from ..export import FORMATS, PRESETS, ExportError, export_recipe
+
+
+class ExportPanel(W.VBox):
+    """Export the current view of an app to PDF / SVG / PNG + JSON sidecar.
+
+    Args:
+        request: called on every click; returns ``dict(recipe=..., model=adapter, inputs=[...],
+            options={...}, name="suggested-stem")`` for the view on screen.
+        folder: default output folder.
+
+    Attributes:
+        last: the :class:`explorer.export.ExportResult` of the last export (or ``None``).
+    """
+
+    def __init__(self, request: Callable[[], dict], *, folder: str = "figures"):
+        self.request = request
+        self.last = None
+        self.preset = W.Dropdown(options=[(f"{k} ({p.width_in:.2f} in)", k) for k, p in PRESETS.items()],
+                                 value="double-column", description="Preset", layout=W.Layout(width="280px"))
+        self.formats = {f: W.Checkbox(value=True, description=f.upper(), indent=False, layout=W.Layout(width="60px"))
+                        for f in FORMATS}
+        self.dpi = W.Dropdown(options=[150, 300, 600], value=300, description="PNG dpi", layout=W.Layout(width="150px"))
+        self.letters = W.Checkbox(value=True, description="panel letters", indent=False, layout=W.Layout(width="120px"))
+        self.folder = W.Text(value=folder, description="Folder", layout=W.Layout(width="260px"))
+        self.name = W.Text(value="", placeholder="(automatic)", description="Name", layout=W.Layout(width="260px"))
+        self.overwrite = W.Checkbox(value=False, description="overwrite", indent=False, layout=W.Layout(width="100px"))
+        self.button = W.Button(description="Export", icon="file-export", button_style="success")
+        self.status = W.HTML()
+        super().__init__([
+            W.HBox([self.preset, *self.formats.values(), self.dpi, self.letters]),
+            W.HBox([self.folder, self.name, self.overwrite, self.button]),
+            self.status,
+        ])
+        self.button.on_click(lambda _b: self.export())
+
+    def export(self):
+        """Export now (what the button does); returns the result or ``None`` after an error."""
+        formats = [f for f, cb in self.formats.items() if cb.value]
+        try:
+            if not formats:
+                raise ValueError("Tick at least one format.")
+            req = self.request()
+            stem = Path(self.folder.value.strip() or ".") / (self.name.value.strip() or req["name"])
+            self.status.value = "Exporting…"
+            self.button.disabled = True
+            res = export_recipe(req["recipe"], stem, model=req["model"], inputs=req["inputs"], options=req["options"],
+                                preset=self.preset.value, formats=formats, dpi=int(self.dpi.value),
+                                letters=self.letters.value, overwrite=self.overwrite.value)
+        except (ExportError, ValueError, FileExistsError, OSError) as e:
+            self._show_error(str(e))
+            return None
+        except Exception as e:  # noqa: BLE001 - never let a click kill the kernel
+            self._show_error(f"{type(e).__name__}: {e}", traceback.format_exc())
+            return None
+        finally:
+            self.button.disabled = False
+        self.last = res
+        items = "".join(f"<li><code>{html.escape(str(p))}</code> ({p.stat().st_size / 1024:.0f} KB)</li>"
+                        for p in res.files.values())
+        notes = "".join(f"<div style='color:#8a5300'>{html.escape(n)}</div>" for n in res.notes)
+        self.status.value = (f"<div style='font-size:12px'><b>Exported</b> ({html.escape(self.preset.value)}, "
+                             f"{res.sidecar['style']['width_pt']:.0f} × {res.sidecar['style']['height_pt']:.0f} pt):"
+                             f"<ul style='margin:2px 0'>{items}</ul>{notes}"
+                             "Rebuild with <code>python -m explorer reproduce "
+                             f"{html.escape(str(res.files['json']))}</code></div>")
+        return res
+
+    def _show_error(self, message: str, details: str | None = None):
+        extra = f"<details><summary>details</summary><pre>{html.escape(details)}</pre></details>" if details else ""
+        self.status.value = ('<div style="color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;'
+                             f'border-radius:4px"><b>⚠</b> Export failed: {html.escape(message)}{extra}</div>')
