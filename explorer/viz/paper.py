@@ -26,6 +26,10 @@ FALLBACK_COLORSCALE = "Viridis"
 _NAMED: dict | None = None
 
 
+def _key(cs) -> tuple:
+    return tuple((round(float(a), 6), str(b).replace(" ", "").lower()) for a, b in cs)
+
+
 def _scale_name(cs) -> str | None:
     """Lower-case name of a colour scale given as a name or as plotly's expanded list; None if custom."""
     global _NAMED
@@ -40,12 +44,12 @@ def _scale_name(cs) -> str | None:
         for n in pc.named_colorscales():
             for suffix in ("", "_r"):
                 try:
-                    key = tuple((float(a), str(b)) for a, b in pc.get_colorscale(n + suffix))
+                    key = _key(pc.get_colorscale(n + suffix))
                 except Exception:
                     continue
                 _NAMED.setdefault(key, n + suffix)
     try:
-        key = tuple((float(a), str(b)) for a, b in cs)
+        key = _key(cs)
     except (TypeError, ValueError):
         return None
     return _NAMED.get(key)  # explicit lists of colours are the caller's choice
@@ -114,7 +118,7 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
         name = _scale_name(cs)
         if name is not None and name not in SAFE_COLORSCALES:
             tr.colorscale = FALLBACK_COLORSCALE
-            notes.append(f"colour scale {cs!r} of trace {tr.name!r} replaced by {FALLBACK_COLORSCALE} (colour-blind safe)")
+            notes.append(f"colour scale {name!r} of trace {tr.name!r} replaced by {FALLBACK_COLORSCALE} (colour-blind safe)")
         if hasattr(tr, "colorbar") and getattr(tr, "showscale", None) is not False and tr.type in ("heatmap", "contour"):
             cb = tr.colorbar
             label = (cb.title.text if cb.title and cb.title.text else None) or tr.name or "value"
@@ -125,7 +129,7 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
         name = _scale_name(ca.colorscale)
         if name is not None and name not in SAFE_COLORSCALES:
             ca.colorscale = FALLBACK_COLORSCALE
-            notes.append(f"colour scale of {ax} replaced by {FALLBACK_COLORSCALE} (colour-blind safe)")
+            notes.append(f"colour scale {name!r} of {ax} replaced by {FALLBACK_COLORSCALE} (colour-blind safe)")
         label = (ca.colorbar.title.text if ca.colorbar and ca.colorbar.title and ca.colorbar.title.text else "value")
         ca.colorbar.update(title=dict(text=label, side="right", font=dict(size=body)), tickfont=dict(size=tick),
                            thickness=max(6.0, body * 0.8), outlinewidth=0)
