@@ -186,3 +186,43 @@ def test_kernel_survives_bad_inputs(tiny_dir):
     assert out[1].strip() == "ERR" and out[2].strip() == "ERR"
     assert out[3].startswith("REFUSED")
     assert out[4].startswith("ALIVE 0.25")
+
+
+# ---------------------------------------------------------------------------- export button
+needs_chromium = pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="export needs chromium")
+
+
+@needs_chromium
+def test_export_button_writes_the_view_on_screen_and_it_reproduces(app, tmp_path):
+    from explorer.export import read_sidecar, reproduce
+
+    app.export_panel.folder.value = str(tmp_path)
+    app.upload.value = upload_value(png_bytes((np.random.default_rng(5).random((40, 50, 3)) * 255).astype(np.uint8)), "mine.png")
+    app.paint([0, 3, 5])
+    res = app.export_panel.export()
+    assert res is not None, app.export_panel.status.value
+    assert "Exported" in app.export_panel.status.value
+    sc = read_sidecar(res.files["png"])
+    assert sc["recipe"]["options"]["strategy"] == "manual" and sc["recipe"]["options"]["manual"] == [0, 3, 5]
+    spec = sc["provenance"]["inputs"][0]
+    assert spec["copied_from"] == "mine.png" and (tmp_path / spec["path"]).is_file()  # the upload travels with the figure
+    rep = reproduce(res.files["json"], out=tmp_path / "again")
+    assert rep.identical, rep.summary()
+    # A second click never overwrites the first export.
+    res2 = app.export_panel.export()
+    assert res2.files["png"] != res.files["png"] and res.files["png"].is_file()
+
+
+@needs_chromium
+def test_export_errors_are_shown_not_raised(app, tmp_path):
+    for cb in app.export_panel.formats.values():
+        cb.value = False
+    assert app.export_panel.export() is None
+    assert "Tick at least one format" in app.export_panel.status.value
+    app.export_panel.formats["png"].value = True
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    app.export_panel.folder.value = str(blocker)  # a file where a folder should be
+    assert app.export_panel.export() is None
+    assert "Export failed" in app.export_panel.status.value
+    assert not is_error(app)  # the app itself is fine
