@@ -30,7 +30,7 @@ def _text(nb) -> str:
 
 def test_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "02_mae_masking.ipynb"} <= names
+    assert {"01_quickstart.ipynb", "02_mae_masking.ipynb", "05_export_figures.ipynb"} <= names
 
 
 @pytest.mark.notebook
@@ -54,3 +54,9 @@ def test_notebook_runs(path):
         assert "0.5" in text
     if path.name == "02_mae_masking.ipynb":
         assert text.count("nested: True") == 3 and "nested: False" not in text
+    if path.name == "05_export_figures.ipynb":
+        assert "All files are byte-identical to the originals." in text
+        assert "PDF page: 496.8 x" in text and "LiberationSerif" in text
+        assert "3 exported, 0 already done (skipped), 1 failed" in text and "broken.jpg" in text
+        assert "r75_reconstruction.png" in text
+        assert re.search(r"astronaut-mini-mae-manual-\d+\.pdf then astronaut-mini-mae-manual-\d+-2\.pdf", text)

@@ -101,3 +101,17 @@ def _reconstruction_grid(adapter, images, o) -> go.Figure:
                                   ratios=tuple(float(r) for r in o["ratios"]), fit=o["fit"])
         rows.append((im.name, list(sweep.results)))
     return reconstruction_grid(rows, show=o["show"], cell=int(o["cell"]))
+
+
+@recipe("error_strip", defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", opacity=0.75))
+def _error_strip(adapter, images, o) -> go.Figure:
+    """One input: the image, then its per-patch reconstruction error at each ratio on one shared colour scale."""
+    import numpy as np
+
+    from ..reconstruction import reconstruct_sweep
+    from ..viz.maps import map_strip
+
+    sweep = reconstruct_sweep(adapter, images[0], seed=int(o["seed"]), strategy=o["strategy"],
+                              ratios=tuple(float(r) for r in o["ratios"]), fit=o["fit"])
+    maps = {f"{100 * r.hidden_fraction:.0f}% hidden": np.where(r.mask, r.patch_error, np.nan) for r in sweep.results}
+    return map_strip(sweep.results[0].image, maps, opacity=float(o["opacity"]), colorbar_title="MSE", zmin=0.0)
