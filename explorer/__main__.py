@@ -27,7 +27,7 @@ def _export(args) -> int:
         model=args.model, inputs=args.inputs, out=args.out, ratios=tuple(args.ratios), views=tuple(args.views),
         seed=args.seed, strategy=args.strategy, fit=args.fit, formats=tuple(args.formats), preset=args.preset,
         dpi=args.dpi, device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=args.overwrite,
-        recursive=args.recursive, workers=args.workers,
+        recursive=args.recursive, **({"workers": args.workers} if args.workers else {}),
     )
     summary = run_batch(cfg, progress=not args.quiet)
     print(summary.text())
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="auto")
     ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     ex.add_argument("--batch-size", type=int, default=16, help="images per forward (each with every ratio)")
-    ex.add_argument("--workers", type=int, default=2, help="decode / write threads")
+    ex.add_argument("--workers", type=int, default=None, help="decode / write threads (default: cores, at most 8)")
     ex.add_argument("--recursive", action="store_true")
     ex.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
