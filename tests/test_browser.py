@@ -82,7 +82,7 @@ W.VBox([slider, fig])'''
     return path
 
 
-def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3) -> dict:
+def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3, then=None) -> dict:
     """Open ``notebook`` (copied into ``workdir``) in JupyterLab, run all, move the ratio slider.
 
     Returns what it saw; asserts the figure changed and no output shows an error.
@@ -93,7 +93,7 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
     t0 = time.monotonic()
     with jupyter_lab(workdir) as server, chromium_page() as page:
         try:
-            return _drive(page, server, nb_name, name, presses, t0)
+            return _drive(page, server, nb_name, name, presses, t0, then)
         except Exception as e:
             # Leave evidence: a screenshot, the error outputs, the browser console and the server log.
             with contextlib.suppress(Exception):  # show the first error output, if any
@@ -108,7 +108,7 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
             ) from e
 
 
-def _drive(page, server, nb_name: str, name: str, presses: int, t0: float) -> dict:
+def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None) -> dict:
     page.set_default_timeout(120_000)
     page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
@@ -161,8 +161,23 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float) -> di
     assert after != before, "the figure did not change when the masking ratio moved"
     assert not errors, "cell outputs show errors:\n" + "\n---\n".join(errors)
     assert dialogs == 0, "JupyterLab shows a dialog (error?); see " + str(shot_after)
-    return {"before": before, "after": after, "value_before": value_before, "value_after": value_after,
+    seen = {"before": before, "after": after, "value_before": value_before, "value_after": value_after,
             "screenshots": [shot_before, shot_after]}
+    if then is not None:
+        seen["then"] = then(page, app)
+    return seen
+
+
+def _click_export(page, app) -> str:
+    """Press the app's Export button and wait for its report (files land in <workdir>/figures)."""
+    button = app.locator("button", has_text=re.compile(r"^\s*Export\s*$")).first
+    button.scroll_into_view_if_needed()
+    button.click()
+    report = app.locator(".widget-html", has_text=re.compile("Exported|Export failed")).first
+    report.wait_for(state="visible", timeout=120_000)
+    report.scroll_into_view_if_needed()
+    screenshot(page, "quickstart-export")
+    return report.inner_text()
 
 
 def test_harness_with_a_tiny_slider_notebook(tmp_path):
@@ -178,4 +193,13 @@ def test_quickstart_notebook_in_jupyterlab(tmp_path):
     if not QUICKSTART.exists():
         pytest.skip("notebooks/01_quickstart.ipynb not written yet")
     _require_browser()
-    drive_notebook(QUICKSTART, tmp_path, "quickstart")
+    seen = drive_notebook(QUICKSTART, tmp_path, "quickstart", then=_click_export)
+    # The Export button wrote the figure on screen (ratio after the slider move) as PDF/SVG/PNG + sidecar.
+    assert "Exported" in seen["then"], seen["then"]
+    pdfs = sorted((tmp_path / "figures").glob("*.pdf"))
+    assert len(pdfs) == 1, seen["then"]
+    from explorer.export import read_sidecar
+
+    sc = read_sidecar(pdfs[0].with_suffix(".json"))
+    assert abs(sc["recipe"]["options"]["ratio"] - float(seen["value_after"])) < 1e-6
+    assert {p.suffix for p in (tmp_path / "figures").iterdir() if p.is_file()} == {".pdf", ".svg", ".png", ".json"}
