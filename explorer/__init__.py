@@ -7,6 +7,9 @@ The public API, short on purpose::
     rec = explorer.reconstruct(model, "chelsea", ratio=0.75, seed=0, strategy="random")
     fig = explorer.viz.reconstruction_figure(rec)            # a plotly Figure
     explorer.MAEApp().show()                                 # the interactive widget (in Jupyter)
+
+    from explorer import export                              # paper figures: PDF/SVG/PNG + sidecars
+    export.export_recipe("reconstruction", "figs/cat", model=model, inputs=["chelsea"], preset="double-column")
 """
 
 __version__ = "0.1.0"
