@@ -17,7 +17,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from .files import free_stem, remove_stale_parts, write_atomic
-from .inputs import ReproduceError, file_sha256, input_spec, resolve_input
+from .inputs import ReproduceError, file_sha256, input_spec
 from .presets import Preset, get_preset
 from .recipes import get_recipe, options_for
 from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw

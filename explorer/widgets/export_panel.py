@@ -15,6 +15,7 @@ from typing import Callable
 import ipywidgets as W
 
 from ..export import FORMATS, PRESETS, ExportError, export_recipe
+from .messages import error_html
 
 
 class ExportPanel(W.VBox):
@@ -84,5 +85,4 @@ class ExportPanel(W.VBox):
 
     def _show_error(self, message: str, details: str | None = None):
         extra = f"<details><summary>details</summary><pre>{html.escape(details)}</pre></details>" if details else ""
-        self.status.value = ('<div style="color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;'
-                             f'border-radius:4px"><b>⚠</b> Export failed: {html.escape(message)}{extra}</div>')
+        self.status.value = error_html(f"Export failed: {message}", extra)

@@ -22,8 +22,9 @@ from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
 from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
-from ..samples import SAMPLES, load_sample, sample_label
+from ..samples import SAMPLES, sample_label
 from .export_panel import ExportPanel
+from .messages import error_html
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
@@ -125,10 +126,7 @@ class MAEApp(W.VBox):
 
     # ------------------------------------------------------------------ status
     def _error(self, message: str, details: str | None = None):
-        self.status.value = (
-            '<div style="color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;border-radius:4px">'
-            f"<b>⚠</b> {html.escape(message)}</div>"
-        )
+        self.status.value = error_html(message)
         self._clear_details()
         if details:
             self._has_details = True
