@@ -158,11 +158,13 @@ def _notes(adapter) -> tuple[str, ...]:
 
 
 def _resolve_model(model):
-    if isinstance(model, str):
-        from .models import load_model
+    from .models import ModelLoadError, load_model
 
-        return load_model(model)
-    return model
+    adapter = load_model(model) if isinstance(model, str) else model
+    if getattr(adapter, "family", "mae") != "mae":
+        raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder ({adapter.family}); "
+                             "masked reconstruction needs a ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")
+    return adapter
 
 
 def _result(adapter, pixels, mask, pred, spec, info) -> Reconstruction:

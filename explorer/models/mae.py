@@ -12,91 +12,19 @@ and :meth:`MAEAdapter.forward_hf` (the model's own forward) is kept as the refer
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from ..masking import mask_to_noise
+from .base import ImageAdapter, ModelInfo  # noqa: F401 - ModelInfo re-exported
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What identifies a loaded model in results and sidecars."""
-
-    model_id: str
-    family: str
-    model_type: str
-    device: str
-    dtype: str
-    image_size: int
-    patch_size: int
-    norm_pix_loss: bool
-    weights_sha256: str
-
-
-class MAEAdapter:
-    """A ``ViTMAEForPreTraining`` ready for the explorer.
-
-    Attributes:
-        model: the transformers module (eval mode).
-        image_size: ``S``, the square input side in pixels.
-        patch_size: ``p``.
-        grid: ``(gh, gw) = (S / p, S / p)``.
-        image_mean, image_std: ``(3,)`` normalisation of the checkpoint's image processor.
-    """
+class MAEAdapter(ImageAdapter):
+    """A ``ViTMAEForPreTraining`` ready for the explorer (see :class:`ImageAdapter` for the attributes)."""
 
     family = "mae"
     #: Masks per forward on a CPU when ``batch_size`` is not given (see :meth:`forward_masks`).
     CPU_CHUNK = 4
-
-    def __init__(self, model, *, model_id: str, image_mean, image_std, device: torch.device, dtype: torch.dtype):
-        self.model = model.eval()
-        self.model_id = model_id
-        cfg = model.config
-        self.image_size = int(cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0])
-        self.patch_size = int(cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0])
-        self.grid = (self.image_size // self.patch_size, self.image_size // self.patch_size)
-        self.num_patches = self.grid[0] * self.grid[1]
-        self.norm_pix_loss = bool(getattr(cfg, "norm_pix_loss", False))
-        self.device = device
-        self.dtype = dtype
-        self._mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        self._sha: str | None = None
-
-    # ------------------------------------------------------------------ identity
-    @property
-    def weights_sha256(self) -> str:
-        """SHA-256 over parameter names, shapes and float32 bytes (format-independent, cached)."""
-        if self._sha is None:
-            h = hashlib.sha256()
-            for name, t in sorted(self.model.state_dict().items()):
-                h.update(name.encode())
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            self._sha = h.hexdigest()
-        return self._sha
-
-    @property
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            model_id=self.model_id, family=self.family, model_type=self.model.config.model_type,
-            device=str(self.device), dtype=str(self.dtype).replace("torch.", ""), image_size=self.image_size,
-            patch_size=self.patch_size, norm_pix_loss=self.norm_pix_loss, weights_sha256=self.weights_sha256,
-        )
-
-    # ------------------------------------------------------------------ tensors
-    def normalise(self, images: np.ndarray) -> torch.Tensor:
-        """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        if x.ndim == 3:
-            x = x[None]
-        if tuple(x.shape[1:]) != (self.image_size, self.image_size, 3):
-            raise ValueError(f"Expected images of shape (B, {self.image_size}, {self.image_size}, 3), got {tuple(x.shape)}.")
-        x = (x.permute(0, 3, 1, 2) - self._mean) / self._std
-        return x.to(self.device, self.dtype)
 
     def _to_pixels(self, logits: torch.Tensor, x: torch.Tensor) -> np.ndarray:
         """Decoder output ``(B, L, p*p*3)`` → images ``(B, S, S, 3)`` float32 in pixel space (unclipped)."""

@@ -14,9 +14,10 @@ import torch
 
 from .device import pick_device, pick_dtype
 from .mae import MAEAdapter
+from .vit import ViTAdapter
 
 #: ``config.model_type`` → (transformers class name, adapter class).
-ADAPTERS = {"vit_mae": ("ViTMAEForPreTraining", MAEAdapter)}
+ADAPTERS = {"vit_mae": ("ViTMAEForPreTraining", MAEAdapter), "vit": ("ViTForImageClassification", ViTAdapter)}
 
 #: Real checkpoints the widgets offer by name (they need the hub or a local copy).
 HUB_MODELS = ("facebook/vit-mae-base", "facebook/vit-mae-large", "facebook/vit-mae-huge")
@@ -128,7 +129,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
             raise _hub_error(name, e) from e
     if model_type not in ADAPTERS:
         raise ModelLoadError(
-            f"{name!r} is a {model_type!r} model; the masked-reconstruction views support: {', '.join(ADAPTERS)}."
+            f"{name!r} is a {model_type!r} model; the explorer supports these model types: {', '.join(ADAPTERS)}."
         )
     cls_name, adapter_cls = ADAPTERS[model_type]
     import transformers

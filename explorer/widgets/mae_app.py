@@ -160,6 +160,9 @@ class MAEApp(W.VBox):
             raise ModelLoadError("Type a model name, a Hugging Face id or a folder first.")
         self.status.value = f"Loading <b>{html.escape(name)}</b>…"
         adapter = load_model(name, device=self.device_dd.value, dtype=self.dtype_dd.value)
+        if adapter.family != "mae":
+            raise ModelLoadError(f"{name!r} is a {adapter.family} model, not a masked autoencoder: open it in the "
+                                 "attention explorer (notebook 03) instead.")
         self.adapter = adapter
         if refresh and self.loaded is not None:
             self._set_image(self.loaded)

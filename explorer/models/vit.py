@@ -1,0 +1,26 @@
+"""Adapter over transformers' ``ViTForImageClassification`` (the attention views' classifier family)."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import ImageAdapter
+
+
+class ViTAdapter(ImageAdapter):
+    """A ViT classifier (see :class:`ImageAdapter` for the attributes).
+
+    Attributes:
+        labels: class index → name from the config (``id2label``).
+    """
+
+    family = "vit"
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        cfg = model.config
+        self.labels = {int(k): str(v) for k, v in (getattr(cfg, "id2label", None) or {}).items()}
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels ``(B, 3, S, S)`` → class logits ``(B, C)``."""
+        return self.model(pixel_values=x).logits
