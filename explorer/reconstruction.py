@@ -157,6 +157,13 @@ def _notes(adapter) -> tuple[str, ...]:
     return ()
 
 
+def _resolve_any(model):
+    """An adapter from an adapter or a name / id / folder (any family)."""
+    from .models import load_model
+
+    return load_model(model) if isinstance(model, str) else model
+
+
 def _resolve_model(model):
     from .models import ModelLoadError, load_model
 

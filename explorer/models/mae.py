@@ -115,8 +115,18 @@ class MAEAdapter(ImageAdapter):
             out[idx] = self._forward_chunk(xi, masks[idx])
         return out
 
-    def _forward_chunk(self, x: torch.Tensor, masks: np.ndarray) -> np.ndarray:
-        vit, dec = self.model.vit, self.model.decoder
+    def encode(self, x: torch.Tensor, masks: np.ndarray):
+        """Run the encoder on the visible patches of each mask (differentiable; no ``no_grad`` here).
+
+        Args:
+            x: normalised ``(1 or B, 3, S, S)``.
+            masks: ``(B, L)`` bool, True = hidden.
+        Returns:
+            ``(h, keep, valid)``: encoder output ``(B, 1 + K, D)`` (CLS first, visible patches in
+            raster order, padded to the longest ``K``), their patch indices ``(B, K)`` and which
+            of them are real (``(B, K)`` bool).
+        """
+        vit = self.model.vit
         emb = vit.embeddings
         B, L = masks.shape
         pos = emb.position_embeddings.to(x.dtype)
@@ -143,15 +153,24 @@ class MAEAdapter(ImageAdapter):
             attn_mask.masked_fill_(~key_ok[:, None, None, :], torch.finfo(h.dtype).min)
         for layer in vit.layers:
             h = layer(h, attn_mask)
-        h = vit.layernorm(h)
+        return vit.layernorm(h), keep_t, valid_t
+
+    def decode(self, h: torch.Tensor, keep_t: torch.Tensor, valid_t: torch.Tensor) -> torch.Tensor:
+        """Encoder output from :meth:`encode` → decoder predictions ``(B, L, p*p*3)`` (normalised space)."""
+        dec = self.model.decoder
+        B, L = h.shape[0], self.num_patches
         # Decoder: full length L + 1 for every mask, so no padding is needed.
         d = dec.decoder_embed(h)  # (B, 1 + K, Dd)
         Dd = d.shape[-1]
         full = dec.mask_token.to(d.dtype).expand(B, L + 1, Dd).clone()  # slot L collects padding
         scatter_idx = torch.where(valid_t, keep_t, torch.full_like(keep_t, L))
-        full.scatter_(1, scatter_idx[..., None].expand(-1, -1, Dd), d[:, 1:, :])
+        full = full.scatter(1, scatter_idx[..., None].expand(-1, -1, Dd), d[:, 1:, :])
         d = torch.cat([d[:, :1, :], full[:, :L, :]], dim=1) + dec.decoder_pos_embed.to(d.dtype)
         for layer in dec.decoder_layers:
             d = layer(d)
-        logits = dec.decoder_pred(dec.decoder_norm(d))[:, 1:, :]
-        return self._to_pixels(logits, x.expand(B, -1, -1, -1))
+        return dec.decoder_pred(dec.decoder_norm(d))[:, 1:, :]
+
+    def _forward_chunk(self, x: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+        h, keep_t, valid_t = self.encode(x, masks)
+        logits = self.decode(h, keep_t, valid_t)
+        return self._to_pixels(logits, x.expand(len(masks), -1, -1, -1))

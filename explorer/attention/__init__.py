@@ -1,0 +1,11 @@
+"""Attention explorer compute layer: capture, per-layer/head maps, rollout, relevance, faithfulness."""
+
+from .capture import AttentionCall, AttentionCapture, AttentionError, attention_probs
+from .maps import METHODS, AttentionMaps, Relevance, TokenLayout, attention_maps, explain
+from .methods import FUSIONS, RelevanceAccumulator, RolloutAccumulator, rollout_step
+
+__all__ = [
+    "AttentionCall", "AttentionCapture", "AttentionError", "AttentionMaps", "FUSIONS", "METHODS", "Relevance",
+    "RelevanceAccumulator", "RolloutAccumulator", "TokenLayout", "attention_maps", "attention_probs", "explain",
+    "rollout_step",
+]

@@ -1,0 +1,279 @@
+"""Attention results and the calls that compute them from an image model.
+
+    model = explorer.load_model("mini-mae")              # or a ViT classifier, or a folder
+    maps = explorer.attention.attention_maps(model, "chelsea")      # every layer and head, cached
+    maps.query_map(layer=3, head=1, query="cls")          # (gh, gw)
+    rel = explorer.attention.explain(model, "chelsea", "relevance")  # Chefer et al. 2021
+    rel.map                                               # (gh, gw)
+
+Raw attention and rollout come from one forward; relevance from one forward + backward;
+integrated gradients (captum) from ``steps`` forwards.  Rollout and relevance are accumulated
+layer by layer (:mod:`explorer.attention.methods`), so ``streaming=True`` never holds more than
+one layer's attention.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .capture import AttentionCapture, AttentionError
+from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance, rollout_step
+
+METHODS = ("raw", "rollout", "relevance", "integrated-gradients")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where the patch tokens are in the sequence.
+
+    Attributes:
+        n_prefix: tokens before the patches (CLS, registers, distillation token...).
+        grid: ``(gh, gw)`` patch grid.
+        prefix_names: names of the prefix tokens (``("CLS",)``).
+    """
+
+    n_prefix: int
+    grid: tuple[int, int]
+    prefix_names: tuple[str, ...] = ("CLS",)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.n_prefix + self.grid[0] * self.grid[1]
+
+    def token(self, query) -> int:
+        """``"cls"`` / a prefix name, a flat patch index, or ``(row, col)`` → token index."""
+        gh, gw = self.grid
+        if isinstance(query, str):
+            names = [n.lower() for n in self.prefix_names]
+            if query.lower() in names:
+                return names.index(query.lower())
+            raise AttentionError(f"Unknown query token {query!r}; this model's prefix tokens are {list(self.prefix_names) or 'none'}.")
+        if isinstance(query, (tuple, list)) and len(query) == 2:
+            r, c = (int(v) for v in query)
+            if not (0 <= r < gh and 0 <= c < gw):
+                raise AttentionError(f"Patch ({r}, {c}) is outside the {gh}x{gw} patch grid.")
+            return self.n_prefix + r * gw + c
+        i = int(query)
+        if not 0 <= i < gh * gw:
+            raise AttentionError(f"Patch index {i} is outside 0..{gh * gw - 1}.")
+        return self.n_prefix + i
+
+    def patch_map(self, row: np.ndarray) -> np.ndarray:
+        """A ``(T,)`` row over tokens → ``(gh, gw)`` over patches."""
+        return np.asarray(row[self.n_prefix :], dtype=np.float32).reshape(self.grid)
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Every layer's and head's attention for one input.
+
+    Attributes:
+        probs: ``(L, H, T, T)`` float32 (batch element 0).
+        layer_names: module name of each layer.
+        layout: :class:`TokenLayout`.
+        image: ``(S, S, 3)`` float32 in [0, 1], the model input.
+        patch_size: ``p``.
+        path: how it was captured (``"sdpa-recomputed"``, ``"mha-weights"``).
+        model: :class:`explorer.models.ModelInfo`; input: :class:`explorer.reconstruction.InputInfo`.
+    """
+
+    probs: np.ndarray
+    layer_names: tuple[str, ...]
+    layout: TokenLayout
+    image: np.ndarray
+    patch_size: int
+    path: str
+    model: Any
+    input: Any
+    seconds: float = 0.0
+
+    @property
+    def num_layers(self) -> int:
+        return self.probs.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.probs.shape[1]
+
+    def _check(self, layer: int, head) -> None:
+        if not 0 <= int(layer) < self.num_layers:
+            raise AttentionError(f"Layer {layer} is out of range: this model has layers 0..{self.num_layers - 1}.")
+        if head != "mean" and not 0 <= int(head) < self.num_heads:
+            raise AttentionError(f"Head {head} is out of range: this model has heads 0..{self.num_heads - 1} (or 'mean').")
+
+    def query_map(self, layer: int, head, query="cls") -> np.ndarray:
+        """``(gh, gw)``: how much the ``query`` token attends to each patch (``head="mean"`` averages heads)."""
+        self._check(layer, head)
+        q = self.layout.token(query)
+        a = self.probs[int(layer)]
+        row = a[:, q].mean(0) if head == "mean" else a[int(head), q]
+        return self.layout.patch_map(row)
+
+    def head_distance(self) -> np.ndarray:
+        """``(L, H)`` mean attention distance in pixels."""
+        return mean_attention_distance(self.probs, self.layout.grid, self.patch_size, self.layout.n_prefix)
+
+    def head_entropy(self) -> np.ndarray:
+        """``(L, H)`` mean attention entropy in nats."""
+        return attention_entropy(self.probs)
+
+    def rollout(self, *, fusion: str = "mean", discard: float = 0.0, residual: bool = True) -> np.ndarray:
+        """``(T, T)`` rollout over all layers from the kept probabilities."""
+        acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual)
+        for layer in self.probs:
+            acc.update(torch.from_numpy(layer))
+        return acc.result.numpy()
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """A per-patch explanation for one query / target.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        map: ``(gh, gw)`` float32.
+        options: method options (fusion, discard, residual, target, steps, ...).
+        matrix: ``(T, T)`` token-to-token matrix where the method has one (rollout, relevance).
+        layout, image, patch_size, model, input: as in :class:`AttentionMaps`.
+        path: capture path; ``peak_attention_bytes``: attention memory held at once.
+    """
+
+    method: str
+    map: np.ndarray
+    options: dict
+    layout: TokenLayout
+    image: np.ndarray
+    patch_size: int
+    model: Any
+    input: Any
+    matrix: np.ndarray | None = None
+    path: str = ""
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------------------- model families
+def _layout_for(adapter) -> TokenLayout:
+    return TokenLayout(1, tuple(adapter.grid), ("CLS",))
+
+
+def _forward_fn(adapter):
+    """``f(x) -> (B,) scalar target`` and the module to capture, per family."""
+    if adapter.family == "mae":
+        visible = np.zeros((1, adapter.num_patches), bool)
+
+        def f(x, target=None):
+            h, _, _ = adapter.encode(x, np.repeat(visible, x.shape[0], 0))
+            cls = h[:, 0].float()
+            # No labels in an MAE: the target is the CLS output's length along its own direction.
+            return (cls * cls.detach()).sum(-1) / cls.detach().norm(dim=-1).clamp_min(1e-6)
+
+        return f, adapter.model.vit
+    if adapter.family == "vit":
+
+        def f(x, target=None):
+            logits = adapter.logits(x).float()
+            t = logits[0].argmax().item() if target is None else int(target)
+            if not 0 <= t < logits.shape[-1]:
+                raise AttentionError(f"Class {t} is out of range 0..{logits.shape[-1] - 1}.")
+            return logits[:, t]
+
+        return f, adapter.model
+    raise AttentionError(f"The attention views do not know the {adapter.family!r} family yet.")
+
+
+def _prepare(adapter, image, fit):
+    from ..reconstruction import as_input
+
+    pixels, info = as_input(image, fit, adapter.image_size)
+    return pixels, info, adapter.normalise(pixels)
+
+
+def attention_maps(model, image, *, fit: str = "center-crop") -> AttentionMaps:
+    """Every layer's and head's attention of ``model`` on ``image`` (one forward, kept on the CPU).
+
+    Args:
+        model: an adapter from :func:`explorer.load_model` (MAE encoder on all patches, or ViT).
+        image: anything :func:`explorer.load_image` takes, or a sample name.
+    Raises:
+        AttentionError: the model has no attention the explorer can capture.
+    """
+    from ..reconstruction import _resolve_any
+
+    adapter = _resolve_any(model)
+    pixels, info, x = _prepare(adapter, image, fit)
+    f, module = _forward_fn(adapter)
+    t0 = time.perf_counter()
+    kept: list[np.ndarray] = []
+    names: list[str] = []
+    with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: (kept.append(c.probs[0].cpu().numpy()), names.append(c.name))) as cap:
+        f(x)
+    if not kept:
+        raise AttentionError("No attention was captured: the model has no nn.MultiheadAttention, SDPA or transformers attention.")
+    return AttentionMaps(np.stack(kept), tuple(names), _layout_for(adapter), pixels, adapter.patch_size,
+                         ",".join(sorted(cap.paths)), adapter.info, info, time.perf_counter() - t0)
+
+
+def explain(model, image, method: str = "rollout", *, query="cls", fusion: str = "mean", discard: float = 0.0,
+            residual: bool = True, target: int | None = None, steps: int = 32, fit: str = "center-crop",
+            layers=None) -> Relevance:
+    """A per-patch map by ``method`` for ``query`` (rollout) or for the model's target (relevance, IG).
+
+    Args:
+        method: ``"rollout"`` (attention only), ``"relevance"`` (Chefer et al. 2021, gradients × attention),
+            ``"integrated-gradients"`` (captum, on the input pixels; summed per patch).
+        query: the token whose row is shown for rollout / relevance (``"cls"`` or a patch).
+        target: class index for classifiers (default: the predicted class); ignored for MAE.
+        steps: integration steps for integrated gradients.
+        layers: restrict rollout / relevance to these layer indices (default: all).
+    """
+    from ..reconstruction import _resolve_any
+
+    adapter = _resolve_any(model)
+    pixels, info, x = _prepare(adapter, image, fit)
+    layout = _layout_for(adapter)
+    q = layout.token(query)
+    f, module = _forward_fn(adapter)
+    t0 = time.perf_counter()
+    opts: dict = {"query": query if isinstance(query, str) else int(q - layout.n_prefix)}
+    matrix = None
+    path = ""
+    if method == "rollout":
+        opts.update(fusion=fusion, discard=float(discard), residual=bool(residual))
+        acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual, layers=layers)
+        with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: acc.update(c.probs[0])) as cap:
+            f(x)
+        if acc.result is None:
+            raise AttentionError("No attention was captured from this model.")
+        matrix = acc.result.cpu().numpy()
+        path = ",".join(sorted(cap.paths))
+        pmap = layout.patch_map(matrix[q])
+    elif method == "relevance":
+        opts.update(target=target)
+        acc = RelevanceAccumulator(layers=layers)
+        xg = x.detach().clone()
+        with torch.enable_grad(), AttentionCapture(module, gradients=True,
+                                                   on_backward=lambda c: acc.update(c.probs[0], c.grad[0], c.index)) as cap:
+            out = f(xg, target)
+            out.sum().backward()
+        if acc.result is None:
+            raise AttentionError("No attention was captured from this model.")
+        matrix = acc.result.cpu().numpy()
+        path = ",".join(sorted(cap.paths))
+        pmap = layout.patch_map(matrix[q])
+    elif method == "integrated-gradients":
+        from ..attribution import integrated_gradients_patches
+
+        opts.update(target=target, steps=int(steps))
+        pmap = integrated_gradients_patches(lambda inp: f(inp, target), x, adapter.patch_size, steps=int(steps))
+    elif method == "raw":
+        raise AttentionError("Raw attention is per layer and head: use attention_maps(...).query_map(layer, head).")
+    else:
+        raise AttentionError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    return Relevance(method, np.asarray(pmap, np.float32), opts, layout, pixels, adapter.patch_size, adapter.info, info,
+                     matrix, path, time.perf_counter() - t0)
