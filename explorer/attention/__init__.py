@@ -3,9 +3,10 @@
 from .capture import AttentionCall, AttentionCapture, AttentionError, attention_probs
 from .maps import METHODS, AttentionMaps, Relevance, TokenLayout, attention_maps, explain
 from .methods import FUSIONS, RelevanceAccumulator, RolloutAccumulator, rollout_step
+from .provenance import Provenance, provenance
 
 __all__ = [
     "AttentionCall", "AttentionCapture", "AttentionError", "AttentionMaps", "FUSIONS", "METHODS", "Relevance",
     "RelevanceAccumulator", "RolloutAccumulator", "TokenLayout", "attention_maps", "attention_probs", "explain",
-    "rollout_step",
+    "rollout_step", "Provenance", "provenance",
 ]
