@@ -1,0 +1,191 @@
+"""Figures for attention results (pure: results in, plotly figures out).
+
+* :func:`query_overlay` — one map over the image, query marked, adjustable opacity / colour scale.
+* :func:`attention_grid` — layers × heads small multiples for one query on one shared colour scale.
+* :func:`head_summary` — mean attention distance against depth, one point per head (colour = entropy).
+* :func:`method_row` — raw / rollout / relevance / IG side by side, each scaled to [0, 1].
+* :func:`faithfulness_curves` — deletion and insertion curves with AUCs and the random-order reference.
+* :func:`provenance_figure` — MAE provenance of one masked patch (attention and gradient views).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .images import data_uri, upscale_factor
+from .maps import map_strip
+
+COLORSCALES = ("Viridis", "Cividis", "Inferno", "Greys")
+
+
+def _json_grid(m: np.ndarray) -> list:
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(m, np.float64)]
+
+
+def _image_axes(fig, S, rows, cols):
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            i = (r - 1) * cols + c
+            ax = "" if i == 1 else str(i)
+            fig.update_xaxes(range=[0, S], showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=r, col=c)
+            fig.update_yaxes(range=[S, 0], showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
+                             scaleanchor=f"x{ax}", scaleratio=1, row=r, col=c)
+
+
+def _query_marker(layout, patch_size: int, query) -> dict | None:
+    """Rectangle around the query patch (None for a prefix token)."""
+    if isinstance(query, str):
+        return None
+    t = layout.token(query) - layout.n_prefix
+    r, c = divmod(t, layout.grid[1])
+    p = patch_size
+    return dict(type="rect", x0=c * p, x1=(c + 1) * p, y0=r * p, y1=(r + 1) * p, line=dict(color="red", width=2))
+
+
+def query_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, title: str = "", opacity: float = 0.6,
+                  colorscale: str = "Viridis", marker: dict | None = None, zmax: float | None = None, width: int = 760,
+                  height: int = 400, label: str = "attention") -> go.Figure:
+    """Two panels: the image (click a patch to choose the query) and ``patch_map`` ``(gh, gw)`` over it."""
+    S = image.shape[0]
+    gh, gw = patch_map.shape
+    k = upscale_factor(S, S, 224)
+    src = data_uri(image, min_side=224)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["image (click a patch = query)", title], horizontal_spacing=0.04)
+    fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hovertemplate="x %{x:.0f}, y %{y:.0f}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), 1, 2)
+    fig.add_trace(go.Heatmap(z=_json_grid(patch_map), x=(np.arange(gw) + 0.5) * patch_size, y=(np.arange(gh) + 0.5) * patch_size,
+                             opacity=opacity, colorscale=colorscale, zmin=0, zmax=zmax, name=label,
+                             colorbar=dict(title=dict(text=label, side="right"), thickness=10),
+                             hovertemplate="patch (%{y:.0f}, %{x:.0f}) px: %{z:.4f}<extra></extra>"), 1, 2)
+    _image_axes(fig, S, 1, 2)
+    shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
+    fig.update_layout(shapes=shapes, width=width, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      template="plotly_white", dragmode=False)
+    return fig
+
+
+def attention_grid(maps, query="cls", *, layers=None, heads=None, colorscale: str = "Viridis", cell: int = 90,
+                   with_image: bool = True) -> go.Figure:
+    """Layers (rows) × heads (columns) of ``maps.query_map(layer, head, query)``, one shared colour scale."""
+    layers = list(range(maps.num_layers)) if layers is None else list(layers)
+    heads = list(range(maps.num_heads)) if heads is None else list(heads)
+    grids = {(l, h): maps.query_map(l, h, query) for l in layers for h in heads}
+    zmax = float(max(g.max() for g in grids.values()))
+    S, p = maps.image.shape[0], maps.patch_size
+    gh, gw = maps.layout.grid
+    titles = [f"L{l} H{h}" for l in layers for h in heads]
+    fig = make_subplots(rows=len(layers), cols=len(heads), subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.03 if len(layers) > 1 else 0.0)
+    small = data_uri(maps.image, min_side=64) if with_image else None
+    k = upscale_factor(S, S, 64)
+    for i, l in enumerate(layers, start=1):
+        for j, h in enumerate(heads, start=1):
+            if small:
+                fig.add_trace(go.Image(source=small, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), i, j)
+            fig.add_trace(go.Heatmap(z=_json_grid(grids[(l, h)]), x=(np.arange(gw) + 0.5) * p, y=(np.arange(gh) + 0.5) * p,
+                                     coloraxis="coloraxis", opacity=0.75 if small else 1.0, name=f"L{l} H{h}",
+                                     customdata=np.full((gh, gw, 2), (l, h)),
+                                     hovertemplate=f"layer {l} head {h}: " + "%{z:.4f}<extra></extra>"), i, j)
+    _image_axes(fig, S, len(layers), len(heads))
+    q = query if isinstance(query, str) else f"patch {query}"
+    fig.update_layout(coloraxis=dict(colorscale=colorscale, cmin=0, cmax=zmax,
+                                     colorbar=dict(title=dict(text="attention", side="right"), thickness=10)),
+                      title=dict(text=f"attention of {q} — layers × heads ({maps.path})", font=dict(size=13)),
+                      width=cell * len(heads) + 120, height=cell * len(layers) + 70, margin=dict(l=10, r=10, t=50, b=10),
+                      template="plotly_white", dragmode=False)
+    fig.update_annotations(font_size=9)
+    return fig
+
+
+def head_summary(maps) -> go.Figure:
+    """Mean attention distance (px) against layer, one point per head, coloured by entropy (click = that head)."""
+    dist, ent = maps.head_distance(), maps.head_entropy()
+    L, H = dist.shape
+    ll, hh = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
+    jitter = (hh - (H - 1) / 2) * (0.5 / max(H, 1))
+    fig = go.Figure(go.Scatter(
+        x=(ll + jitter).ravel(), y=dist.ravel(), mode="markers",
+        marker=dict(size=9, color=ent.ravel(), colorscale="Cividis", colorbar=dict(title=dict(text="entropy (nats)", side="right"), thickness=10),
+                    line=dict(width=0.5, color="black")),
+        customdata=np.stack([ll.ravel(), hh.ravel(), ent.ravel()], 1),
+        hovertemplate="layer %{customdata[0]} head %{customdata[1]}<br>distance %{y:.1f} px<br>entropy %{customdata[2]:.2f}<extra></extra>",
+        name="heads"))
+    fig.update_layout(xaxis=dict(title="layer", tickmode="linear", dtick=1), yaxis=dict(title="mean attention distance (px)"),
+                      title=dict(text="per-head summary (click a point to show that head)", font=dict(size=13)),
+                      width=560, height=330, margin=dict(l=60, r=10, t=40, b=40), template="plotly_white")
+    return fig
+
+
+def method_row(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float = 0.6, colorscale: str = "Viridis",
+               cell: int = 190) -> go.Figure:
+    """Maps of several methods over the image, each scaled to [0, 1] (their units differ)."""
+    def unit(m):
+        m = np.asarray(m, np.float64)
+        fin = m[np.isfinite(m)]
+        if fin.size == 0:
+            return m
+        lo, hi = fin.min(), fin.max()
+        return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+
+    return map_strip(image, {k: unit(v) for k, v in maps.items()}, opacity=opacity, colorscale=colorscale, zmin=0, zmax=1,
+                     colorbar_title="relative importance", show_image=False, cell=cell)
+
+
+def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
+    """Deletion and insertion curves with their AUCs; random-order curves as the reference."""
+    x = curves.fractions
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=curves.deletion, mode="lines+markers", name=f"deletion (AUC {curves.deletion_auc:.3f})",
+                             line=dict(color="#0072B2")))
+    fig.add_trace(go.Scatter(x=x, y=curves.insertion, mode="lines+markers", name=f"insertion (AUC {curves.insertion_auc:.3f})",
+                             line=dict(color="#E69F00")))
+    fig.add_annotation(text=f"random order: deletion AUC {curves.random_deletion_auc:.3f}, insertion AUC {curves.random_insertion_auc:.3f}",
+                       xref="paper", yref="paper", x=0, y=-0.28, showarrow=False, font=dict(size=11), xanchor="left")
+    fig.update_layout(title=dict(text=title or "faithfulness: patches removed / added in the map's order", font=dict(size=13)),
+                      xaxis_title="fraction of patches removed / added", yaxis_title=curves.score[:48] + ("…" if len(curves.score) > 48 else ""),
+                      width=560, height=340, margin=dict(l=60, r=10, t=40, b=70), template="plotly_white",
+                      legend=dict(x=0.55, y=0.5))
+    return fig
+
+
+def provenance_figure(prov, *, opacity: float = 0.7, colorscale: str = "Viridis", cell: int = 220) -> go.Figure:
+    """Masked input with the query outlined | reconstruction | attention provenance | gradient provenance."""
+    S, p = prov.image.shape[0], prov.patch_size
+    gh, gw = prov.mask.shape
+    masked = prov.image.copy()
+    px = np.kron(prov.mask, np.ones((p, p), bool))
+    masked[px] = 0.5
+    pasted = prov.image.copy()
+    pasted[px] = prov.prediction[px]
+    k = upscale_factor(S, S, 224)
+    titles = ["masked input (click a grey patch)", "reconstruction + visible",
+              f"attention rollout (via CLS {prov.via_cls:.0%}, mask tokens {prov.via_mask_tokens:.0%})", "input gradient |∂/∂x|"]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.02)
+    for c, im in enumerate([masked, pasted, masked, masked], start=1):
+        fig.add_trace(go.Image(source=data_uri(im, min_side=224), x0=0, y0=0, dx=1 / k, dy=1 / k,
+                               hoverinfo="skip" if c > 1 else None), 1, c)
+
+    def unit(m):
+        m = np.asarray(m, np.float64)
+        fin = m[np.isfinite(m)]
+        hi = fin.max() if fin.size else 1.0
+        return m / hi if hi > 0 else m
+
+    xs, ys = (np.arange(gw) + 0.5) * p, (np.arange(gh) + 0.5) * p
+    grad = np.where(prov.mask, np.nan, prov.gradient)  # exactly 0 on hidden patches: leave them clear
+    for c, (m, name) in enumerate([(prov.attention, "attention"), (grad, "gradient")], start=3):
+        fig.add_trace(go.Heatmap(z=_json_grid(unit(m)), x=xs, y=ys, coloraxis="coloraxis", opacity=opacity, name=name,
+                                 hovertemplate=name + " %{z:.3f}<extra></extra>"), 1, c)
+    _image_axes(fig, S, 1, 4)
+    r, cq = divmod(prov.query, gw)
+    box = dict(type="rect", x0=cq * p, x1=(cq + 1) * p, y0=r * p, y1=(r + 1) * p, line=dict(color="red", width=2))
+    fig.update_layout(shapes=[dict(box, xref=f"x{'' if i == 1 else i}", yref=f"y{'' if i == 1 else i}") for i in range(1, 5)],
+                      coloraxis=dict(colorscale=colorscale, cmin=0, cmax=1,
+                                     colorbar=dict(title=dict(text="share (max = 1)", side="right"), thickness=10)),
+                      width=cell * 4 + 100, height=cell + 70, margin=dict(l=10, r=10, t=50, b=10), template="plotly_white",
+                      title=dict(text=f"where the reconstruction of patch {prov.query} (row {r}, column {cq}) came from",
+                                 font=dict(size=13)), dragmode=False)
+    fig.update_annotations(font_size=11)
+    return fig
