@@ -115,3 +115,32 @@ def _error_strip(adapter, images, o) -> go.Figure:
                               ratios=tuple(float(r) for r in o["ratios"]), fit=o["fit"])
     maps = {f"{100 * r.hidden_fraction:.0f}% hidden": np.where(r.mask, r.patch_error, np.nan) for r in sweep.results}
     return map_strip(sweep.results[0].image, maps, opacity=float(o["opacity"]), colorbar_title="MSE", zmin=0.0)
+
+
+# ---------------------------------------------------------------------------- attention recipes
+@recipe("attention_grid", defaults=dict(query="cls", layers=None, heads=None, fit="center-crop", colorscale="Viridis"),
+        letters=False)
+def _attention_grid(adapter, images, o) -> go.Figure:
+    """One input: layers × heads attention maps of one query token on one shared colour scale."""
+    from ..attention import attention_maps
+    from ..viz.attention import attention_grid
+
+    maps = attention_maps(adapter, images[0], fit=o["fit"])
+    return attention_grid(maps, o["query"], layers=o["layers"], heads=o["heads"], colorscale=o["colorscale"])
+
+
+@recipe("attention_methods", defaults=dict(query="cls", layer=0, head="mean", fusion="mean", discard=0.0, residual=True,
+                                           steps=16, fit="center-crop"))
+def _attention_methods(adapter, images, o) -> go.Figure:
+    """One input: raw attention (one layer / head), rollout, relevance and integrated gradients side by side."""
+    from ..attention import attention_maps, explain
+    from ..viz.attention import method_row
+
+    im = images[0]
+    maps = attention_maps(adapter, im, fit=o["fit"])
+    kw = dict(query=o["query"], fit=o["fit"])
+    row = {f"raw L{o['layer']} {o['head']}": maps.query_map(int(o["layer"]), o["head"], o["query"]),
+           "rollout": explain(adapter, im, "rollout", fusion=o["fusion"], discard=float(o["discard"]), residual=bool(o["residual"]), **kw).map,
+           "relevance": explain(adapter, im, "relevance", **kw).map,
+           "integrated gradients": explain(adapter, im, "integrated-gradients", steps=int(o["steps"]), **kw).map}
+    return method_row(maps.image, row)

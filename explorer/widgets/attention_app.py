@@ -1,0 +1,368 @@
+"""The attention explorer app: per-layer/head maps, head summaries, rollout / relevance / IG side
+by side, faithfulness checks and (for MAE models) reconstruction provenance.
+
+Composition only: results from :mod:`explorer.attention`, figures from :mod:`explorer.viz.attention`.
+One forward per (model, image) feeds every layer / head / query / opacity interaction from the
+cached :class:`explorer.attention.AttentionMaps`; rollout variants are recomputed from the cache;
+relevance and integrated gradients are computed once per (query, target) and cached.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+import traceback
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..attention import AttentionError, attention_maps, explain, provenance
+from ..attention.faithfulness import deletion_insertion, randomisation_check
+from ..io import ImageLoadError
+from ..masking import MaskError, MaskSpec, make_mask
+from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
+from ..reconstruction import load_input
+from ..samples import SAMPLES, sample_label
+from ..viz import attention as VA
+from .export_panel import ExportPanel
+from .messages import error_html
+
+USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224")
+
+
+def _guarded(method):
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except USER_ERRORS as e:
+            self._error(str(e))
+        except Exception as e:  # noqa: BLE001 - the kernel must survive anything
+            self._error(f"{type(e).__name__}: {e}", traceback.format_exc())
+        return None
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class AttentionApp(W.VBox):
+    """Interactive attention explorer.
+
+    Args:
+        model: shipped name, hub id or folder of a ViTMAE or ViT classifier.
+        image: sample name or anything :func:`explorer.load_image` takes.
+
+    Attributes:
+        maps: the cached :class:`explorer.attention.AttentionMaps`.
+        query: ``"cls"`` or a flat patch index.
+        last_update_ms: server time of the last layer / head / opacity update.
+    """
+
+    def __init__(self, model: str = "mini-mae", image="chelsea", *, device: str = "auto"):
+        self.adapter = None
+        self.loaded = None
+        self._source = None
+        self.maps = None
+        self.query = "cls"
+        self._explain_cache: dict = {}
+        self.last_update_ms = float("nan")
+        style = {"description_width": "initial"}
+        self.model_box = W.Combobox(value=str(model), options=list(dict.fromkeys(list_models() + list(HUB_ATTENTION_MODELS))),
+                                    description="Model", ensure_option=False, style=style, layout=W.Layout(width="380px"))
+        self.device_dd = W.Dropdown(options=["auto"] + available_devices(), value=device if device in ["auto"] + available_devices() else "auto",
+                                    description="Device", layout=W.Layout(width="160px"))
+        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
+        self.sample_dd = W.Dropdown(options=[(sample_label(n), n) for n in SAMPLES], description="Sample", style=style,
+                                    layout=W.Layout(width="420px"))
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        self.cls_btn = W.Button(description="Query: CLS", tooltip="show what the CLS token attends to")
+        self.layer = W.IntSlider(value=0, min=0, max=0, description="Layer", continuous_update=True)
+        self.head = W.Dropdown(options=[("mean of heads", "mean")], value="mean", description="Head", layout=W.Layout(width="200px"))
+        self.opacity = W.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="Opacity", continuous_update=True)
+        self.cscale = W.Dropdown(options=list(VA.COLORSCALES), value="Viridis", description="Colours", layout=W.Layout(width="200px"))
+        self.fusion = W.ToggleButtons(options=["mean", "max", "min"], value="mean", description="Head fusion")
+        self.discard = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="Discard ratio", style=style)
+        self.residual = W.Checkbox(value=True, description="add residual (0.5·A + 0.5·I)", indent=False)
+        self.faith_btn = W.Button(description="Deletion / insertion", icon="line-chart")
+        self.faith_method = W.Dropdown(options=["rollout", "relevance", "integrated-gradients", "raw"], value="relevance",
+                                       description="for", layout=W.Layout(width="260px"))
+        self.sanity_btn = W.Button(description="Randomisation check", icon="random")
+        self.prov_ratio = W.FloatSlider(value=0.75, min=0.1, max=0.95, step=0.05, description="Provenance mask ratio", style=style)
+        self.prov_seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="150px"))
+        self.status = W.HTML()
+        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.main = go.FigureWidget()
+        self.grid = go.FigureWidget()
+        self.summary = go.FigureWidget()
+        self.methods = go.FigureWidget()
+        self.extra = go.FigureWidget()
+        self.prov = go.FigureWidget()
+        self.faith_text = W.HTML()
+        self.prov_box = W.VBox([W.HTML("<b>Reconstruction provenance</b> (MAE): click a grey patch"),
+                                W.HBox([self.prov_ratio, self.prov_seed]), self.prov])
+        self.export_panel = ExportPanel(self.export_request)
+        super().__init__([
+            W.HBox([self.model_box, self.device_dd, self.load_btn]),
+            W.HBox([self.sample_dd, self.upload]),
+            W.HBox([self.cls_btn, self.layer, self.head]),
+            W.HBox([self.opacity, self.cscale]),
+            self.status, self.details, self.main, self.export_panel,
+            W.HBox([self.grid, self.summary]),
+            W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
+            W.HBox([self.fusion, self.residual]), self.discard, self.methods,
+            W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra,
+            self.prov_box,
+        ])
+        self.load_btn.on_click(lambda _b: self._load_model())
+        self.sample_dd.observe(lambda ch: self._set_image(ch["new"]), names="value")
+        self.upload.observe(lambda ch: self._set_image(ch["new"]) if ch["new"] else None, names="value")
+        self.cls_btn.on_click(lambda _b: self.set_query("cls"))
+        for w in (self.layer, self.head, self.opacity, self.cscale):
+            w.observe(lambda _c: self._update_main(), names="value")
+        for w in (self.fusion, self.discard, self.residual):
+            w.observe(lambda _c: self._update_methods(), names="value")
+        self.faith_btn.on_click(lambda _b: self.run_faithfulness())
+        self.sanity_btn.on_click(lambda _b: self.run_sanity())
+        for w in (self.prov_ratio, self.prov_seed):
+            w.observe(lambda _c: self._draw_provenance(None), names="value")
+        self._load_model(refresh=False)
+        if isinstance(image, str) and image in SAMPLES:
+            self.sample_dd.value = image
+            if self.loaded is None:
+                self._set_image(image)
+        else:
+            self._set_image(image)
+
+    # ------------------------------------------------------------------ status
+    def _error(self, message: str, details: str | None = None):
+        self.status.value = error_html(message)
+        if details:
+            with self.details:
+                print(details)
+
+    def _info(self, text: str):
+        self.status.value = f"<div style='font-size:12px;color:#444'>{text}</div>"
+
+    # ------------------------------------------------------------------ inputs
+    @_guarded
+    def _load_model(self, refresh: bool = True):
+        name = self.model_box.value.strip()
+        self._info(f"Loading <b>{html.escape(name)}</b>…")
+        self.adapter = load_model(name, device=self.device_dd.value)
+        self.maps = None
+        if refresh and self.loaded is not None:
+            self._compute()
+
+    @_guarded
+    def _set_image(self, image):
+        self.loaded = load_input(image)
+        self._source = image
+        self._compute()
+
+    def _compute(self):
+        if self.adapter is None or self.loaded is None:
+            return
+        self.maps = attention_maps(self.adapter, self.loaded)
+        self._explain_cache.clear()
+        L, H = self.maps.num_layers, self.maps.num_heads
+        with self.layer.hold_trait_notifications():
+            self.layer.max = L - 1
+            self.layer.value = min(self.layer.value, L - 1)
+        self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(H)]
+        self.query = "cls"
+        self._draw_all()
+
+    def _draw_all(self):
+        self._update_main(rebuild=True)
+        g = VA.attention_grid(self.maps, self.query, colorscale=self.cscale.value, cell=70)
+        _replace(self.grid, g)
+        for tr in self.grid.data:
+            if tr.type == "heatmap":
+                tr.on_click(self._on_grid_click)
+        _replace(self.summary, VA.head_summary(self.maps))
+        self.summary.data[0].on_click(self._on_summary_click)
+        self._update_methods()
+        self.prov_box.layout.display = None if self.adapter.family == "mae" else "none"
+        if self.adapter.family == "mae":
+            self._draw_provenance(None)
+
+    # ------------------------------------------------------------------ main view
+    def set_query(self, query):
+        """Show attention *from* ``query`` (``"cls"``, a flat patch index or ``(row, col)``)."""
+        self._set_query(query)
+
+    @_guarded
+    def _set_query(self, query):
+        if self.maps is None:
+            return
+        tok = self.maps.layout.token(query)  # validates
+        self.query = "cls" if isinstance(query, str) else tok - self.maps.layout.n_prefix
+        self._draw_all()
+
+    @_guarded
+    def _update_main(self, rebuild: bool = False):
+        if self.maps is None:
+            return
+        t0 = time.perf_counter()
+        m = self.maps.query_map(self.layer.value, self.head.value, self.query)
+        head = "mean of heads" if self.head.value == "mean" else f"head {self.head.value}"
+        title = f"layer {self.layer.value}, {head}: attention of {'CLS' if self.query == 'cls' else f'patch {self.query}'}"
+        marker = VA._query_marker(self.maps.layout, self.maps.patch_size, self.query)
+        if rebuild or len(self.main.data) != 3:
+            fig = VA.query_overlay(self.maps.image, m, patch_size=self.maps.patch_size, title=title, opacity=self.opacity.value,
+                                   colorscale=self.cscale.value, marker=marker)
+            _replace(self.main, fig)
+            self.main.data[0].on_click(self._on_image_click)
+        else:
+            with self.main.batch_update():
+                hm = self.main.data[2]
+                hm.z = VA._json_grid(m)
+                hm.opacity = self.opacity.value
+                hm.colorscale = self.cscale.value
+                self.main.layout.annotations[1].text = title
+        self.last_update_ms = (time.perf_counter() - t0) * 1e3
+        self._info(f"<b>{html.escape(self.maps.input.name)}</b> · model <b>{html.escape(self.maps.model.model_id)}</b> · "
+                   f"{self.maps.num_layers} layers × {self.maps.num_heads} heads, captured by {self.maps.path} in "
+                   f"{self.maps.seconds * 1e3:.0f} ms · view updated in {self.last_update_ms:.0f} ms (from cache)")
+
+    def _on_image_click(self, trace, points, state):
+        if not points.xs or self.maps is None:
+            return
+        p = self.maps.patch_size
+        gh, gw = self.maps.layout.grid
+        r, c = int(points.ys[0] // p), int(points.xs[0] // p)
+        if 0 <= r < gh and 0 <= c < gw:
+            self._set_query(r * gw + c)
+
+    def _on_grid_click(self, trace, points, state):
+        if not points.point_inds:
+            return
+        name = trace.name  # "L{l} H{h}"
+        l, h = (int(s[1:]) for s in name.split())
+        self.select(l, h)
+
+    def _on_summary_click(self, trace, points, state):
+        if not points.point_inds:
+            return
+        l, h, _ = trace.customdata[points.point_inds[0]]
+        self.select(int(l), int(h))
+
+    def select(self, layer: int, head):
+        """Show ``layer`` / ``head`` in the main view (what clicking the grid or the summary does)."""
+        with self.hold_trait_notifications():
+            self.layer.value = int(layer)
+            self.head.value = head if head == "mean" else int(head)
+
+    # ------------------------------------------------------------------ methods
+    def explained(self, method: str):
+        """The cached :class:`explorer.attention.Relevance` of ``method`` for the current query and options."""
+        opts = (method, self.query, self.fusion.value, round(self.discard.value, 3), self.residual.value) if method == "rollout" \
+            else (method, self.query)
+        if opts not in self._explain_cache:
+            self._explain_cache[opts] = explain(self.adapter, self.loaded, method, query=self.query, fusion=self.fusion.value,
+                                                discard=self.discard.value, residual=self.residual.value, steps=16)
+        return self._explain_cache[opts]
+
+    def method_maps(self) -> dict:
+        raw = self.maps.query_map(self.layer.value, self.head.value, self.query)
+        return {f"raw L{self.layer.value} {self.head.value}": raw,
+                f"rollout ({self.fusion.value}, discard {self.discard.value:.2f})": self.explained("rollout").map,
+                "relevance (Chefer 2021)": self.explained("relevance").map,
+                "integrated gradients (captum)": self.explained("integrated-gradients").map}
+
+    @_guarded
+    def _update_methods(self):
+        if self.maps is None:
+            return
+        _replace(self.methods, VA.method_row(self.maps.image, self.method_maps(), opacity=self.opacity.value,
+                                             colorscale=self.cscale.value))
+
+    def _map_for(self, method: str) -> np.ndarray:
+        if method == "raw":
+            return self.maps.query_map(self.layer.value, self.head.value, self.query)
+        return self.explained(method).map
+
+    @_guarded
+    def run_faithfulness(self):
+        """Deletion / insertion curves for the chosen method's map (computed on demand)."""
+        curves = deletion_insertion(self.adapter, self.loaded, self._map_for(self.faith_method.value))
+        _replace(self.extra, VA.faithfulness_curves(curves, title=f"faithfulness of {self.faith_method.value}"))
+        better = curves.deletion_auc < curves.random_deletion_auc and curves.insertion_auc > curves.random_insertion_auc
+        self.faith_text.value = (f"<div style='font-size:12px'>{html.escape(self.faith_method.value)}: deletion AUC "
+                                 f"{curves.deletion_auc:.3f} (random {curves.random_deletion_auc:.3f}), insertion AUC "
+                                 f"{curves.insertion_auc:.3f} (random {curves.random_insertion_auc:.3f}) — "
+                                 f"{'better than a random order on both' if better else 'not better than a random order on both'}.</div>")
+        return curves
+
+    @_guarded
+    def run_sanity(self):
+        """Cascading model-randomisation check for the chosen method."""
+        method = self.faith_method.value
+        q, fusion, discard, residual = self.query, self.fusion.value, self.discard.value, self.residual.value
+        layer, head = self.layer.value, self.head.value
+
+        def fn(adapter, image):
+            if method == "raw":
+                return attention_maps(adapter, image).query_map(layer, head, q)
+            return explain(adapter, image, method, query=q, fusion=fusion, discard=discard, residual=residual, steps=8).map
+
+        s = randomisation_check(self.adapter, self.loaded, fn)
+        rows = "".join(f"<tr><td>{n}</td><td>{r:.3f}</td><td>{x:.3f}</td></tr>" for n, r, x in zip(s.levels, s.spearman, s.ssim))
+        verdict = ("the map changes when the weights are randomised: it depends on the model" if s.passed else
+                   "the map barely changes when the weights are randomised: it may show the image, not the model")
+        colour = "#1b5e20" if s.passed else "#8b0000"
+        self.faith_text.value = (f"<div style='font-size:12px'><b>Randomisation check</b> ({html.escape(method)}): "
+                                 f"<span style='color:{colour}'>{verdict}</span> (Spearman at full randomisation "
+                                 f"{s.spearman[-1]:.2f}, threshold {s.threshold}).<table><tr><th>top blocks randomised</th>"
+                                 f"<th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
+        return s
+
+    # ------------------------------------------------------------------ provenance
+    def provenance_mask(self) -> np.ndarray:
+        return make_mask(self.adapter.grid, MaskSpec("random", self.prov_ratio.value, self.prov_seed.value))
+
+    @_guarded
+    def _draw_provenance(self, query):
+        if self.adapter is None or self.adapter.family != "mae" or self.loaded is None:
+            return
+        mask = self.provenance_mask()
+        if query is None:
+            hidden = np.flatnonzero(mask)
+            gh, gw = mask.shape
+            centre = (gh // 2) * gw + gw // 2
+            query = int(hidden[np.argmin(np.abs(hidden - centre))])
+        prov = provenance(self.adapter, self.loaded, query, ratio=self.prov_ratio.value, seed=self.prov_seed.value)
+        _replace(self.prov, VA.provenance_figure(prov))
+        self.prov.data[0].on_click(self._on_prov_click)
+        self.last_provenance = prov
+
+    def _on_prov_click(self, trace, points, state):
+        if not points.xs:
+            return
+        p = self.adapter.patch_size
+        gh, gw = self.adapter.grid
+        r, c = int(points.ys[0] // p), int(points.xs[0] // p)
+        if 0 <= r < gh and 0 <= c < gw:
+            self._draw_provenance(r * gw + c)
+
+    def show_provenance(self, query):
+        """Provenance of masked patch ``query`` (flat index), as clicking it does."""
+        self._draw_provenance(int(query))
+
+    # ------------------------------------------------------------------ export
+    def export_request(self) -> dict:
+        if self.maps is None:
+            raise ValueError("Nothing to export yet: load a model and an image first.")
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.maps.input.name.rsplit(".", 1)[0])[:40]
+        return dict(recipe="attention_methods", model=self.adapter, inputs=[self._source], name=f"{stem}-attention",
+                    options=dict(query=self.query, layer=int(self.layer.value), head=self.head.value, fusion=self.fusion.value,
+                                 discard=float(self.discard.value), residual=bool(self.residual.value), steps=16))
+
+
+def _replace(widget: go.FigureWidget, fig: go.Figure) -> None:
+    with widget.batch_update():
+        widget.data = ()
+        widget.layout = fig.layout
+        widget.add_traces(fig.data)
