@@ -37,3 +37,18 @@ def random_image(size: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.random((4, 4, 3)).astype(np.float32)
     return np.clip(cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def save_tiny_vit(folder: Path, seed: int = 0, num_labels: int = 3, **overrides) -> Path:
+    """A random ``ViTForImageClassification`` written by ``save_pretrained``."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    cfg = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+               num_labels=num_labels)
+    model = ViTForImageClassification(ViTConfig(**{**cfg, **overrides}))
+    with torch.no_grad():  # transformers 5 leaves position embeddings at zero: give tokens an order
+        model.vit.embeddings.position_embeddings.normal_(0, 0.5)
+        model.vit.embeddings.cls_token.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    return folder

@@ -1,12 +1,12 @@
 """Attention explorer compute layer: capture, per-layer/head maps, rollout, relevance, faithfulness."""
 
 from .capture import AttentionCall, AttentionCapture, AttentionError, attention_probs
-from .maps import METHODS, AttentionMaps, Relevance, TokenLayout, attention_maps, explain
+from .maps import METHODS, AttentionMaps, Relevance, TokenLayout, attention_maps, capture_all, check_capture_memory, explain
 from .methods import FUSIONS, RelevanceAccumulator, RolloutAccumulator, rollout_step
 from .provenance import Provenance, provenance
 
 __all__ = [
     "AttentionCall", "AttentionCapture", "AttentionError", "AttentionMaps", "FUSIONS", "METHODS", "Relevance",
     "RelevanceAccumulator", "RolloutAccumulator", "TokenLayout", "attention_maps", "attention_probs", "explain",
-    "rollout_step", "Provenance", "provenance",
+    "rollout_step", "Provenance", "provenance", "capture_all", "check_capture_memory",
 ]

@@ -202,12 +202,12 @@ class AttentionCapture:
             except Exception as e:  # noqa: BLE001
                 raise AttentionError(f"This model uses {impl!r} attention and cannot switch to SDPA for capture: {e}") from e
         for name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.MultiheadAttention):  # before push / pop: its record needs the name
+                self._handles.append(mod.register_forward_pre_hook(self._mha_pre, with_kwargs=True))
+                self._handles.append(mod.register_forward_hook(self._mha_post, with_kwargs=True))
             if _is_attention_module(mod):
                 self._handles.append(mod.register_forward_pre_hook(self._push(name)))
                 self._handles.append(mod.register_forward_hook(self._pop))
-            if isinstance(mod, torch.nn.MultiheadAttention):
-                self._handles.append(mod.register_forward_pre_hook(self._mha_pre, with_kwargs=True))
-                self._handles.append(mod.register_forward_hook(self._mha_post, with_kwargs=True))
         self._orig_sdpa = F.scaled_dot_product_attention
         F.scaled_dot_product_attention = self._sdpa
         return self

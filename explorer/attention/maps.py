@@ -194,7 +194,72 @@ def _prepare(adapter, image, fit):
     return pixels, info, adapter.normalise(pixels)
 
 
-def attention_maps(model, image, *, fit: str = "center-crop") -> AttentionMaps:
+def _available_bytes(device) -> int:
+    """Free memory on ``device`` (GPU: what CUDA reports free; CPU: available RAM)."""
+    if str(device).startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
+def check_capture_memory(num_layers: int, num_heads: int, num_tokens: int, device, max_bytes: int | None = None) -> int:
+    """Bytes all layers' attention would take (float32); raise if more than ``max_bytes``.
+
+    Default budget: half the free memory of ``device``.
+
+    Raises:
+        AttentionError: with the numbers and what to do instead (streaming rollout / relevance, or the CPU).
+    """
+    need = 4 * num_layers * num_heads * num_tokens * num_tokens
+    budget = max_bytes if max_bytes is not None else _available_bytes(device) // 2
+    if need > budget:
+        cpu = " — or run on the CPU, which usually has more memory" if str(device).startswith("cuda") else ""
+        raise AttentionError(
+            f"Keeping every layer's attention needs {_size(need)} ({num_layers} layers × {num_heads} heads × "
+            f"{num_tokens}² tokens) but only {_size(budget)} is available on {device}. Use the streaming "
+            f"aggregates instead: explain(model, image, 'rollout') or 'relevance' keep one layer at a time{cpu}.")
+    return need
+
+
+def capture_all(module: torch.nn.Module, forward, *, batch_index: int = 0) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """Every attention call of ``forward()`` on any ``module`` ("bring your own" models).
+
+    Args:
+        module: the model (or the part of it) whose attention modules to watch.
+        forward: a no-argument callable running the model.
+    Returns:
+        ``(probs (L, H, T, T) float32, layer names, capture path)``; layers must share ``(H, T, T)``.
+    Raises:
+        AttentionError: no attention was seen, or layers differ in shape.
+    """
+    kept, names = [], []
+    with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: (kept.append(c.probs[batch_index].cpu().numpy()),
+                                                                        names.append(c.name))) as cap:
+        forward()
+    if not kept:
+        raise AttentionError(
+            f"No attention was captured from {type(module).__name__}: it has no nn.MultiheadAttention, no call to "
+            "torch.nn.functional.scaled_dot_product_attention and no transformers attention module.")
+    shapes = {k.shape for k in kept}
+    if len(shapes) > 1:
+        raise AttentionError(f"Attention layers differ in shape ({sorted(shapes)}); capture a part of the model with one shape.")
+    return np.stack(kept), tuple(names), ",".join(sorted(cap.paths))
+
+
+def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | None = None) -> AttentionMaps:
     """Every layer's and head's attention of ``model`` on ``image`` (one forward, kept on the CPU).
 
     Args:
@@ -206,17 +271,14 @@ def attention_maps(model, image, *, fit: str = "center-crop") -> AttentionMaps:
     from ..reconstruction import _resolve_any
 
     adapter = _resolve_any(model)
+    layout = _layout_for(adapter)
+    cfg = adapter.model.config
+    check_capture_memory(cfg.num_hidden_layers, cfg.num_attention_heads, layout.num_tokens, adapter.device, max_bytes)
     pixels, info, x = _prepare(adapter, image, fit)
     f, module = _forward_fn(adapter)
     t0 = time.perf_counter()
-    kept: list[np.ndarray] = []
-    names: list[str] = []
-    with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: (kept.append(c.probs[0].cpu().numpy()), names.append(c.name))) as cap:
-        f(x)
-    if not kept:
-        raise AttentionError("No attention was captured: the model has no nn.MultiheadAttention, SDPA or transformers attention.")
-    return AttentionMaps(np.stack(kept), tuple(names), _layout_for(adapter), pixels, adapter.patch_size,
-                         ",".join(sorted(cap.paths)), adapter.info, info, time.perf_counter() - t0)
+    probs, names, path = capture_all(module, lambda: f(x))
+    return AttentionMaps(probs, names, layout, pixels, adapter.patch_size, path, adapter.info, info, time.perf_counter() - t0)
 
 
 def explain(model, image, method: str = "rollout", *, query="cls", fusion: str = "mean", discard: float = 0.0,

@@ -314,8 +314,8 @@ class AttentionApp(W.VBox):
                    "the map barely changes when the weights are randomised: it may show the image, not the model")
         colour = "#1b5e20" if s.passed else "#8b0000"
         self.faith_text.value = (f"<div style='font-size:12px'><b>Randomisation check</b> ({html.escape(method)}): "
-                                 f"<span style='color:{colour}'>{verdict}</span> (Spearman at full randomisation "
-                                 f"{s.spearman[-1]:.2f}, threshold {s.threshold}).<table><tr><th>top blocks randomised</th>"
+                                 f"<span style='color:{colour}'>{verdict}</span> (Spearman "
+                                 f"{s.spearman.min():.2f} at most, threshold {s.threshold}).<table><tr><th>top blocks randomised</th>"
                                  f"<th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
         return s
 
