@@ -37,6 +37,10 @@ def __getattr__(name):
         from .widgets.mae_app import MAEApp
 
         return MAEApp
+    if name == "AttentionApp":
+        from .widgets.attention_app import AttentionApp
+
+        return AttentionApp
     raise AttributeError(name)
 
 

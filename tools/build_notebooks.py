@@ -234,6 +234,183 @@ app
 """),
 ]
 
+ATTENTION = [
+    ("md", """
+# 03 · Attention maps: layers, heads, rollout, relevance — and whether to trust them
+
+A transformer's attention says which tokens each token reads from, in every layer and head. This notebook
+shows how to look at it, how to aggregate it into one map per image (attention rollout; gradient-weighted
+relevance after Chefer et al. 2021; Integrated Gradients from captum as a non-attention baseline), and —
+because pretty maps are easy to make — how to test whether a map reflects the model at all:
+
+* **deletion / insertion**: remove (or add) patches in the map's order; a faithful map makes the model's
+  score fall fast (or rise fast), faster than a random order;
+* **randomisation check** (Adebayo et al. 2018): re-draw the top layers' weights; a method that depends on
+  the model must change its map. An edge detector, which never looks at the model, fails it.
+
+For masked autoencoders there is one more view: **reconstruction provenance**, which visible patches a
+masked patch's reconstruction drew on.
+"""),
+    ("code", """
+import numpy as np
+
+import explorer
+from explorer import attention as A
+from explorer.viz import attention as VA
+
+model = explorer.load_model("mini-mae")
+maps = A.attention_maps(model, "chelsea")
+print(f"{maps.num_layers} layers x {maps.num_heads} heads, {maps.layout.num_tokens} tokens, captured by {maps.path} "
+      f"in {maps.seconds * 1e3:.0f} ms")
+"""),
+    ("md", """
+## 1 · Every layer and head
+
+The CLS token's attention in every layer (rows) and head (columns), on one colour scale. Attention is captured
+with the model's fast SDPA kernel left in place: the probabilities are recomputed from the same queries and
+keys in float32 (`sdpa-recomputed`), and a test checks they equal transformers' own eager attentions.
+"""),
+    ("code", """
+VA.attention_grid(maps, "cls")
+"""),
+    ("md", """
+Per-head summaries across depth, as in the ViT paper: the **mean attention distance** (how far, in pixels,
+a patch looks) and the **entropy** (how spread out). Early layers mix local and global heads; in the app a
+click on a point opens that head.
+"""),
+    ("code", """
+VA.head_summary(maps)
+"""),
+    ("md", """
+## 2 · One map per image: four methods side by side
+
+Rollout multiplies the layers' head-fused attention (with the residual path); relevance weights each layer's
+attention by its gradient; Integrated Gradients attributes the input pixels. Each map is scaled to [0, 1]:
+their units differ. For an MAE there is no class, so the target is the encoder's CLS output.
+"""),
+    ("code", """
+methods = {
+    "raw, last layer (mean of heads)": maps.query_map(maps.num_layers - 1, "mean", "cls"),
+    "rollout": A.explain(model, "chelsea", "rollout").map,
+    "relevance": A.explain(model, "chelsea", "relevance").map,
+    "integrated gradients": A.explain(model, "chelsea", "integrated-gradients", steps=32).map,
+}
+VA.method_row(maps.image, methods)
+"""),
+    ("md", """
+## 3 · Are the maps faithful?
+
+For an MAE, removing a patch means *hiding* it (the encoder just does not see it) and the score is how close
+the CLS output stays to the full image's. Lower deletion AUC and higher insertion AUC than a random order
+mean the map ranks patches the way the model uses them.
+"""),
+    ("code", """
+from explorer.attention.faithfulness import deletion_insertion, randomisation_check
+
+print(f"{'method':34s} deletion AUC  insertion AUC")
+for name, m in methods.items():
+    c = deletion_insertion(model, "chelsea", m)
+    print(f"{name:34s} {c.deletion_auc:12.3f} {c.insertion_auc:14.3f}")
+print(f"{'random order':34s} {c.random_deletion_auc:12.3f} {c.random_insertion_auc:14.3f}")
+VA.faithfulness_curves(deletion_insertion(model, "chelsea", methods["relevance"]), title="relevance")
+"""),
+    ("code", """
+import cv2
+
+def edges(adapter, image):
+    # A map that never looks at the model: local contrast per patch.
+    px = A.attention_maps(adapter, image).image
+    g = cv2.cvtColor(px, cv2.COLOR_RGB2GRAY)
+    e = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+    p = adapter.patch_size
+    return e.reshape(adapter.grid[0], p, adapter.grid[1], p).mean((1, 3))
+
+checks = {
+    "rollout": lambda a, im: A.explain(a, im, "rollout").map,
+    "relevance": lambda a, im: A.explain(a, im, "relevance").map,
+    "edge detector (ignores the model)": edges,
+}
+for name, fn in checks.items():
+    s = randomisation_check(model, "chelsea", fn)
+    print(f"{name:34s} Spearman vs original with top {s.levels} blocks randomised: {np.round(s.spearman, 2)}"
+          f" -> {'depends on the model' if s.passed else 'FLAGGED: does not depend on the model'}")
+"""),
+    ("md", """
+## 4 · Reconstruction provenance (MAE only)
+
+Hide 75% of the patches, pick a hidden one, and ask where its reconstruction came from: rollout through the
+decoder and back through the encoder (left), and the gradient of the predicted patch with respect to the
+input pixels (right). Hidden patches get exactly zero gradient — they never reach the encoder.
+"""),
+    ("code", """
+from explorer.masking import MaskSpec, make_mask
+
+mask = make_mask(model.grid, MaskSpec("random", 0.75, seed=0))
+query = int(np.flatnonzero(mask)[60])
+prov = A.provenance(model, "chelsea", query, ratio=0.75, seed=0)
+print("gradient on hidden patches:", prov.gradient[mask].max(), "| shares: visible", round(float(np.nansum(prov.attention)), 3),
+      "CLS", round(prov.via_cls, 3), "mask tokens", round(prov.via_mask_tokens, 3))
+VA.provenance_figure(prov)
+"""),
+    ("md", """
+## 5 · The app
+
+Click a patch on the left image to make it the query (or press *Query: CLS*); move *Layer*, *Head*, *Opacity*;
+click a small multiple or a point of the head summary to open that head. Below: methods side by side with
+rollout's head fusion, discard ratio and residual; deletion / insertion and the randomisation check on
+demand; and, for MAE models, provenance (click a grey patch). Every interaction except the first forward
+is served from the cache.
+"""),
+    ("code", """
+app = explorer.AttentionApp(model="mini-mae", image="coffee")
+app
+"""),
+    ("md", """
+## 6 · Long inputs and your own models
+
+Keeping every layer's attention grows with depth × heads × tokens². For VideoMAE-base on 16 frames of 224²
+(1,568 tokens) that is 1.32 GiB; the explorer refuses with a message when it would not fit and points to
+the streaming aggregates, which keep one layer at a time (`bench/attention_memory.py` measures it).
+"""),
+    ("code", """
+try:
+    A.check_capture_memory(num_layers=12, num_heads=12, num_tokens=1568, device="cpu", max_bytes=512 * 2**20)
+except A.AttentionError as e:
+    print(e)
+"""),
+    ("md", """
+Any torch module whose attention goes through `nn.MultiheadAttention`, `F.scaled_dot_product_attention`
+or a transformers attention block can be captured:
+"""),
+    ("code", """
+import torch
+
+torch.manual_seed(0)
+layers = torch.nn.ModuleList([torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True) for _ in range(3)]).eval()
+tokens = torch.randn(1, 10, 32)
+
+def run():
+    h = tokens
+    for layer in layers:
+        h = layer(h)
+    return h
+
+probs, names, path = A.capture_all(layers, run)
+print(probs.shape, names, path)
+"""),
+    ("md", """
+Real checkpoints load by id (they need the Hugging Face hub or a local copy), e.g. a ViT classifier, for
+which the relevance target is the predicted class's logit:
+"""),
+    ("code", """
+try:
+    vit = explorer.load_model("google/vit-base-patch16-224")
+    print(vit.labels[int(vit.logits(vit.normalise(A.attention_maps(vit, "chelsea").image))[0].argmax())])
+except explorer.ModelLoadError as e:
+    print("skipped:", str(e)[:160], "...")
+"""),
+]
+
 EXPORT = [
     ("md", """
 # 05 · Figures for papers: export, presets, reproducible sidecars
@@ -371,6 +548,7 @@ sorted(p.name for p in (out / "batch" / "coffee_png").iterdir())
 if __name__ == "__main__":
     ROOT.mkdir(exist_ok=True)
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_mae_masking.ipynb", MASKING),
+                        ("03_attention_maps.ipynb", ATTENTION),
                         ("05_export_figures.ipynb", EXPORT)]:
         nbf.write(nb(cells), ROOT / name)
         print("wrote", ROOT / name)

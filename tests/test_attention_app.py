@@ -1,0 +1,111 @@
+"""The attention app: interactions served from cache, clicks, faithfulness, provenance, errors in the widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _tiny import save_tiny_mae, save_tiny_vit
+
+import explorer.attention.maps as maps_mod
+from explorer.widgets.attention_app import AttentionApp
+
+
+class _Points:
+    def __init__(self, xs, ys, inds=(0,)):
+        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
+
+
+@pytest.fixture(scope="module")
+def mae_dir(tmp_path_factory):
+    return save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=3, image_size=64)
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory):
+    return save_tiny_vit(tmp_path_factory.mktemp("vit"), image_size=64)
+
+
+def _err(app) -> bool:
+    return "⚠" in app.status.value
+
+
+def test_layer_head_opacity_come_from_the_cache(mae_dir, monkeypatch):
+    app = AttentionApp(model=str(mae_dir), image="chelsea")
+    assert not _err(app), app.status.value
+    calls = []
+    real = maps_mod.capture_all
+    monkeypatch.setattr(maps_mod, "capture_all", lambda *a, **k: calls.append(1) or real(*a, **k))
+    z0 = np.array(app.main.data[2].z, dtype=float)
+    app.layer.value = 1
+    z1 = np.array(app.main.data[2].z, dtype=float)
+    app.head.value = 2
+    z2 = np.array(app.main.data[2].z, dtype=float)
+    app.opacity.value = 0.3
+    assert not np.allclose(z0, z1) and not np.allclose(z1, z2)
+    np.testing.assert_allclose(z2, app.maps.query_map(1, 2, "cls"), rtol=1e-6)
+    assert app.main.data[2].opacity == 0.3
+    assert calls == []  # no forward for any of these
+    assert app.last_update_ms < 1000
+
+
+def test_clicks_choose_query_layer_and_head(mae_dir):
+    app = AttentionApp(model=str(mae_dir), image="coffee")
+    p = app.maps.patch_size
+    app._on_image_click(app.main.data[0], _Points([2.5 * p], [1.5 * p]), None)  # row 1, column 2
+    gw = app.maps.layout.grid[1]
+    assert app.query == 1 * gw + 2
+    np.testing.assert_allclose(np.array(app.main.data[2].z, float), app.maps.query_map(app.layer.value, "mean", app.query), rtol=1e-6)
+    grid_trace = next(t for t in app.grid.data if t.type == "heatmap" and t.name == "L1 H3")
+    app._on_grid_click(grid_trace, _Points([0], [0]), None)
+    assert (app.layer.value, app.head.value) == (1, 3)
+    s = app.summary.data[0]
+    i = next(k for k, cd in enumerate(s.customdata) if int(cd[0]) == 0 and int(cd[1]) == 1)
+    app._on_summary_click(s, _Points([0], [0], [i]), None)
+    assert (app.layer.value, app.head.value) == (0, 1)
+    app.set_query("cls")
+    assert app.query == "cls"
+    app.set_query(10_000)  # outside the grid: message, previous state kept
+    assert _err(app) and "outside" in app.status.value and app.query == "cls"
+
+
+def test_methods_faithfulness_and_sanity(mae_dir):
+    app = AttentionApp(model=str(mae_dir), image="chelsea")
+    names = [t.name for t in app.methods.data if t.type == "heatmap"]
+    assert any(n.startswith("rollout") for n in names) and any("relevance" in n for n in names)
+    before = np.array(next(t.z for t in app.methods.data if t.type == "heatmap" and t.name.startswith("rollout")), float)
+    app.discard.value = 0.5
+    after = np.array(next(t.z for t in app.methods.data if t.type == "heatmap" and t.name.startswith("rollout")), float)
+    assert not np.allclose(before, after)
+    c = app.run_faithfulness()
+    assert c is not None and "deletion AUC" in app.faith_text.value and len(app.extra.data) == 2
+    s = app.run_sanity()
+    assert s is not None and "Randomisation check" in app.faith_text.value
+
+
+def test_provenance_click_and_visible_patch_message(mae_dir):
+    app = AttentionApp(model=str(mae_dir), image="chelsea")
+    assert app.prov_box.layout.display is None
+    mask = app.provenance_mask()
+    gw = mask.shape[1]
+    p = app.adapter.patch_size
+    hidden = int(np.flatnonzero(mask)[3])
+    r, c = divmod(hidden, gw)
+    app._on_prov_click(app.prov.data[0], _Points([(c + 0.5) * p], [(r + 0.5) * p]), None)
+    assert app.last_provenance.query == hidden and not _err(app)
+    visible = int(np.flatnonzero(~mask)[0])
+    r, c = divmod(visible, gw)
+    app._on_prov_click(app.prov.data[0], _Points([(c + 0.5) * p], [(r + 0.5) * p]), None)
+    assert _err(app) and "is visible" in app.status.value
+    assert app.last_provenance.query == hidden
+
+
+def test_vit_classifier_hides_provenance_and_bad_inputs_are_explained(vit_dir, tmp_path):
+    app = AttentionApp(model=str(vit_dir), image="chelsea")
+    assert not _err(app) and app.prov_box.layout.display == "none"
+    app.upload.value = ({"name": "x.png", "type": "image/png", "size": 5, "last_modified": __import__("datetime").datetime.now(),
+                         "content": memoryview(b"\x89PNG\r\n\x1a\nbroken")},)
+    assert _err(app)
+    assert app.maps is not None  # previous view kept
+    app.model_box.value = "no-such/model-here"
+    app._load_model()
+    assert _err(app) and "no-such/model-here" in app.status.value
