@@ -223,3 +223,11 @@ def test_unknown_preset_format_and_recipe_are_clear(tmp_path, model):
     with pytest.raises(ValueError, match="has no option"):
         export.export_recipe("reconstruction", tmp_path / "a", model=model, inputs=["chelsea"], options={"ratioo": 0.5})
     assert not any(tmp_path.iterdir())
+
+
+def test_attention_figures_export_and_reproduce(tmp_path, model):
+    for name, opts in (("attention_grid", dict(query="cls", layers=[0, 5])), ("attention_methods", dict(layer=2, steps=8))):
+        res = export.export_recipe(name, tmp_path / name, model=model, inputs=["coffee"], options=opts,
+                                   preset="double-column", formats=["png", "svg"])
+        rep = export.reproduce(res.files["json"])
+        assert rep.identical, rep.summary()

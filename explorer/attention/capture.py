@@ -69,17 +69,21 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, attn_mask=None, is_causal:
     if enable_gqa or (kf.shape[-3] != qf.shape[-3] and qf.shape[-3] % kf.shape[-3] == 0):
         kf = kf.repeat_interleave(qf.shape[-3] // kf.shape[-3], dim=-3)
     s = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    scores = torch.matmul(qf, kf.transpose(-2, -1)) * s
+    # One (…, Tq, Tk) buffer, modified in place: on long inputs this buffer is the capture's
+    # whole memory cost (bench/attention_memory.py).
+    scores = torch.matmul(qf, kf.transpose(-2, -1)).mul_(s)
     if is_causal:
         Tq, Tk = scores.shape[-2:]
         causal = torch.ones(Tq, Tk, dtype=torch.bool, device=scores.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
+        scores.masked_fill_(~causal, float("-inf"))
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            scores.masked_fill_(~attn_mask, float("-inf"))
         else:
-            scores = scores + attn_mask.float()
-    return torch.softmax(scores, dim=-1).nan_to_num(0.0)  # fully masked rows → zeros, not NaN
+            scores.add_(attn_mask.float())
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    scores.div_(scores.sum(dim=-1, keepdim=True))
+    return scores.nan_to_num_(0.0)  # fully masked rows → zeros, not NaN
 
 
 def _is_attention_module(m: torch.nn.Module) -> bool:
