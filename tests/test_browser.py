@@ -82,7 +82,7 @@ W.VBox([slider, fig])'''
     return path
 
 
-def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3, then=None) -> dict:
+def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3, then=None, slider_label: str = "ratio") -> dict:
     """Open ``notebook`` (copied into ``workdir``) in JupyterLab, run all, move the ratio slider.
 
     Returns what it saw; asserts the figure changed and no output shows an error.
@@ -93,7 +93,7 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
     t0 = time.monotonic()
     with jupyter_lab(workdir) as server, chromium_page() as page:
         try:
-            return _drive(page, server, nb_name, name, presses, t0, then)
+            return _drive(page, server, nb_name, name, presses, t0, then, slider_label)
         except Exception as e:
             # Leave evidence: a screenshot, the error outputs, the browser console and the server log.
             with contextlib.suppress(Exception):  # show the first error output, if any
@@ -108,7 +108,7 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
             ) from e
 
 
-def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None) -> dict:
+def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None, slider_label: str = "ratio") -> dict:
     page.set_default_timeout(120_000)
     page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
@@ -120,7 +120,7 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=
 
     # The app: the output area holding a slider labelled "...ratio..." and a plotly figure.
     ratio_slider = page.locator(".widget-slider").filter(
-        has=page.locator(".widget-label", has_text=re.compile("ratio", re.I))
+        has=page.locator(".widget-label", has_text=re.compile(slider_label, re.I))
     )
     outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
     slider = outputs.locator(ratio_slider).first
@@ -158,7 +158,7 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=
           f"{time.monotonic() - t0:.1f} s")
 
     assert value_after != value_before
-    assert after != before, "the figure did not change when the masking ratio moved"
+    assert after != before, f"the figure did not change when the {slider_label!r} slider moved"
     assert not errors, "cell outputs show errors:\n" + "\n---\n".join(errors)
     assert dialogs == 0, "JupyterLab shows a dialog (error?); see " + str(shot_after)
     seen = {"before": before, "after": after, "value_before": value_before, "value_after": value_after,
@@ -203,3 +203,13 @@ def test_quickstart_notebook_in_jupyterlab(tmp_path):
     sc = read_sidecar(pdfs[0].with_suffix(".json"))
     assert abs(sc["recipe"]["options"]["ratio"] - float(seen["value_after"])) < 1e-6
     assert {p.suffix for p in (tmp_path / "figures").iterdir() if p.is_file()} == {".pdf", ".svg", ".png", ".json"}
+
+
+ATTENTION = ROOT / "notebooks" / "03_attention_maps.ipynb"
+
+
+def test_attention_notebook_layer_slider_in_jupyterlab(tmp_path):
+    """notebooks/03_attention_maps.ipynb: the AttentionApp's Layer slider changes the map, served from cache."""
+    _require_browser()
+    seen = drive_notebook(ATTENTION, tmp_path, "attention", slider_label=r"^\s*Layer\s*$", presses=2)
+    assert seen["value_before"] == "0" and seen["value_after"] == "2"
