@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .capture import AttentionCapture, AttentionError
-from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance, rollout_step
+from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance
 
 METHODS = ("raw", "rollout", "relevance", "integrated-gradients")
 
@@ -305,24 +305,18 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
     opts: dict = {"query": query if isinstance(query, str) else int(q - layout.n_prefix)}
     matrix = None
     path = ""
-    if method == "rollout":
-        opts.update(fusion=fusion, discard=float(discard), residual=bool(residual))
-        acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual, layers=layers)
-        with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: acc.update(c.probs[0])) as cap:
-            f(x)
-        if acc.result is None:
-            raise AttentionError("No attention was captured from this model.")
-        matrix = acc.result.cpu().numpy()
-        path = ",".join(sorted(cap.paths))
-        pmap = layout.patch_map(matrix[q])
-    elif method == "relevance":
-        opts.update(target=target)
-        acc = RelevanceAccumulator(layers=layers)
-        xg = x.detach().clone()
-        with torch.enable_grad(), AttentionCapture(module, gradients=True,
-                                                   on_backward=lambda c: acc.update(c.probs[0], c.grad[0], c.index)) as cap:
-            out = f(xg, target)
-            out.sum().backward()
+    if method in ("rollout", "relevance"):
+        if method == "rollout":
+            opts.update(fusion=fusion, discard=float(discard), residual=bool(residual))
+            acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual, layers=layers)
+            with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: acc.update(c.probs[0])) as cap:
+                f(x)
+        else:
+            opts.update(target=target)
+            acc = RelevanceAccumulator(layers=layers)
+            with torch.enable_grad(), AttentionCapture(module, gradients=True,
+                                                       on_backward=lambda c: acc.update(c.probs[0], c.grad[0], c.index)) as cap:
+                f(x.detach().clone(), target).sum().backward()
         if acc.result is None:
             raise AttentionError("No attention was captured from this model.")
         matrix = acc.result.cpu().numpy()

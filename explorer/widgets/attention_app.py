@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import time
-import traceback
 
 import ipywidgets as W
 import numpy as np
@@ -26,28 +25,16 @@ from ..reconstruction import load_input
 from ..samples import SAMPLES, sample_label
 from ..viz import attention as VA
 from .export_panel import ExportPanel
-from .messages import error_html
+from .messages import StatusMixin, guarded
 
 USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
 HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224")
 
 
-def _guarded(method):
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except USER_ERRORS as e:
-            self._error(str(e))
-        except Exception as e:  # noqa: BLE001 - the kernel must survive anything
-            self._error(f"{type(e).__name__}: {e}", traceback.format_exc())
-        return None
-
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
+_guarded = guarded(USER_ERRORS)
 
 
-class AttentionApp(W.VBox):
+class AttentionApp(StatusMixin, W.VBox):
     """Interactive attention explorer.
 
     Args:
@@ -136,13 +123,8 @@ class AttentionApp(W.VBox):
             self._set_image(image)
 
     # ------------------------------------------------------------------ status
-    def _error(self, message: str, details: str | None = None):
-        self.status.value = error_html(message)
-        if details:
-            with self.details:
-                print(details)
-
     def _info(self, text: str):
+        self._clear_details()
         self.status.value = f"<div style='font-size:12px;color:#444'>{text}</div>"
 
     # ------------------------------------------------------------------ inputs

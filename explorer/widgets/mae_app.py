@@ -7,10 +7,8 @@ Every error is shown inside the widget; no callback lets an exception reach the 
 
 from __future__ import annotations
 
-import functools
 import html
 import time
-import traceback
 
 import ipywidgets as W
 import numpy as np
@@ -24,29 +22,16 @@ from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..samples import SAMPLES, sample_label
 from .export_panel import ExportPanel
-from .messages import error_html
+from .messages import StatusMixin, guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
 
 
-def _guarded(method):
-    """Run a callback; show any exception in the status line instead of raising it."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except USER_ERRORS as e:
-            self._error(str(e))
-        except Exception as e:  # noqa: BLE001 - the kernel must survive anything
-            self._error(f"{type(e).__name__}: {e}", details=traceback.format_exc())
-        return None
-
-    return wrapper
+_guarded = guarded(USER_ERRORS)
 
 
-class MAEApp(W.VBox):
+class MAEApp(StatusMixin, W.VBox):
     """Interactive masked reconstruction.
 
     Args:
@@ -75,7 +60,6 @@ class MAEApp(W.VBox):
         self._info: InputInfo | None = None
         self._err_max = None
         self._switching = False
-        self._has_details = False
 
         style = {"description_width": "initial"}
         self.model_box = W.Combobox(value=str(model), options=list_models(), description="Model", ensure_option=False,
@@ -125,19 +109,6 @@ class MAEApp(W.VBox):
             self._set_image_from(image)
 
     # ------------------------------------------------------------------ status
-    def _error(self, message: str, details: str | None = None):
-        self.status.value = error_html(message)
-        self._clear_details()
-        if details:
-            self._has_details = True
-            with self.details:
-                print(details)
-
-    def _clear_details(self):
-        if self._has_details:  # clear_output() outside a kernel prints escape codes: only when needed
-            self.details.clear_output()
-            self._has_details = False
-
     def _info_line(self, extra: str = ""):
         r = self.result
         parts = []
