@@ -52,3 +52,21 @@ def save_tiny_vit(folder: Path, seed: int = 0, num_labels: int = 3, **overrides)
         model.vit.embeddings.cls_token.normal_(0, 0.5)
     model.save_pretrained(folder)
     return folder
+
+
+def save_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """A random ``CLIPModel`` (both towers) written by ``save_pretrained``."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         max_position_embeddings=16),
+        vision_config=dict(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                           intermediate_size=64),
+        projection_dim=16)
+    model = CLIPModel(cfg)
+    with torch.no_grad():
+        model.vision_model.embeddings.position_embedding.weight.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    return folder

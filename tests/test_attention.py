@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _tiny import random_image, save_tiny_mae, save_tiny_vit
+from _tiny import random_image, save_tiny_clip, save_tiny_mae, save_tiny_vit
 
 import explorer
 from explorer import attention as A
@@ -17,6 +17,11 @@ from explorer.attention.faithfulness import deletion_insertion, randomisation_ch
 @pytest.fixture(scope="module")
 def vit(tmp_path_factory):
     return explorer.load_model(str(save_tiny_vit(tmp_path_factory.mktemp("vit"))), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return explorer.load_model(str(save_tiny_clip(tmp_path_factory.mktemp("clip"))), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +39,8 @@ def _eager(adapter, x):
     try:
         if adapter.family == "vit":
             out = m(pixel_values=x, output_attentions=True)
+        elif adapter.family == "clip":
+            out = m.vision_model(pixel_values=x, output_attentions=True)
         else:
             L = adapter.num_patches
             old = m.config.mask_ratio
@@ -47,9 +54,9 @@ def _eager(adapter, x):
     return out
 
 
-@pytest.mark.parametrize("family", ["vit", "mae"])
-def test_capture_equals_transformers_eager_attentions(family, vit, mae):
-    adapter = vit if family == "vit" else mae
+@pytest.mark.parametrize("family", ["vit", "mae", "clip"])
+def test_capture_equals_transformers_eager_attentions(family, vit, mae, clip):
+    adapter = {"vit": vit, "mae": mae, "clip": clip}[family]
     maps = A.attention_maps(adapter, IMG)
     x = adapter.normalise(maps.image)
     with torch.no_grad():
@@ -150,10 +157,10 @@ def test_rollout_equals_a_direct_implementation(vit, fusion, discard, residual):
     np.testing.assert_allclose(got.map.ravel(), ref[0, 1:], atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["vit", "mae"])
-def test_relevance_equals_a_direct_implementation(family, vit, mae):
+@pytest.mark.parametrize("family", ["vit", "mae", "clip"])
+def test_relevance_equals_a_direct_implementation(family, vit, mae, clip):
     """Chefer et al. 2021 with eager attentions and retain_grad (the paper's own recipe)."""
-    adapter = vit if family == "vit" else mae
+    adapter = {"vit": vit, "mae": mae, "clip": clip}[family]
     got = A.explain(adapter, IMG, "relevance")
     x = adapter.normalise(got.image)
     m = adapter.model
@@ -162,6 +169,10 @@ def test_relevance_equals_a_direct_implementation(family, vit, mae):
         if family == "vit":
             out = m(pixel_values=x, output_attentions=True)
             target = out.logits[0, out.logits[0].argmax()]
+        elif family == "clip":
+            out = m.vision_model(pixel_values=x, output_attentions=True)
+            e = m.visual_projection(out.pooler_output)[0]
+            target = (e * e.detach()).sum() / e.detach().norm()
         else:
             L = adapter.num_patches
             m.config.mask_ratio = 0.0
@@ -311,3 +322,11 @@ def test_unknown_method_and_class(vit):
         A.explain(vit, IMG, "gradcam++")
     with pytest.raises(A.AttentionError, match="out of range"):
         A.explain(vit, IMG, "relevance", target=7)
+
+
+def test_clip_image_tower_faithfulness_and_sanity(clip):
+    rel = A.explain(clip, IMG, "relevance")
+    c = deletion_insertion(clip, IMG, rel.map, steps=4)
+    assert c.score.startswith("cosine similarity of the image embedding") and c.deletion[0] == pytest.approx(1.0)
+    s = randomisation_check(clip, IMG, lambda a, im: A.explain(a, im, "rollout").map)
+    assert s.levels == (1, 3) and s.spearman.shape == (2,)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _tiny import save_tiny_mae, save_tiny_vit
+from _tiny import save_tiny_clip, save_tiny_mae, save_tiny_vit
 
 import explorer.attention.maps as maps_mod
 from explorer.widgets.attention_app import AttentionApp
@@ -109,3 +109,11 @@ def test_vit_classifier_hides_provenance_and_bad_inputs_are_explained(vit_dir, t
     app.model_box.value = "no-such/model-here"
     app._load_model()
     assert _err(app) and "no-such/model-here" in app.status.value
+
+
+def test_clip_image_tower_in_the_app(tmp_path):
+    app = AttentionApp(model=str(save_tiny_clip(tmp_path / "clip", image_size=64)), image="astronaut")
+    assert not _err(app), app.status.value
+    assert app.prov_box.layout.display == "none" and app.maps.num_layers == 3
+    app.layer.value = 2
+    np.testing.assert_allclose(np.array(app.main.data[2].z, float), app.maps.query_map(2, "mean", "cls"), rtol=1e-6)

@@ -71,23 +71,29 @@ def _scorer(adapter, pixels: np.ndarray, target: int | None) -> tuple[Callable[[
             return out
 
         return f, "cosine similarity of the encoder's CLS output to the full image's"
-    if adapter.family == "vit":
+    if adapter.family in ("vit", "clip"):
         p = adapter.patch_size
         fill = x.mean(dim=(2, 3), keepdim=True)
         with torch.no_grad():
-            t = int(adapter.logits(x)[0].argmax()) if target is None else int(target)
+            if adapter.family == "vit":
+                t = int(adapter.logits(x)[0].argmax()) if target is None else int(target)
+                score, what = (lambda xs: adapter.logits(xs)[:, t]), f"logit of class {t}"
+            else:
+                ref = adapter.image_features(x).float()
+                score = lambda xs: torch.nn.functional.cosine_similarity(adapter.image_features(xs).float(), ref)  # noqa: E731
+                what = "cosine similarity of the image embedding to the full image's"
 
         def f(keep):
             keep = torch.as_tensor(np.asarray(keep, bool).reshape(len(keep), *adapter.grid), device=x.device)
             m = keep.repeat_interleave(p, 1).repeat_interleave(p, 2)[:, None].to(x.dtype)
-            xs = x * m + fill * (1 - m)
+            xs = x * m + fill * (1 - m)  # removed patches take the image's mean colour
             out = []
             with torch.no_grad():
                 for s in range(0, len(xs), 8):
-                    out.append(adapter.logits(xs[s : s + 8])[:, t].float().cpu().numpy())
+                    out.append(score(xs[s : s + 8]).float().cpu().numpy())
             return np.concatenate(out)
 
-        return f, f"logit of class {t}"
+        return f, what
     raise AttentionError(f"No faithfulness score for the {adapter.family!r} family.")
 
 
@@ -189,18 +195,10 @@ def randomise_top_layers(adapter, n_layers: int, seed: int = 0):
     new.model = copy.deepcopy(adapter.model)
     new._sha = None
     gen = torch.Generator().manual_seed(seed)
-    if adapter.family == "mae":
-        blocks = new.model.vit.layers
-        extra = []
-    elif adapter.family == "vit":
-        blocks = new.model.vit.layers if hasattr(new.model.vit, "layers") else new.model.vit.encoder.layer
-        extra = [new.model.classifier]
-    else:
-        raise AttentionError(f"No randomisation recipe for the {adapter.family!r} family.")
+    blocks = new.blocks
+    extra = new.head_modules
     n = max(1, min(int(n_layers), len(blocks)))
-    names = []
-    for i in range(len(blocks) - n, len(blocks)):
-        names.append(f"layer {i}")
+    names = [f"layer {i}" for i in range(len(blocks) - n, len(blocks))]
     with torch.no_grad():
         for mod in [*list(blocks)[len(blocks) - n :], *extra]:
             for p in mod.parameters():
@@ -208,7 +206,7 @@ def randomise_top_layers(adapter, n_layers: int, seed: int = 0):
                 # training put in is gone, the scale (how peaked attention can be) is kept.
                 mean, std = p.float().mean(), p.float().std() if p.numel() > 1 else torch.tensor(0.0)
                 p.copy_((torch.randn(p.shape, generator=gen) * std + mean).to(p))
-    return new, tuple(names + (["classifier"] if extra else []))
+    return new, tuple(names + [type(m).__name__ for m in extra])
 
 
 def randomisation_check(model, image, method: Callable, *, levels=None, seed: int = 0, threshold: float = 0.5) -> SanityCheck:
@@ -222,7 +220,7 @@ def randomisation_check(model, image, method: Callable, *, levels=None, seed: in
     from ..reconstruction import _resolve_any
 
     adapter = _resolve_any(model)
-    depth = len(adapter.model.vit.layers) if hasattr(adapter.model.vit, "layers") else len(adapter.model.vit.encoder.layer)
+    depth = len(adapter.blocks)
     levels = tuple(sorted({max(1, min(int(n), depth)) for n in (levels or (1, depth // 2, depth))}))
     a = np.asarray(method(adapter, image), np.float64)
     rho, ss, maps = [], [], []

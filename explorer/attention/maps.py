@@ -174,6 +174,14 @@ def _forward_fn(adapter):
             return (cls * cls.detach()).sum(-1) / cls.detach().norm(dim=-1).clamp_min(1e-6)
 
         return f, adapter.model.vit
+    if adapter.family == "clip":
+
+        def f(x, target=None):
+            e = adapter.image_features(x).float()
+            # No labels: the target is the image embedding's length along its own direction.
+            return (e * e.detach()).sum(-1) / e.detach().norm(dim=-1).clamp_min(1e-6)
+
+        return f, adapter.model.vision_model
     if adapter.family == "vit":
 
         def f(x, target=None):
@@ -272,7 +280,7 @@ def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | N
 
     adapter = _resolve_any(model)
     layout = _layout_for(adapter)
-    cfg = adapter.model.config
+    cfg = adapter.vision_config
     check_capture_memory(cfg.num_hidden_layers, cfg.num_attention_heads, layout.num_tokens, adapter.device, max_bytes)
     pixels, info, x = _prepare(adapter, image, fit)
     f, module = _forward_fn(adapter)

@@ -41,7 +41,8 @@ class ImageAdapter:
     def __init__(self, model, *, model_id: str, image_mean, image_std, device: torch.device, dtype: torch.dtype):
         self.model = model.eval()
         self.model_id = model_id
-        cfg = model.config
+        cfg = getattr(model.config, "vision_config", None) or model.config  # dual encoders: the image tower
+        self.vision_config = cfg
         self.image_size = int(cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0])
         self.patch_size = int(cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0])
         self.grid = (self.image_size // self.patch_size, self.image_size // self.patch_size)
@@ -52,6 +53,16 @@ class ImageAdapter:
         self._mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
         self._sha: str | None = None
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        """The image encoder's transformer blocks, first to last."""
+        raise NotImplementedError
+
+    @property
+    def head_modules(self) -> list:
+        """Modules after the blocks that make the output (classifier, projection): randomised with the top blocks."""
+        return []
 
     # ------------------------------------------------------------------ identity
     @property

@@ -23,6 +23,11 @@ class MAEAdapter(ImageAdapter):
     """A ``ViTMAEForPreTraining`` ready for the explorer (see :class:`ImageAdapter` for the attributes)."""
 
     family = "mae"
+
+    @property
+    def blocks(self):
+        return self.model.vit.layers
+
     #: Masks per forward on a CPU when ``batch_size`` is not given (see :meth:`forward_masks`).
     CPU_CHUNK = 4
 

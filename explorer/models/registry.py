@@ -13,11 +13,16 @@ from pathlib import Path
 import torch
 
 from .device import pick_device, pick_dtype
+from .clip import CLIPImageAdapter
 from .mae import MAEAdapter
 from .vit import ViTAdapter
 
 #: ``config.model_type`` → (transformers class name, adapter class).
-ADAPTERS = {"vit_mae": ("ViTMAEForPreTraining", MAEAdapter), "vit": ("ViTForImageClassification", ViTAdapter)}
+ADAPTERS = {
+    "vit_mae": ("ViTMAEForPreTraining", MAEAdapter),
+    "vit": ("ViTForImageClassification", ViTAdapter),
+    "clip": ("CLIPModel", CLIPImageAdapter),
+}
 
 #: Real checkpoints the widgets offer by name (they need the hub or a local copy).
 HUB_MODELS = ("facebook/vit-mae-base", "facebook/vit-mae-large", "facebook/vit-mae-huge")

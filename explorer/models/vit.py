@@ -21,6 +21,15 @@ class ViTAdapter(ImageAdapter):
         cfg = model.config
         self.labels = {int(k): str(v) for k, v in (getattr(cfg, "id2label", None) or {}).items()}
 
+    @property
+    def blocks(self):
+        vit = self.model.vit
+        return vit.layers if hasattr(vit, "layers") else vit.encoder.layer
+
+    @property
+    def head_modules(self) -> list:
+        return [self.model.classifier]
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised pixels ``(B, 3, S, S)`` → class logits ``(B, C)``."""
         return self.model(pixel_values=x).logits

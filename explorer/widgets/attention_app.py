@@ -28,7 +28,7 @@ from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 
 USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
-HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224")
+HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", "openai/clip-vit-base-patch16")
 
 
 _guarded = guarded(USER_ERRORS)
