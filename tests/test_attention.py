@@ -330,3 +330,42 @@ def test_clip_image_tower_faithfulness_and_sanity(clip):
     assert c.score.startswith("cosine similarity of the image embedding") and c.deletion[0] == pytest.approx(1.0)
     s = randomisation_check(clip, IMG, lambda a, im: A.explain(a, im, "rollout").map)
     assert s.levels == (1, 3) and s.spearman.shape == (2,)
+
+
+# ---------------------------------------------------------------------------- video (VideoMAE, no CLS token)
+@pytest.fixture(scope="module")
+def video_model(tmp_path_factory):
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("videomae")
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32,
+                                 num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)).save_pretrained(folder)
+    return explorer.load_model(str(folder), device="cpu")
+
+
+def test_videomae_capture_rollout_and_relevance(video_model, tmp_path):
+    from explorer.video import write_video
+
+    frames = np.random.default_rng(0).random((6, 40, 48, 3)).astype(np.float32)
+    write_video(tmp_path / "v.avi", frames)
+    maps = A.attention_maps(video_model, tmp_path / "v.avi")
+    assert maps.layout.grid == (2, 4, 4) and maps.layout.n_prefix == 0 and maps.image.shape == (4, 32, 32, 3)
+    x = video_model.normalise_video(maps.image)
+    m = video_model.model
+    m.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            ref = torch.stack([a[0] for a in m(pixel_values=x, output_attentions=True).attentions]).numpy()
+    finally:
+        m.set_attn_implementation("sdpa")
+    np.testing.assert_allclose(maps.probs, ref, atol=2e-6)
+    roll = A.explain(video_model, tmp_path / "v.avi", "rollout", query="mean")
+    np.testing.assert_allclose(roll.matrix, _rollout_reference(maps.probs, "mean", 0.0, True), atol=1e-5)
+    np.testing.assert_allclose(roll.map, roll.matrix.mean(0).reshape(2, 4, 4), atol=1e-6)
+    assert maps.query_map(1, 0, (1, 2, 3)).shape == (2, 4, 4)
+    with pytest.raises(A.AttentionError, match="prefix tokens are none. Use query='mean'"):
+        A.explain(video_model, tmp_path / "v.avi", "rollout")
+    with pytest.raises(A.AttentionError, match="3 coordinates"):
+        maps.query_map(0, 0, (1, 2))
+    assert A.explain(video_model, tmp_path / "v.avi", "relevance", query="mean").map.shape == (2, 4, 4)

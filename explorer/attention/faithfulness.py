@@ -94,7 +94,8 @@ def _scorer(adapter, pixels: np.ndarray, target: int | None) -> tuple[Callable[[
             return np.concatenate(out)
 
         return f, what
-    raise AttentionError(f"No faithfulness score for the {adapter.family!r} family.")
+    raise AttentionError(f"Deletion / insertion curves are not available for the {adapter.family!r} family yet "
+                         "(for video they would hide tubes; planned with the video views).")
 
 
 def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, seed: int = 0, target: int | None = None,
@@ -185,8 +186,14 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
         span = m.max() - m.min()
         return (m - m.min()) / span if span > 0 else np.zeros_like(m)
 
-    win = min(7, min(a.shape) - (1 - min(a.shape) % 2))
-    return float(structural_similarity(unit(a), unit(b), data_range=1.0, win_size=max(3, win)))
+    a, b = unit(a), unit(b)
+    if a.ndim == 3:  # video tubelets: the mean over time steps
+        return float(np.mean([_ssim(x, y) for x, y in zip(a, b)]))
+    side = min(a.shape)
+    if side < 3:
+        return float("nan")
+    win = min(7, side if side % 2 else side - 1)
+    return float(structural_similarity(a, b, data_range=1.0, win_size=win))
 
 
 def randomise_top_layers(adapter, n_layers: int, seed: int = 0):

@@ -32,39 +32,56 @@ class TokenLayout:
     """Where the patch tokens are in the sequence.
 
     Attributes:
-        n_prefix: tokens before the patches (CLS, registers, distillation token...).
-        grid: ``(gh, gw)`` patch grid.
+        n_prefix: tokens before the patches (CLS, registers, distillation token...); 0 for VideoMAE.
+        grid: ``(gh, gw)`` patch grid, or ``(t, gh, gw)`` for video tubelets.
         prefix_names: names of the prefix tokens (``("CLS",)``).
+
+    A query is a prefix name (``"cls"``), ``"mean"`` (the average over all query tokens, for
+    models without a CLS token), a flat patch index, or grid coordinates (``(row, col)`` /
+    ``(t, row, col)``).
     """
 
     n_prefix: int
-    grid: tuple[int, int]
+    grid: tuple
     prefix_names: tuple[str, ...] = ("CLS",)
 
     @property
+    def num_patches(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
     def num_tokens(self) -> int:
-        return self.n_prefix + self.grid[0] * self.grid[1]
+        return self.n_prefix + self.num_patches
 
     def token(self, query) -> int:
-        """``"cls"`` / a prefix name, a flat patch index, or ``(row, col)`` → token index."""
-        gh, gw = self.grid
+        """Token index of ``query`` (not ``"mean"``)."""
         if isinstance(query, str):
             names = [n.lower() for n in self.prefix_names]
             if query.lower() in names:
                 return names.index(query.lower())
-            raise AttentionError(f"Unknown query token {query!r}; this model's prefix tokens are {list(self.prefix_names) or 'none'}.")
-        if isinstance(query, (tuple, list)) and len(query) == 2:
-            r, c = (int(v) for v in query)
-            if not (0 <= r < gh and 0 <= c < gw):
-                raise AttentionError(f"Patch ({r}, {c}) is outside the {gh}x{gw} patch grid.")
-            return self.n_prefix + r * gw + c
+            hint = " Use query='mean' (all tokens) or a patch." if not self.prefix_names else ""
+            raise AttentionError(f"Unknown query token {query!r}; this model's prefix tokens are "
+                                 f"{list(self.prefix_names) or 'none'}.{hint}")
+        if isinstance(query, (tuple, list)):
+            if len(query) != len(self.grid):
+                raise AttentionError(f"A patch of this model has {len(self.grid)} coordinates {self.grid}, got {tuple(query)}.")
+            coords = tuple(int(v) for v in query)
+            if any(not 0 <= c < g for c, g in zip(coords, self.grid)):
+                raise AttentionError(f"Patch {coords} is outside the {'x'.join(map(str, self.grid))} patch grid.")
+            return self.n_prefix + int(np.ravel_multi_index(coords, self.grid))
         i = int(query)
-        if not 0 <= i < gh * gw:
-            raise AttentionError(f"Patch index {i} is outside 0..{gh * gw - 1}.")
+        if not 0 <= i < self.num_patches:
+            raise AttentionError(f"Patch index {i} is outside 0..{self.num_patches - 1}.")
         return self.n_prefix + i
 
+    def row(self, matrix: np.ndarray, query) -> np.ndarray:
+        """The ``(T,)`` row of a ``(..., T, T)`` matrix for ``query`` (``"mean"`` averages all rows)."""
+        if isinstance(query, str) and query.lower() == "mean":
+            return matrix.mean(-2)
+        return matrix[..., self.token(query), :]
+
     def patch_map(self, row: np.ndarray) -> np.ndarray:
-        """A ``(T,)`` row over tokens → ``(gh, gw)`` over patches."""
+        """A ``(T,)`` row over tokens → ``grid``-shaped map over patches."""
         return np.asarray(row[self.n_prefix :], dtype=np.float32).reshape(self.grid)
 
 
@@ -76,7 +93,7 @@ class AttentionMaps:
         probs: ``(L, H, T, T)`` float32 (batch element 0).
         layer_names: module name of each layer.
         layout: :class:`TokenLayout`.
-        image: ``(S, S, 3)`` float32 in [0, 1], the model input.
+        image: ``(S, S, 3)`` float32 in [0, 1], the model input (video: ``(T, S, S, 3)`` frames).
         patch_size: ``p``.
         path: how it was captured (``"sdpa-recomputed"``, ``"mha-weights"``).
         model: :class:`explorer.models.ModelInfo`; input: :class:`explorer.reconstruction.InputInfo`.
@@ -109,13 +126,14 @@ class AttentionMaps:
     def query_map(self, layer: int, head, query="cls") -> np.ndarray:
         """``(gh, gw)``: how much the ``query`` token attends to each patch (``head="mean"`` averages heads)."""
         self._check(layer, head)
-        q = self.layout.token(query)
         a = self.probs[int(layer)]
-        row = a[:, q].mean(0) if head == "mean" else a[int(head), q]
-        return self.layout.patch_map(row)
+        rows = self.layout.row(a, query)  # (H, T)
+        return self.layout.patch_map(rows.mean(0) if head == "mean" else rows[int(head)])
 
     def head_distance(self) -> np.ndarray:
-        """``(L, H)`` mean attention distance in pixels."""
+        """``(L, H)`` mean attention distance in pixels (spatial, images only)."""
+        if len(self.layout.grid) != 2:
+            raise AttentionError("Mean attention distance is defined here for image patch grids, not video tubelets.")
         return mean_attention_distance(self.probs, self.layout.grid, self.patch_size, self.layout.n_prefix)
 
     def head_entropy(self) -> np.ndarray:
@@ -159,6 +177,8 @@ class Relevance:
 
 # ---------------------------------------------------------------------------- model families
 def _layout_for(adapter) -> TokenLayout:
+    if adapter.family == "videomae":
+        return TokenLayout(0, (adapter.time_steps, *adapter.grid), ())
     return TokenLayout(1, tuple(adapter.grid), ("CLS",))
 
 
@@ -174,6 +194,14 @@ def _forward_fn(adapter):
             return (cls * cls.detach()).sum(-1) / cls.detach().norm(dim=-1).clamp_min(1e-6)
 
         return f, adapter.model.vit
+    if adapter.family == "videomae":
+
+        def f(x, target=None):
+            e = adapter.features(x).float()
+            # No labels, no CLS: the target is the mean-pooled output's length along its own direction.
+            return (e * e.detach()).sum(-1) / e.detach().norm(dim=-1).clamp_min(1e-6)
+
+        return f, adapter.model
     if adapter.family == "clip":
 
         def f(x, target=None):
@@ -196,8 +224,22 @@ def _forward_fn(adapter):
 
 
 def _prepare(adapter, image, fit):
-    from ..reconstruction import as_input
+    from ..reconstruction import InputInfo, as_input
 
+    if adapter.family == "videomae":
+        from ..preprocess import fit_image
+        from ..video import LoadedVideo, load_video
+
+        video = image if isinstance(image, LoadedVideo) else load_video(image, num_frames=adapter.num_frames)
+        if len(video.frames) != adapter.num_frames:
+            from ..video import sample_indices
+
+            video = LoadedVideo(video.frames[sample_indices(len(video.frames), adapter.num_frames)], video.fps, video.sha256,
+                                video.name, video.decoded, video.indices, video.notes)
+        fitted = [fit_image(f, adapter.image_size, fit) for f in video.frames]
+        frames = np.stack([f.pixels for f in fitted])
+        info = InputInfo(video.name, video.sha256, fit, fitted[0].description, video.notes)
+        return frames, info, adapter.normalise_video(frames)
     pixels, info = as_input(image, fit, adapter.image_size)
     return pixels, info, adapter.normalise(pixels)
 
@@ -307,10 +349,11 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
     adapter = _resolve_any(model)
     pixels, info, x = _prepare(adapter, image, fit)
     layout = _layout_for(adapter)
-    q = layout.token(query)
+    if not (isinstance(query, str) and query.lower() == "mean"):
+        layout.token(query)  # validates before any forward
     f, module = _forward_fn(adapter)
     t0 = time.perf_counter()
-    opts: dict = {"query": query if isinstance(query, str) else int(q - layout.n_prefix)}
+    opts: dict = {"query": query if isinstance(query, str) else (list(query) if isinstance(query, (tuple, list)) else int(query))}
     matrix = None
     path = ""
     if method in ("rollout", "relevance"):
@@ -329,12 +372,13 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
             raise AttentionError("No attention was captured from this model.")
         matrix = acc.result.cpu().numpy()
         path = ",".join(sorted(cap.paths))
-        pmap = layout.patch_map(matrix[q])
+        pmap = layout.patch_map(layout.row(matrix, query))
     elif method == "integrated-gradients":
         from ..attribution import integrated_gradients_patches
 
         opts.update(target=target, steps=int(steps))
-        pmap = integrated_gradients_patches(lambda inp: f(inp, target), x, adapter.patch_size, steps=int(steps))
+        pmap = integrated_gradients_patches(lambda inp: f(inp, target), x, adapter.patch_size, steps=int(steps),
+                                            tubelet=getattr(adapter, "tubelet_size", 1))
     elif method == "raw":
         raise AttentionError("Raw attention is per layer and head: use attention_maps(...).query_map(layer, head).")
     else:

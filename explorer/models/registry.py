@@ -15,6 +15,7 @@ import torch
 from .device import pick_device, pick_dtype
 from .clip import CLIPImageAdapter
 from .mae import MAEAdapter
+from .videomae import VideoMAEAdapter
 from .vit import ViTAdapter
 
 #: ``config.model_type`` → (transformers class name, adapter class).
@@ -22,6 +23,7 @@ ADAPTERS = {
     "vit_mae": ("ViTMAEForPreTraining", MAEAdapter),
     "vit": ("ViTForImageClassification", ViTAdapter),
     "clip": ("CLIPModel", CLIPImageAdapter),
+    "videomae": ("VideoMAEModel", VideoMAEAdapter),
 }
 
 #: Real checkpoints the widgets offer by name (they need the hub or a local copy).

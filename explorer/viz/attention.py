@@ -189,3 +189,19 @@ def provenance_figure(prov, *, opacity: float = 0.7, colorscale: str = "Viridis"
                                  font=dict(size=13)), dragmode=False)
     fig.update_annotations(font_size=11)
     return fig
+
+
+def video_maps(frames: np.ndarray, patch_map: np.ndarray, *, tubelet: int, title: str = "", opacity: float = 0.6,
+               colorscale: str = "Viridis", cell: int = 150) -> go.Figure:
+    """A ``(t, gh, gw)`` tubelet map as a strip over time, each step over its first frame, one colour scale.
+
+    Args:
+        frames: ``(T, S, S, 3)`` model-input frames; ``T = t * tubelet``.
+    """
+    t = patch_map.shape[0]
+    maps = {f"frames {i * tubelet}–{(i + 1) * tubelet - 1}": patch_map[i] for i in range(t)}
+    fig = map_strip(np.asarray(frames)[::tubelet][:t], maps, opacity=opacity, colorscale=colorscale, cell=cell,
+                    colorbar_title="attention" if not title else title.split(":")[0])
+    if title:
+        fig.update_layout(title=dict(text=title, font=dict(size=13)), margin=dict(t=60))
+    return fig

@@ -20,7 +20,8 @@ def map_strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: floa
     """One panel per map, each overlaid on ``image``, with a single shared colour bar.
 
     Args:
-        image: ``(S, S, 3)`` float in [0, 1] (the model input the maps refer to).
+        image: ``(S, S, 3)`` float in [0, 1] (the model input the maps refer to), or
+            ``(K, S, S, 3)``: one image per map (e.g. video frames), then ``show_image`` is ignored.
         maps: label → ``(gh, gw)`` float map; ``nan`` cells are left transparent.
         opacity: opacity of the maps over the image (0 = image only).
         zmin, zmax: colour range; default the min / max over all maps (shared).
@@ -28,7 +29,11 @@ def map_strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: floa
     """
     if not maps:
         raise ValueError("map_strip needs at least one map")
-    S = image.shape[0]
+    per_map = np.asarray(image).ndim == 4
+    if per_map and len(image) != len(maps):
+        raise ValueError(f"{len(image)} images for {len(maps)} maps")
+    show_image = show_image and not per_map
+    S = image.shape[1] if per_map else image.shape[0]
     grids = {k: np.asarray(v, dtype=np.float64) for k, v in maps.items()}
     shapes = {g.shape for g in grids.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
@@ -40,9 +45,9 @@ def map_strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: floa
     labels = (["image"] if show_image else []) + list(grids)
     fig = make_subplots(rows=1, cols=len(labels), subplot_titles=labels, horizontal_spacing=0.015)
     k = upscale_factor(S, S, min_side)
-    src = data_uri(image, min_side=min_side)
+    srcs = [data_uri(im, min_side=min_side) for im in image] if per_map else [data_uri(image, min_side=min_side)] * len(labels)
     for c, label in enumerate(labels, start=1):
-        fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), row=1, col=c)
+        fig.add_trace(go.Image(source=srcs[c - 1], x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), row=1, col=c)
         if label == "image" and show_image:
             continue
         z = [[None if not np.isfinite(v) else float(v) for v in row] for row in grids[label]]
