@@ -373,18 +373,48 @@ Keeping every layer's attention grows with depth × heads × tokens². For Video
 the streaming aggregates, which keep one layer at a time (`bench/attention_memory.py` measures it).
 """),
     ("code", """
+from pathlib import Path
+
+import torch
+
 try:
     A.check_capture_memory(num_layers=12, num_heads=12, num_tokens=1568, device="cpu", max_bytes=512 * 2**20)
 except A.AttentionError as e:
     print(e)
 """),
     ("md", """
+Video models work the same way. VideoMAE has no CLS token: its tokens are tubelets (2 frames × 16 × 16
+pixels), so a query is a tubelet `(t, row, col)` or `"mean"` (all tokens). Rollout streams layer by layer.
+Below, a small VideoMAE with random weights (`MCG-NJU/videomae-base` loads by id where the hub is
+reachable) on a clip of a square moving right, made with OpenCV:
+"""),
+    ("code", """
+import tempfile
+
+from transformers import VideoMAEConfig, VideoMAEModel
+
+from explorer.video import load_video, write_video
+
+frames = np.full((16, 112, 112, 3), 0.2, np.float32)
+for i in range(16):
+    frames[i, 40:72, 5 * i: 5 * i + 32] = (1.0, 0.6, 0.1)
+clip_path = Path(tempfile.mkdtemp()) / "square.avi"
+write_video(clip_path, frames)
+
+torch.manual_seed(0)
+video_dir = tempfile.mkdtemp()
+VideoMAEModel(VideoMAEConfig(image_size=112, num_frames=16, hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
+                             intermediate_size=768)).save_pretrained(video_dir)
+video_model = explorer.load_model(video_dir)
+roll = A.explain(video_model, clip_path, "rollout", query="mean")
+print(f"{roll.layout.num_tokens} tokens, tubelet grid {roll.layout.grid}, captured by {roll.path}")
+VA.video_maps(roll.image, roll.map, tubelet=video_model.tubelet_size, title="rollout (random weights): mean over queries")
+"""),
+    ("md", """
 Any torch module whose attention goes through `nn.MultiheadAttention`, `F.scaled_dot_product_attention`
 or a transformers attention block can be captured:
 """),
     ("code", """
-import torch
-
 torch.manual_seed(0)
 layers = torch.nn.ModuleList([torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True) for _ in range(3)]).eval()
 tokens = torch.randn(1, 10, 32)
