@@ -369,3 +369,16 @@ def test_videomae_capture_rollout_and_relevance(video_model, tmp_path):
     with pytest.raises(A.AttentionError, match="3 coordinates"):
         maps.query_map(0, 0, (1, 2))
     assert A.explain(video_model, tmp_path / "v.avi", "relevance", query="mean").map.shape == (2, 4, 4)
+
+
+def test_capture_ignores_other_threads(vit):
+    import threading
+
+    x = vit.normalise(A.attention_maps(vit, IMG).image)
+    other = []
+    with torch.no_grad(), A.AttentionCapture(vit.model, keep=True) as cap:
+        t = threading.Thread(target=lambda: other.append(vit.logits(x)))  # e.g. a widget callback elsewhere
+        t.start()
+        t.join()
+        vit.logits(x)
+    assert cap.count == 3 and len(other) == 1

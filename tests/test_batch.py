@@ -80,7 +80,7 @@ def test_batch_cli_figures_with_sidecars_that_reproduce(tmp_path):
     _write_inputs(tmp_path / "in", 112)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "explorer", "export", "--model", "mini-mae", "--inputs", str(tmp_path / "in"),
-           "--out", str(tmp_path / "out"), "--ratios", "0.75", "--views", "reconstruction", "grid", "--formats", "png",
+           "--out", str(tmp_path / "out"), "--ratios", "0.75", "--views", "reconstruction", "grid", "attention", "--formats", "png",
            "--device", "cpu", "--quiet"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 1, run.stderr  # one input failed
@@ -89,6 +89,11 @@ def test_batch_cli_figures_with_sidecars_that_reproduce(tmp_path):
     sc = json.loads(fig.read_text())
     assert sc["provenance"]["batched"] is True
     assert (tmp_path / "out" / "img1_png" / "grid.png").is_file()
+    att = json.loads((tmp_path / "out" / "img1_png" / "attention.json").read_text())
+    assert att["recipe"]["name"] == "attention_grid"
+    rep_att = subprocess.run([sys.executable, "-m", "explorer", "reproduce", str(tmp_path / "out" / "img1_png" / "attention.json")],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert rep_att.returncode == 0 and "byte-identical" in rep_att.stdout, rep_att.stdout + rep_att.stderr
     rep = subprocess.run([sys.executable, "-m", "explorer", "reproduce", str(fig)], capture_output=True, text=True,
                          env=env, timeout=600)
     assert rep.returncode == 0, rep.stdout + rep.stderr
@@ -102,5 +107,5 @@ def test_batch_rejects_bad_arguments(tmp_path, tiny):
     with pytest.raises(ValueError, match="ratios"):
         run_batch(BatchConfig(model=str(tiny), inputs=str(tmp_path / "in"), out=str(tmp_path / "o"), ratios=(1.5,)), progress=False)
     with pytest.raises(ValueError, match="Unknown view"):
-        run_batch(BatchConfig(model=str(tiny), inputs=str(tmp_path / "in"), out=str(tmp_path / "o"), views=("attention",)),
+        run_batch(BatchConfig(model=str(tiny), inputs=str(tmp_path / "in"), out=str(tmp_path / "o"), views=("saliency",)),
                   progress=False)

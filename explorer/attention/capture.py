@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -122,6 +123,7 @@ class AttentionCapture:
         self._handles: list = []
         self._orig_sdpa = None
         self._impl_restore = None
+        self._thread = None
 
     # ------------------------------------------------------------------ recording
     def _emit(self, probs: torch.Tensor, path: str, grad_ctx=None) -> int:
@@ -138,6 +140,8 @@ class AttentionCapture:
     def _sdpa(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False, **kw):
         out = self._orig_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                               scale=scale, enable_gqa=enable_gqa, **kw)
+        if threading.get_ident() != self._thread:  # another thread's model: not ours to record
+            return out
         with torch.no_grad():
             probs = attention_probs(query.detach(), key.detach(), attn_mask, is_causal, scale, enable_gqa)
         idx = self._emit(probs, "sdpa-recomputed")
@@ -166,6 +170,8 @@ class AttentionCapture:
 
     def _mha_post(self, module, args, kwargs, output):
         out, weights = output
+        if threading.get_ident() != self._thread:
+            return output
         need, average = getattr(module, "_explorer_wanted", (True, True))
         if weights is None:
             return output
@@ -212,6 +218,7 @@ class AttentionCapture:
             if _is_attention_module(mod):
                 self._handles.append(mod.register_forward_pre_hook(self._push(name)))
                 self._handles.append(mod.register_forward_hook(self._pop))
+        self._thread = threading.get_ident()
         self._orig_sdpa = F.scaled_dot_product_attention
         F.scaled_dot_product_attention = self._sdpa
         return self

@@ -10,6 +10,8 @@ Views:
   + visible), written with OpenCV; the fast path for large datasets.
 * ``reconstruction``: the five-panel paper figure per ratio (PDF/SVG/PNG + sidecar, kaleido).
 * ``grid``: one MAE-paper style row per input (original + reconstruction at each ratio).
+* ``attention``: the CLS token's attention in every layer and head (``attention_grid`` recipe),
+  from the encoder on all patches; its forward runs in the main thread after the batch.
 
 Each input gets a folder ``OUT/<name>/`` and a ``done.json`` written last; a rerun with the same
 settings skips finished inputs (resume), a rerun with other settings refuses to overwrite
@@ -38,7 +40,7 @@ from .recipes import get_recipe, options_for, reconstruction_view
 from .sidecar import dumps
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
-VIEWS = ("tiles", "reconstruction", "grid")
+VIEWS = ("tiles", "reconstruction", "grid", "attention")
 
 
 @dataclass
@@ -178,7 +180,7 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
     pending_writes = []
     bar = tqdm(total=len(todo), desc="export", unit="img", disable=not progress)
 
-    def write_outputs(f: Path, pixels, info, preds):
+    def write_outputs(f: Path, pixels, info, preds, maps=None):
         folder = out / _slug(f, root)
         recs = [Reconstruction(pixels, m, np.clip(p, 0, 1).astype(np.float32), adapter.patch_size,
                                MaskSpec(cfg.strategy, r, cfg.seed), adapter.info, info, _notes(adapter))
@@ -208,6 +210,15 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
                                 letters=get_recipe("reconstruction_grid").letters,
                                 recipe={"name": "reconstruction_grid", "options": opts},
                                 provenance={"model": mspec, "inputs": [in_spec], "batched": True})
+            written += [str(p) for p in res.files.values()]
+        if maps is not None:
+            from ..viz.attention import attention_grid
+
+            opts = options_for("attention_grid", dict(fit=cfg.fit))
+            res = export_figure(attention_grid(maps, "cls"), folder / "attention", preset=cfg.preset, formats=cfg.formats,
+                                dpi=cfg.dpi, overwrite=True, letters=get_recipe("attention_grid").letters,
+                                recipe={"name": "attention_grid", "options": opts},
+                                provenance={"model": mspec, "inputs": [in_spec]})
             written += [str(p) for p in res.files.values()]
         record = {"key": key, "input": in_spec, "files": sorted(Path(w).name for w in written),
                   "psnr_masked_db": {f"{r:g}": rec.psnr_masked for r, rec in zip(ratios, recs)}}
@@ -250,7 +261,17 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
                                           batch_size=len(images) if adapter.device.type == "cuda" else len(ok))
             summary.forward_seconds += time.perf_counter() - t0
             for j, (f, pixels, info) in enumerate(ok):
-                fut = writer.submit(write_outputs, f, pixels, info, preds[j * R : (j + 1) * R])
+                maps = None
+                if "attention" in cfg.views:  # capture patches torch globally: main thread, one image at a time
+                    from ..attention import attention_maps
+
+                    try:
+                        maps = attention_maps(adapter, f, fit=cfg.fit)
+                    except Exception as e:  # noqa: BLE001 - reported per file, the run goes on
+                        summary.failed[str(f)] = f"attention: {type(e).__name__}: {e}"
+                        bar.update(1)
+                        continue
+                fut = writer.submit(write_outputs, f, pixels, info, preds[j * R : (j + 1) * R], maps)
                 fut.add_done_callback(lambda fu, f=f: on_written(fu, f))
                 pending_writes.append(fut)
         for fut in pending_writes:
