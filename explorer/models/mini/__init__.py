@@ -1,0 +1,1 @@
+"""Our own small architectures, trained in this repository (see ``data/models/*/README.md``)."""
