@@ -29,10 +29,11 @@ def test_patches_attend_to_words_and_the_capture_sees_it():
             got = model(x, ids, pad)
     assert torch.allclose(plain, got) and plain.shape == (2,)
     assert cap.count == 2 and cap.paths == {"mha-weights"}
-    a = cap.calls[0].probs  # (B, H, patches, words)
-    assert a.shape == (2, 2, 64, 8)
+    a = cap.calls[0].probs  # (B, H, patches, [none] + words)
+    assert a.shape == (2, 2, 64, 9)
     assert torch.allclose(a.sum(-1), torch.ones(2, 2, 64), atol=1e-5)
-    assert a[1, :, :, 4:].abs().max() == 0  # padded words get no attention
+    assert a[1, :, :, 5:].abs().max() == 0  # padded words get no attention
+    assert a[1, :, :, :5].min() > 0
 
 
 def test_pointing_game_reports_methods_and_baselines():

@@ -23,13 +23,19 @@ from .scenes import make_scene
 HELD_OUT_SEED = 10_000_000
 
 
-def batch(seeds, rng, cfg: FusionConfig, device):
+def batch(seeds, rng, cfg: FusionConfig, device, easy: float = 0.0):
+    """Half positives; negatives are hard (one word changed), or with probability ``easy`` another scene's caption."""
     scenes = [make_scene(int(s), size=cfg.image_size) for s in seeds]
     texts, labels = [], []
-    for sc in scenes:
+    for i, sc in enumerate(scenes):
         if rng.random() < 0.5:
             texts.append(sc.caption(rng))
             labels.append(1.0)
+        elif rng.random() < easy:
+            other = scenes[(i + 1) % len(scenes)]
+            cap = other.caption(rng)
+            texts.append(cap if not ({o.name for o in other.objects} <= {o.name for o in sc.objects}) else sc.negative_caption(rng))
+            labels.append(0.0)
         else:
             texts.append(sc.negative_caption(rng))
             labels.append(0.0)
@@ -73,7 +79,8 @@ def main(argv=None) -> None:
     log = []
     for step in range(1, args.steps + 1):
         model.train()
-        x, ids, pad, y, _, _ = batch(rng.integers(0, args.scenes, args.batch), rng, cfg, args.device)
+        easy = max(0.0, 0.5 * (1 - step / (0.5 * args.steps)))  # curriculum: easy negatives fade out by half-way
+        x, ids, pad, y, _, _ = batch(rng.integers(0, args.scenes, args.batch), rng, cfg, args.device, easy=easy)
         loss = lossf(model(x, ids, pad), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -126,7 +133,7 @@ def pointing_game(model, cfg: FusionConfig, n: int = 300, seed: int = HELD_OUT_S
         maps["mean of fusion layers"] = np.mean(calls, 0)
         for k, mask in sc.word_masks(text).items():
             cover = mask.reshape(g, p, g, p).any((1, 3))
-            cands = {name: a[:, k].reshape(g, g) for name, a in maps.items()}
+            cands = {name: a[:, 1 + k].reshape(g, g) for name, a in maps.items()}  # column 0: the "none" slot
             cands["random"] = rng.random((g, g))
             cands["centre bias"] = centre + rng.random((g, g)) * 1e-6
             for name, m in cands.items():

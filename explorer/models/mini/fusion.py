@@ -2,7 +2,8 @@
 
 The design follows the cross-attention fusion of HiCA-VQA (images as queries, text as keys and
 values): every image patch token asks "which words describe me?".  The per-word image map is then
-read straight from the fusion attention: column ``w`` of the (patches × words) attention.
+read straight from the fusion attention: column ``1 + w`` of the (patches × [none] + words)
+attention (column 0 is a learned "none of these words" slot).
 
     model = MiniFusion(FusionConfig(vocab=VOCAB))
     score = model(pixels (B, 3, S, S), tokens (B, T), pad (B, T) bool)      # (B,) image-text match logit
@@ -99,8 +100,11 @@ class MiniFusion(nn.Module):
         self.text_pos = nn.Parameter(torch.randn(1, c.max_words, c.dim) * 0.02)
         self.text_encoder = nn.ModuleList([layer() for _ in range(c.text_layers)])
         self.fusion = nn.ModuleList([CrossBlock(c.dim, c.heads) for _ in range(c.fusion_layers)])
+        # A learned "none of these words" slot before the caption: a patch that no word describes
+        # can attend there, so word columns of the fusion attention stay selective.
+        self.null = nn.Parameter(torch.randn(1, 1, c.dim) * 0.02)
         self.norm = nn.LayerNorm(c.dim)
-        self.match = nn.Linear(c.dim, 1)
+        self.match = nn.Linear(2 * c.dim, 1)
 
     def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """``pixels (B, 3, S, S)`` normalised, ``tokens (B, T)``, ``pad (B, T)`` → match logit ``(B,)``."""
@@ -110,6 +114,10 @@ class MiniFusion(nn.Module):
         t = self.token(tokens) + self.text_pos[:, : tokens.shape[1]]
         for blk in self.text_encoder:
             t = blk(t, src_key_padding_mask=pad)
+        t = torch.cat([self.null.expand(t.shape[0], -1, -1), t], 1)
+        pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], 1)
         for blk in self.fusion:
             x = blk(x, t, pad)
-        return self.match(self.norm(x).mean(1)).squeeze(-1)
+        h = self.norm(x)
+        # Mean and max over patches: one mismatching object must be able to veto the match.
+        return self.match(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
