@@ -165,9 +165,9 @@ def _resolve_any(model):
 
 
 def _resolve_model(model):
-    from .models import ModelLoadError, load_model
+    from .models import ModelLoadError
 
-    adapter = load_model(model) if isinstance(model, str) else model
+    adapter = _resolve_any(model)
     if getattr(adapter, "family", "mae") != "mae":
         raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder ({adapter.family}); "
                              "masked reconstruction needs a ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")

@@ -193,33 +193,27 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
                 tag = f"r{round(rec.spec.ratio * 100):02d}"
                 for kind, im in (("masked", rec.masked_input), ("reconstruction", rec.prediction), ("pasted", rec.pasted)):
                     written.append(str(write_atomic(folder / f"{tag}_{kind}.png", _png(im), overwrite=True, durable=False)))
+        def figure(fig, stem: str, recipe_name: str, opts: dict, batched: bool = True) -> None:
+            res = export_figure(fig, folder / stem, preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
+                                letters=get_recipe(recipe_name).letters, recipe={"name": recipe_name, "options": opts},
+                                provenance={"model": mspec, "inputs": [in_spec], **({"batched": True} if batched else {})})
+            written.extend(str(p) for p in res.files.values())
+
         if "reconstruction" in cfg.views:
             for rec in recs:
                 opts = options_for("reconstruction", dict(ratio=rec.spec.ratio, seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
-                res = export_figure(reconstruction_view(rec, opts), folder / f"reconstruction_r{round(rec.spec.ratio * 100):02d}",
-                                    preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
-                                    recipe={"name": "reconstruction", "options": opts},
-                                    provenance={"model": mspec, "inputs": [in_spec], "batched": True})
-                written += [str(p) for p in res.files.values()]
+                figure(reconstruction_view(rec, opts), f"reconstruction_r{round(rec.spec.ratio * 100):02d}", "reconstruction", opts)
         if "grid" in cfg.views:
             from ..viz.mae import reconstruction_grid
 
             opts = options_for("reconstruction_grid", dict(ratios=list(ratios), seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
-            fig = reconstruction_grid([(info.name, recs)], show=opts["show"], cell=int(opts["cell"]))
-            res = export_figure(fig, folder / "grid", preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
-                                letters=get_recipe("reconstruction_grid").letters,
-                                recipe={"name": "reconstruction_grid", "options": opts},
-                                provenance={"model": mspec, "inputs": [in_spec], "batched": True})
-            written += [str(p) for p in res.files.values()]
-        if maps is not None:
+            figure(reconstruction_grid([(info.name, recs)], show=opts["show"], cell=int(opts["cell"])), "grid",
+                   "reconstruction_grid", opts)
+        if maps is not None:  # the attention forward ran unbatched, on this image alone
             from ..viz.attention import attention_grid
 
-            opts = options_for("attention_grid", dict(fit=cfg.fit))
-            res = export_figure(attention_grid(maps, "cls"), folder / "attention", preset=cfg.preset, formats=cfg.formats,
-                                dpi=cfg.dpi, overwrite=True, letters=get_recipe("attention_grid").letters,
-                                recipe={"name": "attention_grid", "options": opts},
-                                provenance={"model": mspec, "inputs": [in_spec]})
-            written += [str(p) for p in res.files.values()]
+            figure(attention_grid(maps, "cls"), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
+                   batched=False)
         record = {"key": key, "input": in_spec, "files": sorted(Path(w).name for w in written),
                   "psnr_masked_db": {f"{r:g}": rec.psnr_masked for r, rec in zip(ratios, recs)}}
         write_atomic(folder / "done.json", (dumps(record) + "\n").encode(), overwrite=True)

@@ -14,14 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .images import data_uri, upscale_factor
+from .images import data_uri, json_grid, upscale_factor
 from .maps import map_strip
 
 COLORSCALES = ("Viridis", "Cividis", "Inferno", "Greys")
-
-
-def _json_grid(m: np.ndarray) -> list:
-    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(m, np.float64)]
 
 
 def _image_axes(fig, S, rows, cols):
@@ -55,7 +51,7 @@ def query_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, 
     fig = make_subplots(rows=1, cols=2, subplot_titles=["image (click a patch = query)", title], horizontal_spacing=0.04)
     fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hovertemplate="x %{x:.0f}, y %{y:.0f}<extra></extra>"), 1, 1)
     fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), 1, 2)
-    fig.add_trace(go.Heatmap(z=_json_grid(patch_map), x=(np.arange(gw) + 0.5) * patch_size, y=(np.arange(gh) + 0.5) * patch_size,
+    fig.add_trace(go.Heatmap(z=json_grid(patch_map), x=(np.arange(gw) + 0.5) * patch_size, y=(np.arange(gh) + 0.5) * patch_size,
                              opacity=opacity, colorscale=colorscale, zmin=0, zmax=zmax, name=label,
                              colorbar=dict(title=dict(text=label, side="right"), thickness=10),
                              hovertemplate="patch (%{y:.0f}, %{x:.0f}) px: %{z:.4f}<extra></extra>"), 1, 2)
@@ -84,7 +80,7 @@ def attention_grid(maps, query="cls", *, layers=None, heads=None, colorscale: st
         for j, h in enumerate(heads, start=1):
             if small:
                 fig.add_trace(go.Image(source=small, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), i, j)
-            fig.add_trace(go.Heatmap(z=_json_grid(grids[(l, h)]), x=(np.arange(gw) + 0.5) * p, y=(np.arange(gh) + 0.5) * p,
+            fig.add_trace(go.Heatmap(z=json_grid(grids[(l, h)]), x=(np.arange(gw) + 0.5) * p, y=(np.arange(gh) + 0.5) * p,
                                      coloraxis="coloraxis", opacity=0.75 if small else 1.0, name=f"L{l} H{h}",
                                      customdata=np.full((gh, gw, 2), (l, h)),
                                      hovertemplate=f"layer {l} head {h}: " + "%{z:.4f}<extra></extra>"), i, j)
@@ -176,7 +172,7 @@ def provenance_figure(prov, *, opacity: float = 0.7, colorscale: str = "Viridis"
     xs, ys = (np.arange(gw) + 0.5) * p, (np.arange(gh) + 0.5) * p
     grad = np.where(prov.mask, np.nan, prov.gradient)  # exactly 0 on hidden patches: leave them clear
     for c, (m, name) in enumerate([(prov.attention, "attention"), (grad, "gradient")], start=3):
-        fig.add_trace(go.Heatmap(z=_json_grid(unit(m)), x=xs, y=ys, coloraxis="coloraxis", opacity=opacity, name=name,
+        fig.add_trace(go.Heatmap(z=json_grid(unit(m)), x=xs, y=ys, coloraxis="coloraxis", opacity=opacity, name=name,
                                  hovertemplate=name + " %{z:.3f}<extra></extra>"), 1, c)
     _image_axes(fig, S, 1, 4)
     r, cq = divmod(prov.query, gw)

@@ -45,3 +45,9 @@ def data_uri(image: np.ndarray, fmt: str = "png", min_side: int = 224, quality: 
         raise RuntimeError("OpenCV failed to encode the image")
     mime = "png" if fmt == "png" else "jpeg"
     return f"data:image/{mime};base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def json_grid(m) -> list:
+    """A 2-D array as nested lists with ``None`` for non-finite cells (NaN is not JSON; a live
+    FigureWidget sends its data as JSON, and plotly leaves ``None`` cells blank)."""
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(m, np.float64)]

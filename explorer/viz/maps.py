@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .images import data_uri, upscale_factor
+from .images import data_uri, json_grid, upscale_factor
 
 
 def map_strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float = 0.6, colorscale: str = "Viridis",
@@ -50,7 +50,7 @@ def map_strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: floa
         fig.add_trace(go.Image(source=srcs[c - 1], x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), row=1, col=c)
         if label == "image" and show_image:
             continue
-        z = [[None if not np.isfinite(v) else float(v) for v in row] for row in grids[label]]
+        z = json_grid(grids[label])
         fig.add_trace(go.Heatmap(z=z, x=(np.arange(gw) + 0.5) * S / gw, y=(np.arange(gh) + 0.5) * S / gh, coloraxis="coloraxis",
                                  opacity=opacity, name=label, hovertemplate=label + ": %{z:.4f}<extra></extra>"), row=1, col=c)
     for c in range(1, len(labels) + 1):

@@ -24,6 +24,7 @@ from ..models import DeviceError, ModelLoadError, available_devices, list_models
 from ..reconstruction import load_input
 from ..samples import SAMPLES, sample_label
 from ..viz import attention as VA
+from ..viz.images import json_grid
 from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 
@@ -200,7 +201,7 @@ class AttentionApp(StatusMixin, W.VBox):
         else:
             with self.main.batch_update():
                 hm = self.main.data[2]
-                hm.z = VA._json_grid(m)
+                hm.z = json_grid(m)
                 hm.opacity = self.opacity.value
                 hm.colorscale = self.cscale.value
                 self.main.layout.annotations[1].text = title
