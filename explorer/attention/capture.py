@@ -10,7 +10,9 @@ Three paths, tried in this order inside one forward:
   ``nn.MultiheadAttention`` called with ``need_weights=False``.
 * ``mha-weights``: ``nn.MultiheadAttention`` modules are asked for per-head weights
   (``need_weights=True, average_attn_weights=False``) and their output is restored to what the
-  caller asked for.
+  caller asked for.  With ``gradients=True`` (and autograd on), modules called with
+  ``need_weights=False`` are left alone instead, so they run through SDPA and are recorded on the
+  first path with their gradients (returned weights are a view no gradient ever reaches).
 * transformers models loaded with ``attn_implementation="eager"`` are switched to ``sdpa`` for
   the capture (and back).
 
@@ -162,6 +164,11 @@ class AttentionCapture:
 
     # ------------------------------------------------------------------ nn.MultiheadAttention
     def _mha_pre(self, module, args, kwargs):
+        if self.gradients and torch.is_grad_enabled() and kwargs.get("need_weights", True) is False:
+            # Returned weights are a view the output does not depend on, so no gradient ever
+            # reaches them.  Without weights, MHA runs through SDPA: recorded, with gradients, there.
+            module._explorer_wanted = None
+            return None
         kwargs = dict(kwargs)
         module._explorer_wanted = (kwargs.get("need_weights", True), kwargs.get("average_attn_weights", True))
         kwargs["need_weights"] = True
@@ -170,7 +177,7 @@ class AttentionCapture:
 
     def _mha_post(self, module, args, kwargs, output):
         out, weights = output
-        if threading.get_ident() != self._thread:
+        if threading.get_ident() != self._thread or getattr(module, "_explorer_wanted", ()) is None:
             return output
         need, average = getattr(module, "_explorer_wanted", (True, True))
         if weights is None:

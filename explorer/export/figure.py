@@ -119,8 +119,22 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
 # ---------------------------------------------------------------------------- recipes
 def model_spec(adapter) -> dict:
     i = adapter.info
-    return {"id": i.model_id, "model_type": i.model_type, "weights_sha256": i.weights_sha256, "device": i.device,
+    spec = {"id": i.model_id, "model_type": i.model_type, "weights_sha256": i.weights_sha256, "device": i.device,
             "dtype": i.dtype}
+    if i.family == "fusion":
+        spec["family"] = "fusion"
+    return spec
+
+
+def _load_any(name, *, family: str | None = None, device: str = "auto", dtype: str = "float32"):
+    """An image model (``load_model``) or, for ``family="fusion"``, an image+text model."""
+    if family == "fusion":
+        from ..fusion import load_fusion_model
+
+        return load_fusion_model(name, device=device, dtype=dtype)
+    from ..models import load_model
+
+    return load_model(name, device=device, dtype=dtype)
 
 
 _MODELS: dict[tuple, object] = {}
@@ -128,15 +142,14 @@ _MODELS: dict[tuple, object] = {}
 
 def resolve_model(spec: dict, *, device: str | None = None, check: bool = True):
     """Load the model a sidecar recorded (cached per id/device/dtype) and check its weights' hash."""
-    from ..models import load_model
     from ..models.device import available_devices
 
     dev = device or spec.get("device", "auto")
     if dev not in available_devices() and dev.split(":")[0] not in available_devices():
         dev = "auto"
-    key = (spec["id"], dev, spec.get("dtype", "float32"))
+    key = (spec["id"], spec.get("family"), dev, spec.get("dtype", "float32"))
     if key not in _MODELS:
-        _MODELS[key] = load_model(spec["id"], device=dev, dtype=spec.get("dtype", "float32"))
+        _MODELS[key] = _load_any(spec["id"], family=spec.get("family"), device=dev, dtype=spec.get("dtype", "float32"))
     adapter = _MODELS[key]
     if check and spec.get("weights_sha256") and adapter.weights_sha256 != spec["weights_sha256"]:
         raise ReproduceError(
@@ -166,10 +179,10 @@ def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, 
         options: recipe options (see ``explorer.export.RECIPES[name].defaults``).
         export_kwargs: passed to :func:`export_figure` (preset, formats, dpi, overwrite, ...).
     """
-    from ..models import load_model
     from ..reconstruction import load_input
 
-    adapter = load_model(model) if isinstance(model, (str, os.PathLike)) else model
+    family = "fusion" if get_recipe(name).family == "fusion" else None
+    adapter = _load_any(model, family=family) if isinstance(model, (str, os.PathLike)) else model
     opts = options_for(name, options)
     out_dir = _stem(path).parent
     loaded = [load_input(s) for s in inputs]

@@ -26,16 +26,18 @@ class Recipe:
     defaults: dict
     description: str
     letters: bool = True  # panel letters by default (off for image grids)
+    family: str = "image"  # "fusion": the model is an image+text adapter
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def recipe(name: str, *, n_inputs: str = "one", defaults: dict | None = None, letters: bool = True):
+def recipe(name: str, *, n_inputs: str = "one", defaults: dict | None = None, letters: bool = True, family: str = "image"):
     """Register a builder ``f(adapter, images, options) -> go.Figure`` under ``name``."""
 
     def deco(fn):
-        RECIPES[name] = Recipe(name, fn, n_inputs, dict(defaults or {}), (fn.__doc__ or "").strip().splitlines()[0], letters)
+        RECIPES[name] = Recipe(name, fn, n_inputs, dict(defaults or {}), (fn.__doc__ or "").strip().splitlines()[0], letters,
+                               family)
         return fn
 
     return deco
@@ -144,3 +146,14 @@ def _attention_methods(adapter, images, o) -> go.Figure:
            "relevance": explain(adapter, im, "relevance", **kw).map,
            "integrated gradients": explain(adapter, im, "integrated-gradients", steps=int(o["steps"]), **kw).map}
     return method_row(maps.image, row)
+
+
+@recipe("word_maps", family="fusion", defaults=dict(text="", method="relevance", layer=None, head="mean", fit="center-crop",
+                                                   colorscale="Viridis", opacity=0.6))
+def _word_maps(adapter, images, o) -> go.Figure:
+    """Every word's map over the image (image+text models), one shared colour scale."""
+    from ..fusion import align
+    from ..viz.fusion import word_strip
+
+    al = align(adapter, images[0], o["text"], fit=o["fit"])
+    return word_strip(al, o["method"], layer=o["layer"], head=o["head"], colorscale=o["colorscale"], opacity=o["opacity"])

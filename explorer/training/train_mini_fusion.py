@@ -46,6 +46,19 @@ def batch(seeds, rng, cfg: FusionConfig, device, easy: float = 0.0):
     return ((x - mean) / std).to(device), ids.to(device), pad.to(device), torch.tensor(labels, device=device), scenes, texts
 
 
+def named_patches(scene, text: str, patch_size: int, cover: float = 0.3) -> np.ndarray:
+    """``(L,)`` float: 1 where at least ``cover`` of a patch belongs to an object the text names (colour + shape)."""
+    words = text.split()
+    pairs = {(words[k], words[k + 1]) for k in range(len(words) - 1)}
+    S = scene.image.shape[0]
+    g = S // patch_size
+    m = np.zeros((S, S), bool)
+    for o in scene.objects:
+        if (o.colour, o.shape) in pairs:
+            m |= o.mask
+    return (m.reshape(g, patch_size, g, patch_size).mean((1, 3)) >= cover).astype(np.float32).ravel()
+
+
 @torch.no_grad()
 def accuracy(model, cfg, n: int = 512, seed: int = HELD_OUT_SEED, device="cpu") -> float:
     model.eval()
@@ -65,6 +78,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--aux", type=float, default=1.0, help="weight of the per-patch 'named by the text' loss")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,15 +94,19 @@ def main(argv=None) -> None:
     for step in range(1, args.steps + 1):
         model.train()
         easy = max(0.0, 0.5 * (1 - step / (0.5 * args.steps)))  # curriculum: easy negatives fade out by half-way
-        x, ids, pad, y, _, _ = batch(rng.integers(0, args.scenes, args.batch), rng, cfg, args.device, easy=easy)
-        loss = lossf(model(x, ids, pad), y)
+        x, ids, pad, y, scenes, texts = batch(rng.integers(0, args.scenes, args.batch), rng, cfg, args.device, easy=easy)
+        named = torch.from_numpy(np.stack([named_patches(sc, t, cfg.patch_size) for sc, t in zip(scenes, texts)])).to(args.device)
+        match, patches = model.forward_all(x, ids, pad)
+        loss = lossf(match, y) + args.aux * lossf(patches, named)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step % 250 == 0 or step == args.steps:
             acc = accuracy(model, cfg, device=args.device)
-            log.append({"step": step, "loss": loss.item(), "held_out_accuracy": acc, "seconds": round(time.time() - t0, 1)})
+            pg = pointing_game(model, cfg, n=60, device=args.device)
+            log.append({"step": step, "loss": loss.item(), "held_out_accuracy": acc,
+                        "pointing": {k: round(v, 3) for k, v in pg.items() if k != "words"}, "seconds": round(time.time() - t0, 1)})
             print(json.dumps(log[-1]), flush=True)
     if args.out:
         from safetensors.torch import save_file
@@ -99,9 +117,6 @@ def main(argv=None) -> None:
         (out / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}, indent=1))
         (out / "training_log.json").write_text(json.dumps({"args": vars(args), "log": log}, indent=1))
 
-
-if __name__ == "__main__":
-    main()
 
 
 @torch.no_grad()
@@ -139,3 +154,7 @@ def pointing_game(model, cfg: FusionConfig, n: int = 300, seed: int = HELD_OUT_S
             for name, m in cands.items():
                 hits.setdefault(name, []).append(bool(cover.flat[int(np.argmax(m))]))
     return {k: float(np.mean(v)) for k, v in hits.items()} | {"words": len(next(iter(hits.values())))}
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,7 @@ class FusionConfig:
     text_layers: int = 1
     fusion_layers: int = 2
     max_words: int = 12
+    stem_channels: int = 16
     image_mean: tuple = (0.5, 0.5, 0.5)
     image_std: tuple = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
@@ -92,7 +93,13 @@ class MiniFusion(nn.Module):
         super().__init__()
         c = self.config = config
         n = (c.image_size // c.patch_size) ** 2
-        self.patch = nn.Conv2d(3, c.dim, c.patch_size, c.patch_size)
+        # A small convolutional stem before the patch projection: 8 px patches of 64 px scenes are
+        # too coarse for one linear map to tell a circle's edge from a triangle's.
+        s = c.stem_channels
+        self.patch = nn.Sequential(
+            nn.Conv2d(3, s, 3, 1, 1), nn.GELU(), nn.Conv2d(s, s, 3, 2, 1), nn.GELU(),
+            nn.Conv2d(s, c.dim, c.patch_size // 2, c.patch_size // 2),
+        )
         self.image_pos = nn.Parameter(torch.randn(1, n, c.dim) * 0.02)
         layer = lambda: nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=0.0, batch_first=True, norm_first=True)  # noqa: E731
         self.image_encoder = nn.ModuleList([layer() for _ in range(c.image_layers)])
@@ -105,13 +112,24 @@ class MiniFusion(nn.Module):
         self.null = nn.Parameter(torch.randn(1, 1, c.dim) * 0.02)
         self.norm = nn.LayerNorm(c.dim)
         self.match = nn.Linear(2 * c.dim, 1)
+        # Training-only auxiliary head: "is this patch part of an object the text names?"
+        self.named = nn.Linear(c.dim, 1)
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """``pixels (B, 3, S, S)`` normalised, ``tokens (B, T)``, ``pad (B, T)`` → match logit ``(B,)``."""
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``pixels (B, 3, S, S)`` normalised, ``tokens (B, T)``, ``pad (B, T)`` → match logit ``(B,)``.
+
+        ``embeds (B, T, D)`` replaces ``self.token(tokens)`` (attribution on the word embeddings).
+        """
+        return self.forward_all(pixels, tokens, pad, embeds)[0]
+
+    def forward_all(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor,
+                    embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ ``(match logit (B,), per-patch "named by the text" logit (B, L))``."""
         x = self.patch(pixels).flatten(2).transpose(1, 2) + self.image_pos
         for blk in self.image_encoder:
             x = blk(x)
-        t = self.token(tokens) + self.text_pos[:, : tokens.shape[1]]
+        e = self.token(tokens) if embeds is None else embeds
+        t = e + self.text_pos[:, : tokens.shape[1]]
         for blk in self.text_encoder:
             t = blk(t, src_key_padding_mask=pad)
         t = torch.cat([self.null.expand(t.shape[0], -1, -1), t], 1)
@@ -120,4 +138,5 @@ class MiniFusion(nn.Module):
             x = blk(x, t, pad)
         h = self.norm(x)
         # Mean and max over patches: one mismatching object must be able to veto the match.
-        return self.match(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
+        match = self.match(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
+        return match, self.named(h).squeeze(-1)

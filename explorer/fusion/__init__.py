@@ -1,0 +1,22 @@
+"""Cross-modal fusion explorer, compute layer: image+text adapters, per-word maps, modality attributions.
+
+    from explorer.fusion import load_fusion_model, align
+    model = load_fusion_model("mini-fusion")              # or "Salesforce/blip-itm-base-coco", a folder…
+    al = align(model, image, "a red circle left of a blue square")
+    al.word_map("relevance", 1)                           # (gh, gw) map of word 1 ("red")
+"""
+
+from .alignment import METHOD_NAMES, METHODS, Alignment, ModalityReport, align, deletion_auc, modality_report, pointing_hits, word_ig
+from .base import CallRole, FusionAdapter, FusionInputError, JointLayout, TextInput
+
+__all__ = [
+    "Alignment", "CallRole", "FusionAdapter", "FusionInputError", "JointLayout", "METHODS", "METHOD_NAMES", "ModalityReport",
+    "TextInput", "align", "deletion_auc", "load_fusion_model", "modality_report", "pointing_hits", "word_ig",
+]
+
+
+def load_fusion_model(name_or_path, **kwargs) -> FusionAdapter:
+    """Load an image+text model by shipped name, hub id or folder (see :mod:`explorer.fusion.registry`)."""
+    from .registry import load_fusion_model as _load
+
+    return _load(name_or_path, **kwargs)

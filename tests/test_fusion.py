@@ -1,0 +1,207 @@
+"""Cross-modal alignment compute: per-word maps against a hand-written forward, Chefer's bi-modal
+rules on an analytic case, attribution completeness, pointing game and deletion on known cases,
+and clear errors for bad text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits, word_ig
+from explorer.fusion.alignment import Alignment, bimodal_propagate
+from explorer.fusion.base import CallRole, FusionAdapter, TextInput
+from explorer.fusion.mini import MiniFusionAdapter
+from explorer.models.mini.fusion import FusionConfig, MiniFusion
+from explorer.training.scenes import make_scene
+
+TEXT = "a red circle left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """A random-weight mini fusion model written and read back like the shipped one."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    cfg = FusionConfig(dim=32, heads=2)
+    model = MiniFusion(cfg)
+    folder = tmp_path_factory.mktemp("mini-fusion")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
+    return MiniFusionAdapter.from_folder(folder)
+
+
+def _manual_forward(model: MiniFusion, x, ids):
+    """The mini model's forward written out by hand, fusion attention as explicit tensors that keep their grad."""
+    c = model.config
+    h = model.patch(x).flatten(2).transpose(1, 2) + model.image_pos
+    for blk in model.image_encoder:
+        h = blk(h)
+    t = model.token(ids) + model.text_pos[:, : ids.shape[1]]
+    for blk in model.text_encoder:
+        t = blk(t)
+    t = torch.cat([model.null.expand(1, -1, -1), t], 1)
+    probs = []
+    for blk in model.fusion:
+        mha = blk.attn
+        q_in, kv = blk.norm_q(h), blk.norm_kv(t)
+        Wq, Wk, Wv = mha.in_proj_weight.chunk(3)
+        bq, bk, bv = mha.in_proj_bias.chunk(3)
+        H, d = c.heads, c.dim // c.heads
+        q = (q_in @ Wq.T + bq).view(1, -1, H, d).transpose(1, 2)
+        k = (kv @ Wk.T + bk).view(1, -1, H, d).transpose(1, 2)
+        v = (kv @ Wv.T + bv).view(1, -1, H, d).transpose(1, 2)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), -1)
+        a.retain_grad()
+        probs.append(a)
+        o = (a @ v).transpose(1, 2).reshape(1, -1, c.dim)
+        h = h + mha.out_proj(o)
+        h = h + blk.mlp(blk.norm_mlp(h))
+    z = model.norm(h)
+    return model.match(torch.cat([z.mean(1), z.amax(1)], -1)).squeeze(-1), probs
+
+
+def test_word_maps_and_gradcam_equal_a_hand_written_forward(mini):
+    sc = make_scene(10_000_005)
+    al = align(mini, sc.image, TEXT)
+    x = mini.normalise(sc.image)
+    ids = mini.tokenize(TEXT).ids[:, 1:]
+    score, probs = _manual_forward(mini.model, x, ids)
+    score.sum().backward()
+    assert al.score == pytest.approx(float(score.detach()), abs=1e-5)
+    W = len(TEXT.split())
+    assert al.attention.shape == (2, 2, W, 8, 8) and al.gradcam.shape == (2, W, 8, 8)
+    for layer, a in enumerate(probs):
+        ref = a[0, :, :, 1:].detach().permute(0, 2, 1).reshape(2, W, 8, 8).numpy()  # column 0: the "none" slot
+        np.testing.assert_allclose(al.attention[layer], ref, atol=1e-5)
+        cam = (a[0] * a.grad[0].clamp_min(0)).mean(0)[:, 1:].T.reshape(W, 8, 8).detach().numpy()
+        np.testing.assert_allclose(al.gradcam[layer], cam, atol=1e-6, rtol=1e-4)
+    assert np.abs(al.gradcam).max() > 0
+    # word 1 = "red": its map is the second word column, and methods differ from each other
+    np.testing.assert_allclose(al.word_map("attention", 1, layer=0, head=1), al.attention[0, 1, 1])
+    assert not np.allclose(al.maps["rollout"], al.maps["relevance"])
+
+
+def test_bimodal_rules_on_an_analytic_case():
+    rng = np.random.default_rng(0)
+    A = torch.tensor(rng.random((3, 3)))  # image self-attention
+    B = torch.tensor(rng.random((3, 2)))  # image queries text
+    C = torch.tensor(rng.random((2, 2)))  # text self-attention
+    D = torch.tensor(rng.random((2, 3)))  # text queries image
+    r = lambda q, k, nq, nk: CallRole(q, k, torch.arange(nq), torch.arange(nk))  # noqa: E731
+    R = bimodal_propagate([(r("image", "image", 3, 3), A), (r("image", "text", 3, 2), B), (r("text", "text", 2, 2), C),
+                           (r("text", "image", 2, 3), D)], 2, 3)
+    I2, I3 = torch.eye(2, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    # by hand: R_ii = I + A; R_it = B·R_tt(=I); R_tt = I + C, R_ti stays 0 until D; then R_ti = D·R_ii, R_tt += D·R_it
+    torch.testing.assert_close(R["ii"], I3 + A)
+    torch.testing.assert_close(R["it"], B)
+    torch.testing.assert_close(R["ti"], D @ (I3 + A))
+    torch.testing.assert_close(R["tt"], I2 + C + D @ B)
+
+
+def test_positions_outside_the_canonical_space_are_dropped():
+    A = torch.ones(2, 2)
+    role = CallRole("text", "text", torch.tensor([-1, 1]), torch.tensor([-1, 1]))
+    R = bimodal_propagate([(role, A)], 3, 1)
+    assert R["tt"][1, 1] == 2 and R["tt"][0].sum() == 1 and R["tt"][2].sum() == 1
+
+
+def test_word_ig_and_modality_report_are_complete(mini):
+    sc = make_scene(10_000_006)
+    x = mini.normalise(sc.image)
+    t = mini.tokenize(TEXT)
+    blank_word = mini.blank_text(t, [t.words[1]])
+    with torch.no_grad():
+        f = lambda p: float(mini.score(p, t)[0] - mini.score(p, blank_word)[0])  # noqa: E731
+        want = f(x) - f(torch.zeros_like(x))
+    ig = word_ig(mini, sc.image, TEXT, 1, steps=64)
+    assert ig.shape == (8, 8)
+    assert ig.sum() == pytest.approx(want, rel=0.05, abs=1e-3)
+    rep = modality_report(mini, sc.image, TEXT, steps=64)
+    with torch.no_grad():
+        s = float(mini.score(x, t)[0])
+        none = float(mini.score(torch.zeros_like(x), mini.blank_text(t))[0])
+        no_img = float(mini.score(torch.zeros_like(x), t)[0])
+    assert rep.score == pytest.approx(s, abs=1e-5) and rep.masked["image"] == pytest.approx(no_img, abs=1e-5)
+    assert rep.masked["both"] == pytest.approx(none, abs=1e-5)
+    assert rep.ig_image + rep.ig_text == pytest.approx(s - none, rel=0.05, abs=1e-3)
+    assert rep.word_attribution.shape == (len(TEXT.split()),) and 0 <= rep.image_share <= 1
+
+
+def _alignment(maps: np.ndarray) -> Alignment:
+    W = maps.shape[0]
+    return Alignment(image=np.zeros((16, 16, 3), np.float32), tokens=[f"w{i}" for i in range(W)], words=list(range(W)), score=0.0,
+                     answer="", output_name="x", grid=(4, 4), attention=None, layer_names=[], gradcam=None,
+                     maps={"relevance": maps}, matrix=maps.reshape(W, -1), matrix_name="")
+
+
+def test_pointing_hits_on_a_known_case():
+    maps = np.zeros((2, 4, 4))
+    maps[0, 0, 0] = 1  # word 0 peaks in the top-left patch
+    maps[1, 3, 3] = 1  # word 1 peaks in the bottom-right patch
+    mask = np.zeros((16, 16), bool)
+    mask[1:3, 1:3] = True  # an object inside the top-left patch
+    hits = pointing_hits(_alignment(maps), {0: mask, 1: mask})
+    assert hits == {"relevance": [True, False]}
+
+
+class _LinearAdapter(FusionAdapter):
+    """A known model: the output is a weighted sum of pixels, weight ``w[r, c]`` on patch (r, c)."""
+
+    kind = "cross-attention"
+
+    def __init__(self, weights: np.ndarray):
+        super().__init__(torch.nn.Identity(), model_id="linear", model_type="linear", image_size=16, patch_size=4,
+                         image_mean=(0, 0, 0), image_std=(1, 1, 1), num_image_tokens=16, patch_index=torch.arange(16),
+                         max_text_tokens=4, device="cpu", dtype=torch.float32)
+        self.w = torch.tensor(np.kron(weights, np.ones((4, 4))), dtype=torch.float32)
+
+    def tokenize(self, text):
+        return TextInput(text, torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long), ["x"], [0])
+
+    def score(self, pixels, text, *, text_embeds=None):
+        return (pixels.sum(1) * self.w).sum((1, 2))
+
+
+def test_deletion_auc_ranks_the_true_map_first():
+    rng = np.random.default_rng(1)
+    w = rng.random((4, 4))
+    ad = _LinearAdapter(w)
+    img = np.ones((16, 16, 3), np.float32)
+    good = deletion_auc(ad, img, "x", w)
+    bad = deletion_auc(ad, img, "x", -w)
+    assert good["map"] < good["random"] < bad["map"]
+    assert good["random"] == bad["random"]  # same seed, same random order
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n", "empty")])
+def test_empty_text_is_refused_with_a_clear_message(mini, text, message):
+    with pytest.raises(FusionInputError, match=message):
+        align(mini, make_scene(1).image, text)
+
+
+def test_long_unknown_and_emoji_text_is_read_and_reported(mini):
+    long = " ".join(["a red circle left of a blue square"] * 3)
+    t = mini.tokenize(long)
+    assert t.truncated and len(t.words) == mini.config.max_words
+    assert "12" in t.notes[0] and "dropped" in t.notes[0]
+    al = align(mini, make_scene(1).image, "a 🙂 circle, très rouge")
+    assert any("[unk]" in n and "🙂" in n for n in al.notes)
+    assert al.word_strings == ["a", "🙂", "circle,", "très", "rouge"]
+    with pytest.raises(FusionInputError, match="shape"):
+        align(mini, np.zeros((8, 8)), "a red circle")
+
+
+def test_counterfactual_word_replacement_changes_the_score(mini):
+    t = mini.tokenize(TEXT)
+    edited = mini.replace_word(t, t.words[1], "green")
+    assert edited.text == "a green circle left of a blue square"
+    x = mini.normalise(make_scene(3).image)
+    with torch.no_grad():
+        assert float(mini.score(x, t)[0]) != float(mini.score(x, edited)[0])
+    with pytest.raises(FusionInputError):
+        mini.replace_word(t, 0, "x")  # position 0 is the "none" slot, not a word
