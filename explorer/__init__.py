@@ -41,6 +41,10 @@ def __getattr__(name):
         from .widgets.attention_app import AttentionApp
 
         return AttentionApp
+    if name == "FusionApp":
+        from .widgets.fusion_app import FusionApp
+
+        return FusionApp
     raise AttributeError(name)
 
 

@@ -70,3 +70,137 @@ def save_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
         model.vision_model.embeddings.position_embedding.weight.normal_(0, 0.5)
     model.save_pretrained(folder)
     return folder
+
+
+# ---------------------------------------------------------------------------------------------- image + text models
+#: Words every tiny image+text tokenizer knows (lower case; anything else is unknown / split).
+TINY_WORDS = ("a", "an", "the", "photo", "of", "red", "green", "blue", "circle", "square", "triangle", "left", "right",
+              "above", "below", "small", "big", "is", "what", "colour", "color", "shape", "on", "and", "with", "dog",
+              "cat", "?", ".", ",")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte → printable character table (the order of the first 256 vocabulary entries)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_clip_vocab(folder: Path, words=TINY_WORDS) -> None:
+    """``vocab.json`` + ``merges.txt`` laid out like CLIP's: 256 byte characters, the same with ``</w>``, one merge chain
+    per word, then ``<|startoftext|>`` and ``<|endoftext|>`` (so id 0 is ``!`` as in the real vocabulary)."""
+    import json
+
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars]
+    merges: list[str] = []
+    for w in words:
+        pieces = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(pieces) > 1:
+            merged = pieces[0] + pieces[1]
+            m = f"{pieces[0]} {pieces[1]}"
+            if m not in merges:
+                merges.append(m)
+                vocab.append(merged)
+            pieces = [merged] + pieces[2:]
+    vocab = list(dict.fromkeys(vocab)) + ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def write_bert_vocab(folder: Path, words=TINY_WORDS) -> None:
+    """A BERT ``vocab.txt``: the five specials, the words, a few ``##`` pieces."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = ["##s", "##ed", "##ing", "##ish"]
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *pieces]) + "\n")
+
+
+def save_tiny_clip_pair(folder: Path, seed: int = 0, max_text: int = 16) -> Path:
+    """A random ``CLIPModel`` + its ``CLIPTokenizer`` + ``CLIPImageProcessor`` (32 px, patch 8), all via ``save_pretrained``."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = Path(folder)
+    write_clip_vocab(folder)
+    tok = CLIPTokenizer.from_pretrained(folder, model_max_length=max_text)
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         max_position_embeddings=max_text, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64),
+        projection_dim=16)
+    model = CLIPModel(cfg)
+    with torch.no_grad():  # token order matters
+        model.vision_model.embeddings.position_embedding.weight.normal_(0, 0.5)
+        model.text_model.embeddings.position_embedding.weight.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                          image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711]
+                          ).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_blip_itm(folder: Path, seed: int = 0, max_text: int = 16) -> Path:
+    """A random ``BlipForImageTextRetrieval`` + ``BertTokenizer`` + ``BlipImageProcessor`` (32 px, patch 8)."""
+    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    folder = Path(folder)
+    write_bert_vocab(folder)
+    tok = BertTokenizer.from_pretrained(folder, model_max_length=512)
+    torch.manual_seed(seed)
+    cfg = BlipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         max_position_embeddings=max_text, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+                         eos_token_id=tok.sep_token_id, sep_token_id=tok.sep_token_id, initializer_range=0.2),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, initializer_range=0.2),
+        image_text_hidden_size=16)
+    model = BlipForImageTextRetrieval(cfg)
+    with torch.no_grad():
+        model.vision_model.embeddings.position_embedding.normal_(0, 0.5)
+        model.text_encoder.embeddings.position_embeddings.weight.normal_(0, 0.5)
+        model.itm_head.weight.normal_(0, 0.5)  # a score that moves visibly with the inputs
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+TINY_ANSWERS = ("yes", "no", "red", "green", "blue", "circle", "square")
+
+
+def save_tiny_vilt_vqa(folder: Path, seed: int = 0, max_text: int = 16, retrieval: bool = False) -> Path:
+    """A random ``ViltForQuestionAnswering`` (or ``ViltForImageAndTextRetrieval``) + ``BertTokenizer`` +
+    ``ViltImageProcessor``: 32 px, patch 8, text limit ``max_text`` tokens."""
+    from transformers import BertTokenizer, ViltConfig, ViltForImageAndTextRetrieval, ViltForQuestionAnswering
+    from transformers.models.vilt.image_processing_pil_vilt import ViltImageProcessorPil
+
+    folder = Path(folder)
+    write_bert_vocab(folder)
+    tok = BertTokenizer.from_pretrained(folder, model_max_length=max_text)
+    torch.manual_seed(seed)
+    cfg = ViltConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                     image_size=32, patch_size=8, max_position_embeddings=max_text, pad_token_id=tok.pad_token_id,
+                     initializer_range=0.2,  # weights large enough that every token visibly moves the output
+                     id2label=dict(enumerate(TINY_ANSWERS)), label2id={a: i for i, a in enumerate(TINY_ANSWERS)})
+    model = (ViltForImageAndTextRetrieval if retrieval else ViltForQuestionAnswering)(cfg)
+    with torch.no_grad():  # transformers 5 leaves the image positions and the image [CLS] at zero
+        emb = model.vilt.embeddings
+        emb.position_embeddings.normal_(0, 0.5)
+        emb.cls_token.normal_(0, 0.5)
+        emb.text_embeddings.position_embeddings.weight.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    ViltImageProcessorPil(size={"shortest_edge": 32}, size_divisor=8).save_pretrained(folder)
+    return folder

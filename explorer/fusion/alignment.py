@@ -109,9 +109,12 @@ class Alignment:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def prepare(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop") -> tuple[torch.Tensor, TextInput, np.ndarray, list[str]]:
-    """Image ``(H, W, 3)`` float [0, 1] (or a LoadedImage) + text → ``(pixels (1,3,S,S), TextInput, fitted (S,S,3), notes)``."""
-    pixels_np = getattr(image, "pixels", image)
-    arr = np.asarray(pixels_np)
+    """Image (``(H, W, 3)`` float [0, 1], a LoadedImage, or anything :func:`explorer.load_image` takes) + text → ``(pixels (1,3,S,S), TextInput, fitted (S,S,3), notes)``."""
+    if not isinstance(image, np.ndarray) and not hasattr(image, "pixels"):
+        from ..reconstruction import load_input
+
+        image = load_input(image)  # a sample name, a path, bytes, a file object (ImageLoadError if it does not decode)
+    arr = np.asarray(getattr(image, "pixels", image))
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise FusionInputError(f"Expected an RGB image of shape (H, W, 3), got {arr.shape}. Load files with explorer.load_image.")
     f = fit_image(arr.astype(np.float32), adapter.image_size, fit)

@@ -99,7 +99,7 @@ class MiniFusionAdapter(FusionAdapter):
     def role(self, call, text: TextInput) -> CallRole | None:
         n = call.name
         Tq, Tk = call.probs.shape[-2:]
-        if n.startswith("image_encoder"):
+        if n.startswith(("image_encoder", "image_after")):
             a = torch.arange(Tq)
             return CallRole("image", "image", a, a)
         if n.startswith("text_encoder"):

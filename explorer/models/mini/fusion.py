@@ -37,6 +37,8 @@ class FusionConfig:
     fusion_layers: int = 2
     max_words: int = 12
     stem_channels: int = 16
+    image_layers_after: int = 0  # image self-attention blocks after the fusion (relations between named objects)
+    grid_conv: bool = False  # a 3x3 convolution on the patch grid: each patch token sees its neighbours' pixels
     image_mean: tuple = (0.5, 0.5, 0.5)
     image_std: tuple = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
@@ -99,6 +101,7 @@ class MiniFusion(nn.Module):
         self.patch = nn.Sequential(
             nn.Conv2d(3, s, 3, 1, 1), nn.GELU(), nn.Conv2d(s, s, 3, 2, 1), nn.GELU(),
             nn.Conv2d(s, c.dim, c.patch_size // 2, c.patch_size // 2),
+            *([nn.GELU(), nn.Conv2d(c.dim, c.dim, 3, 1, 1)] if c.grid_conv else []),
         )
         self.image_pos = nn.Parameter(torch.randn(1, n, c.dim) * 0.02)
         layer = lambda: nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=0.0, batch_first=True, norm_first=True)  # noqa: E731
@@ -107,6 +110,7 @@ class MiniFusion(nn.Module):
         self.text_pos = nn.Parameter(torch.randn(1, c.max_words, c.dim) * 0.02)
         self.text_encoder = nn.ModuleList([layer() for _ in range(c.text_layers)])
         self.fusion = nn.ModuleList([CrossBlock(c.dim, c.heads) for _ in range(c.fusion_layers)])
+        self.image_after = nn.ModuleList([layer() for _ in range(c.image_layers_after)])
         # A learned "none of these words" slot before the caption: a patch that no word describes
         # can attend there, so word columns of the fusion attention stay selective.
         self.null = nn.Parameter(torch.randn(1, 1, c.dim) * 0.02)
@@ -136,6 +140,8 @@ class MiniFusion(nn.Module):
         pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], 1)
         for blk in self.fusion:
             x = blk(x, t, pad)
+        for blk in self.image_after:
+            x = blk(x)
         h = self.norm(x)
         # Mean and max over patches: one mismatching object must be able to veto the match.
         match = self.match(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)

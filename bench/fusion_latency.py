@@ -1,0 +1,112 @@
+"""Server-side latency of interactions in the cross-modal app (CPU, mini fusion model), and on a GPU the
+cost of every map for CLIP-B/16-sized image+text input against a plain forward.
+
+    python bench/fusion_latency.py [--model mini-fusion] [--moves 200]
+    python bench/fusion_latency.py --gpu-clip          # on a GPU machine (random weights, CLIP-B/16 config)
+
+"ours": the app as shipped — one forward + backward per (model, image, text) captured every layer;
+a word / layer / head / method / opacity change reads the cached Alignment and updates the live
+FigureWidget in place.
+"naive": what a hand-written notebook does per click — a forward and backward again (the maps of one
+word need the whole model) and a freshly built overlay figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, summary, timeit  # noqa: E402
+
+
+def interactions(args) -> None:
+    from explorer.fusion import align
+    from explorer.viz import fusion as VF
+    from explorer.widgets.fusion_app import FusionApp
+
+    app = FusionApp(model=args.model, image="scene:10000003")
+    al = app.alignment
+    W, L = len(al.words), al.attention.shape[0]
+    rng = np.random.default_rng(0)
+    methods = [m for m in al.available]
+    moves = []
+    for _ in range(args.moves):
+        kind = rng.integers(4)
+        moves.append((["word", "layer", "method", "patch"][kind], int(rng.integers(1 << 30))))
+    ours = []
+    for kind, r in moves:
+        t0 = time.perf_counter()
+        if kind == "word":
+            app.select_word(r % W)
+        elif kind == "layer":
+            app.layer.value = r % L
+        elif kind == "method":
+            app.method.value = methods[r % len(methods)]
+        else:
+            app.select_patch(r % (al.grid[0] * al.grid[1]))
+        ours.append((time.perf_counter() - t0) * 1e3)
+    naive = []
+    for kind, r in moves[:60]:
+        t0 = time.perf_counter()
+        fresh = align(app.adapter, app.loaded, al.meta["text"])
+        VF.word_overlay(fresh.image, fresh.word_map("relevance", r % W), patch_size=app.adapter.patch_size, title="")
+        naive.append((time.perf_counter() - t0) * 1e3)
+    print(f"# fusion_latency (interactions) on {machine()}, model {args.model}, {W} words, {L} cross layers")
+    print(f"ours  (cached alignment, in-place update): {summary(ours)}  max {max(ours):6.1f} ms  (n={len(ours)})")
+    print(f"naive (forward + backward + new figure):   {summary(naive)}  max {max(naive):6.1f} ms  (n={len(naive)})")
+    print(f"median speed-up x{np.median(naive) / np.median(ours):.1f}")
+
+
+def gpu_clip(args) -> None:
+    """CLIP-B/16 geometry (random weights): every map vs a plain forward with output_attentions=True."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from explorer.fusion.clip import CLIPFusionAdapter
+    from explorer.fusion import align
+
+    dev = torch.device(args.device)
+    cfg = CLIPConfig(vision_config=dict(patch_size=16, image_size=224), text_config={})
+    model = CLIPModel(cfg).to(dev).eval()
+    ad = CLIPFusionAdapter.from_model(model, model_id="clip-b16-random", device=dev, dtype=torch.float32)
+    img = np.random.default_rng(0).random((224, 224, 3)).astype(np.float32)
+    text = "a photo of a red circle left of a blue square"
+    x = ad.normalise(img)
+    t = ad.tokenize(text)
+
+    def plain():
+        with torch.no_grad():
+            model(pixel_values=x, input_ids=t.ids, attention_mask=t.attention_mask, output_attentions=True)
+
+    def ours():
+        align(ad, img, text)
+
+    a = timeit(plain, repeat=args.repeat, device=dev)
+    b = timeit(ours, repeat=args.repeat, device=dev)
+    print(f"# fusion_latency (CLIP-B/16 geometry) on {machine()}")
+    print(f"plain forward, output_attentions=True: {summary(a)}")
+    print(f"align (all maps):                      {summary(b)}")
+    print(f"ratio align / plain: {np.median(b) / np.median(a):.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="mini-fusion")
+    ap.add_argument("--moves", type=int, default=200)
+    ap.add_argument("--gpu-clip", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+    if args.gpu_clip:
+        gpu_clip(args)
+    else:
+        interactions(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Evaluate the trained mini fusion model and write its model card (``metrics.json`` + ``README.md``).
+
+    python -m explorer.training.fusion_card data/models/mini-fusion [--scenes 300] [--pairs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TEMPLATE = """\
+# mini-fusion: a small image-text fusion model trained in this repository
+
+An image-text matching model small enough to ship and to run on a laptop CPU, so that the cross-modal
+notebook (`notebooks/04_cross_modal_alignment.ipynb`) works offline with maps that mean something.
+Load it with `explorer.fusion.load_fusion_model("mini-fusion")`.
+
+| | |
+|---|---|
+| task | image-text matching: logit > 0 = the caption describes the image |
+| input | {image_size}x{image_size} RGB, mean {mean} / std {std} |
+| image tokens | convolutional stem ({stem} channels) → {patch}x{patch} patches, a {grid}x{grid} grid{grid_conv} |
+| text | whitespace words from a {vocab}-word vocabulary (unknown words read as `[unk]`), at most {max_words} words, {text_layers} self-attention layer(s) |
+| fusion | {fusion_layers} cross-attention blocks, **image patches are the queries, words the keys / values** (HiCA-VQA's direction), {heads} heads, width {dim}; a learned "none of these words" key before the words |
+| after the fusion | {after} image self-attention blocks (relations between the named objects), then mean + max pooling → match logit |
+| parameters | {params:,} |
+| weights | `model.safetensors` ({mb:.1f} MB, float32), no pickle |
+
+## Training
+
+`{command}` — {steps} steps of batch {batch} on the CPU ({minutes:.0f} min on 1 core of an AMD EPYC), AdamW, one-cycle
+learning rate {lr}, seed {seed}.
+
+* **Data**: generated scenes (`explorer/training/scenes.py`, OpenCV): 1–3 non-overlapping circles, squares and
+  triangles in 6 colours and 2 sizes on a textured background, each named uniquely by colour + shape; training
+  scenes use seeds `0..{scenes_max}`, evaluation scenes start at seed 10,000,000. Made by code, so no licence
+  question arises: the data is as free as this repository.
+* **Objective**: binary cross-entropy on image-text matching. Half the captions are true ("a red circle left of a
+  blue square"); negatives change one colour, shape or relation word (hard negatives), with another scene's
+  caption mixed in early on (a curriculum that fades out by half-way). An auxiliary per-patch loss (weight {aux})
+  asks each fused patch token whether it belongs to an object the text names — computed from the generated masks.
+  It supervises the fused *outputs*, never the attention: where the attention looks is left to the model.
+
+## Evaluation (held-out scenes, `python -m explorer.fusion.evaluate --model mini-fusion`)
+
+**Task accuracy** ({pairs} held-out scenes, one true and one one-word-changed caption each; chance 0.5):
+
+{matching}
+
+**Pointing game** ({pg_scenes} held-out scenes, {words} colour and shape words of true captions; a hit = the word's
+map peaks on a patch that overlaps the named object):
+
+{pointing}
+
+Maps are as in `explorer.fusion.align`: *attention* = the fusion attention column of the word (mean over heads;
+per layer and mean of layers), *rollout* / *relevance* = Chefer et al. 2021 bi-modal rules (with attention,
+resp. gradient-weighted attention), *gradcam* = ALBEF's Grad-CAM on the cross-attention (per layer), *ig* =
+Integrated Gradients of what the word adds to the match logit.
+
+## Limits
+
+* It knows {vocab} words and 64-pixel cartoons. It is a teaching model for the explorer, not a vision-language model:
+  on photos it sees shapes and colours at best, and it says which words it does not know.
+* Colour words are ambiguous when two objects share a colour (the caption names one of them): the pointing
+  game counts those as misses when the map peaks on the other object.
+"""
+
+
+def _table(d: dict, header: tuple[str, str]) -> str:
+    rows = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    rows += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in d.items()]
+    return "\n".join(rows)
+
+
+def render(folder: Path) -> str:
+    cfg = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    log = json.loads((folder / "training_log.json").read_text())
+    args = log["args"]
+    from safetensors.torch import load_file
+
+    params = sum(v.numel() for v in load_file(str(folder / "model.safetensors")).values())
+    pg = dict(metrics["pointing_game"])
+    words, scenes = pg.pop("words"), pg.pop("scenes")
+    match = dict(metrics["matching"])
+    pairs = match.pop("pairs")
+    cmd = ("python -m explorer.training.train_mini_fusion " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k in ("steps", "batch", "lr", "seed", "aux"))
+        + f" --out {folder.as_posix().split('/data/')[-1] if '/data/' in folder.as_posix() else folder}")
+    return TEMPLATE.format(
+        image_size=cfg["image_size"], mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]), stem=cfg["stem_channels"],
+        patch=cfg["patch_size"], grid=cfg["image_size"] // cfg["patch_size"],
+        grid_conv=" and a 3x3 convolution on the grid (each patch token sees its neighbours)" if cfg.get("grid_conv") else "",
+        vocab=len(cfg["vocab"]) - 2, max_words=cfg["max_words"], text_layers=cfg["text_layers"],
+        fusion_layers=cfg["fusion_layers"], heads=cfg["heads"], dim=cfg["dim"], after=cfg.get("image_layers_after", 0),
+        params=params, mb=(folder / "model.safetensors").stat().st_size / 2**20, command=cmd, steps=args["steps"],
+        batch=args["batch"], minutes=log["log"][-1]["seconds"] / 60, lr=args["lr"], seed=args["seed"],
+        scenes_max=f"{args['scenes'] - 1:,}", aux=args.get("aux", 0), pairs=pairs, matching=_table(match, ("measure", "accuracy")),
+        pg_scenes=scenes, words=words, pointing=_table(pg, ("method", "hit rate")))
+
+
+def main(argv=None) -> None:
+    from ..fusion.evaluate import matching_accuracy, pointing_game
+    from ..fusion.mini import MiniFusionAdapter
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder")
+    ap.add_argument("--scenes", type=int, default=300)
+    ap.add_argument("--pairs", type=int, default=1000)
+    ap.add_argument("--ig", action="store_true")
+    ap.add_argument("--render-only", action="store_true")
+    args = ap.parse_args(argv)
+    folder = Path(args.folder)
+    if not args.render_only:
+        adapter = MiniFusionAdapter.from_folder(folder)
+        metrics = {"pointing_game": pointing_game(adapter, scenes=args.scenes, ig=args.ig),
+                   "matching": matching_accuracy(adapter, scenes=args.pairs)}
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (folder / "README.md").write_text(render(folder))
+    print((folder / "README.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
