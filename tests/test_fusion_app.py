@@ -11,6 +11,8 @@ from explorer.export import read_sidecar, reproduce
 from explorer.fusion import align
 from explorer.widgets.fusion_app import FusionApp
 
+from test_widgets import upload_value
+
 
 @pytest.fixture()
 def app():
@@ -82,8 +84,8 @@ def test_bad_text_is_explained_and_the_app_keeps_working(app):
 
 
 def test_bad_images_and_models_are_explained(app, tmp_path):
-    app.upload.value = ({"name": "broken.png", "type": "image/png", "size": 20, "content": memoryview(b"\x89PNG\r\n\x1a\n" + b"0" * 12)},)
-    assert "⚠" in app.status.value and "broken.png" in app.status.value
+    app.upload.value = upload_value(b"\x89PNG\r\n\x1a\n" + b"0" * 12, "broken.png")
+    assert "⚠" in app.status.value and "truncated" in app.status.value
     app.model_box.value = "mini-mae"
     app.load_btn.click()
     assert "image-only" in app.status.value

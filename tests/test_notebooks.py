@@ -30,7 +30,8 @@ def _text(nb) -> str:
 
 def test_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "02_mae_masking.ipynb", "05_export_figures.ipynb"} <= names
+    assert {"01_quickstart.ipynb", "02_mae_masking.ipynb", "03_attention_maps.ipynb", "04_cross_modal_alignment.ipynb",
+            "05_export_figures.ipynb"} <= names
 
 
 @pytest.mark.notebook
@@ -54,6 +55,13 @@ def test_notebook_runs(path):
         assert "0.5" in text
     if path.name == "02_mae_masking.ipynb":
         assert text.count("nested: True") == 3 and "nested: False" not in text
+    if path.name == "04_cross_modal_alignment.ipynb":
+        assert "| cross-attention | match logit" in text
+        assert re.search(r"pointing game, relevance : \d/\d object words peak on their object", text)
+        assert "-> refused: The text is empty" in text and "were dropped" in text and "read as [unk]: 🙂" in text
+        assert "this is an image-only model" in text
+        assert text.count("skipped: Could not load") == 3  # offline: the hub ids explain themselves
+        assert re.search(r"random map\s+0\.\d+", text) and re.search(r"relevance\s+0\.\d+", text)
     if path.name == "05_export_figures.ipynb":
         assert "All files are byte-identical to the originals." in text
         assert "PDF page: 496.8 x" in text and "LiberationSerif" in text

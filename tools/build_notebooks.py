@@ -14,9 +14,11 @@ def nb(cells):
     book = nbf.v4.new_notebook()
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     book.metadata["language_info"] = {"name": "python"}
-    for kind, text in cells:
+    for i, (kind, text) in enumerate(cells):
         text = text.strip("\n")
-        book.cells.append(nbf.v4.new_markdown_cell(text) if kind == "md" else nbf.v4.new_code_cell(text))
+        cell = nbf.v4.new_markdown_cell(text) if kind == "md" else nbf.v4.new_code_cell(text)
+        cell.id = f"cell-{i:02d}"  # stable ids: rebuilding a notebook changes only what changed
+        book.cells.append(cell)
     return book
 
 

@@ -340,7 +340,7 @@ class ModalityReport:
         return abs(self.ig_image) / tot if tot > 0 else 0.5
 
 
-def modality_report(adapter: FusionAdapter, image, text: str, *, steps: int = 32, fit: str = "center-crop") -> ModalityReport:
+def modality_report(adapter: FusionAdapter, image, text: str, *, steps: int = 64, fit: str = "center-crop") -> ModalityReport:
     """Masking each modality entirely, and captum Integrated Gradients over both inputs at once
     (pixels and the text token embeddings, as LayerIntegratedGradients does for the embedding layer)."""
     from captum.attr import IntegratedGradients
@@ -391,8 +391,9 @@ def pointing_hits(al: Alignment, word_masks: dict[int, np.ndarray], methods=None
 def deletion_auc(adapter: FusionAdapter, image, text: str, patch_map: np.ndarray, *, steps: int = 8, seed: int = 0,
                  fit: str = "center-crop") -> dict[str, float]:
     """Deletion curve of the output: blank patches (mean colour) in the order of ``patch_map`` ``(gh, gw)``,
-    highest first, and in a seeded random order; the normalised area under each (lower = the map found
-    what the output needs).  Returns ``{"map": auc, "random": auc}``."""
+    highest first, and in a seeded random order; the area under each curve (the output averaged over the
+    fraction deleted, in the output's units: lower = the map found what the output needs).
+    Returns ``{"map": auc, "random": auc}``."""
     pixels, t, _, _ = prepare(adapter, image, text, fit=fit)
     gh, gw = adapter.grid
     p = adapter.patch_size
@@ -411,6 +412,5 @@ def deletion_auc(adapter: FusionAdapter, image, text: str, patch_map: np.ndarray
                 m = keep.view(1, 1, gh, 1, gw, 1).expand(1, 1, gh, p, gw, p).reshape(1, 1, gh * p, gw * p)
                 batch.append(pixels * m + base * (1 - m))
             s = adapter.score(torch.cat(batch), t).float().cpu().numpy()
-            y = (s - s[-1]) / (abs(s[0] - s[-1]) + 1e-12)
-            out[name] = float(np.trapezoid(y, fracs))
+            out[name] = float(np.trapezoid(s, fracs))
     return out

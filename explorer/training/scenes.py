@@ -4,8 +4,9 @@ and a depth map as ground truth (OpenCV drawing; free, unlimited, licence-free).
     s = make_scene(seed=3)
     s.image (64, 64, 3) · s.depth (64, 64) · s.objects[i].mask (64, 64) · s.caption() · s.questions()
 
-Objects never overlap (so every object word has exactly one region), colours and shapes come
-from small named sets, and every random choice follows the seed.
+Objects never overlap and (by default) no two share a colour or a shape, so every object word has
+exactly one region; colours and shapes come from small named sets, and every random choice follows
+the seed.
 """
 
 from __future__ import annotations
@@ -151,8 +152,13 @@ def _draw(img: np.ndarray, mask: np.ndarray, shape: str, c: tuple[int, int], r: 
         cv2.fillPoly(mask, [pts], 1)
 
 
-def make_scene(seed: int, size: int = 64, n_objects: tuple[int, int] = (1, 3)) -> Scene:
-    """A scene of ``n_objects`` non-overlapping coloured shapes on a textured background."""
+def make_scene(seed: int, size: int = 64, n_objects: tuple[int, int] = (1, 3), *, distinct: bool = True) -> Scene:
+    """A scene of ``n_objects`` non-overlapping coloured shapes on a textured background.
+
+    ``distinct``: every object has its own colour *and* its own shape, so each colour or shape word
+    names exactly one region (what a per-word grounding check needs); otherwise only the
+    colour + shape name is unique.
+    """
     rng = np.random.default_rng(seed)
     img = _background(rng, size) * 0.5 + 0.25  # muted: objects stand out
     ys = np.linspace(0, 1, size, dtype=np.float32)[:, None]
@@ -162,7 +168,7 @@ def make_scene(seed: int, size: int = 64, n_objects: tuple[int, int] = (1, 3)) -
     tries = 0
     while len(objs) < n and tries < 200:
         tries += 1
-        r = int(rng.integers(size // 9, size // 5 + 1))
+        r = int(rng.integers(size // 8, size // 4 + 1))
         x, y = (int(v) for v in rng.integers(r + 1, size - r - 1, 2))
         if any((x - o.center[0]) ** 2 + (y - o.center[1]) ** 2 < (r + o.radius + 2) ** 2 for o in objs):
             continue
@@ -170,10 +176,12 @@ def make_scene(seed: int, size: int = 64, n_objects: tuple[int, int] = (1, 3)) -
         colour = str(rng.choice(list(COLOURS)))
         if any(o.shape == shape and o.colour == colour for o in objs):
             continue  # names must pick out one object
+        if distinct and any(o.shape == shape or o.colour == colour for o in objs):
+            continue  # each colour word and each shape word names one object
         rgb = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 0.04, 3), 0, 1)
         mask = np.zeros((size, size), np.uint8)
         _draw(img, mask, shape, (x, y), r, tuple(float(v) for v in rgb))
         d = float(rng.uniform(1.5, 4.0))
         depth[mask.astype(bool)] = d
-        objs.append(SceneObject(shape, colour, "small" if r < size // 7 else "large", (x, y), r, d, mask.astype(bool)))
+        objs.append(SceneObject(shape, colour, "small" if r < size * 3 // 16 else "large", (x, y), r, d, mask.astype(bool)))
     return Scene(np.clip(img, 0, 1).astype(np.float32), depth.astype(np.float32), tuple(objs), int(seed))

@@ -16,6 +16,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from ..fusion.registry import list_fusion_models
 from ..fusion import METHOD_NAMES, FusionInputError, align, deletion_auc, load_fusion_model, modality_report, pointing_hits, word_ig
 from ..io import ImageLoadError, LoadedImage, load_image
 from ..models import DeviceError, ModelLoadError, available_devices
@@ -30,7 +31,6 @@ from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 
 USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
-HUB_FUSION_MODELS = ("openai/clip-vit-base-patch16", "Salesforce/blip-itm-base-coco", "dandelin/vilt-b32-finetuned-vqa")
 #: Held-out generated scenes offered as samples (seeds never used in training), with ground truth.
 SCENE_SEEDS = (10_000_003, 10_000_011, 10_000_021, 10_000_042, 10_000_077, 10_000_101)
 PHOTO_CAPTIONS = {"chelsea": "a cat", "coffee": "a cup of coffee", "astronaut": "an astronaut", "rocket": "a rocket",
@@ -72,7 +72,7 @@ class FusionApp(StatusMixin, W.VBox):
         self.report = None
         self.last_update_ms = float("nan")
         style = {"description_width": "initial"}
-        self.model_box = W.Combobox(value=str(model), options=["mini-fusion", *HUB_FUSION_MODELS], description="Model",
+        self.model_box = W.Combobox(value=str(model), options=list_fusion_models(), description="Model",
                                     ensure_option=False, style=style, layout=W.Layout(width="380px"))
         devs = ["auto"] + available_devices()
         self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
@@ -296,6 +296,7 @@ class FusionApp(StatusMixin, W.VBox):
                 hm.opacity = self.opacity.value
                 hm.colorscale = self.cscale.value
                 self.main.layout.annotations[1].text = self._title()
+                self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
         self._update_bars()
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
 
