@@ -2,7 +2,7 @@
 cost of every map for CLIP-B/16-sized image+text input against a plain forward.
 
     python bench/fusion_latency.py [--model mini-fusion] [--moves 200]
-    python bench/fusion_latency.py --gpu-clip          # on a GPU machine (random weights, CLIP-B/16 config)
+    python bench/fusion_latency.py --gpu-clip [--device cuda --dtype bfloat16]   # CLIP-B/16 config, random weights
 
 "ours": the app as shipped — one forward + backward per (model, image, text) captured every layer;
 a word / layer / head / method / opacity change reads the cached Alignment and updates the live
@@ -64,18 +64,29 @@ def interactions(args) -> None:
 
 
 def gpu_clip(args) -> None:
-    """CLIP-B/16 geometry (random weights): every map vs a plain forward with output_attentions=True."""
-    from transformers import CLIPConfig, CLIPModel
+    """CLIP-B/16 geometry (random weights, a small word-level tokenizer): every map vs a plain forward
+    with ``output_attentions=True``.  Written with save_pretrained and loaded like a hub checkpoint."""
+    import tempfile
 
-    from explorer.fusion.clip import CLIPFusionAdapter
-    from explorer.fusion import align
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-    dev = torch.device(args.device)
-    cfg = CLIPConfig(vision_config=dict(patch_size=16, image_size=224), text_config={})
-    model = CLIPModel(cfg).to(dev).eval()
-    ad = CLIPFusionAdapter.from_model(model, model_id="clip-b16-random", device=dev, dtype=torch.float32)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _tiny import write_clip_vocab
+
+    from explorer.fusion import align, load_fusion_model
+
+    folder = Path(tempfile.mkdtemp())
+    write_clip_vocab(folder)
+    tok = CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+    cfg = CLIPConfig(vision_config=dict(patch_size=16, image_size=224),
+                     text_config=dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id))
+    CLIPModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    ad = load_fusion_model(folder, device=args.device, dtype=args.dtype)
+    model, dev = ad.model, ad.device
     img = np.random.default_rng(0).random((224, 224, 3)).astype(np.float32)
-    text = "a photo of a red circle left of a blue square"
+    text = "a red circle left of a blue square"
     x = ad.normalise(img)
     t = ad.tokenize(text)
 
@@ -86,11 +97,13 @@ def gpu_clip(args) -> None:
     def ours():
         align(ad, img, text)
 
+    model.set_attn_implementation("eager")  # output_attentions needs eager attention
     a = timeit(plain, repeat=args.repeat, device=dev)
+    model.set_attn_implementation("sdpa")
     b = timeit(ours, repeat=args.repeat, device=dev)
-    print(f"# fusion_latency (CLIP-B/16 geometry) on {machine()}")
-    print(f"plain forward, output_attentions=True: {summary(a)}")
-    print(f"align (all maps):                      {summary(b)}")
+    print(f"# fusion_latency (CLIP-B/16 geometry, {args.dtype}) on {machine()}")
+    print(f"plain forward, eager, output_attentions=True: {summary(a)}")
+    print(f"align (FILIP token similarity, score, answer): {summary(b)}")
     print(f"ratio align / plain: {np.median(b) / np.median(a):.2f}")
 
 
@@ -101,6 +114,7 @@ def main() -> None:
     ap.add_argument("--gpu-clip", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
     if args.gpu_clip:
         gpu_clip(args)

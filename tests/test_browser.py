@@ -213,3 +213,34 @@ def test_attention_notebook_layer_slider_in_jupyterlab(tmp_path):
     _require_browser()
     seen = drive_notebook(ATTENTION, tmp_path, "attention", slider_label=r"^\s*Layer\s*$", presses=2)
     assert seen["value_before"] == "0" and seen["value_after"] == "2"
+
+
+ALIGNMENT = ROOT / "notebooks" / "04_cross_modal_alignment.ipynb"
+
+
+def _click_another_word(page, app) -> dict:
+    """Click a word of the rendered caption that is not selected; the word's map must replace the old one."""
+    words = app.locator(".widget-toggle-buttons").filter(has=page.locator(".widget-label", has_text=re.compile(r"^\s*Word\s*$"))
+                                                         ).locator("button")
+    before = wait_stable_hrefs(app, timeout=60)
+    target = words.nth(words.count() - 1)  # the last word (the second object's shape)
+    target.scroll_into_view_if_needed()
+    label = target.inner_text().strip()
+    target.click()
+    wait_for(lambda: plot_image_hrefs(app) != before, 60, "the word map to change after clicking a word")
+    after = wait_stable_hrefs(app, timeout=60)
+    app.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    shot = screenshot(page, "alignment-word-click")
+    titles = " | ".join(app.locator(".js-plotly-plot").first.locator(".annotation-text").evaluate_all(
+        "els => els.map(e => e.textContent || '')"))
+    return {"word": label, "changed": sum(a != b for a, b in zip(before, after)), "screenshot": shot, "titles": titles,
+            "active": words.filter(has_text=label).first.get_attribute("class")}
+
+
+def test_alignment_notebook_word_click_and_layer_slider_in_jupyterlab(tmp_path):
+    """notebooks/04_cross_modal_alignment.ipynb: the FusionApp's Layer slider and a click on a word change the map."""
+    _require_browser()
+    seen = drive_notebook(ALIGNMENT, tmp_path, "alignment", slider_label=r"^\s*Layer\s*$", presses=1, then=_click_another_word)
+    assert seen["value_before"] == "1" and seen["value_after"] == "0"
+    assert seen["then"]["changed"] >= 1 and "mod-active" in seen["then"]["active"], seen["then"]
+    assert f"'{seen['then']['word']}'" in seen["then"]["titles"], seen["then"]  # the map on screen is the clicked word's

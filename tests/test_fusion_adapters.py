@@ -336,6 +336,11 @@ def test_align_builds_word_maps_for_each_family(adapters, family):
     assert len(al.words) == W and al.grid == (4, 4)
     if family == "clip":
         assert al.attention is None and al.maps["similarity"].shape == (W, 4, 4)
+        x, t = a.normalise(al.image), a.tokenize(TEXT)
+        with torch.no_grad():  # the one-pass alignment path agrees with the adapter's own score and FILIP embeddings
+            assert al.score == pytest.approx(float(a.score(x, t)[0]), abs=1e-4)
+            patches, tokens = a.token_embeddings(x, t)
+        np.testing.assert_allclose(al.matrix, (tokens[t.words] @ patches.T).numpy(), atol=1e-5)
     else:  # 2 cross-modal layers (BLIP cross-attention / ViLT joint), 4 heads, W words × 4×4 patches
         assert al.attention.shape == (2, 4, W, 4, 4)
         assert {"rollout", "relevance", "gradcam"} <= set(al.maps) and all(np.isfinite(m).all() for m in al.maps.values())

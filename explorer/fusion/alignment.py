@@ -207,10 +207,9 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
             "text": text, "kind": adapter.kind}
     if W == 0:
         raise FusionInputError("The text has no word the model can read (only special tokens): type a caption.")
-    answer = adapter.answer(pixels, t)
-
     if adapter.kind == "dual-encoder":
-        return _align_dual(adapter, pixels, t, fitted, notes, answer, meta)
+        return _align_dual(adapter, pixels, t, fitted, notes, meta)
+    answer = adapter.answer(pixels, t)
 
     calls: list = []
     grads: dict[int, torch.Tensor] = {}
@@ -276,13 +275,17 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
                      matrix_name="cross-attention, mean over layers and heads", notes=notes, meta=meta)
 
 
-def _align_dual(adapter, pixels, t: TextInput, fitted, notes, answer, meta) -> Alignment:
+def _align_dual(adapter, pixels, t: TextInput, fitted, notes, meta) -> Alignment:
     gh, gw = adapter.grid
     W = len(t.words)
     with torch.no_grad():
-        patches, tokens = adapter.token_embeddings(pixels, t)
+        if hasattr(adapter, "alignment_embeddings"):  # one pass per tower gives the score too
+            patches, tokens, score = adapter.alignment_embeddings(pixels, t)
+            answer = adapter.answer_from_score(score)
+        else:
+            patches, tokens = adapter.token_embeddings(pixels, t)
+            score, answer = float(adapter.score(pixels, t)[0]), adapter.answer(pixels, t)
         sim = (tokens[torch.tensor(t.words)] @ patches.T).float().cpu()  # (W, L)
-        score = float(adapter.score(pixels, t)[0])
     maps = {"similarity": sim.reshape(W, gh, gw).numpy()}
     return Alignment(image=fitted, tokens=list(t.tokens), words=list(t.words), score=score, answer=answer,
                      output_name=adapter.output_name, grid=(gh, gw), attention=None, layer_names=[], gradcam=None,

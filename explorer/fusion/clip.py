@@ -94,6 +94,21 @@ class CLIPFusionAdapter(HFFusionAdapter):
         :meth:`text_token_embeddings`)."""
         return self.image_token_embeddings(pixels)[self.patch_index.to(pixels.device)], self.text_token_embeddings(text)
 
+    def alignment_embeddings(self, pixels: torch.Tensor, text: TextInput) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One pass of each tower for the alignment view: ``(patches (L, P), text tokens (T, P), score)``; the score is
+        ``logit_scale.exp() · cos`` of the ``[CLS]`` row and the pooled end-token row (what :meth:`score` returns)."""
+        img = self.image_token_embeddings(pixels)
+        txt = self.text_token_embeddings(text)
+        ids = text.ids[0]
+        eos = self.model.config.text_config.eos_token_id
+        pooled = int(ids.argmax()) if eos == 2 else int((ids == eos).int().argmax())  # transformers' pooling rule
+        score = float((img[0] * txt[pooled]).sum() * self.model.logit_scale.exp())
+        return img[self.patch_index.to(pixels.device)], txt, score
+
+    def answer_from_score(self, s: float) -> str:
+        scale = float(self.model.logit_scale.exp())
+        return f"similarity {s / scale:+.3f} (× logit scale {scale:.1f} = {s:.2f})"
+
     def role(self, call, text: TextInput) -> CallRole | None:
         """Vision self-attention → image ↔ image (``[CLS]`` + patches); text self-attention → text ↔ text."""
         Tq, Tk = call.probs.shape[-2:]
@@ -105,6 +120,4 @@ class CLIPFusionAdapter(HFFusionAdapter):
 
     def answer(self, pixels: torch.Tensor, text: TextInput) -> str:
         with torch.no_grad():
-            s = float(self.score(pixels[:1], text)[0])
-            scale = float(self.model.logit_scale.exp())
-        return f"similarity {s / scale:+.3f} (× logit scale {scale:.1f} = {s:.2f})"
+            return self.answer_from_score(float(self.score(pixels[:1], text)[0]))

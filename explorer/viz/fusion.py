@@ -32,7 +32,7 @@ def word_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, t
     """Two panels: the image (hover or click a patch) and the word's ``(gh, gw)`` map over it."""
     fig = query_overlay(image, patch_map, patch_size=patch_size, title=title, opacity=opacity, colorscale=colorscale,
                         marker=marker, label=label, zmax=zmax if zmax is not None else float(np.nanmax(patch_map)))
-    fig.layout.annotations[0].text = "image (hover / click a patch: its words)"
+    fig.layout.annotations[0].text = "hover / click a patch"
     if np.nanmin(patch_map) < 0:  # signed maps (IG, relevance can be signed): diverging scale around 0
         m = float(np.nanmax(np.abs(patch_map))) or 1.0
         fig.data[2].update(colorscale="RdBu", zmin=-m, zmax=m, zmid=0, reversescale=True)

@@ -93,8 +93,9 @@ class FusionApp(StatusMixin, W.VBox):
         self.cscale = W.Dropdown(options=list(COLORSCALES), value="Viridis", description="Colours", layout=W.Layout(width="200px"))
         self.sort = W.ToggleButtons(options=[("reading order", "position"), ("by selected word", "word")], value="position",
                                     description="Patches")
-        self.modality_btn = W.Button(description="Modality dependence", icon="balance-scale")
-        self.truth_btn = W.Button(description="Deletion AUC", icon="line-chart", tooltip="blank patches in map order")
+        self.modality_btn = W.Button(description="Modality dependence", icon="balance-scale", layout=W.Layout(width="auto"))
+        self.truth_btn = W.Button(description="Deletion AUC", icon="line-chart", tooltip="blank patches in map order",
+                                  layout=W.Layout(width="auto"))
         self.cf_word = W.Text(value="", description="replace selected word with", style=style, layout=W.Layout(width="330px"))
         self.cf_btn = W.Button(description="Compare", icon="exchange")
         self.status = W.HTML()
@@ -108,6 +109,9 @@ class FusionApp(StatusMixin, W.VBox):
         self.truth = W.HTML()
         self.cf = go.FigureWidget()
         self.cf_text = W.HTML()
+        # On-demand figures are shown once they have something to show (no empty axes).
+        self.modality_box = W.VBox([])
+        self.cf_box = W.VBox([])
         self._order = None
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
@@ -119,9 +123,9 @@ class FusionApp(StatusMixin, W.VBox):
             W.HBox([self.opacity, self.cscale]),
             W.HBox([self.main, self.bars]), self.export_panel, self.truth,
             self.sort, self.matrix,
-            W.HBox([self.modality_btn, self.truth_btn]), self.modality_text, self.modality,
+            W.HBox([self.modality_btn, self.truth_btn]), self.modality_text, self.modality_box,
             W.HTML("<b>Counterfactual</b>: change the selected word and compare"),
-            W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf,
+            W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf_box,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.sample_dd.observe(lambda ch: self._set_image(ch["new"]) if ch["new"] else None, names="value")
@@ -204,8 +208,8 @@ class FusionApp(StatusMixin, W.VBox):
         self.report = None
         self.modality_text.value = ""
         self.cf_text.value = ""
-        for fw in (self.modality, self.cf):
-            _replace(fw, go.Figure())
+        self.modality_box.children = []
+        self.cf_box.children = []
         methods = [(METHOD_NAMES[m], m) for m in al.available] + [(METHOD_NAMES["ig"] + " — on demand", "ig")]
         n_layers = 0 if al.attention is None else al.attention.shape[0]
         heads = 0 if al.attention is None else al.attention.shape[1]
@@ -399,6 +403,7 @@ class FusionApp(StatusMixin, W.VBox):
         r = modality_report(self.adapter, self.loaded, self.alignment.meta["text"])
         self.report = r
         _replace(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
+        self.modality_box.children = [self.modality]
         top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
         self.modality_text.value = (
             f"<div style='font-size:12px'>Integrated Gradients over both inputs at once: image {r.ig_image:+.3f}, text "
@@ -421,6 +426,7 @@ class FusionApp(StatusMixin, W.VBox):
         a, b = al.word_map(m, self.word), other.word_map(m, k)
         panels = {f"'{al.word_strings[self.word]}' · {al.score:+.2f}": a, f"'{other.word_strings[k]}' · {other.score:+.2f}": b}
         _replace(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
+        self.cf_box.children = [self.cf]
         self.cf_text.value = (f"<div style='font-size:12px'>“{html.escape(al.meta['text'])}” → {html.escape(al.answer)}<br>"
                               f"“{html.escape(edited_text)}” → {html.escape(other.answer)}<br>"
                               f"{html.escape(METHOD_NAMES[m])}; shared colour scale.</div>")
