@@ -39,12 +39,22 @@ def word_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, t
     return fig
 
 
+def word_labels(words: list[str]) -> list[str]:
+    """Axis labels of the words: ``"0: a"``, ``"1: red"``… (positions keep repeated words apart)."""
+    return [f"{i}: {w}" for i, w in enumerate(words)]
+
+
+def bar_colours(n: int, selected: int | None) -> list[str]:
+    """Bar colours with the ``selected`` word highlighted."""
+    return ["#d62728" if i == selected else "#4c78a8" for i in range(n)]
+
+
 def word_bars(words: list[str], values: np.ndarray, *, selected: int | None = None, title: str = "",
               value_name: str = "association", width: int = 420, height: int = 300) -> go.Figure:
     """Horizontal bars, one per word in text order (top = first word); ``selected`` is highlighted."""
     v = np.asarray(values, np.float64)
-    colours = ["#d62728" if i == selected else "#4c78a8" for i in range(len(words))]
-    labels = [f"{i}: {w}" for i, w in enumerate(words)]
+    colours = bar_colours(len(words), selected)
+    labels = word_labels(words)
     fig = go.Figure(go.Bar(x=v, y=labels, orientation="h", marker_color=colours, name=value_name,
                            hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
     fig.update_layout(title=dict(text=title, font=dict(size=12)), xaxis_title=value_name,
@@ -66,7 +76,7 @@ def alignment_matrix(matrix: np.ndarray, words: list[str], *, sort_by: int | Non
     m = np.asarray(matrix, np.float64)
     order = np.arange(m.shape[1]) if sort_by is None else np.argsort(-m[sort_by], kind="stable")
     z = m[:, order]
-    labels = [f"{i}: {w}" for i, w in enumerate(words)]
+    labels = word_labels(words)
     fig = go.Figure(go.Heatmap(z=json_grid(z), y=labels, x=[str(p) for p in order], colorscale=colorscale,
                                customdata=np.broadcast_to(order, z.shape),
                                colorbar=dict(thickness=10, title=dict(text="value", side="right")),

@@ -247,7 +247,11 @@ class FusionApp(StatusMixin, W.VBox):
             return
         self.word = int(word)
         if self.words.value != self.word:
-            self.words.value = self.word
+            self._busy = True  # the toggle's observer would call back here: one update is enough
+            try:
+                self.words.value = self.word
+            finally:
+                self._busy = False
         self._update()
         if self.sort.value == "word":
             self._update_matrix()
@@ -320,14 +324,15 @@ class FusionApp(StatusMixin, W.VBox):
     def _update_bars(self):
         al = self.alignment
         title = (f"words for patch {self.patch}" if self.patch is not None else "each word's peak (hover / click a patch)")
-        fig = VF.word_bars(al.word_strings, self.patch_words(), selected=self.word, title=title)
-        if len(self.bars.data) == 1 and list(self.bars.data[0].y) == list(fig.data[0].y):
+        values = self.patch_words()
+        labels = VF.word_labels(al.word_strings)
+        if len(self.bars.data) == 1 and list(self.bars.data[0].y) == labels:  # same words: update in place
             with self.bars.batch_update():
-                self.bars.data[0].x = fig.data[0].x
-                self.bars.data[0].marker.color = fig.data[0].marker.color
+                self.bars.data[0].x = values
+                self.bars.data[0].marker.color = VF.bar_colours(len(labels), self.word)
                 self.bars.layout.title.text = title
         else:
-            _replace(self.bars, fig)
+            _replace(self.bars, VF.word_bars(al.word_strings, values, selected=self.word, title=title))
             self.bars.data[0].on_click(self._on_bar_click)
 
     def select_patch(self, patch: int | None):
