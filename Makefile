@@ -43,7 +43,7 @@ SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae
+.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae train-mini-fusion
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
@@ -53,6 +53,7 @@ help:
 	@echo "make pytest          run pytest in the existing $(VENV) (no install checks)"
 	@echo "make bench           run bench/*.py"
 	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
+	@echo "make train-mini-fusion  train the small image-text model into data/models/mini-fusion (+ model card)"
 	@echo "make clean           remove $(VENV), caches and test artifacts"
 
 $(PY):
@@ -118,6 +119,11 @@ DEVICE ?= cpu
 train-mini-mae: install
 	$(PY) -m explorer.training.train_mini_mae --steps 3000 --lr 0.0015 --seed 0 --device $(DEVICE) --out data/models/mini-mae
 	$(PY) -m explorer.training.train_mini_mae --init data/models/mini-mae --steps 2000 --lr 0.0005 --seed 1 --device $(DEVICE) --out data/models/mini-mae
+
+# Recorded in data/models/mini-fusion/README.md (about 25 minutes on one CPU core).
+train-mini-fusion: install
+	$(PY) -m explorer.training.train_mini_fusion --steps 4000 --batch 64 --lr 0.001 --seed 0 --aux 1.0 --image-layers 0 --image-layers-after 2 --grid-conv --threads 1 --device $(DEVICE) --out data/models/mini-fusion
+	$(PY) -m explorer.training.fusion_card data/models/mini-fusion
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts build dist *.egg-info

@@ -36,8 +36,11 @@ def pointing_game(adapter, *, scenes: int = 300, seed: int = HELD_OUT_SEED + 1, 
         al = align(adapter, sc.image, text)
         masks = sc.word_masks(text)
         per_layer = {f"attention, layer {i}": i for i in range(al.attention.shape[0])} if al.attention is not None else {}
+        kinds = ["colour" if text.split()[w] in _COLOURS else "shape" for w in masks]
         for m, h in pointing_hits(al, masks).items():
             hits.setdefault(m, []).extend(h)
+            for kind, hit in zip(kinds, h):
+                hits.setdefault(f"{m} ({kind} words)", []).append(hit)
         for name, i in per_layer.items():
             hits.setdefault(name, []).extend(pointing_hits(al, masks, ["attention"], layer=i)["attention"])
             if al.gradcam is not None:

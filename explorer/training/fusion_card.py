@@ -29,7 +29,7 @@ Load it with `explorer.fusion.load_fusion_model("mini-fusion")`.
 
 ## Training
 
-`{command}` — {steps} steps of batch {batch} on the CPU ({minutes:.0f} min on 1 core of an AMD EPYC), AdamW, one-cycle
+`{command}` (`make train-mini-fusion`) — {steps} steps of batch {batch} on the CPU ({minutes:.0f} min on 1 core of an AMD EPYC), AdamW, one-cycle
 learning rate {lr}, seed {seed}.
 
 * **Data**: generated scenes (`explorer/training/scenes.py`, OpenCV): 1–3 non-overlapping circles, squares and
@@ -62,8 +62,11 @@ Integrated Gradients of what the word adds to the match logit.
 
 * It knows {vocab} words and 64-pixel cartoons. It is a teaching model for the explorer, not a vision-language model:
   on photos it sees shapes and colours at best, and it says which words it does not know.
-* Colour words are ambiguous when two objects share a colour (the caption names one of them): the pointing
-  game counts those as misses when the map peaks on the other object.
+* Maps of colour words point at their object more often than maps of shape words (see
+  `python -m explorer.fusion.evaluate`): a shape is a property of a region, and the patch tokens next to an
+  object see its outline too, so a shape word's map often peaks on a background patch beside the object.
+* Relation words (left of, above…) are learned least: one-word relation negatives are the hardest
+  (see the accuracy table).
 """
 
 
@@ -85,9 +88,10 @@ def render(folder: Path) -> str:
     words, scenes = pg.pop("words"), pg.pop("scenes")
     match = dict(metrics["matching"])
     pairs = match.pop("pairs")
-    cmd = ("python -m explorer.training.train_mini_fusion " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in args.items() if k in ("steps", "batch", "lr", "seed", "aux"))
-        + f" --out {folder.as_posix().split('/data/')[-1] if '/data/' in folder.as_posix() else folder}")
+    parts = [f"--{k.replace('_', '-')} {args[k]}" for k in ("steps", "batch", "lr", "seed", "aux", "image_layers", "image_layers_after")
+             if k in args]
+    parts.append("--grid-conv" if args.get("grid_conv") else "--no-grid-conv")
+    cmd = "python -m explorer.training.train_mini_fusion " + " ".join(parts) + " --threads 1 --out data/models/mini-fusion"
     return TEMPLATE.format(
         image_size=cfg["image_size"], mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]), stem=cfg["stem_channels"],
         patch=cfg["patch_size"], grid=cfg["image_size"] // cfg["patch_size"],
