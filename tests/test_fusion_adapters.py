@@ -393,3 +393,18 @@ def test_registry_loads_a_hub_id_from_a_hub_cache_offline(tmp_path, folders, mon
     a = load_fusion_model("test-org/tiny-clip", device="cpu", cache_dir=tmp_path)
     assert isinstance(a, CLIPFusionAdapter) and a.model_id == "test-org/tiny-clip"
     assert a._mean.flatten()[0] == pytest.approx(0.48145466)
+
+
+# ---------------------------------------------------------------------------------------------- export
+@pytest.mark.parametrize("family", ["blip", "clip"])
+def test_word_maps_export_reproduces_with_a_hub_class_model(adapters, family, tmp_path):
+    """The sidecar names the model as an image+text one, so `reproduce` reloads it with the fusion registry."""
+    from explorer.export import export_recipe, read_sidecar, reproduce
+
+    method = "relevance" if family == "blip" else "similarity"
+    res = export_recipe("word_maps", tmp_path / f"{family}-words", model=adapters[family], inputs=[random_image(48, seed=2)],
+                        options=dict(text=TEXT, method=method), formats=["png"])
+    side = read_sidecar(res.files["json"])
+    assert side["provenance"]["model"]["family"] == "fusion" and side["provenance"]["model"]["model_type"] == family
+    rep = reproduce(res.files["json"], out=tmp_path / "again")
+    assert rep.identical, rep.summary()

@@ -19,7 +19,6 @@ encoder's token sequence ``0..N-1`` of which :attr:`FusionAdapter.patch_index` a
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,12 +118,9 @@ class FusionAdapter:
     def weights_sha256(self) -> str:
         """SHA-256 over parameter names, shapes and float32 bytes (cached)."""
         if self._sha is None:
-            h = hashlib.sha256()
-            for name, t in sorted(self.model.state_dict().items()):
-                h.update(name.encode())
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            self._sha = h.hexdigest()
+            from ..models.base import state_dict_sha256
+
+            self._sha = state_dict_sha256(self.model)
         return self._sha
 
     @property

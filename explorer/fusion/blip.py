@@ -91,7 +91,6 @@ class BlipITMAdapter(HFFusionAdapter):
     every cross-attention call.  Text token space: the tokenizer's ids (``[CLS] … [SEP]``).
     """
 
-    family = "blip"
     kind = "cross-attention"
     output_name = "ITM match log-odds"
     architectures = ("BlipForImageTextRetrieval",)

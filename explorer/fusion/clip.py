@@ -27,7 +27,6 @@ class CLIPFusionAdapter(HFFusionAdapter):
     sentence embedding is the final-layer state of the end token.
     """
 
-    family = "clip"
     kind = "dual-encoder"
     output_name = "cosine similarity × logit scale"
     architectures = ("CLIPModel",)

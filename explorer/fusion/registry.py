@@ -9,13 +9,12 @@ with their own tokenizer, and the image normalisation comes from ``preprocessor_
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from ..models.device import pick_device, pick_dtype
 from ..models.registry import ADAPTERS as IMAGE_ADAPTERS
-from ..models.registry import ModelLoadError, _hub_error, _normalisation, _read_json, shipped_models
+from ..models.registry import ModelLoadError, _hub_error, _normalisation, _read_json, resolve_source, shipped_models
 from .base import FusionAdapter
 from .blip import BlipITMAdapter
 from .clip import CLIPFusionAdapter
@@ -95,19 +94,7 @@ def load_fusion_model(name_or_path: str | os.PathLike, *, device: str = "auto", 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     name = str(name_or_path)
-    shipped = shipped_models()
-    folder: Path | None = None
-    if name in shipped:
-        folder = shipped[name]
-    elif Path(name).expanduser().exists():
-        folder = Path(name).expanduser().resolve()
-        if not folder.is_dir() or not (folder / "config.json").is_file():
-            raise ModelLoadError(f"{folder} is not a model folder (it has no config.json written by save_pretrained).")
-    elif name.count("/") != 1 or name.startswith(("/", ".", "~")) or " " in name:
-        raise ModelLoadError(
-            f"Unknown model {name!r}: not a shipped model ({', '.join(shipped) or 'none found'}), not an existing folder, "
-            "and not a Hugging Face id of the form 'organisation/name' (e.g. openai/clip-vit-base-patch16)."
-        )
+    folder = resolve_source(name, example="openai/clip-vit-base-patch16")
 
     if folder is not None:
         model_type = _read_json(folder / "config.json").get("model_type", "?")

@@ -66,7 +66,6 @@ class ViltAdapter(HFFusionAdapter):
             for the current input, fixed by :meth:`set_target`.
     """
 
-    family = "vilt"
     kind = "single-stream"
     architectures = ("ViltForQuestionAnswering", "ViltForImageAndTextRetrieval")
 

@@ -9,6 +9,16 @@ import numpy as np
 import torch
 
 
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over parameter / buffer names, shapes and float32 bytes: the same for the same weights in any format."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What identifies a loaded model in results and sidecars."""
@@ -69,12 +79,7 @@ class ImageAdapter:
     def weights_sha256(self) -> str:
         """SHA-256 over parameter names, shapes and float32 bytes (format-independent, cached)."""
         if self._sha is None:
-            h = hashlib.sha256()
-            for name, t in sorted(self.model.state_dict().items()):
-                h.update(name.encode())
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            self._sha = h.hexdigest()
+            self._sha = state_dict_sha256(self.model)
         return self._sha
 
     @property

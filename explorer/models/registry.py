@@ -89,6 +89,28 @@ def _hub_error(model_id: str, err: Exception) -> ModelLoadError:
     )
 
 
+def resolve_source(name: str, *, example: str) -> Path | None:
+    """A shipped model's or an existing folder's path; ``None`` for something shaped like a hub id.
+
+    Raises:
+        ModelLoadError: a path that is not a model folder, or a name that is none of the three.
+    """
+    shipped = shipped_models()
+    if name in shipped:
+        return shipped[name]
+    if Path(name).expanduser().exists():
+        folder = Path(name).expanduser().resolve()
+        if not folder.is_dir() or not (folder / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a model folder (it has no config.json written by save_pretrained).")
+        return folder
+    if name.count("/") != 1 or name.startswith(("/", ".", "~")) or " " in name:
+        raise ModelLoadError(
+            f"Unknown model {name!r}: not a shipped model ({', '.join(shipped) or 'none found'}), not an existing "
+            f"folder, and not a Hugging Face id of the form 'organisation/name' (e.g. {example})."
+        )
+    return None
+
+
 def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: str = "float32",
                attn_implementation: str = "sdpa", cache_dir: str | os.PathLike | None = None):
     """Load a model and wrap it in its family's adapter.
@@ -111,19 +133,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     name = str(name_or_path)
-    shipped = shipped_models()
-    folder: Path | None = None
-    if name in shipped:
-        folder = shipped[name]
-    elif Path(name).expanduser().exists():
-        folder = Path(name).expanduser().resolve()
-        if not folder.is_dir() or not (folder / "config.json").is_file():
-            raise ModelLoadError(f"{folder} is not a model folder (it has no config.json written by save_pretrained).")
-    elif name.count("/") != 1 or name.startswith(("/", ".", "~")) or " " in name:
-        raise ModelLoadError(
-            f"Unknown model {name!r}: not a shipped model ({', '.join(shipped) or 'none found'}), not an existing "
-            "folder, and not a Hugging Face id of the form 'organisation/name' (e.g. facebook/vit-mae-base)."
-        )
+    folder = resolve_source(name, example="facebook/vit-mae-base")
 
     if folder is not None:
         model_type = _read_json(folder / "config.json").get("model_type", "?")
