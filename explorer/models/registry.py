@@ -15,7 +15,7 @@ import torch
 from .device import pick_device, pick_dtype
 from .clip import CLIPImageAdapter
 from .mae import MAEAdapter
-from .videomae import VideoMAEAdapter
+from .videomae import VideoMAEAdapter, VideoMAEPreTrainingAdapter
 from .vit import ViTAdapter
 
 #: ``config.model_type`` → (transformers class name, adapter class).
@@ -24,6 +24,11 @@ ADAPTERS = {
     "vit": ("ViTForImageClassification", ViTAdapter),
     "clip": ("CLIPModel", CLIPImageAdapter),
     "videomae": ("VideoMAEModel", VideoMAEAdapter),
+}
+
+#: Checkpoints whose ``config.architectures`` names one of these load that class and adapter instead.
+ARCHITECTURE_ADAPTERS = {
+    "VideoMAEForPreTraining": VideoMAEPreTrainingAdapter,
 }
 
 #: Real checkpoints the widgets offer by name (they need the hub or a local copy).
@@ -136,12 +141,14 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
     folder = resolve_source(name, example="facebook/vit-mae-base")
 
     if folder is not None:
-        model_type = _read_json(folder / "config.json").get("model_type", "?")
+        raw = _read_json(folder / "config.json")
+        model_type, archs = raw.get("model_type", "?"), raw.get("architectures") or []
     else:
         try:
             from transformers import AutoConfig
 
-            model_type = AutoConfig.from_pretrained(name, cache_dir=cache_dir).model_type
+            hub_cfg = AutoConfig.from_pretrained(name, cache_dir=cache_dir)
+            model_type, archs = hub_cfg.model_type, list(getattr(hub_cfg, "architectures", None) or [])
         except Exception as e:  # noqa: BLE001 - network, 404, auth: all mean "cannot reach it"
             raise _hub_error(name, e) from e
     if model_type not in ADAPTERS:
@@ -149,6 +156,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
             f"{name!r} is a {model_type!r} model; the explorer supports these model types: {', '.join(ADAPTERS)}."
         )
     cls_name, adapter_cls = ADAPTERS[model_type]
+    for arch in archs:
+        if arch in ARCHITECTURE_ADAPTERS:
+            cls_name, adapter_cls = arch, ARCHITECTURE_ADAPTERS[arch]
+            break
     import transformers
 
     cls = getattr(transformers, cls_name)

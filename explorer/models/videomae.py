@@ -48,3 +48,73 @@ class VideoMAEAdapter(ImageAdapter):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, S, S)`` → mean-pooled encoder output ``(B, D)``."""
         return self.model(pixel_values=x).last_hidden_state.mean(1)
+
+
+class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
+    """A ``VideoMAEForPreTraining`` (encoder + decoder): masked video reconstruction.
+
+    The decoder predicts each hidden tubelet as ``tubelet · p · p · 3`` values in transformers' order
+    ``(time, row, col, channel)``, in ImageNet-unnormalised pixel space, or normalised per tubelet and
+    channel when ``norm_pix_loss`` (then shown with the *true* tubelet statistics, as the papers' figures do).
+    """
+
+    family = "videomae-pretraining"
+
+    @property
+    def blocks(self):
+        return self.model.videomae.encoder.layer
+
+    @property
+    def head_modules(self) -> list:
+        return [self.model.encoder_to_decoder]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.videomae(pixel_values=x).last_hidden_state.mean(1)
+
+    def _tubelets(self, frames01: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, S, S)`` in [0, 1] → ``(B, N, ts·p·p, 3)`` (transformers' patch order)."""
+        B, T, C, H, W = frames01.shape
+        ts, p = self.tubelet_size, self.patch_size
+        f = frames01.view(B, T // ts, ts, C, H // p, p, W // p, p).permute(0, 1, 4, 6, 2, 5, 7, 3)
+        return f.reshape(B, (T // ts) * (H // p) * (W // p), ts * p * p, C)
+
+    def _from_tubelets(self, tub: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_tubelets`: ``(B, N, ts·p·p, 3)`` → ``(B, T, S, S, 3)``."""
+        B = tub.shape[0]
+        ts, p, g = self.tubelet_size, self.patch_size, self.grid[0]
+        t = self.num_frames // ts
+        f = tub.view(B, t, g, g, ts, p, p, 3).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        return f.reshape(B, self.num_frames, g * p, g * p, 3)
+
+    @torch.no_grad()
+    def reconstruct(self, frames: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """Predict the hidden tubelets of one clip.
+
+        Args:
+            frames: ``(T, S, S, 3)`` float in [0, 1].
+            mask: ``(T / tubelet, gh, gw)`` bool, True = hidden (at least one token hidden).
+        Returns:
+            ``(prediction (T, S, S, 3) float32 with the input on visible tubelets, the model's own loss)``.
+        """
+        from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        m = np.asarray(mask, bool)
+        if m.shape != (self.time_steps, *self.grid):
+            raise ValueError(f"Expected a mask of shape {(self.time_steps, *self.grid)}, got {m.shape}.")
+        if not m.any():
+            raise ValueError("Hide at least one tubelet: the decoder predicts hidden tubelets only.")
+        x = self.normalise_video(frames)
+        pos = torch.from_numpy(m.reshape(1, -1)).to(self.device)
+        out = self.model(pixel_values=x, bool_masked_pos=pos)
+        mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 1, 3, 1, 1)
+        target = self._tubelets(x.float().cpu() * std + mean)  # what transformers' loss compares with, in [0, 1]
+        logits = out.logits.float().cpu().view(1, -1, self.tubelet_size * self.patch_size ** 2, 3)
+        if self.model.config.norm_pix_loss:
+            hidden = target[:, pos[0].cpu()]
+            mu = hidden.mean(dim=-2, keepdim=True)
+            sd = hidden.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+            logits = logits * sd + mu
+        full = target.clone()
+        full[:, pos[0].cpu()] = logits
+        return self._from_tubelets(full)[0].numpy().astype(np.float32), float(out.loss)

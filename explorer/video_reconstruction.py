@@ -1,0 +1,94 @@
+"""Masked video reconstruction with a VideoMAE (compute layer; figures live in ``viz``).
+
+    clip = explorer.video.load_video("clip.mp4", num_frames=model.num_frames)
+    rec = reconstruct_video(model, clip, ratio=0.9, strategy="tube", seed=0)
+    rec.psnr_masked, rec.psnr_per_frame            # dB over hidden pixels (overall, per frame)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .metrics import masked_psnr, patch_mse, psnr_from_mse
+from .preprocess import fit_image
+from .video_masking import VIDEO_STRATEGIES, video_mask
+
+
+@dataclass
+class VideoReconstruction:
+    """One masked clip and what the model made of it.
+
+    Attributes:
+        frames: ``(T, S, S, 3)`` float32 in [0, 1], the model input.
+        mask: ``(T / tubelet, gh, gw)`` bool, True = hidden.
+        prediction: ``(T, S, S, 3)`` float32, clipped to [0, 1]: the model's pixels on hidden tubelets,
+            the input on visible ones.
+        loss: the model's own training loss for this mask (its target space: normalised per tubelet when
+            ``norm_pix_loss``).
+        ratio, strategy, seed: the mask; tubelet, patch_size: geometry.
+        notes: what was done to the input (frame sampling, fitting, de-normalisation).
+    """
+
+    frames: np.ndarray
+    mask: np.ndarray
+    prediction: np.ndarray
+    loss: float
+    ratio: float
+    strategy: str
+    seed: int
+    tubelet: int
+    patch_size: int
+    model_id: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def frame_mask(self, i: int) -> np.ndarray:
+        """``(gh, gw)`` bool: the hidden patches of frame ``i``."""
+        return self.mask[i // self.tubelet]
+
+    @property
+    def psnr_per_frame(self) -> np.ndarray:
+        """``(T,)`` masked-patch PSNR (dB) per frame; NaN for a frame with nothing hidden."""
+        return np.array([masked_psnr(self.prediction[i], self.frames[i], self.frame_mask(i), self.patch_size)
+                         for i in range(len(self.frames))])
+
+    @property
+    def psnr_masked(self) -> float:
+        """Masked-patch PSNR (dB) over the whole clip (mean squared error over every hidden patch of every frame)."""
+        errs = [patch_mse(self.prediction[i], self.frames[i], self.patch_size)[self.frame_mask(i)] for i in range(len(self.frames))]
+        return psnr_from_mse(float(np.concatenate(errs).mean()))
+
+
+def reconstruct_video(model, clip, ratio: float = 0.9, strategy: str = "tube", seed: int = 0, *,
+                      fit: str = "center-crop") -> VideoReconstruction:
+    """Hide tubelets of ``clip`` and let a ``VideoMAEForPreTraining`` reconstruct them.
+
+    Args:
+        model: an adapter from :func:`explorer.load_model` of a ``VideoMAEForPreTraining`` checkpoint.
+        clip: a :class:`explorer.video.LoadedVideo` or ``(T, H, W, 3)`` float frames in [0, 1]; ``T`` must be the
+            model's ``num_frames`` (load files with ``load_video(..., num_frames=model.num_frames)``).
+        ratio: fraction of tubelets hidden; strategy: one of :data:`explorer.video_masking.VIDEO_STRATEGIES`.
+    """
+    if getattr(model, "family", None) != "videomae-pretraining":
+        raise ValueError("reconstruct_video needs a VideoMAEForPreTraining checkpoint (e.g. MCG-NJU/videomae-base).")
+    if strategy not in VIDEO_STRATEGIES:
+        raise ValueError(f"Unknown video mask strategy {strategy!r}; choose one of {', '.join(VIDEO_STRATEGIES)}.")
+    frames = np.asarray(getattr(clip, "frames", clip), np.float32)
+    notes = list(getattr(clip, "notes", []) or [])
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"Expected frames of shape (T, H, W, 3), got {frames.shape}.")
+    if len(frames) != model.num_frames:
+        raise ValueError(f"The model reads clips of {model.num_frames} frames, got {len(frames)}: load the video with "
+                         f"load_video(..., num_frames={model.num_frames}).")
+    fitted = [fit_image(f, model.image_size, fit) for f in frames]
+    notes.append(fitted[0].description)
+    x = np.stack([f.pixels for f in fitted])
+    mask = video_mask((model.time_steps, *model.grid), ratio, strategy, seed)
+    pred, loss = model.reconstruct(x, mask)
+    if model.model.config.norm_pix_loss:
+        notes.append("This checkpoint predicts tubelets normalised by their own mean and variance (norm_pix_loss); "
+                     "hidden tubelets are shown de-normalised with their TRUE statistics, as in the VideoMAE figures.")
+    return VideoReconstruction(frames=x, mask=mask, prediction=np.clip(pred, 0, 1), loss=loss, ratio=float(ratio),
+                               strategy=strategy, seed=int(seed), tubelet=model.tubelet_size, patch_size=model.patch_size,
+                               model_id=model.model_id, notes=notes)
