@@ -37,3 +37,32 @@ def telea_fill(image: np.ndarray, mask: np.ndarray, patch: int, radius: int = 5)
     img8 = np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
     out = cv2.inpaint(img8, px, radius, cv2.INPAINT_TELEA)
     return out.astype(np.float32) / 255.0
+
+
+def video_telea_fill(frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> np.ndarray:
+    """Per-frame Telea inpainting of a masked clip.
+
+    Args:
+        frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool.
+    Returns ``(T, H, W, 3)`` float32.
+    """
+    return np.stack([telea_fill(f, mask[i // tubelet], patch) for i, f in enumerate(frames)])
+
+
+def nearest_frame_fill(frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> np.ndarray:
+    """Copy each hidden patch from the nearest frame in time where that patch is visible (ties: the earlier
+    frame); where it is hidden in every frame (tube masking), fall back to per-frame Telea inpainting.
+
+    Args:
+        frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool.
+    Returns ``(T, H, W, 3)`` float32.
+    """
+    T = len(frames)
+    per_frame = np.repeat(np.asarray(mask, bool), tubelet, axis=0)  # (T, gh, gw)
+    out = video_telea_fill(frames, mask, tubelet, patch)
+    for i, r, c in zip(*np.nonzero(per_frame)):
+        visible = np.flatnonzero(~per_frame[:, r, c])
+        if visible.size:
+            j = int(visible[np.argmin(np.abs(visible - i) * 2 * T + visible)])  # nearest in time, earlier on ties
+            out[i, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = frames[j, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch]
+    return out.astype(np.float32)

@@ -106,3 +106,20 @@ def test_video_reconstruction_refuses_wrong_inputs(tmp_path):
         model.reconstruct(_clip(), np.zeros((2, 4, 4), bool))
     with pytest.raises(ValueError, match="VideoMAEForPreTraining"):
         reconstruct_video(explorer.load_model("mini-mae"), _clip())
+
+
+def test_video_baselines_copy_from_time_or_inpaint():
+    from explorer.baselines import nearest_frame_fill, video_telea_fill
+
+    clip = _clip()
+    frame_mask = video_mask((2, 4, 4), 0.5, "frame", 0)  # one time step fully hidden
+    filled = nearest_frame_fill(clip, frame_mask, 2, 8)
+    hidden_step = int(np.flatnonzero(frame_mask.reshape(2, -1).all(1))[0])
+    src = 1 - hidden_step  # the only visible step; its nearest frame is the adjacent one
+    near = 2 * src + (1 if hidden_step > src else 0)
+    for i in (2 * hidden_step, 2 * hidden_step + 1):
+        np.testing.assert_array_equal(filled[i], clip[near])
+    tube = video_mask((2, 4, 4), 0.5, "tube", 0)  # hidden everywhere in time: falls back to inpainting
+    np.testing.assert_allclose(nearest_frame_fill(clip, tube, 2, 8), video_telea_fill(clip, tube, 2, 8))
+    visible = ~np.repeat(np.kron(tube, np.ones((8, 8), bool)), 2, axis=0)
+    assert np.abs(video_telea_fill(clip, tube, 2, 8)[visible] - clip[visible]).max() <= 1 / 255 + 1e-6
