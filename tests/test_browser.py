@@ -223,7 +223,8 @@ def _click_another_word(page, app) -> dict:
     words = app.locator(".widget-toggle-buttons").filter(has=page.locator(".widget-label", has_text=re.compile(r"^\s*Word\s*$"))
                                                          ).locator("button")
     before = wait_stable_hrefs(app, timeout=60)
-    target = words.nth(words.count() - 1)  # the last word (the second object's shape)
+    inactive = [i for i in range(words.count()) if "mod-active" not in (words.nth(i).get_attribute("class") or "")]
+    target = words.nth(inactive[-1])  # the last word that is not shown yet
     target.scroll_into_view_if_needed()
     label = target.inner_text().strip()
     target.click()

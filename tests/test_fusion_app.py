@@ -26,6 +26,7 @@ def _z(app) -> np.ndarray:
 def test_words_layers_heads_and_methods_come_from_the_cache(app, monkeypatch):
     al = app.alignment
     assert al.word_strings == app.text_box.value.split()
+    assert al.word_strings[app.word] not in ("a", "an") and app.words.value == app.word  # opens on a content word
     calls = []
     monkeypatch.setattr(FA, "align", lambda *a, **k: calls.append(1))
     app.method.value = "attention"

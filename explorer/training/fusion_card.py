@@ -88,7 +88,7 @@ def render(folder: Path) -> str:
     words, scenes = pg.pop("words"), pg.pop("scenes")
     match = dict(metrics["matching"])
     pairs = match.pop("pairs")
-    parts = [f"--{k.replace('_', '-')} {args[k]}" for k in ("steps", "batch", "lr", "seed", "aux", "image_layers", "image_layers_after")
+    parts = [f"--{k.replace('_', '-')} {args[k]}" for k in ("steps", "batch", "lr", "seed", "aux", "image_layers", "image_layers_after", "text_layers")
              if k in args]
     parts.append("--grid-conv" if args.get("grid_conv") else "--no-grid-conv")
     cmd = "python -m explorer.training.train_mini_fusion " + " ".join(parts) + " --threads 1 --out data/models/mini-fusion"

@@ -79,6 +79,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--image-layers", type=int, default=0, help="image self-attention blocks before the fusion")
+    ap.add_argument("--text-layers", type=int, default=1, help="text self-attention blocks (0: each key is its own word)")
     ap.add_argument("--image-layers-after", type=int, default=2, help="image self-attention blocks after the fusion")
     ap.add_argument("--grid-conv", action=argparse.BooleanOptionalAction, default=True,
                     help="3x3 convolution on the patch grid (each patch query sees its neighbourhood)")
@@ -88,7 +89,8 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    cfg = FusionConfig(image_layers=args.image_layers, image_layers_after=args.image_layers_after, grid_conv=args.grid_conv)
+    cfg = FusionConfig(image_layers=args.image_layers, image_layers_after=args.image_layers_after, grid_conv=args.grid_conv,
+                       text_layers=args.text_layers)
     model = MiniFusion(cfg).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)

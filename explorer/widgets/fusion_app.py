@@ -39,6 +39,15 @@ PHOTO_CAPTIONS = {"chelsea": "a cat", "coffee": "a cup of coffee", "astronaut": 
 _guarded = guarded(USER_ERRORS)
 
 
+#: Words a first look should skip (the app opens on the first word not in this list).
+FUNCTION_WORDS = frozenset("a an the of is are there what how many which to in on at and with".split())
+
+
+def default_word(words: list[str]) -> int:
+    """Index of the first content word (``"red"`` in ``"a red circle"``), else 0."""
+    return next((k for k, w in enumerate(words) if w.lower().strip(".,?!") not in FUNCTION_WORDS), 0)
+
+
 def scene_sample(seed: int):
     """``(LoadedImage, caption, scene)`` of generated scene ``seed`` (64 px, ground truth attached)."""
     sc = make_scene(int(seed))
@@ -225,7 +234,7 @@ class FusionApp(StatusMixin, W.VBox):
                 self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(heads)]
                 self.head.value = "mean"
                 self.words.options = [(w, k) for k, w in enumerate(al.word_strings)]
-                self.word = min(self.word, len(al.words) - 1)
+                self.word = default_word(al.word_strings)
                 self.words.value = self.word
                 self.patch = None
             finally:
