@@ -123,3 +123,24 @@ def test_video_baselines_copy_from_time_or_inpaint():
     np.testing.assert_allclose(nearest_frame_fill(clip, tube, 2, 8), video_telea_fill(clip, tube, 2, 8))
     visible = ~np.repeat(np.kron(tube, np.ones((8, 8), bool)), 2, axis=0)
     assert np.abs(video_telea_fill(clip, tube, 2, 8)[visible] - clip[visible]).max() <= 1 / 255 + 1e-6
+
+
+def test_video_figures_show_the_frame_and_its_error(tmp_path):
+    from explorer.viz import video as VV
+
+    model = _tiny_videomae(tmp_path / "vmae", False)
+    rec = reconstruct_video(model, _clip(), ratio=0.5, strategy="frame", seed=0)
+    shown = int(np.flatnonzero(rec.mask.reshape(2, -1).any(1))[0]) * 2  # a frame of the hidden time step
+    fig = VV.video_frame_figure(rec, shown)
+    err = np.array(fig.data[3].z, dtype=float)
+    want = ((rec.prediction[shown] - rec.frames[shown]) ** 2).mean(-1).reshape(4, 8, 4, 8).mean((1, 3))
+    np.testing.assert_allclose(err, want, rtol=1e-5)
+    assert f"{rec.psnr_per_frame[shown]:.1f} dB" in fig.layout.annotations[3].text
+    masked = VV.masked_frame(rec, shown)
+    assert np.all(masked == VV.GREY)  # frame-wise masking hid the whole frame
+    strip = VV.filmstrip(rec)
+    assert len(strip.data) == 3 * 4 and all(t.source.startswith("data:image/png;base64,") for t in strip.data)
+    curve = VV.psnr_per_frame_figure(rec)
+    assert sum(v is None for v in curve.data[0].y) == 2  # the visible time step has no masked PSNR
+    with pytest.raises(IndexError):
+        VV.video_frame_figure(rec, 4)

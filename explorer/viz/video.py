@@ -1,0 +1,89 @@
+"""Figures for masked video reconstructions (pure: a VideoReconstruction in, plotly figures out).
+
+* :func:`video_frame_figure` — one frame: original | masked input | reconstruction (visible pasted) | error.
+* :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / reconstruction.
+* :func:`psnr_per_frame_figure` — masked-patch PSNR per frame, with the clip's overall value.
+
+Images go to the browser as PNG data URIs (small payloads), never as per-pixel heatmaps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .images import data_uri, json_grid, upscale_factor
+
+GREY = 0.5
+
+
+def masked_frame(rec, i: int) -> np.ndarray:
+    """``(S, S, 3)``: frame ``i`` with its hidden patches grey (what the encoder sees)."""
+    p = rec.patch_size
+    px = np.kron(rec.frame_mask(i), np.ones((p, p), bool))
+    out = rec.frames[i].copy()
+    out[px] = GREY
+    return out
+
+
+def _axes(fig, S, rows, cols):
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            i = (r - 1) * cols + c
+            fig.update_xaxes(range=[0, S], visible=False, constrain="domain", row=r, col=c)
+            fig.update_yaxes(range=[S, 0], visible=False, scaleanchor=f"x{'' if i == 1 else i}", scaleratio=1,
+                             constrain="domain", row=r, col=c)
+
+
+def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
+    """Frame ``i`` of ``rec``: original | masked input | reconstruction | per-patch error (MSE on hidden patches)."""
+    if not 0 <= i < len(rec.frames):
+        raise IndexError(f"frame {i} out of range: the clip has {len(rec.frames)} frames")
+    S, p = rec.frames.shape[1], rec.patch_size
+    g = S // p
+    err = ((rec.prediction[i] - rec.frames[i]) ** 2).mean(-1).reshape(g, p, g, p).mean((1, 3))
+    err[~rec.frame_mask(i)] = np.nan
+    psnr = rec.psnr_per_frame[i]
+    titles = ["original", "masked input", "reconstruction", f"error ({psnr:.1f} dB)" if np.isfinite(psnr) else "error (nothing hidden)"]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.02)
+    k = upscale_factor(S, S, 160)
+    for c, img in enumerate([rec.frames[i], masked_frame(rec, i), rec.prediction[i]], start=1):
+        fig.add_trace(go.Image(source=data_uri(img, min_side=160), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), 1, c)
+    fig.add_trace(go.Heatmap(z=json_grid(err), x=(np.arange(g) + 0.5) * p, y=(np.arange(g) + 0.5) * p, colorscale="Viridis",
+                             colorbar=dict(title=dict(text="MSE", side="right"), thickness=10),
+                             hovertemplate="MSE %{z:.4f}<extra></extra>"), 1, 4)
+    _axes(fig, S, 1, 4)
+    fig.update_layout(title=dict(text=f"frame {i + 1} of {len(rec.frames)} · {rec.strategy} masking, ratio {rec.ratio:.2f}",
+                                 font=dict(size=13)),
+                      width=4 * cell + 80, height=cell + 70, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white")
+    return fig
+
+
+def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
+    """Rows original / masked input / reconstruction, one column per shown frame."""
+    idx = list(range(0, len(rec.frames), max(1, int(step))))
+    rows = [("original", lambda i: rec.frames[i]), ("masked", lambda i: masked_frame(rec, i)),
+            ("reconstruction", lambda i: rec.prediction[i])]
+    S = rec.frames.shape[1]
+    fig = make_subplots(rows=3, cols=len(idx), row_titles=[r for r, _ in rows], column_titles=[str(i + 1) for i in idx],
+                        horizontal_spacing=0.005, vertical_spacing=0.01)
+    k = upscale_factor(S, S, 64)
+    for r, (_name, get) in enumerate(rows, start=1):
+        for c, i in enumerate(idx, start=1):
+            fig.add_trace(go.Image(source=data_uri(get(i), min_side=64), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
+    _axes(fig, S, 3, len(idx))
+    fig.update_layout(width=cell * len(idx) + 80, height=3 * cell + 60, margin=dict(l=10, r=40, t=40, b=10), template="plotly_white")
+    return fig
+
+
+def psnr_per_frame_figure(rec, *, baselines: "dict[str, np.ndarray] | None" = None) -> go.Figure:
+    """Masked-patch PSNR (dB) per frame; optional baselines ``{name: (T,) dB}`` beside the model."""
+    x = np.arange(1, len(rec.frames) + 1)
+    fig = go.Figure(go.Scatter(x=x, y=json_grid(rec.psnr_per_frame[None])[0], mode="lines+markers",
+                               name=f"model (clip {rec.psnr_masked:.2f} dB)"))
+    for name, v in (baselines or {}).items():
+        fig.add_trace(go.Scatter(x=x, y=json_grid(np.asarray(v)[None])[0], mode="lines+markers", name=name, line=dict(dash="dot")))
+    fig.update_layout(xaxis_title="frame", yaxis_title="masked-patch PSNR (dB)", width=560, height=300,
+                      margin=dict(l=60, r=10, t=30, b=40), template="plotly_white")
+    return fig
