@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
+
+from ..models.base import PixelModel
 
 
 class FusionInputError(ValueError):
@@ -77,7 +78,7 @@ class JointLayout:
     image: torch.Tensor  # (N,) long
 
 
-class FusionAdapter:
+class FusionAdapter(PixelModel):
     """Base class of image+text adapters.
 
     Attributes:
@@ -92,6 +93,7 @@ class FusionAdapter:
     """
 
     family = "fusion"
+    shape_error = FusionInputError
     kind = "cross-attention"
     output_name = "match logit"
 
@@ -115,15 +117,6 @@ class FusionAdapter:
 
     # ------------------------------------------------------------------ identity
     @property
-    def weights_sha256(self) -> str:
-        """SHA-256 over parameter names, shapes and float32 bytes (cached)."""
-        if self._sha is None:
-            from ..models.base import state_dict_sha256
-
-            self._sha = state_dict_sha256(self.model)
-        return self._sha
-
-    @property
     def info(self):
         """:class:`explorer.models.base.ModelInfo` for results and sidecars (family ``"fusion"``)."""
         from ..models.base import ModelInfo
@@ -133,16 +126,6 @@ class FusionAdapter:
                          norm_pix_loss=False, weights_sha256=self.weights_sha256)
 
     # ------------------------------------------------------------------ inputs
-    def normalise(self, images: np.ndarray) -> torch.Tensor:
-        """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        if x.ndim == 3:
-            x = x[None]
-        if tuple(x.shape[1:]) != (self.image_size, self.image_size, 3):
-            raise FusionInputError(f"Expected images of shape (B, {self.image_size}, {self.image_size}, 3), got {tuple(x.shape)}.")
-        x = (x.permute(0, 3, 1, 2) - self._mean) / self._std
-        return x.to(self.device, self.dtype)
-
     def blank_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """The "no image" input used when the image modality is masked: the mean colour (zeros after normalisation)."""
         return torch.zeros_like(pixels)

@@ -34,7 +34,34 @@ class ModelInfo:
     weights_sha256: str
 
 
-class ImageAdapter:
+class PixelModel:
+    """What every adapter shares: the weights' identity and image normalisation.
+
+    Needs ``model``, ``image_size``, ``device``, ``dtype``, ``_mean`` / ``_std`` ``(1, 3, 1, 1)`` and ``_sha``.
+    """
+
+    #: raised when an image has the wrong shape
+    shape_error: type = ValueError
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 over parameter names, shapes and float32 bytes (format-independent, cached)."""
+        if self._sha is None:
+            self._sha = state_dict_sha256(self.model)
+        return self._sha
+
+    def normalise(self, images: np.ndarray) -> torch.Tensor:
+        """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        if x.ndim == 3:
+            x = x[None]
+        if tuple(x.shape[1:]) != (self.image_size, self.image_size, 3):
+            raise self.shape_error(f"Expected images of shape (B, {self.image_size}, {self.image_size}, 3), got {tuple(x.shape)}.")
+        x = (x.permute(0, 3, 1, 2) - self._mean) / self._std
+        return x.to(self.device, self.dtype)
+
+
+class ImageAdapter(PixelModel):
     """A transformers vision model with square inputs cut into ``p x p`` patches.
 
     Attributes:
@@ -76,13 +103,6 @@ class ImageAdapter:
 
     # ------------------------------------------------------------------ identity
     @property
-    def weights_sha256(self) -> str:
-        """SHA-256 over parameter names, shapes and float32 bytes (format-independent, cached)."""
-        if self._sha is None:
-            self._sha = state_dict_sha256(self.model)
-        return self._sha
-
-    @property
     def info(self) -> ModelInfo:
         return ModelInfo(
             model_id=self.model_id, family=self.family, model_type=self.model.config.model_type,
@@ -90,14 +110,4 @@ class ImageAdapter:
             patch_size=self.patch_size, norm_pix_loss=self.norm_pix_loss, weights_sha256=self.weights_sha256,
         )
 
-    # ------------------------------------------------------------------ tensors
-    def normalise(self, images: np.ndarray) -> torch.Tensor:
-        """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-        if x.ndim == 3:
-            x = x[None]
-        if tuple(x.shape[1:]) != (self.image_size, self.image_size, 3):
-            raise ValueError(f"Expected images of shape (B, {self.image_size}, {self.image_size}, 3), got {tuple(x.shape)}.")
-        x = (x.permute(0, 3, 1, 2) - self._mean) / self._std
-        return x.to(self.device, self.dtype)
 
