@@ -144,3 +144,21 @@ def test_video_figures_show_the_frame_and_its_error(tmp_path):
     assert sum(v is None for v in curve.data[0].y) == 2  # the visible time step has no masked PSNR
     with pytest.raises(IndexError):
         VV.video_frame_figure(rec, 4)
+
+
+def test_generated_clips_move_and_are_reproducible():
+    from explorer.training.clips import make_clip
+
+    a, b = make_clip(5, frames=8), make_clip(5, frames=8)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert not np.array_equal(make_clip(6, frames=8).frames, a.frames)
+    assert a.frames.shape == (8, 64, 64, 3) and a.masks.shape[:2] == (8, len(a.objects))
+    for k, o in enumerate(a.objects):
+        for t in range(8):
+            x, y = o.position(t, 64)
+            assert o.radius < x < 64 - o.radius and o.radius < y < 64 - o.radius  # bounces, never leaves
+        if np.hypot(*o.velocity) > 1 and a.masks[:, k].any((1, 2)).all():
+            c0 = np.argwhere(a.masks[0, k]).mean(0)
+            c1 = np.argwhere(a.masks[1, k]).mean(0)
+            assert np.hypot(*(c1 - c0)) > 0.3  # it moved between frames
+    assert not (a.masks.sum(1) > 1).any()  # occlusion: a pixel belongs to one object at most
