@@ -3,6 +3,8 @@ reconstruction through VideoMAEForPreTraining checked against transformers' own 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,14 @@ def test_generated_clips_move_and_are_reproducible():
             c1 = np.argwhere(a.masks[1, k]).mean(0)
             assert np.hypot(*(c1 - c0)) > 0.3  # it moved between frames
     assert not (a.masks.sum(1) > 1).any()  # occlusion: a pixel belongs to one object at most
+
+
+def test_mini_video_mae_training_script_runs_and_evaluates(tmp_path):
+    from explorer.training import train_mini_video_mae as T
+
+    T.main(["--steps", "2", "--batch", "2", "--eval-clips", "2", "--out", str(tmp_path / "vmae"), "--threads", "1"])
+    metrics = json.loads((tmp_path / "vmae" / "metrics.json").read_text())
+    assert set(metrics) >= {"model", "nearest visible frame", "OpenCV inpainting per frame"}
+    assert all(np.isfinite(metrics[k]) and 0 < metrics[k] < 60 for k in ("model", "nearest visible frame"))
+    model = explorer.load_model(tmp_path / "vmae")
+    assert model.family == "videomae-pretraining" and model.num_frames == 8 and model.grid == (8, 8)
