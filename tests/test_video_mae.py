@@ -171,7 +171,12 @@ def test_mini_video_mae_training_script_runs_and_evaluates(tmp_path):
 
     T.main(["--steps", "2", "--batch", "2", "--eval-clips", "2", "--out", str(tmp_path / "vmae"), "--threads", "1"])
     metrics = json.loads((tmp_path / "vmae" / "metrics.json").read_text())
-    assert set(metrics) >= {"model", "nearest visible frame", "OpenCV inpainting per frame"}
-    assert all(np.isfinite(metrics[k]) and 0 < metrics[k] < 60 for k in ("model", "nearest visible frame"))
+    assert set(metrics) == {"tube", "random"}
+    for m in metrics.values():
+        assert set(m) >= {"model", "nearest visible frame", "OpenCV inpainting per frame"}
+        assert all(np.isfinite(m[k]) and 0 < m[k] < 60 for k in ("model", "nearest visible frame"))
+    # under tube masking a patch is hidden in every frame: copying from time falls back to inpainting
+    assert metrics["tube"]["nearest visible frame"] == pytest.approx(metrics["tube"]["OpenCV inpainting per frame"])
+    assert metrics["random"]["nearest visible frame"] != metrics["random"]["OpenCV inpainting per frame"]
     model = explorer.load_model(tmp_path / "vmae")
     assert model.family == "videomae-pretraining" and model.num_frames == 8 and model.grid == (8, 8)

@@ -40,19 +40,20 @@ def batch(seeds, cfg: dict, ratio: float, rng: np.random.Generator, device):
 
 
 @torch.no_grad()
-def evaluate(adapter, clips: int = 64, ratio: float = 0.9, seed: int = HELD_OUT_SEED) -> dict:
-    """Masked-patch PSNR (dB) of the model and the two baselines on held-out clips, tube masking."""
+def evaluate(adapter, clips: int = 64, ratio: float = 0.9, seed: int = HELD_OUT_SEED, strategy: str = "tube") -> dict:
+    """Masked-patch PSNR (dB) of the model and the two baselines on held-out clips."""
     from ..video_reconstruction import reconstruct_video
 
     errs = {"model": [], "nearest visible frame": [], "OpenCV inpainting per frame": []}
     for s in range(seed, seed + clips):
         c = make_clip(s, frames=adapter.num_frames, size=adapter.image_size)
-        rec = reconstruct_video(adapter, c.frames, ratio=ratio, strategy="tube", seed=s)
+        rec = reconstruct_video(adapter, c.frames, ratio=ratio, strategy=strategy, seed=s)
         fills = {"model": rec.prediction, "nearest visible frame": nearest_frame_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size),
                  "OpenCV inpainting per frame": video_telea_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size)}
         for name, pred in fills.items():
             errs[name] += [patch_mse(pred[i], c.frames[i], rec.patch_size)[rec.frame_mask(i)] for i in range(len(c.frames))]
-    return {k: psnr_from_mse(float(np.concatenate(v).mean())) for k, v in errs.items()} | {"clips": clips, "ratio": ratio}
+    return {k: psnr_from_mse(float(np.concatenate(v).mean())) for k, v in errs.items()} | {"clips": clips, "ratio": ratio,
+                                                                                          "strategy": strategy}
 
 
 def main(argv=None) -> None:
@@ -96,7 +97,8 @@ def main(argv=None) -> None:
         (out / "training_log.json").write_text(json.dumps({"args": vars(args), "log": log}, indent=1))
         from ..models import load_model
 
-        metrics = evaluate(load_model(out, device=args.device), clips=args.eval_clips, ratio=args.ratio)
+        adapter = load_model(out, device=args.device)
+        metrics = {st: evaluate(adapter, clips=args.eval_clips, ratio=args.ratio, strategy=st) for st in ("tube", "random")}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         print(json.dumps(metrics, indent=1))
 
