@@ -36,8 +36,9 @@ def _axes(fig, S, rows, cols):
                              constrain="domain", row=r, col=c)
 
 
-def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
-    """Frame ``i`` of ``rec``: original | masked input | reconstruction | per-patch error (MSE on hidden patches)."""
+def frame_panels(rec, i: int) -> dict:
+    """What the four panels of frame ``i`` show, as plain values (for in-place updates of a live figure):
+    ``{"sources": [3 PNG data URIs], "error": (g, g) nested lists, "title": str, "error_title": str}``."""
     if not 0 <= i < len(rec.frames):
         raise IndexError(f"frame {i} out of range: the clip has {len(rec.frames)} frames")
     S, p = rec.frames.shape[1], rec.patch_size
@@ -45,17 +46,27 @@ def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
     err = ((rec.prediction[i] - rec.frames[i]) ** 2).mean(-1).reshape(g, p, g, p).mean((1, 3))
     err[~rec.frame_mask(i)] = np.nan
     psnr = rec.psnr_per_frame[i]
-    titles = ["original", "masked input", "reconstruction", f"error ({psnr:.1f} dB)" if np.isfinite(psnr) else "error (nothing hidden)"]
-    fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.02)
+    return {"sources": [data_uri(img, min_side=160) for img in (rec.frames[i], masked_frame(rec, i), rec.prediction[i])],
+            "error": json_grid(err),
+            "title": f"frame {i + 1} of {len(rec.frames)} · {rec.strategy} masking, ratio {rec.ratio:.2f}",
+            "error_title": f"error ({psnr:.1f} dB)" if np.isfinite(psnr) else "error (nothing hidden)"}
+
+
+def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
+    """Frame ``i`` of ``rec``: original | masked input | reconstruction | per-patch error (MSE on hidden patches)."""
+    v = frame_panels(rec, i)
+    S, p = rec.frames.shape[1], rec.patch_size
+    g = S // p
+    fig = make_subplots(rows=1, cols=4, subplot_titles=["original", "masked input", "reconstruction", v["error_title"]],
+                        horizontal_spacing=0.02)
     k = upscale_factor(S, S, 160)
-    for c, img in enumerate([rec.frames[i], masked_frame(rec, i), rec.prediction[i]], start=1):
-        fig.add_trace(go.Image(source=data_uri(img, min_side=160), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), 1, c)
-    fig.add_trace(go.Heatmap(z=json_grid(err), x=(np.arange(g) + 0.5) * p, y=(np.arange(g) + 0.5) * p, colorscale="Viridis",
+    for c, src in enumerate(v["sources"], start=1):
+        fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), 1, c)
+    fig.add_trace(go.Heatmap(z=v["error"], x=(np.arange(g) + 0.5) * p, y=(np.arange(g) + 0.5) * p, colorscale="Viridis",
                              colorbar=dict(title=dict(text="MSE", side="right"), thickness=10),
                              hovertemplate="MSE %{z:.4f}<extra></extra>"), 1, 4)
     _axes(fig, S, 1, 4)
-    fig.update_layout(title=dict(text=f"frame {i + 1} of {len(rec.frames)} · {rec.strategy} masking, ratio {rec.ratio:.2f}",
-                                 font=dict(size=13)),
+    fig.update_layout(title=dict(text=v["title"], font=dict(size=13)),
                       width=4 * cell + 80, height=cell + 70, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white")
     return fig
 

@@ -1,0 +1,183 @@
+"""The video MAE app: pick a clip, a mask strategy and a ratio; scrub or play through the frames.
+
+Composition only: clips from :mod:`explorer.video` / :mod:`explorer.training.clips`, results from
+:mod:`explorer.video_reconstruction` (one reconstruction per ratio of the sweep, computed once per
+(model, clip, strategy, seed) and cached), figures from :mod:`explorer.viz.video`.  Moving the time or
+the ratio slider swaps cached PNG frames in the live figure.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..io import ImageLoadError
+from ..masking import MaskError
+from ..models import DeviceError, ModelLoadError, available_devices, load_model
+from ..training.clips import make_clip
+from ..video import VideoLoadError, load_video
+from ..video_masking import VIDEO_STRATEGIES
+from ..video_reconstruction import reconstruct_video
+from ..viz import video as VV
+from .attention_app import _replace
+from .messages import StatusMixin, guarded
+
+USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+#: The ratios of the slider (VideoMAE works at 90–95 %).
+VIDEO_RATIOS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+CLIP_SEEDS = (10_000_003, 10_000_011, 10_000_021)
+
+_guarded = guarded(USER_ERRORS)
+
+
+class VideoMAEApp(StatusMixin, W.VBox):
+    """Interactive masked video reconstruction.
+
+    Args:
+        model: a ``VideoMAEForPreTraining`` checkpoint: shipped name, hub id (``MCG-NJU/videomae-base``) or folder.
+        clip: ``"generated:<seed>"`` or anything :func:`explorer.video.load_video` takes.
+
+    Attributes:
+        result: the :class:`explorer.video_reconstruction.VideoReconstruction` on screen.
+        sweep: ratio → reconstruction for the current (clip, strategy, seed).
+        last_update_ms: server time of the last frame / ratio update.
+    """
+
+    def __init__(self, model: str = "mini-video-mae", clip="generated:10000003", *, ratio: float = 0.9, strategy: str = "tube",
+                 seed: int = 0, device: str = "auto"):
+        self.adapter = None
+        self.frames = None
+        self.notes: list[str] = []
+        self.sweep: dict[float, object] = {}
+        self._cache: dict[tuple, dict] = {}
+        self.result = None
+        self.last_update_ms = float("nan")
+        self.model_box = W.Combobox(value=str(model), options=["mini-video-mae", "MCG-NJU/videomae-base"], description="Model",
+                                    ensure_option=False, layout=W.Layout(width="380px"))
+        devs = ["auto"] + available_devices()
+        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
+                                    layout=W.Layout(width="160px"))
+        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
+        self.clip_dd = W.Dropdown(options=[(f"generated clip {s} (held out)", f"generated:{s}") for s in CLIP_SEEDS], value=None,
+                                  description="Clip", layout=W.Layout(width="420px"))
+        self.upload = W.FileUpload(accept="video/*,.gif,.avi,.mp4,.webm", multiple=False, description="Upload video")
+        self.strategy = W.Dropdown(options=list(VIDEO_STRATEGIES), value=strategy, description="Masking", layout=W.Layout(width="240px"))
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
+        self.ratio = W.SelectionSlider(options=list(VIDEO_RATIOS), value=min(VIDEO_RATIOS, key=lambda r: abs(r - ratio)),
+                                       description="Ratio", continuous_update=True)
+        self.frame = W.IntSlider(value=0, min=0, max=0, description="Frame", continuous_update=True)
+        self.play = W.Play(value=0, min=0, max=0, interval=250, description="Play")
+        W.jslink((self.play, "value"), (self.frame, "value"))
+        self.status = W.HTML()
+        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.fig = go.FigureWidget()
+        self.strip = go.FigureWidget()
+        self.curve = go.FigureWidget()
+        super().__init__([
+            W.HBox([self.model_box, self.device_dd, self.load_btn]), W.HBox([self.clip_dd, self.upload]),
+            W.HBox([self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
+            self.status, self.details, self.fig, self.curve, self.strip,
+        ])
+        self.load_btn.on_click(lambda _b: self._load_model())
+        self.clip_dd.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
+        self.upload.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
+        for w in (self.strategy, self.seed):
+            w.observe(lambda _c: self._compute(), names="value")
+        self.ratio.observe(lambda _c: self._show(), names="value")
+        self.frame.observe(lambda _c: self._show_frame(), names="value")
+        self._load_model(refresh=False)
+        if isinstance(clip, str) and clip.startswith("generated:") and any(v == clip for _l, v in self.clip_dd.options):
+            self.clip_dd.value = clip
+        else:
+            self._set_clip(clip)
+
+    # ------------------------------------------------------------------ inputs
+    @_guarded
+    def _load_model(self, refresh: bool = True):
+        self.adapter = None
+        m = load_model(self.model_box.value.strip(), device=self.device_dd.value)
+        if getattr(m, "family", None) != "videomae-pretraining":
+            raise ModelLoadError(f"{self.model_box.value!r} is not a VideoMAEForPreTraining checkpoint (it has no decoder to "
+                                 "reconstruct hidden tubelets); try mini-video-mae or MCG-NJU/videomae-base.")
+        self.adapter = m
+        self._cache.clear()
+        if refresh:
+            self._compute()
+
+    @_guarded
+    def _set_clip(self, clip):
+        if self.adapter is None:
+            raise ModelLoadError("Load a video model first.")
+        if isinstance(clip, str) and clip.startswith("generated:"):
+            c = make_clip(int(clip.split(":", 1)[1]), frames=self.adapter.num_frames, size=self.adapter.image_size)
+            self.frames, self.notes, self._clip_key = c.frames, ["generated clip (moving shapes, held out)"], clip
+        else:
+            v = load_video(clip, num_frames=self.adapter.num_frames)
+            self.frames, self.notes, self._clip_key = v.frames, list(v.notes), v.sha256
+        self._compute()
+
+    # ------------------------------------------------------------------ compute
+    def _compute(self):
+        self._do_compute()
+
+    @_guarded
+    def _do_compute(self):
+        if self.adapter is None or self.frames is None:
+            return
+        key = (self._clip_key, self.adapter.model_id, self.strategy.value, int(self.seed.value))
+        t0 = time.perf_counter()
+        if key not in self._cache:
+            self._cache[key] = {r: reconstruct_video(self.adapter, self.frames, ratio=r, strategy=self.strategy.value,
+                                                     seed=int(self.seed.value)) for r in VIDEO_RATIOS}
+        self.sweep = self._cache[key]
+        self._sweep_s = time.perf_counter() - t0
+        n = len(next(iter(self.sweep.values())).frames)
+        with self.hold_trait_notifications():
+            self.frame.max = n - 1
+            self.play.max = n - 1
+        self._show(rebuild=True)
+        _replace(self.curve, self.ratio_curve())
+
+    def ratio_curve(self) -> go.Figure:
+        """Masked-patch PSNR of the clip against the ratio, from the cached sweep."""
+        rs = sorted(self.sweep)
+        fig = go.Figure(go.Scatter(x=rs, y=[self.sweep[r].psnr_masked for r in rs], mode="lines+markers", name="model"))
+        fig.update_layout(xaxis_title="masking ratio", yaxis_title="masked-patch PSNR (dB)", width=520, height=280,
+                          title=dict(text=f"{self.strategy.value} masking, seed {self.seed.value}", font=dict(size=12)),
+                          margin=dict(l=60, r=10, t=40, b=40), template="plotly_white")
+        return fig
+
+    @_guarded
+    def _show(self, rebuild: bool = False):
+        if not self.sweep:
+            return
+        self.result = self.sweep[self.ratio.value]
+        self._show_frame(rebuild=True)
+        _replace(self.strip, VV.filmstrip(self.result))
+        self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · "
+                             f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
+                             f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
+                             f"({self._sweep_s:.1f} s, cached) · " + html.escape("; ".join(self.notes + self.result.notes[-1:]))
+                             + "</div>")
+
+    @_guarded
+    def _show_frame(self, rebuild: bool = False):
+        if self.result is None:
+            return
+        t0 = time.perf_counter()
+        i = int(self.frame.value)
+        if rebuild or len(self.fig.data) != 4:
+            _replace(self.fig, VV.video_frame_figure(self.result, i))
+        else:  # in place: three PNG sources, the error grid and two titles
+            v = VV.frame_panels(self.result, i)
+            with self.fig.batch_update():
+                for k in range(3):
+                    self.fig.data[k].source = v["sources"][k]
+                self.fig.data[3].z = v["error"]
+                self.fig.layout.title.text = v["title"]
+                self.fig.layout.annotations[3].text = v["error_title"]
+        self.last_update_ms = (time.perf_counter() - t0) * 1e3
+
