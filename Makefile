@@ -122,7 +122,7 @@ train-mini-mae: install
 
 # Recorded in data/models/mini-fusion/README.md (about 25 minutes on one CPU core).
 train-mini-fusion: install
-	$(PY) -m explorer.training.train_mini_fusion --steps 4000 --batch 64 --lr 0.001 --seed 0 --aux 1.0 --image-layers 0 --image-layers-after 2 --grid-conv --threads 1 --device $(DEVICE) --out data/models/mini-fusion
+	$(PY) -m explorer.training.train_mini_fusion --steps 4000 --batch 64 --lr 0.001 --seed 0 --aux 1.0 --image-layers 0 --image-layers-after 2 --text-layers 0 --grid-conv --threads 1 --device $(DEVICE) --out data/models/mini-fusion
 	$(PY) -m explorer.training.fusion_card data/models/mini-fusion
 
 clean:

@@ -62,6 +62,10 @@ def test_notebook_runs(path):
         assert "this is an image-only model" in text
         assert text.count("skipped: Could not load") == 3  # offline: the hub ids explain themselves
         assert re.search(r"random map\s+0\.\d+", text) and re.search(r"relevance\s+0\.\d+", text)
+    if path.name == "06_video_mae.ipynb":
+        assert "patches hidden in every time step: 75%" in text and "running-cell" in text
+        assert re.search(r"tube\s+model [\d.]+ dB \| nearest visible frame [\d.]+ dB", text)
+        assert text.count("refused:") == 3 and "skipped: Could not load 'MCG-NJU/videomae-base'" in text
     if path.name == "05_export_figures.ipynb":
         assert "All files are byte-identical to the originals." in text
         assert "PDF page: 496.8 x" in text and "LiberationSerif" in text

@@ -741,10 +741,113 @@ for hub_id in ["openai/clip-vit-base-patch16", "Salesforce/blip-itm-base-coco", 
 """),
 ]
 
+VIDEO = [
+    ("md", """
+# 06 · Video masked autoencoders
+
+VideoMAE (Tong et al. 2022) hides 90–95 % of a clip's *tubelets* (2 frames × 8 × 8 pixels here) and reconstructs
+them. Which tubelets are hidden matters as much as how many: hide a patch in one frame only and the model can copy it
+from the next; hide it in every frame (*tube* masking) and it has to understand the motion.
+
+`mini-video-mae` is a small `VideoMAEForPreTraining` trained in this repository on generated clips of moving shapes
+(model card: `data/models/mini-video-mae/README.md`); `MCG-NJU/videomae-base` loads by id where the hub is reachable.
+"""),
+    ("code", """
+import numpy as np
+
+import explorer
+from explorer.baselines import nearest_frame_fill, video_telea_fill
+from explorer.training.clips import make_clip
+from explorer.video_masking import VIDEO_STRATEGIES, video_mask
+from explorer.video_reconstruction import reconstruct_video
+from explorer.viz import video as VV
+
+model = explorer.load_model("mini-video-mae")
+print(model.num_frames, "frames of", model.image_size, "px; tubelet", model.tubelet_size, "frames; token grid",
+      (model.time_steps, *model.grid))
+clip = make_clip(10_000_003, frames=model.num_frames, size=model.image_size)   # held out from training
+"""),
+    ("md", """
+## 1 · Four ways to hide 75 % of a clip
+
+Rows are time steps; a hidden token is dark. *tube*: the same patches in every time step; *random*: independent per
+token; *frame*: whole time steps; *running cell*: a 2×2 cell whose hidden positions shift every step (VideoMAE V2).
+"""),
+    ("code", """
+for s in VIDEO_STRATEGIES:
+    m = video_mask((model.time_steps, *model.grid), 0.75, s, seed=0)
+    hidden_everywhere = m.all(0).mean()
+    print(f"{s:13s} hidden per time step {m.reshape(len(m), -1).mean(1).round(2)}; "
+          f"patches hidden in every time step: {hidden_everywhere:.0%}")
+"""),
+    ("md", """
+## 2 · Reconstruct, frame by frame
+"""),
+    ("code", """
+rec = reconstruct_video(model, clip.frames, ratio=0.9, strategy="tube", seed=0)
+print(f"masked PSNR {rec.psnr_masked:.2f} dB; per frame {np.round(rec.psnr_per_frame, 1)}")
+VV.filmstrip(rec)
+"""),
+    ("code", """
+VV.video_frame_figure(rec, 3)
+"""),
+    ("md", """
+## 3 · Against non-learned fills
+
+Copying a hidden patch from the nearest frame where it is visible is a strong baseline when masks change over time
+(and the background does not move); under tube masking it has nothing to copy and falls back to inpainting.
+"""),
+    ("code", """
+from explorer.metrics import patch_mse, psnr_from_mse
+
+def psnr(pred, rec):
+    return psnr_from_mse(float(np.concatenate([patch_mse(pred[i], rec.frames[i], rec.patch_size)[rec.frame_mask(i)]
+                                               for i in range(len(rec.frames))]).mean()))
+
+for strategy in ("tube", "random"):
+    r = reconstruct_video(model, clip.frames, ratio=0.9, strategy=strategy, seed=0)
+    print(f"{strategy:7s} model {psnr(r.prediction, r):5.2f} dB | nearest visible frame "
+          f"{psnr(nearest_frame_fill(r.frames, r.mask, r.tubelet, r.patch_size), r):5.2f} dB | inpainting "
+          f"{psnr(video_telea_fill(r.frames, r.mask, r.tubelet, r.patch_size), r):5.2f} dB")
+"""),
+    ("md", """
+## 4 · The app
+
+Pick a clip (or upload one: mp4 / avi / webm / gif, sampled to the model's frame count), a strategy and a seed; the
+ratio slider and the frame slider (or Play) are served from a sweep computed once per (clip, strategy, seed).
+"""),
+    ("code", """
+from explorer.widgets.video_app import VideoMAEApp
+
+app = VideoMAEApp(model="mini-video-mae", clip="generated:10000011", ratio=0.9)
+app
+"""),
+    ("md", """
+## 5 · Bad input and real checkpoints
+"""),
+    ("code", """
+from explorer.video import VideoLoadError, load_video
+
+for bad in [b"not a video", np.zeros((1, 64, 64, 3), np.float32)]:
+    try:
+        load_video(bad, num_frames=model.num_frames)
+    except VideoLoadError as e:
+        print("refused:", e)
+try:
+    reconstruct_video(model, clip.frames[:3])
+except ValueError as e:
+    print("refused:", e)
+try:
+    explorer.load_model("MCG-NJU/videomae-base")
+except explorer.ModelLoadError as e:
+    print("skipped:", str(e)[:120], "...")
+"""),
+]
+
 if __name__ == "__main__":
     ROOT.mkdir(exist_ok=True)
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_mae_masking.ipynb", MASKING),
                         ("03_attention_maps.ipynb", ATTENTION), ("04_cross_modal_alignment.ipynb", ALIGNMENT),
-                        ("05_export_figures.ipynb", EXPORT)]:
+                        ("05_export_figures.ipynb", EXPORT), ("06_video_mae.ipynb", VIDEO)]:
         nbf.write(nb(cells), ROOT / name)
         print("wrote", ROOT / name)

@@ -21,7 +21,7 @@ Load it with `explorer.fusion.load_fusion_model("mini-fusion")`.
 | task | image-text matching: logit > 0 = the caption describes the image |
 | input | {image_size}x{image_size} RGB, mean {mean} / std {std} |
 | image tokens | convolutional stem ({stem} channels) → {patch}x{patch} patches, a {grid}x{grid} grid{grid_conv} |
-| text | whitespace words from a {vocab}-word vocabulary (unknown words read as `[unk]`), at most {max_words} words, {text_layers} self-attention layer(s) |
+| text | whitespace words from a {vocab}-word vocabulary (unknown words read as `[unk]`), at most {max_words} words, {text_layers} self-attention layer(s) (0: each word is its own key, with its position) |
 | fusion | {fusion_layers} cross-attention blocks, **image patches are the queries, words the keys / values** (HiCA-VQA's direction), {heads} heads, width {dim}; a learned "none of these words" key before the words |
 | after the fusion | {after} image self-attention blocks (relations between the named objects), then mean + max pooling → match logit |
 | parameters | {params:,} |
@@ -62,9 +62,10 @@ Integrated Gradients of what the word adds to the match logit.
 
 * It knows {vocab} words and 64-pixel cartoons. It is a teaching model for the explorer, not a vision-language model:
   on photos it sees shapes and colours at best, and it says which words it does not know.
-* Maps of colour words point at their object more often than maps of shape words (see
-  `python -m explorer.fusion.evaluate`): a shape is a property of a region, and the patch tokens next to an
-  object see its outline too, so a shape word's map often peaks on a background patch beside the object.
+* Shape words are grounded less reliably than colour words by some maps (see the per-kind rows): a shape is a
+  property of a region, and patch tokens next to an object see its outline too. An earlier version with one text
+  self-attention layer pointed shape words at the *other* named object about a third of the time (the word keys
+  had mixed in their neighbours); reading each word as its own key (no text self-attention) fixed most of that.
 * Relation words (left of, above…) are learned least: one-word relation negatives are the hardest
   (see the accuracy table).
 """
