@@ -96,12 +96,9 @@ class BlipITMAdapter(HFFusionAdapter):
     architectures = ("BlipForImageTextRetrieval",)
 
     def __init__(self, model, tokenizer, *, model_id: str, image_mean, image_std, device, dtype):
-        vc, tc = model.config.vision_config, model.config.text_config
-        L = (vc.image_size // vc.patch_size) ** 2
-        super().__init__(model, tokenizer, model_id=model_id, image_mean=image_mean, image_std=image_std, device=device,
-                         dtype=dtype, image_size=vc.image_size, patch_size=vc.patch_size, num_image_tokens=1 + L,
-                         patch_index=torch.arange(1, L + 1), max_text_tokens=0)
-        self.max_text_tokens = self._tokenizer_limit(tc.max_position_embeddings)
+        super().__init__(model, tokenizer, **self._two_towers(model, tokenizer, model_id=model_id, image_mean=image_mean,
+                                                              image_std=image_std, device=device, dtype=dtype))
+        self.max_text_tokens = self._tokenizer_limit(model.config.text_config.max_position_embeddings)
         self.sdpa_modules = use_sdpa(model)
 
     @property

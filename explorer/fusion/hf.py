@@ -67,6 +67,14 @@ class HFFusionAdapter(FusionAdapter):
         self.tokenizer = tokenizer
         self.config = model.config
 
+    @classmethod
+    def _two_towers(cls, model, tokenizer, **kw) -> dict:
+        """Keyword arguments for a model with a ViT image tower (``[CLS]`` + patches) and a text tower."""
+        vc = model.config.vision_config
+        L = (vc.image_size // vc.patch_size) ** 2
+        return dict(kw, image_size=vc.image_size, patch_size=vc.patch_size, num_image_tokens=1 + L,
+                    patch_index=torch.arange(1, L + 1), max_text_tokens=0)
+
     # ------------------------------------------------------------------ text
     def _tokenizer_limit(self, model_limit: int) -> int:
         tl = getattr(self.tokenizer, "model_max_length", None)
