@@ -209,7 +209,6 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
         raise FusionInputError("The text has no word the model can read (only special tokens): type a caption.")
     if adapter.kind == "dual-encoder":
         return _align_dual(adapter, pixels, t, fitted, notes, meta)
-    answer = adapter.answer(pixels, t)
 
     calls: list = []
     grads: dict[int, torch.Tensor] = {}
@@ -220,6 +219,8 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
             s.sum().backward()
     calls = cap.calls
     adapter.model.zero_grad(set_to_none=True)
+    score = float(s.detach()[0])
+    answer = adapter.answer_from_score(score) or adapter.answer(pixels, t)  # match models: no second forward
     layout = adapter.joint_layout(t)
     roles = [adapter.role(c, t) for c in calls]
 
@@ -269,7 +270,7 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
     maps["attention"] = np.stack(attn).mean((0, 1))  # mean over layers and heads
     maps["gradcam"] = gcam[-1]
     matrix = maps["attention"].reshape(W, gh * gw)
-    return Alignment(image=fitted, tokens=list(t.tokens), words=list(t.words), score=float(s.detach()[0]), answer=answer,
+    return Alignment(image=fitted, tokens=list(t.tokens), words=list(t.words), score=score, answer=answer,
                      output_name=adapter.output_name, grid=(gh, gw), attention=np.stack(attn), layer_names=names,
                      gradcam=np.stack(gcam), maps=maps, matrix=matrix,
                      matrix_name="cross-attention, mean over layers and heads", notes=notes, meta=meta)
@@ -281,10 +282,10 @@ def _align_dual(adapter, pixels, t: TextInput, fitted, notes, meta) -> Alignment
     with torch.no_grad():
         if hasattr(adapter, "alignment_embeddings"):  # one pass per tower gives the score too
             patches, tokens, score = adapter.alignment_embeddings(pixels, t)
-            answer = adapter.answer_from_score(score)
         else:
             patches, tokens = adapter.token_embeddings(pixels, t)
-            score, answer = float(adapter.score(pixels, t)[0]), adapter.answer(pixels, t)
+            score = float(adapter.score(pixels, t)[0])
+        answer = adapter.answer_from_score(score) or adapter.answer(pixels, t)
         sim = (tokens[torch.tensor(t.words)] @ patches.T).float().cpu()  # (W, L)
     maps = {"similarity": sim.reshape(W, gh, gw).numpy()}
     return Alignment(image=fitted, tokens=list(t.tokens), words=list(t.words), score=score, answer=answer,

@@ -199,8 +199,19 @@ class FusionAdapter(PixelModel):
         """Dual encoders: ``(patch embeddings (L, D), token embeddings (T, D))`` in the shared space, L2-normalised."""
         raise NotImplementedError(f"{type(self).__name__} is not a dual encoder.")
 
+    def answer_from_score(self, score: float) -> str | None:
+        """The readable output when the score alone makes it (match models); ``None``: :meth:`answer` needs a forward."""
+        return None
+
     def answer(self, pixels: torch.Tensor, text: TextInput) -> str:
         """A human-readable output: ``"match (p = 0.93)"``, ``"answer: blue (p = 0.71)"``."""
         with torch.no_grad():
-            s = float(self.score(pixels, text)[0])
-        return f"{self.output_name} = {s:.3f}"
+            s = float(self.score(pixels[:1], text)[0])
+        return self.answer_from_score(s) or f"{self.output_name} = {s:.3f}"
+
+
+def match_answer(score: float, unit: str = "logit") -> str:
+    """``"match (p = 0.93, logit +2.61)"`` for a binary match logit."""
+    import math
+
+    return f"{'match' if score > 0 else 'no match'} (p = {1.0 / (1.0 + math.exp(-score)):.2f}, {unit} {score:+.2f})"

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .base import CallRole, TextInput
+from .base import CallRole, TextInput, match_answer
 from .hf import HFFusionAdapter, rebind_forward, sdpa
 
 
@@ -130,8 +130,5 @@ class BlipITMAdapter(HFFusionAdapter):
                 return CallRole("text", "text", torch.arange(Tq), torch.arange(Tk))
         return None
 
-    def answer(self, pixels: torch.Tensor, text: TextInput) -> str:
-        with torch.no_grad():
-            s = float(self.score(pixels[:1], text)[0])
-        p = 1.0 / (1.0 + math.exp(-s))
-        return f"{'match' if s > 0 else 'no match'} (p = {p:.2f}, log-odds {s:+.2f})"
+    def answer_from_score(self, score: float) -> str:
+        return match_answer(score, "log-odds")

@@ -113,7 +113,3 @@ class CLIPFusionAdapter(HFFusionAdapter):
         if call.name.startswith("text_model."):
             return CallRole("text", "text", torch.arange(Tq), torch.arange(Tk))
         return None
-
-    def answer(self, pixels: torch.Tensor, text: TextInput) -> str:
-        with torch.no_grad():
-            return self.answer_from_score(float(self.score(pixels[:1], text)[0]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..models.mini.fusion import FusionConfig, MiniFusion
-from .base import CallRole, FusionAdapter, FusionInputError, TextInput
+from .base import CallRole, FusionAdapter, FusionInputError, TextInput, match_answer
 
 NONE_TOKEN = "[none]"
 
@@ -109,8 +109,5 @@ class MiniFusionAdapter(FusionAdapter):
             return CallRole("image", "text", torch.arange(Tq), torch.arange(Tk))
         return None
 
-    def answer(self, pixels: torch.Tensor, text: TextInput) -> str:
-        with torch.no_grad():
-            s = float(self.score(pixels, text)[0])
-        p = 1 / (1 + pow(2.718281828459045, -s))
-        return f"{'match' if s > 0 else 'no match'} (p = {p:.2f}, logit {s:+.2f})"
+    def answer_from_score(self, score: float) -> str:
+        return match_answer(score, "logit")

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .base import CallRole, JointLayout, TextInput
+from .base import CallRole, JointLayout, TextInput, match_answer
 from .hf import HFFusionAdapter, rebind_forward, sdpa
 
 
@@ -146,7 +146,7 @@ class ViltAdapter(HFFusionAdapter):
             out = self.logits(pixels[:1], text)[0]
         if not self.vqa:
             s = float(out[0])
-            return f"{'match' if s > 0 else 'no match'} (p = {1 / (1 + math.exp(-s)):.2f}, logit {s:+.2f})"
+            return match_answer(s, "logit")
         p = torch.sigmoid(out)
         top = int(out.argmax())
         msg = f"answer: {self.label(top)} (p = {float(p[top]):.2f})"
