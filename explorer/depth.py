@@ -1,0 +1,163 @@
+"""Depth maps for RGB-D models: decode, validate, mark invalid pixels, and stereo → disparity (OpenCV).
+
+    d = load_depth("frame_depth.png")        # 16-bit PNG in millimetres → metres, zeros marked invalid
+    d.depth (H, W) float32 (NaN = invalid) · d.valid (H, W) bool · d.notes
+    disp = stereo_disparity(left, right)     # OpenCV semi-global block matching
+
+Accepted: 16-bit PNG (millimetres, the Kinect / NYU / ScanNet convention; ``scale=`` overrides), 8-bit
+images (relative depth, said so), 32-bit float TIFF, OpenEXR where the installed OpenCV was built with it
+(the PyPI wheel of OpenCV 5 is not: such files get a message saying how to convert them), ``.npy`` (read
+with ``allow_pickle=False``), and arrays.
+Zeros, negatives, NaN and infinity are invalid depth; a map with no valid pixel is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must be set before OpenCV reads its first EXR
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .io import ImageLoadError, _read_source  # noqa: E402
+
+
+class DepthLoadError(ImageLoadError):
+    """The depth map cannot be used; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedDepth:
+    """A decoded depth (or disparity) map.
+
+    Attributes:
+        depth: ``(H, W)`` float32, metres for metric sources; NaN where invalid.
+        valid: ``(H, W)`` bool.
+        kind: ``"metric depth"``, ``"relative depth"`` or ``"disparity"`` (pixels).
+        name, sha256: the source; notes: every conversion, for the user.
+    """
+
+    depth: np.ndarray
+    valid: np.ndarray
+    kind: str
+    name: str
+    sha256: str
+    notes: tuple[str, ...]
+
+
+def _finish(arr: np.ndarray, kind: str, name: str, digest: str, notes: list[str]) -> LoadedDepth:
+    a = np.asarray(arr, np.float32)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim != 2:
+        raise DepthLoadError(f"A depth map must be one channel (H, W), got shape {a.shape}"
+                             + (": this looks like a colour image; pass the depth image instead." if a.ndim == 3 else "."))
+    valid = np.isfinite(a) & (a > 0)
+    bad = int(a.size - valid.sum())
+    if not valid.any():
+        raise DepthLoadError(f"{name}: no valid depth (every pixel is zero, negative, NaN or infinite).")
+    if bad:
+        notes.append(f"{bad} of {a.size} pixels ({100 * bad / a.size:.1f} %) have no valid depth (zero, negative, NaN or "
+                     "infinite): they are marked invalid and left out of every metric")
+    out = np.where(valid, a, np.nan).astype(np.float32)
+    return LoadedDepth(out, valid, kind, name, digest, tuple(notes))
+
+
+def load_depth(source: Any, *, scale: float | None = None, name: str | None = None, max_pixels: int = 80_000_000) -> LoadedDepth:
+    """Decode a depth map from a path, bytes, an upload or an array.
+
+    Args:
+        scale: multiply raw values by this (default: 0.001 for 16-bit images, i.e. millimetres → metres; 1 otherwise).
+    Raises:
+        DepthLoadError: unreadable, not one channel, too large, or no valid pixel.
+    """
+    try:
+        data, name = _read_source(source, name)
+    except ImageLoadError as e:
+        raise DepthLoadError(str(e).replace("an image", "a depth map")) from None
+    notes: list[str] = []
+    if isinstance(data, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(data).tobytes() + str(data.shape).encode() + str(data.dtype).encode()).hexdigest()
+        if not np.issubdtype(data.dtype, np.number):
+            raise DepthLoadError(f"A depth array must be numeric, got dtype {data.dtype}.")
+        arr = data.astype(np.float32) * (1.0 if scale is None else scale)
+        return _finish(arr, "metric depth", name, digest, notes)
+    if not data:
+        raise DepthLoadError(f"{name} is empty (0 bytes).")
+    digest = hashlib.sha256(data).hexdigest()
+    if data[:6] == b"\x93NUMPY":
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as e:
+            raise DepthLoadError(f"{name}: a .npy file holding Python objects is refused (it would need unpickling): {e}") from None
+        except Exception as e:  # noqa: BLE001 - truncated / corrupt npy
+            raise DepthLoadError(f"{name}: cannot read this .npy file ({type(e).__name__}: {e}).") from None
+        if not np.issubdtype(arr.dtype, np.number):
+            raise DepthLoadError(f"{name}: a depth array must be numeric, got dtype {arr.dtype}.")
+        return _finish(arr.astype(np.float32) * (1.0 if scale is None else scale), "metric depth", name, digest, notes)
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        if data[:4] == b"\x76\x2f\x31\x01":
+            raise DepthLoadError(f"{name} is an OpenEXR file, and this OpenCV build cannot read OpenEXR. Convert it to a "
+                                 "32-bit float TIFF or a .npy array (e.g. with the `OpenEXR` or `imageio` package) and load that.")
+        raise DepthLoadError(f"{name}: not a depth image OpenCV can decode (16-bit PNG, 8-bit image, float TIFF or .npy).")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise DepthLoadError(f"{name}: {img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels:,}.")
+    if img.ndim == 3 and img.shape[2] in (3, 4) and img.dtype != np.float32:
+        if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+            img = img[..., 0]
+            notes.append("grey depth stored as RGB: first channel used")
+        else:
+            raise DepthLoadError(f"{name} is a colour image, not a depth map (depth has one channel).")
+    if img.ndim == 3 and img.dtype == np.float32:
+        img = img[..., 0]
+        notes.append("multi-channel float image: first channel used as depth")
+    if img.dtype == np.uint16:
+        s = 0.001 if scale is None else scale
+        notes.append("16-bit image read as millimetres (× 0.001 → metres)" if scale is None else f"16-bit image × {s}")
+        return _finish(img.astype(np.float32) * s, "metric depth", name, digest, notes)
+    if img.dtype == np.uint8:
+        notes.append("8-bit image: relative depth (0–255, larger = farther assumed), not metres")
+        return _finish(img.astype(np.float32) * (1.0 if scale is None else scale), "relative depth", name, digest, notes)
+    return _finish(img.astype(np.float32) * (1.0 if scale is None else scale), "metric depth", name, digest, notes)
+
+
+def stereo_disparity(left: np.ndarray, right: np.ndarray, *, num_disparities: int = 64, block: int = 5) -> LoadedDepth:
+    """Disparity (pixels) of a rectified stereo pair with OpenCV's semi-global block matching.
+
+    Args:
+        left, right: ``(H, W, 3)`` or ``(H, W)`` float in [0, 1] or uint8, same shape.
+        num_disparities: search range (rounded up to a multiple of 16).
+    Returns:
+        a :class:`LoadedDepth` of kind ``"disparity"``; pixels without a match are invalid.
+    """
+    a, b = np.asarray(left), np.asarray(right)
+    if a.shape != b.shape:
+        raise DepthLoadError(f"The stereo images differ in size: {a.shape} vs {b.shape}.")
+
+    def grey(x):
+        x8 = np.clip(np.round(x * 255), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
+        return cv2.cvtColor(x8, cv2.COLOR_RGB2GRAY) if x8.ndim == 3 else x8
+
+    nd = int(np.ceil(num_disparities / 16) * 16)
+    sgbm = cv2.StereoSGBM_create(minDisparity=0, numDisparities=nd, blockSize=block, P1=8 * block * block,
+                                 P2=32 * block * block, uniquenessRatio=10, speckleWindowSize=100, speckleRange=2,
+                                 mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+    disp = sgbm.compute(grey(a), grey(b)).astype(np.float32) / 16.0  # OpenCV returns fixed point ×16
+    digest = hashlib.sha256(np.ascontiguousarray(a).tobytes() + np.ascontiguousarray(b).tobytes()).hexdigest()
+    return _finish(disp, "disparity", "<stereo pair>", digest,
+                   [f"disparity from OpenCV semi-global block matching ({nd} disparities, block {block})"])
+
+
+def disparity_to_depth(disparity: np.ndarray, focal_px: float, baseline_m: float) -> np.ndarray:
+    """``depth = focal · baseline / disparity`` (metres); NaN where the disparity is not positive."""
+    d = np.asarray(disparity, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(d > 0, focal_px * baseline_m / d, np.nan)
+    return out.astype(np.float32)
