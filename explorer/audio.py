@@ -1,0 +1,135 @@
+"""Audio for audio-visual MAEs: decode WAV (any sample rate, 8/16/24/32-bit PCM, mono or multi-channel),
+resample, and the Audio-MAE input, a log-mel spectrogram (128 mel bins, 25 ms windows, 10 ms hop at 16 kHz).
+
+    a = load_audio("clip.wav")                 # LoadedAudio: samples (N,) float32 at 16 kHz, notes
+    spec = log_mel(a.samples, a.rate)          # (frames, 128) float32
+
+Decoding uses Python's ``wave`` module; resampling ``scipy.signal.resample_poly``; the spectrogram
+``transformers.audio_utils`` (the feature code transformers' own audio models use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .io import ImageLoadError, _read_source
+
+TARGET_RATE = 16_000
+
+
+class AudioLoadError(ImageLoadError):
+    """The audio cannot be used; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedAudio:
+    """Decoded mono audio.
+
+    Attributes:
+        samples: ``(N,)`` float32 in [-1, 1] at ``rate`` Hz.
+        rate: samples per second after resampling; source_rate: as stored.
+        channels: channels in the source (mixed down to mono).
+        name, sha256, notes: the source and every conversion, for the user.
+    """
+
+    samples: np.ndarray
+    rate: int
+    source_rate: int
+    channels: int
+    name: str
+    sha256: str
+    notes: tuple[str, ...]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+
+def _pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
+    if width == 1:  # 8-bit WAV is unsigned
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float32) / float(1 << 31)
+    else:
+        raise AudioLoadError(f"{width * 8}-bit samples are not supported (8, 16, 24 or 32-bit PCM WAV).")
+    return x.reshape(-1, channels)
+
+
+def load_audio(source: Any, *, rate: int = TARGET_RATE, name: str | None = None, max_seconds: float = 600.0) -> LoadedAudio:
+    """Decode a PCM WAV file (path, bytes, upload) or take ``(N,)`` / ``(N, C)`` float samples (then pass ``rate``
+    as the array's rate and it is kept); mix down to mono and resample to ``rate``.
+
+    Raises:
+        AudioLoadError: missing, empty, not WAV, unsupported sample width, no samples, or longer than ``max_seconds``.
+    """
+    try:
+        data, name = _read_source(source, name)
+    except ImageLoadError as e:
+        raise AudioLoadError(str(e).replace("an image", "an audio file")) from None
+    notes: list[str] = []
+    if isinstance(data, np.ndarray):
+        x = np.asarray(data, np.float32)
+        x = x[:, None] if x.ndim == 1 else x
+        src_rate, digest = rate, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+    else:
+        if not data:
+            raise AudioLoadError(f"{name} is empty (0 bytes): there is no audio.")
+        digest = hashlib.sha256(data).hexdigest()
+        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+            raise AudioLoadError(f"{name} is not a WAV file. Convert other formats first, e.g. "
+                                 "`ffmpeg -i clip.mp4 -ac 1 -ar 16000 clip.wav`.")
+        try:
+            with wave.open(io.BytesIO(data)) as w:
+                channels, width, src_rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+                if n / max(src_rate, 1) > max_seconds:
+                    raise AudioLoadError(f"{name} lasts {n / src_rate:.0f} s; the limit is {max_seconds:.0f} s (cut it first).")
+                raw = w.readframes(n)
+        except (wave.Error, EOFError) as e:
+            raise AudioLoadError(f"{name}: cannot decode this WAV file ({e}); only uncompressed PCM is read.") from None
+        x = _pcm_to_float(raw[: len(raw) - len(raw) % (width * channels)], width, channels)
+        if len(x) < n:
+            notes.append(f"the file is truncated: {len(x)} of {n} samples present")
+    if x.shape[0] == 0:
+        raise AudioLoadError(f"{name} holds no audio samples.")
+    channels = x.shape[1]
+    if channels > 1:
+        notes.append(f"{channels} channels mixed down to mono")
+    mono = x.mean(1)
+    if src_rate != rate:
+        from scipy.signal import resample_poly
+
+        f = Fraction(rate, src_rate).limit_denominator(1000)
+        mono = resample_poly(mono, f.numerator, f.denominator).astype(np.float32)
+        notes.append(f"resampled from {src_rate} Hz to {rate} Hz")
+    return LoadedAudio(np.clip(mono, -1, 1).astype(np.float32), int(rate), int(src_rate), int(channels), name, digest, tuple(notes))
+
+
+def log_mel(samples: np.ndarray, rate: int = TARGET_RATE, *, n_mels: int = 128, window_ms: float = 25.0,
+            hop_ms: float = 10.0) -> np.ndarray:
+    """Log-mel spectrogram ``(frames, n_mels)`` float32 (natural log of mel power, floored at 1e-10), Audio-MAE style."""
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    x = np.asarray(samples, np.float64)
+    win = int(round(rate * window_ms / 1000))
+    hop = int(round(rate * hop_ms / 1000))
+    n_fft = max(1024, 1 << (win - 1).bit_length())  # fine enough that no low mel band is empty
+    if len(x) < win:
+        raise AudioLoadError(f"The audio has {len(x)} samples, fewer than one {window_ms:.0f} ms window ({win}).")
+    mel = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
+                          max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="kaldi")
+    spec = spectrogram(x, window_function(win, "hann"), frame_length=win, hop_length=hop, fft_length=n_fft, power=2.0,
+                       center=False, mel_filters=mel, log_mel="log", mel_floor=1e-10)
+    return spec.T.astype(np.float32)

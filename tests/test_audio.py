@@ -1,0 +1,76 @@
+"""Audio: PCM WAV of any width, rate and channel count → mono at 16 kHz; a pure tone lands in the right mel band;
+bad or missing audio gets a message."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import pytest
+
+from explorer.audio import AudioLoadError, load_audio, log_mel
+
+
+def _wav(x: np.ndarray, rate: int, width: int = 2) -> bytes:
+    x = np.atleast_2d(x.T).T if x.ndim == 1 else x
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(x.shape[1])
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        if width == 1:
+            pcm = np.clip(np.round(x * 127 + 128), 0, 255).astype(np.uint8).tobytes()
+        elif width == 2:
+            pcm = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2").tobytes()
+        else:  # 24-bit
+            v = np.clip(np.round(x * (2**23 - 1)), -(2**23), 2**23 - 1).astype(np.int32).ravel()
+            pcm = np.stack([v & 255, (v >> 8) & 255, (v >> 16) & 255], 1).astype(np.uint8).tobytes()
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
+def _tone(hz: float, rate: int, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate, width", [(16_000, 2), (44_100, 2), (8_000, 1), (22_050, 3)])
+def test_any_rate_and_width_become_16_khz_mono(rate, width):
+    a = load_audio(_wav(_tone(440, rate), rate, width), name="tone.wav")
+    assert a.rate == 16_000 and a.source_rate == rate and abs(a.seconds - 1.0) < 0.01
+    spectrum = np.abs(np.fft.rfft(a.samples))
+    assert abs(np.argmax(spectrum) * 16_000 / len(a.samples) - 440) < 3  # the tone survives decoding and resampling
+    assert any("resampled" in n for n in a.notes) == (rate != 16_000)
+
+
+def test_stereo_is_mixed_down_and_noted():
+    left, right = _tone(440, 16_000), _tone(660, 16_000)
+    a = load_audio(_wav(np.stack([left, right], 1), 16_000))
+    assert a.channels == 2 and any("mixed down" in n for n in a.notes)
+    np.testing.assert_allclose(a.samples, (left + right) / 2, atol=2e-4)
+
+
+def test_a_tone_lands_in_its_mel_band():
+    low, high = log_mel(_tone(300, 16_000)), log_mel(_tone(3000, 16_000))
+    assert low.shape == (98, 128)  # (1 s − 25 ms) / 10 ms + 1 frames
+    assert np.argmax(low.mean(0)) < np.argmax(high.mean(0))
+    from transformers.audio_utils import hertz_to_mel
+
+    lo, hi = hertz_to_mel(20.0, "kaldi"), hertz_to_mel(8000.0, "kaldi")
+    centre = lambda hz: (hertz_to_mel(hz, "kaldi") - lo) / (hi - lo) * 129 - 1  # noqa: E731 - mel band of a frequency
+    assert abs(np.argmax(high.mean(0)) - centre(3000)) <= 2 and abs(np.argmax(low.mean(0)) - centre(300)) <= 2
+
+
+def test_bad_audio_is_refused_with_a_reason():
+    with pytest.raises(AudioLoadError, match="empty"):
+        load_audio(b"", name="x.wav")
+    with pytest.raises(AudioLoadError, match="not a WAV"):
+        load_audio(b"ID3\x04" + b"0" * 100, name="x.mp3")
+    with pytest.raises(AudioLoadError, match="no audio samples"):
+        load_audio(_wav(np.zeros(0, np.float32), 16_000))
+    with pytest.raises(AudioLoadError, match="fewer than one"):
+        log_mel(np.zeros(100, np.float32))
+    cut = _wav(_tone(440, 16_000), 16_000)[:-1000]
+    a = load_audio(cut)
+    assert any("truncated" in n for n in a.notes)
