@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import ImageLoadError, _read_source
+from .io import ImageLoadError, array_sha256, read_source
 
 TARGET_RATE = 16_000
 
@@ -75,15 +75,12 @@ def load_audio(source: Any, *, rate: int = TARGET_RATE, name: str | None = None,
     Raises:
         AudioLoadError: missing, empty, not WAV, unsupported sample width, no samples, or longer than ``max_seconds``.
     """
-    try:
-        data, name = _read_source(source, name)
-    except ImageLoadError as e:
-        raise AudioLoadError(str(e).replace("an image", "an audio file")) from None
+    data, name = read_source(source, name, error=AudioLoadError, noun="an audio")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
         x = np.asarray(data, np.float32)
         x = x[:, None] if x.ndim == 1 else x
-        src_rate, digest = rate, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+        src_rate, digest = rate, array_sha256(x)
     else:
         if not data:
             raise AudioLoadError(f"{name} is empty (0 bytes): there is no audio.")

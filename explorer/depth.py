@@ -24,7 +24,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must be set before Ope
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import ImageLoadError, _read_source  # noqa: E402
+from .io import ImageLoadError, array_sha256, read_source  # noqa: E402
 
 
 class DepthLoadError(ImageLoadError):
@@ -76,13 +76,10 @@ def load_depth(source: Any, *, scale: float | None = None, name: str | None = No
     Raises:
         DepthLoadError: unreadable, not one channel, too large, or no valid pixel.
     """
-    try:
-        data, name = _read_source(source, name)
-    except ImageLoadError as e:
-        raise DepthLoadError(str(e).replace("an image", "a depth map")) from None
+    data, name = read_source(source, name, error=DepthLoadError, noun="a depth map")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
-        digest = hashlib.sha256(np.ascontiguousarray(data).tobytes() + str(data.shape).encode() + str(data.dtype).encode()).hexdigest()
+        digest = array_sha256(data)
         if not np.issubdtype(data.dtype, np.number):
             raise DepthLoadError(f"A depth array must be numeric, got dtype {data.dtype}.")
         arr = data.astype(np.float32) * (1.0 if scale is None else scale)

@@ -156,6 +156,23 @@ def _read_source(source: Any, name: str | None) -> tuple[bytes | np.ndarray, str
         "a numpy array or the value of a FileUpload widget.")
 
 
+def read_source(source: Any, name: str | None, *, error: type = ImageLoadError, noun: str = "an image") -> tuple[bytes | np.ndarray, str]:
+    """:func:`_read_source` for other media: its errors re-raised as ``error``, with "an image" read as ``noun``
+    (``"a video"``, ``"a depth map"``…)."""
+    try:
+        return _read_source(source, name)
+    except ImageLoadError as e:
+        if error is ImageLoadError:
+            raise
+        raise error(str(e).replace("an image", noun)) from None
+
+
+def array_sha256(arr: np.ndarray) -> str:
+    """SHA-256 of an array's bytes, shape and dtype (the identity of an input given as an array)."""
+    a = np.ascontiguousarray(arr)
+    return hashlib.sha256(a.tobytes() + repr((a.shape, a.dtype.str)).encode()).hexdigest()
+
+
 def _check_size(w: int, h: int, max_pixels: int) -> None:
     if w < 2 or h < 2:
         raise ImageLoadError(f"Image is {w} x {h} pixels: too small (at least 2 x 2 needed).")
@@ -271,7 +288,7 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> LoadedImage:
     h, w = arr.shape[:2]
     _check_size(w, h, max_pixels)
     arr = np.ascontiguousarray(arr)
-    digest = hashlib.sha256(arr.tobytes() + repr((arr.shape, arr.dtype.str)).encode()).hexdigest()
+    digest = array_sha256(arr)
     notes: list[str] = []
     img, depth = _to_float(arr, notes)
     channels = 1 if arr.ndim == 2 else arr.shape[2]

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .io import ImageLoadError, _read_source, _sniff
+from .io import ImageLoadError, _sniff, read_source
 
 
 class VideoLoadError(ImageLoadError):
@@ -69,10 +69,7 @@ def load_video(source: Any, *, num_frames: int | None = None, max_frames: int = 
     Raises:
         VideoLoadError: empty, not a video, undecodable, too large, or fewer than two frames.
     """
-    try:
-        data, name = _read_source(source, name)
-    except ImageLoadError as e:
-        raise VideoLoadError(str(e).replace("an image file", "a video file").replace("an image", "a video")) from None
+    data, name = read_source(source, name, error=VideoLoadError, noun="a video")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
         arr = np.asarray(data)

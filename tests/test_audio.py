@@ -74,3 +74,8 @@ def test_bad_audio_is_refused_with_a_reason():
     cut = _wav(_tone(440, 16_000), 16_000)[:-1000]
     a = load_audio(cut)
     assert any("truncated" in n for n in a.notes)
+
+
+def test_a_folder_is_not_an_audio_file(tmp_path):
+    with pytest.raises(AudioLoadError, match="is a directory, not an audio file"):
+        load_audio(tmp_path)

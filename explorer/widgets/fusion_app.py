@@ -200,9 +200,10 @@ class FusionApp(StatusMixin, W.VBox):
 
     def set_text(self, text: str):
         """Type ``text`` in the text box and run (what pressing Enter does)."""
-        self.text_box.value = text
-        if self.alignment is None or self.alignment.meta.get("text") != text:
-            self._compute()
+        if self.text_box.value == text:
+            self._compute()  # same text: the box's observer would not fire
+        else:
+            self.text_box.value = text  # the observer runs the model once
 
     @_guarded
     def _compute(self):
