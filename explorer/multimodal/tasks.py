@@ -1,0 +1,102 @@
+"""What each mini multimodal MAE is trained and evaluated on: data, modalities, augmentation, budgets.
+
+    task = TASKS["rgbd"]()
+    data = task.generate(range(100))     # name → (N, *shape) float32 arrays (NaN = unknown)
+    specs = task.specs(data)             # Modality list with normalisation measured on ``data``
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .modalities import Modality
+
+HELD_OUT_SEED = 10_000_000
+
+
+class Task:
+    """Interface: ``generate``, ``specs``, ``augment``, ``budget_range``, ``quick_eval``."""
+
+    name = ""
+
+    def sample(self, seed: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def generate(self, seeds) -> dict[str, np.ndarray]:
+        """Stack ``sample(seed)`` over ``seeds``: name → ``(N, *shape)`` float32."""
+        rows = [self.sample(int(s)) for s in seeds]
+        return {k: np.stack([r[k] for r in rows]).astype(np.float32) for k in rows[0]}
+
+    def specs(self, data: dict[str, np.ndarray]) -> list[Modality]:
+        raise NotImplementedError
+
+    def augment(self, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return arrays
+
+    def budget_range(self, specs: list[Modality]) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def quick_eval(self, model, specs: list[Modality]) -> dict:
+        return {}
+
+
+def _stats(x: np.ndarray, channels: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    axes = tuple(range(x.ndim - 1)) if channels else None
+    m = np.nanmean(x, axis=axes)
+    s = np.nanstd(x, axis=axes)
+    return tuple(float(round(v, 4)) for v in np.atleast_1d(m)), tuple(float(round(v, 4)) for v in np.atleast_1d(s))
+
+
+class RGBDTask(Task):
+    """Generated rooms (90 %) and motorcycle training crops (10 %); 64² RGB + metric depth, 8 px patches."""
+
+    name = "rgbd"
+    size = 64
+
+    def sample(self, seed: int) -> dict[str, np.ndarray]:
+        from ..training.rgbd import make_rgbd_scene, motorcycle_rgbd
+
+        s = motorcycle_rgbd(seed, self.size, "train") if seed % 10 == 9 else make_rgbd_scene(seed, self.size)
+        return {"rgb": s.image, "depth": s.depth}
+
+    def specs(self, data):
+        rm, rs = _stats(data["rgb"], True)
+        dm, ds = _stats(data["depth"], False)
+        return [Modality("rgb", "image", (self.size, self.size, 3), (8, 8), rm, rs, "intensity"),
+                Modality("depth", "depth", (self.size, self.size), (8, 8), dm, ds, "metres")]
+
+    def augment(self, arrays, rng):
+        flip = rng.random(len(arrays["rgb"])) < 0.5
+        return {k: np.where(flip.reshape(-1, *[1] * (v.ndim - 1)), v[:, :, ::-1], v) for k, v in arrays.items()}
+
+    def budget_range(self, specs):
+        return 8, 72
+
+    @torch.no_grad()
+    def quick_eval(self, model, specs, n: int = 48) -> dict:
+        """Depth from all RGB patches (no depth shown) on held-out rooms: RMSE (m) and absolute relative error."""
+        from ..training.rgbd import make_rgbd_scene
+
+        rgb, depth = specs
+        scenes = [make_rgbd_scene(HELD_OUT_SEED + i, self.size) for i in range(n)]
+        x = torch.from_numpy(np.stack([s.image for s in scenes]))
+        truth = np.stack([s.depth for s in scenes])
+        tokens = {"rgb": rgb.patchify(rgb.normalise(x)), "depth": torch.zeros(n, depth.num_patches, depth.patch_dim)}
+        vis = {"rgb": torch.ones(n, rgb.num_patches, dtype=torch.bool), "depth": torch.zeros(n, depth.num_patches, dtype=torch.bool)}
+        pred = depth.denormalise(depth.unpatchify(model(tokens, vis)["depth"])).numpy()
+        const = np.full_like(truth, depth.mean[0])
+        out = {}
+        for k, p in (("model", pred), ("mean depth", const)):
+            out[f"depth_from_rgb_rmse_{k}"] = float(np.sqrt(np.mean((p - truth) ** 2)))
+            out[f"depth_from_rgb_absrel_{k}"] = float(np.mean(np.abs(p - truth) / truth))
+        return out
+
+
+def _av_task():
+    from ..training.av_clips import AVTask
+
+    return AVTask()
+
+
+TASKS = {"rgbd": RGBDTask, "audio-visual": _av_task}
