@@ -4,7 +4,7 @@ resample, and the Audio-MAE input, a log-mel spectrogram (128 mel bins, 25 ms wi
     a = load_audio("clip.wav")                 # LoadedAudio: samples (N,) float32 at 16 kHz, notes
     spec = log_mel(a.samples, a.rate)          # (frames, 128) float32
 
-Decoding uses Python's ``wave`` module; resampling ``scipy.signal.resample_poly``; the spectrogram
+Decoding uses Python's ``wave`` module; resampling ``scipy.signal.resample_poly``; the mel filters and window
 ``transformers.audio_utils`` (the feature code transformers' own audio models use).
 """
 
@@ -15,6 +15,7 @@ import io
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -116,8 +117,12 @@ def load_audio(source: Any, *, rate: int = TARGET_RATE, name: str | None = None,
 
 def log_mel(samples: np.ndarray, rate: int = TARGET_RATE, *, n_mels: int = 128, window_ms: float = 25.0,
             hop_ms: float = 10.0) -> np.ndarray:
-    """Log-mel spectrogram ``(frames, n_mels)`` float32 (natural log of mel power, floored at 1e-10), Audio-MAE style."""
-    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+    """Log-mel spectrogram ``(frames, n_mels)`` float32 (natural log of mel power, floored at 1e-10), Audio-MAE style.
+
+    The window and the kaldi-scale mel filters are ``transformers.audio_utils``'; the framing and FFT are done
+    for all frames at once (the same numbers as ``transformers.audio_utils.spectrogram``, which loops in Python).
+    """
+    from transformers.audio_utils import window_function
 
     x = np.asarray(samples, np.float64)
     win = int(round(rate * window_ms / 1000))
@@ -125,8 +130,14 @@ def log_mel(samples: np.ndarray, rate: int = TARGET_RATE, *, n_mels: int = 128, 
     n_fft = max(1024, 1 << (win - 1).bit_length())  # fine enough that no low mel band is empty
     if len(x) < win:
         raise AudioLoadError(f"The audio has {len(x)} samples, fewer than one {window_ms:.0f} ms window ({win}).")
-    mel = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
-                          max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="kaldi")
-    spec = spectrogram(x, window_function(win, "hann"), frame_length=win, hop_length=hop, fft_length=n_fft, power=2.0,
-                       center=False, mel_filters=mel, log_mel="log", mel_floor=1e-10)
-    return spec.T.astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop] * window_function(win, "hann")
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    return np.log(np.maximum(power @ _mel_filters(n_fft, n_mels, rate), 1e-10)).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _mel_filters(n_fft: int, n_mels: int, rate: int) -> np.ndarray:
+    from transformers.audio_utils import mel_filter_bank
+
+    return mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
+                           max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="kaldi")

@@ -79,3 +79,16 @@ def test_bad_audio_is_refused_with_a_reason():
 def test_a_folder_is_not_an_audio_file(tmp_path):
     with pytest.raises(AudioLoadError, match="is a directory, not an audio file"):
         load_audio(tmp_path)
+
+
+def test_log_mel_equals_transformers_spectrogram():
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    x = np.random.default_rng(0).normal(0, 0.1, 4000).astype(np.float32)
+    mel = mel_filter_bank(num_frequency_bins=513, num_mel_filters=128, min_frequency=20.0, max_frequency=8000,
+                          sampling_rate=16_000, norm=None, mel_scale="kaldi")
+    ref = spectrogram(x.astype(np.float64), window_function(400, "hann"), frame_length=400, hop_length=160, fft_length=1024,
+                      power=2.0, center=False, mel_filters=mel, log_mel="log", mel_floor=1e-10).T
+    ours = log_mel(x)
+    assert ours.shape == ref.shape == (1 + (4000 - 400) // 160, 128)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
