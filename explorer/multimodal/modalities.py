@@ -119,3 +119,8 @@ class Modality:
     def patch_index(self, position: tuple[int, ...]) -> int:
         """Row-major token index of a patch given its grid coordinates."""
         return int(np.ravel_multi_index(position, self.grid))
+
+    def unpatchify_mask(self, tokens: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool per patch → ``shape`` bool per value (each patch's flag spread over its values)."""
+        t = torch.from_numpy(np.repeat(np.asarray(tokens, np.float32)[:, None], self.patch_dim, 1)[None])
+        return self.unpatchify(t)[0].numpy() > 0.5

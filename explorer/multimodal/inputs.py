@@ -1,0 +1,132 @@
+"""Turning what a researcher has into a multimodal MAE's inputs (crop, resize, align in time), with notes.
+
+    x, notes = prepare_rgbd(image, depth, size=64)                   # {"rgb": (64, 64, 3), "depth": (64, 64) metres}
+    x, notes = prepare_av(frames, fps, audio_samples, frames=8, size=48)   # {"video": (8, 48, 48, 3), "audio": (128, 96)}
+    x, name, notes = sample_inputs(adapter, "room:10000001")          # shipped / generated samples by name
+
+Depth is resized with nearest neighbours (never blending a foreground and a background depth into a
+depth that exists nowhere); unknown depth stays NaN.  The audio-visual model covers one second: 8 frames
+at 8 frames per second and the matching 1 s of sound (128 mel bins × 96 hops of 10 ms).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .reconstruction import MultiModalInputError
+
+AV_FPS = 8.0
+SAMPLE_KINDS = {"rgbd": ("room", "motorcycle"), "audio-visual": ("clip",)}
+
+
+def _square(x: np.ndarray) -> np.ndarray:
+    h, w = x.shape[:2]
+    s = min(h, w)
+    return x[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
+def prepare_rgbd(image: np.ndarray | None, depth: np.ndarray | None, size: int = 64) -> tuple[dict, list[str]]:
+    """Centre-crop to a square and resize: RGB ``(H, W, 3)`` in [0, 1] by area, depth ``(H', W')`` by nearest neighbour.
+
+    A depth map of another size than the image is first resized to the image (said in the notes).
+    Returns ``({"rgb": (size, size, 3), "depth": (size, size)}, notes)`` with the given modalities only.
+    """
+    notes, out = [], {}
+    if image is None and depth is None:
+        raise MultiModalInputError("Give an RGB image, a depth map, or both.")
+    if image is not None:
+        image = np.asarray(image, np.float32)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise MultiModalInputError(f"The RGB image must be (H, W, 3), got {image.shape}.")
+        if image.shape[0] != image.shape[1]:
+            notes.append(f"RGB centre-cropped from {image.shape[1]}x{image.shape[0]} to a square")
+        out["rgb"] = cv2.resize(_square(image), (size, size), interpolation=cv2.INTER_AREA).clip(0, 1)
+    if depth is not None:
+        depth = np.asarray(depth, np.float32)
+        if depth.ndim != 2:
+            raise MultiModalInputError(f"The depth map must be (H, W), got {depth.shape}.")
+        if image is not None and depth.shape != image.shape[:2]:
+            notes.append(f"depth resized from {depth.shape[1]}x{depth.shape[0]} to the image's {image.shape[1]}x{image.shape[0]}")
+            depth = cv2.resize(depth, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        out["depth"] = cv2.resize(_square(depth), (size, size), interpolation=cv2.INTER_NEAREST)
+        bad = ~np.isfinite(out["depth"])
+        if bad.any():
+            notes.append(f"{bad.mean():.0%} of the depth is unknown (left out of the input and of the scores)")
+    return out, notes
+
+
+def prepare_av(frames: np.ndarray | None, fps: float, audio: np.ndarray | None, *, rate: int = 16_000, num_frames: int = 8,
+               size: int = 48, start_s: float = 0.0) -> tuple[dict, list[str]]:
+    """The model's second of video and sound from ``start_s``.
+
+    Args:
+        frames: ``(T, H, W, 3)`` decoded frames (a still image may be given as ``(1, H, W, 3)``: it is repeated).
+        fps: their frame rate (``nan``: the frames are taken as spread over one second).
+        audio: mono samples at ``rate`` (``None``: no sound; the model can predict it).
+    Returns:
+        ``({"video": (num_frames, size, size, 3), "audio": (128, 96)}, notes)`` with the given modalities only.
+    """
+    from ..training.av_clips import spectrogram_patch_array
+
+    notes, out = [], {}
+    if frames is None and audio is None:
+        raise MultiModalInputError("Give a video (or an image), a sound, or both.")
+    if frames is not None:
+        frames = np.asarray(frames, np.float32)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise MultiModalInputError(f"Frames must be (T, H, W, 3) with T ≥ 1, got {frames.shape}.")
+        if len(frames) == 1:
+            idx = np.zeros(num_frames, int)
+            notes.append(f"a still image: repeated over {num_frames} frames")
+        elif np.isfinite(fps) and fps > 0:
+            idx = np.round((start_s + np.arange(num_frames) / AV_FPS) * fps).astype(int)
+            if idx[-1] >= len(frames):
+                notes.append(f"the clip is shorter than {start_s + num_frames / AV_FPS:.2f} s: its last frame repeats")
+            idx = idx.clip(0, len(frames) - 1)
+            notes.append(f"frames at {AV_FPS:g} fps from {start_s:.2f} s (clip at {fps:.3g} fps)")
+        else:
+            idx = np.floor((np.arange(num_frames) + 0.5) * len(frames) / num_frames).astype(int)
+            notes.append("no frame rate known: frames spread over the clip, taken as one second")
+        out["video"] = np.stack([cv2.resize(_square(frames[i]), (size, size), interpolation=cv2.INTER_AREA) for i in idx]).clip(0, 1)
+    if audio is not None:
+        a = np.asarray(audio, np.float32)
+        lo = int(round(start_s * rate))
+        seg = a[lo:lo + rate]
+        if len(seg) < rate:
+            notes.append(f"the sound lasts {max(len(a) - lo, 0) / rate:.2f} s after {start_s:.2f} s: padded with silence to 1 s")
+            seg = np.pad(seg, (0, rate - len(seg)))
+        out["audio"] = spectrogram_patch_array(seg, rate) if rate == 16_000 else None
+        if out["audio"] is None:
+            raise MultiModalInputError(f"Audio must be at 16 kHz here (got {rate} Hz); explorer.audio.load_audio resamples it.")
+    return out, notes
+
+
+def sample_names(task: str) -> list[tuple[str, str]]:
+    """(label, name) of the held-out samples offered for a task."""
+    if task == "rgbd":
+        return ([(f"generated room {s} (held out)", f"room:{s}") for s in (10_000_001, 10_000_004, 10_000_007, 10_000_012)]
+                + [(f"motorcycle, held-out crop {s} (Middlebury)", f"motorcycle:{s}") for s in (1, 2)])
+    return [(f"generated clip {s} (held out)", f"clip:{s}") for s in (10_000_002, 10_000_005, 10_000_009)]
+
+
+def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
+    """The inputs of a named sample (``"room:<seed>"``, ``"motorcycle:<seed>"``, ``"clip:<seed>"``) for ``adapter``."""
+    kind, _, seed = name.partition(":")
+    if kind not in SAMPLE_KINDS.get(adapter.task, ()) or not seed.lstrip("-").isdigit():
+        offered = ", ".join(n for _l, n in sample_names(adapter.task))
+        raise MultiModalInputError(f"Unknown sample {name!r} for a {adapter.task} model; e.g. {offered}.")
+    if kind == "room":
+        from ..training.rgbd import make_rgbd_scene
+
+        s = make_rgbd_scene(int(seed), adapter.spec("rgb").shape[0])
+        return {"rgb": s.image, "depth": s.depth}, [f"{s.name}: generated, exact depth, not seen in training"]
+    if kind == "motorcycle":
+        from ..training.rgbd import motorcycle_rgbd
+
+        s = motorcycle_rgbd(int(seed), adapter.spec("rgb").shape[0], "test")
+        return {"rgb": s.image, "depth": s.depth}, [f"{s.name}: Middlebury 2014 (CC BY), right 35 % of the image, held out"]
+    from ..training.av_clips import make_av_clip
+
+    c = make_av_clip(int(seed))
+    return {"video": c.frames, "audio": c.spectrogram}, [f"generated clip {seed}: objects ring when they bounce, held out"]
