@@ -121,8 +121,8 @@ def _patch_rmse(spec: Modality, truth: np.ndarray, pred: np.ndarray, hidden_toke
     import torch
 
     d = spec.patchify(torch.from_numpy((pred - truth)[None].astype(np.float32)))[0].numpy()
-    with np.errstate(invalid="ignore"):
-        err = np.sqrt(np.nanmean(d ** 2, axis=1)) if np.isfinite(d).any() else np.full(len(d), np.nan)
+    n = np.isfinite(d).sum(1)
+    err = np.sqrt(np.where(n > 0, np.nansum(d ** 2, axis=1) / np.maximum(n, 1), np.nan))
     err = np.where(hidden_tokens, err, np.nan)
     return err.reshape(spec.grid).astype(np.float32)
 

@@ -1,0 +1,334 @@
+"""The multimodal MAE app: RGB + depth or video + sound, a visible budget per modality, cross-modal reconstruction.
+
+Composition only: inputs from :mod:`explorer.multimodal.inputs` (and the image / depth / video / audio
+loaders), results from :func:`explorer.multimodal.reconstruct_multimodal` (cached per budgets and seed),
+baselines from :mod:`explorer.multimodal.baselines`, figures from :mod:`explorer.viz.multimodal`.
+A frame move (audio-visual models) swaps cached PNGs in the live figure.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from ..io import ImageLoadError
+from ..models import DeviceError, ModelLoadError, available_devices
+from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_models, load_multimodal_model, reconstruct_multimodal
+from ..multimodal.baselines import baseline_metrics
+from ..multimodal.inputs import prepare_av, prepare_rgbd, sample_inputs, sample_names
+from ..viz import multimodal as MV
+from .attention_app import _replace
+from .messages import StatusMixin, guarded
+
+USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, BudgetError, MultiModalInputError, ValueError)
+_guarded = guarded(USER_ERRORS)
+
+#: Budget presets per task: label → {modality: visible ratio}.
+PRESETS = {
+    "rgbd": {"depth from RGB": {"rgb": 1.0, "depth": 0.0}, "RGB + 10% depth": {"rgb": 1.0, "depth": 0.1},
+             "RGB from depth": {"rgb": 0.0, "depth": 1.0}, "25% + 25%": {"rgb": 0.25, "depth": 0.25}},
+    "audio-visual": {"sound from video": {"video": 1.0, "audio": 0.0}, "video from sound": {"video": 0.0, "audio": 1.0},
+                     "25% + 25%": {"video": 0.25, "audio": 0.25}, "video 10% + sound": {"video": 0.1, "audio": 1.0}},
+}
+METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth": ("absrel", "AbsRel", False),
+          "spectrogram": ("rmse_db", "dB RMSE", False)}
+
+
+class MultiMAEApp(StatusMixin, W.VBox):
+    """Interactive cross-modal reconstruction with a multimodal MAE.
+
+    Args:
+        model: ``"mini-rgbd-mae"``, ``"mini-av-mae"`` or a folder in their format.
+        sample: a named sample (``"room:10000001"``, ``"motorcycle:1"``, ``"clip:10000002"``) or ``None`` (the first).
+        budgets: modality → visible ratio (default: the task's first preset).
+
+    Attributes:
+        result: the :class:`explorer.multimodal.MultiModalReconstruction` on screen.
+        baselines: :func:`baseline_metrics` of it.
+        last_update_ms: server time of the last frame update.
+    """
+
+    def __init__(self, model: str = "mini-rgbd-mae", sample: str | None = None, *, budgets: dict | None = None, seed: int = 0,
+                 device: str = "auto"):
+        self.adapter = None
+        self.inputs: dict = {}
+        self.notes: list[str] = []
+        self.result = None
+        self.baselines: dict = {}
+        self._cache: dict = {}
+        self._key = None
+        self.last_update_ms = float("nan")
+        self.model_dd = W.Combobox(value=str(model), options=list_multimodal_models(), description="Model", ensure_option=False,
+                                   layout=W.Layout(width="340px"))
+        devs = ["auto"] + available_devices()
+        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
+                                    layout=W.Layout(width="160px"))
+        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
+        self.sample_dd = W.Dropdown(options=[], description="Sample", layout=W.Layout(width="420px"))
+        self.upload_a = W.FileUpload(multiple=False)
+        self.upload_b = W.FileUpload(multiple=False)
+        self.use_uploads = W.Button(description="Use uploads", icon="upload")
+        self.sliders = W.HBox()
+        self.presets = W.HBox()
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
+        self.total = W.IntSlider(value=16, min=1, max=64, description="Total", continuous_update=False)
+        self.dirichlet_btn = W.Button(description="Dirichlet split", tooltip="MultiMAE: split the total budget by a seeded Dirichlet(1) draw")
+        self.frame = W.IntSlider(value=0, min=0, max=0, description="Frame", continuous_update=True)
+        self.play = W.Play(value=0, min=0, max=0, interval=300, description="Play")
+        W.jslink((self.play, "value"), (self.frame, "value"))
+        self.time_box = W.HBox([self.play, self.frame])
+        self.status = W.HTML()
+        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.table = W.HTML()
+        self.fig = go.FigureWidget()
+        super().__init__([
+            W.HBox([self.model_dd, self.device_dd, self.load_btn]),
+            W.HBox([self.sample_dd, self.upload_a, self.upload_b, self.use_uploads]),
+            self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
+            self.status, self.details, self.fig, self.table,
+        ])
+        self.load_btn.on_click(lambda _b: self._load_model())
+        self.sample_dd.observe(lambda ch: self._set_sample(ch["new"]) if ch["new"] else None, names="value")
+        self.use_uploads.on_click(lambda _b: self._set_uploads())
+        self.seed.observe(lambda _c: self._compute(), names="value")
+        self.dirichlet_btn.on_click(lambda _b: self._dirichlet())
+        self.frame.observe(lambda _c: self._show_frame(), names="value")
+        self._initial = (sample, budgets)
+        self._load_model()
+
+    # ------------------------------------------------------------------ model and inputs
+    @_guarded
+    def _load_model(self):
+        self.adapter = None
+        self.adapter = load_multimodal_model(self.model_dd.value.strip(), device=self.device_dd.value)
+        task = self.adapter.task
+        sample, budgets = self._initial
+        self._initial = (None, None)
+        budgets = budgets or next(iter(PRESETS.get(task, {"all": {s.name: 0.5 for s in self.adapter.modalities}}).values()))
+        self._build_budget_controls(budgets)
+        self._cache.clear()
+        labels = {"rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound (WAV)")}[task]
+        self.upload_a.description, self.upload_b.description = labels
+        self.upload_a.accept = "image/*,.png,.jpg,.jpeg,.tif,.tiff" if task == "rgbd" else "video/*,image/*,.gif,.avi,.mp4,.webm"
+        self.upload_b.accept = ".png,.tif,.tiff,.npy,.exr,image/*" if task == "rgbd" else ".wav,audio/wav"
+        self.time_box.layout.display = "" if any(s.kind == "video" for s in self.adapter.modalities) else "none"
+        self.total.max = sum(s.num_patches for s in self.adapter.modalities)
+        names = sample_names(task)
+        with self.hold_trait_notifications():
+            self.sample_dd.options = names
+            self.sample_dd.value = None
+        self.sample_dd.value = sample if sample in [v for _l, v in names] else names[0][1]
+
+    def _build_budget_controls(self, budgets: dict):
+        self._sliders = {}
+        for s in self.adapter.modalities:
+            sl = W.FloatSlider(value=float(budgets.get(s.name, 0.0)), min=0, max=1, step=1 / s.num_patches, readout_format=".0%",
+                               description=f"{s.name} visible", continuous_update=False, style={"description_width": "90px"},
+                               layout=W.Layout(width="360px"))
+            sl.observe(lambda _c: self._compute(), names="value")
+            self._sliders[s.name] = sl
+        self.sliders.children = list(self._sliders.values())
+        buttons = []
+        for label, b in PRESETS.get(self.adapter.task, {}).items():
+            btn = W.Button(description=label, layout=W.Layout(width="auto"))
+            btn.on_click(lambda _b, b=b: self.set_budgets(b))
+            buttons.append(btn)
+        self.presets.children = buttons
+
+    @_guarded
+    def _set_sample(self, name: str):
+        self.inputs, self.notes = sample_inputs(self.adapter, name)
+        self._key = name
+        self._compute()
+
+    @_guarded
+    def _set_uploads(self):
+        a, b = self.upload_a.value, self.upload_b.value
+        if not a and not b:
+            raise MultiModalInputError("Upload a file first (either box, or both).")
+        if self.adapter.task == "rgbd":
+            self.set_rgbd(a or None, b or None)
+        else:
+            self.set_av(a or None, b or None)
+
+    def set_rgbd(self, image=None, depth=None, *, stereo_right: bool | None = None):
+        """Use an RGB image and/or a depth map (any source :func:`explorer.load_image` / :func:`explorer.depth.load_depth`
+        takes).  A colour second image is taken as the right view of a stereo pair (depth from OpenCV's SGBM disparity,
+        relative)."""
+        return self._set_rgbd(image, depth, stereo_right)
+
+    @_guarded
+    def _set_rgbd(self, image, depth, stereo_right):
+        from ..depth import load_depth, stereo_disparity
+        from ..io import load_image
+
+        notes, key = [], []
+        img = None
+        if image is not None:
+            li = load_image(image)
+            img, key = li.pixels, key + [li.sha256]
+            notes += list(li.notes)
+        dep = None
+        if depth is not None:
+            is_rgb = stereo_right if stereo_right is not None else self._looks_colour(depth)
+            if is_rgb:
+                if img is None:
+                    raise MultiModalInputError("A right stereo image needs the left image in the RGB box.")
+                right = load_image(depth)
+                d = stereo_disparity(img, right.pixels)
+                dep = np.where(d.valid, 1.0 / np.maximum(d.depth, 1e-6), np.nan) * 50.0
+                notes.append("depth from the stereo pair: 50 / disparity (relative, not metres; no calibration given)")
+                key.append(right.sha256)
+            else:
+                ld = load_depth(depth)
+                dep, key = ld.depth, key + [ld.sha256]
+                notes += list(ld.notes)
+                if ld.kind != "metric depth":
+                    notes.append(f"{ld.kind}: the model was trained on metres, so its numbers are not comparable")
+        x, more = prepare_rgbd(img, dep, self.adapter.spec("rgb").shape[0])
+        self.inputs, self.notes, self._key = x, notes + more, "upload:" + ":".join(key)
+        missing = [s.name for s in self.adapter.modalities if s.name not in x]
+        if missing:
+            self.set_budgets({m: 0.0 for m in missing} | {k: max(self._sliders[k].value, 0.5) for k in x}, compute=False)
+        self._compute()
+
+    @staticmethod
+    def _looks_colour(source) -> bool:
+        from ..io import load_image
+
+        try:
+            li = load_image(source)
+        except ImageLoadError:
+            return False
+        return li.channels >= 3
+
+    def set_av(self, video=None, audio=None, *, start_s: float = 0.0):
+        """Use a video (or a still image) and/or a WAV sound; the model takes one second from ``start_s``."""
+        return self._set_av(video, audio, start_s)
+
+    @_guarded
+    def _set_av(self, video, audio, start_s):
+        from ..audio import load_audio
+        from ..video import VideoLoadError, load_video
+
+        notes, key, frames, fps, samples = [], [], None, float("nan"), None
+        if video is not None:
+            try:
+                v = load_video(video, max_frames=int(64 + 16 * start_s))
+                frames, fps = v.frames, v.fps
+                key.append(v.sha256)
+                notes += list(v.notes)
+            except VideoLoadError as e:
+                from ..io import load_image
+
+                try:
+                    li = load_image(video)
+                except ImageLoadError:
+                    raise e from None
+                frames, key = li.pixels[None], key + [li.sha256]
+        if audio is not None:
+            a = load_audio(audio)
+            samples, key = a.samples, key + [a.sha256]
+            notes += list(a.notes)
+        x, more = prepare_av(frames, fps, samples, start_s=start_s)
+        self.inputs, self.notes, self._key = x, notes + more, "upload:" + ":".join(key)
+        if "audio" not in x:
+            self.notes.append("no sound given: the model predicts it from the video (sound budget 0)")
+            self.set_budgets({"audio": 0.0, "video": max(self._sliders["video"].value, 0.5)}, compute=False)
+        if "video" not in x:
+            self.set_budgets({"video": 0.0, "audio": max(self._sliders["audio"].value, 0.5)}, compute=False)
+        self._compute()
+
+    # ------------------------------------------------------------------ budgets
+    def set_budgets(self, budgets: dict, *, compute: bool = True):
+        """Set the visible ratio of each modality (missing ones keep their value) and recompute once."""
+        self._dirichlet_total = None
+        with self.hold_trait_notifications():
+            self._muted = True
+            try:
+                for k, v in budgets.items():
+                    self._sliders[k].value = float(v)
+            finally:
+                self._muted = False
+        if compute:
+            self._compute()
+
+    def _dirichlet(self):
+        self._dirichlet_total = int(self.total.value)
+        self._compute(dirichlet=True)
+
+    # ------------------------------------------------------------------ compute and show
+    def _compute(self, dirichlet: bool = False):
+        if getattr(self, "_muted", False):
+            return
+        self._do_compute(dirichlet)
+
+    @_guarded
+    def _do_compute(self, dirichlet: bool = False):
+        if self.adapter is None or not self.inputs:
+            return
+        seed = int(self.seed.value)
+        if dirichlet:
+            key = (self._key, self.adapter.model_id, "dirichlet", int(self.total.value), seed)
+            kwargs = dict(total=int(self.total.value))
+        else:
+            budgets = {k: int(round(sl.value * self.adapter.spec(k).num_patches)) for k, sl in self._sliders.items()}
+            key = (self._key, self.adapter.model_id, tuple(sorted(budgets.items())), seed)
+            kwargs = dict(budgets=budgets)
+        if key not in self._cache:
+            t0 = time.perf_counter()
+            rec = reconstruct_multimodal(self.adapter, self.inputs, seed=seed, **kwargs)
+            self._cache[key] = (rec, baseline_metrics(rec), time.perf_counter() - t0)
+        self.result, self.baselines, secs = self._cache[key]
+        if dirichlet:  # show the split the draw gave on the sliders, without recomputing
+            self.set_budgets({k: v / self.adapter.spec(k).num_patches for k, v in self.result.counts.items()}, compute=False)
+        vid = next((s for s in self.adapter.modalities if s.kind == "video"), None)
+        if vid is not None:
+            with self.hold_trait_notifications():
+                self.frame.max = self.play.max = vid.shape[0] - 1
+        self._show_frame(rebuild=True)
+        self.table.value = self.metrics_table()
+        self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · seed {seed} · "
+                             + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
+                             + f" · {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes)))
+                             + "</div>")
+
+    def metrics_table(self) -> str:
+        """HTML: per modality, the model's score on hidden values next to the baselines' (best marked)."""
+        rows = []
+        for name, r in self.result.results.items():
+            key, unit, higher = METRIC[r.spec.kind]
+            cells = {"model": r.metrics.get(key)} | {b: m.get(name, {}).get(key) for b, m in self.baselines.items()}
+            known = {k: v for k, v in cells.items() if v is not None}
+            best = (max if higher else min)(known, key=known.get) if known else None
+            tds = "".join(f"<td style='padding:2px 10px'>{'<b>' if k == best else ''}{'–' if v is None else f'{v:.3g}'}"
+                          f"{'</b>' if k == best else ''}</td>" for k, v in cells.items())
+            rows.append(f"<tr><td style='padding:2px 10px'>{html.escape(name)} ({unit}, {'higher' if higher else 'lower'} is better)"
+                        f"</td>{tds}</tr>")
+        head = "".join(f"<th style='padding:2px 10px'>{html.escape(h)}</th>" for h in ["hidden values", "model", *self.baselines])
+        return f"<table style='font-size:12px'><tr>{head}</tr>{''.join(rows)}</table>"
+
+    @_guarded
+    def _show_frame(self, rebuild: bool = False):
+        if self.result is None:
+            return
+        t0 = time.perf_counter()
+        i = int(self.frame.value)
+        names = list(self.result.results)
+        if rebuild or len(self.fig.data) != 4 * len(names):
+            _replace(self.fig, MV.multimodal_figure(self.result, frame=i))
+        else:  # in place: only rows that change with time (video)
+            with self.fig.batch_update():
+                for k, n in enumerate(names):
+                    if self.result[n].spec.kind != "video":
+                        continue
+                    v = MV.modality_panels(self.result[n], i)
+                    for c in range(3):
+                        self.fig.data[4 * k + c].source = v["sources"][c]
+                    self.fig.data[4 * k + 3].z = v["error"]
+                    self.fig.layout.annotations[k].text = v["title"]
+        self.last_update_ms = (time.perf_counter() - t0) * 1e3
