@@ -45,6 +45,18 @@ def __getattr__(name):
         from .widgets.fusion_app import FusionApp
 
         return FusionApp
+    if name == "VideoMAEApp":
+        from .widgets.video_app import VideoMAEApp
+
+        return VideoMAEApp
+    if name == "MultiMAEApp":
+        from .widgets.multimodal_app import MultiMAEApp
+
+        return MultiMAEApp
+    if name in ("load_multimodal_model", "reconstruct_multimodal"):
+        from . import multimodal
+
+        return getattr(multimodal, name)
     raise AttributeError(name)
 
 

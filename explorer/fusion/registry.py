@@ -57,7 +57,8 @@ def _check_type(name: str, model_type: str) -> None:
             f"{name!r}: this is an image-only model (model_type {model_type!r}); it has no text input; the image+text "
             f"explorer supports {_supported()}. Open it in the image explorer (explorer.load_model) instead."
         )
-    raise ModelLoadError(f"{name!r} is a {model_type!r} model; the image+text explorer supports these model types: {_supported()}.")
+    hint = " It is a multimodal MAE: open it with explorer.load_multimodal_model." if model_type == "mini-multimae" else ""
+    raise ModelLoadError(f"{name!r} is a {model_type!r} model; the image+text explorer supports these model types: {_supported()}.{hint}")
 
 
 def _pick_class(name: str, adapter_cls, config):

@@ -152,8 +152,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
         except Exception as e:  # noqa: BLE001 - network, 404, auth: all mean "cannot reach it"
             raise _hub_error(name, e) from e
     if model_type not in ADAPTERS:
+        hint = " It is a multimodal MAE: open it with explorer.load_multimodal_model or explorer.MultiMAEApp." \
+            if model_type == "mini-multimae" else ""
         raise ModelLoadError(
-            f"{name!r} is a {model_type!r} model; the explorer supports these model types: {', '.join(ADAPTERS)}."
+            f"{name!r} is a {model_type!r} model; the explorer supports these model types: {', '.join(ADAPTERS)}.{hint}"
         )
     cls_name, adapter_cls = ADAPTERS[model_type]
     for arch in archs:

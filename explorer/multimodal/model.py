@@ -22,7 +22,6 @@ import torch
 from ..models.base import state_dict_sha256
 from ..models.device import pick_device, pick_dtype
 from ..models.registry import ModelLoadError, resolve_source, shipped_models
-from ..models.mini.multimae import MiniMultiMAE, MultiMAEConfig
 from .modalities import Modality
 
 #: Hub ids of published multimodal MAEs that transformers cannot load, and why (shown to the user).
@@ -37,13 +36,13 @@ class MultiMAEAdapter:
     """A loaded multimodal MAE.
 
     Attributes:
-        model: the torch module; modalities: its :class:`Modality` list; model_id; task (``"rgbd"`` /
+        model: the torch module (:class:`explorer.models.mini.multimae.MiniMultiMAE`); modalities: its :class:`Modality` list; model_id; task (``"rgbd"`` /
         ``"audio-visual"``); device; dtype.
     """
 
     family = "multimodal"
 
-    def __init__(self, model: MiniMultiMAE, *, model_id: str, device: torch.device, dtype: torch.dtype):
+    def __init__(self, model, *, model_id: str, device: torch.device, dtype: torch.dtype):
         self.model = model.to(device=device, dtype=dtype).eval()
         self.model_id, self.device, self.dtype = model_id, device, dtype
         self.modalities: list[Modality] = model.specs
@@ -111,6 +110,8 @@ def load_multimodal_model(name_or_path: "str | os.PathLike", *, device: str = "a
         explorer.models.device.DeviceError: the device / dtype is not available.
     """
     from safetensors.torch import load_file
+
+    from ..models.mini.multimae import MiniMultiMAE, MultiMAEConfig
 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)

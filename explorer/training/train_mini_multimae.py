@@ -120,13 +120,13 @@ def main(argv=None) -> None:
         opt.step()
         sched.step()
         if step % 100 == 0:
-            print(f"step {step} loss {float(loss):.4f} " + " ".join(f"{k} {v:.4f}" for k, v in per.items())
+            print(f"step {step} loss {float(loss.detach()):.4f} " + " ".join(f"{k} {v:.4f}" for k, v in per.items())
                   + f" ({time.time() - t0:.0f} s)", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             metrics = task.quick_eval(model, specs)
             model.train()
-            log.append({"step": step, "loss": float(loss), **per, **metrics, "seconds": round(time.time() - t0)})
+            log.append({"step": step, "loss": float(loss.detach()), **per, **metrics, "seconds": round(time.time() - t0)})
             print("eval", json.dumps(log[-1]), flush=True)
             save(model, cfg, args.out, log, vars(args))
 
