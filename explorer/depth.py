@@ -143,13 +143,20 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, *, num_disparities: in
         return cv2.cvtColor(x8, cv2.COLOR_RGB2GRAY) if x8.ndim == 3 else x8
 
     nd = int(np.ceil(num_disparities / 16) * 16)
+    w = a.shape[1]
+    if w < 32:
+        raise DepthLoadError(f"The stereo images are {w} pixels wide: block matching needs at least 32.")
+    notes = []
+    if nd > w // 2:  # OpenCV fails with an internal assertion when the search range nears the width
+        nd = max(16, (w // 2) // 16 * 16)
+        notes.append(f"disparity range reduced to {nd} for images {w} pixels wide")
     sgbm = cv2.StereoSGBM_create(minDisparity=0, numDisparities=nd, blockSize=block, P1=8 * block * block,
                                  P2=32 * block * block, uniquenessRatio=10, speckleWindowSize=100, speckleRange=2,
                                  mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
     disp = sgbm.compute(grey(a), grey(b)).astype(np.float32) / 16.0  # OpenCV returns fixed point ×16
     digest = hashlib.sha256(np.ascontiguousarray(a).tobytes() + np.ascontiguousarray(b).tobytes()).hexdigest()
     return _finish(disp, "disparity", "<stereo pair>", digest,
-                   [f"disparity from OpenCV semi-global block matching ({nd} disparities, block {block})"])
+                   [f"disparity from OpenCV semi-global block matching ({nd} disparities, block {block})"] + notes)
 
 
 def disparity_to_depth(disparity: np.ndarray, focal_px: float, baseline_m: float) -> np.ndarray:

@@ -204,3 +204,31 @@ def save_tiny_vilt_vqa(folder: Path, seed: int = 0, max_text: int = 16, retrieva
     tok.save_pretrained(folder)
     ViltImageProcessorPil(size={"shortest_edge": 32}, size_divisor=8).save_pretrained(folder)
     return folder
+
+
+# ---------------------------------------------------------------- multimodal MAE
+from explorer.multimodal.modalities import Modality  # noqa: E402
+
+RGB = Modality("rgb", "image", (32, 32, 3), (8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "intensity")
+DEPTH = Modality("depth", "depth", (32, 32), (8, 8), (5.0,), (2.0,), "metres")
+VIDEO = Modality("video", "video", (4, 16, 16, 3), (2, 8, 8), (0.5,) * 3, (0.25,) * 3)
+AUDIO = Modality("audio", "spectrogram", (32, 48), (16, 16), (-5.0,), (3.0,), "log mel power")
+
+
+def save_tiny_multimae(folder, specs, task="rgbd", seed=0):
+    """A random-weight MiniMultiMAE over ``specs`` saved as safetensors + config.json in ``folder``."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from explorer.models.mini.multimae import MiniMultiMAE, MultiMAEConfig
+
+    torch.manual_seed(seed)
+    cfg = MultiMAEConfig(modalities=[s.to_dict() for s in specs], dim=32, depth=1, heads=2, dec_dim=32, dec_depth=1, dec_heads=2,
+                         task=task)
+    model = MiniMultiMAE(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    return folder

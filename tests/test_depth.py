@@ -82,3 +82,14 @@ def test_stereo_disparity_agrees_with_middlebury_ground_truth():
     assert np.median(err) < 1.5  # pixels, at quarter resolution
     depth = disparity_to_depth(d.depth, focal_px=100.0, baseline_m=0.2)
     assert np.isnan(depth[~d.valid]).all() and np.allclose(depth[both] * d.depth[both], 20.0, rtol=1e-5)
+
+
+def test_stereo_on_narrow_images_reduces_the_range_or_refuses():
+    rng = np.random.default_rng(0)
+    left = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    right = np.roll(left, -4, axis=1)
+    d = stereo_disparity(left, right, num_disparities=64)  # OpenCV alone fails here with an internal assertion
+    assert any("reduced to 32" in n for n in d.notes)
+    assert np.median(d.depth[d.valid]) == pytest.approx(4, abs=0.5)
+    with pytest.raises(DepthLoadError, match="at least 32"):
+        stereo_disparity(left[:, :20], right[:, :20])

@@ -1,13 +1,10 @@
 """Multimodal MAE: modalities, budgets, the model's masking invariance, reconstruction scores, baselines, loading."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from explorer.models import ModelLoadError, load_model
-from explorer.models.mini.multimae import MiniMultiMAE, MultiMAEConfig
 from explorer.multimodal import (
     BudgetError,
     Modality,
@@ -20,24 +17,7 @@ from explorer.multimodal import (
 )
 from explorer.multimodal.baselines import baseline_metrics, inpaint_prediction, mean_prediction
 
-RGB = Modality("rgb", "image", (32, 32, 3), (8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "intensity")
-DEPTH = Modality("depth", "depth", (32, 32), (8, 8), (5.0,), (2.0,), "metres")
-VIDEO = Modality("video", "video", (4, 16, 16, 3), (2, 8, 8), (0.5,) * 3, (0.25,) * 3)
-AUDIO = Modality("audio", "spectrogram", (32, 48), (16, 16), (-5.0,), (3.0,), "log mel power")
-
-
-def _save_tiny(folder, specs, task="rgbd", seed=0):
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    cfg = MultiMAEConfig(modalities=[s.to_dict() for s in specs], dim=32, depth=1, heads=2, dec_dim=32, dec_depth=1, dec_heads=2,
-                         task=task)
-    model = MiniMultiMAE(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
-    return folder
-
+from _tiny import AUDIO, DEPTH, RGB, VIDEO, save_tiny_multimae as _save_tiny
 
 @pytest.fixture(scope="module")
 def rgbd(tmp_path_factory):

@@ -1,0 +1,144 @@
+"""MultiMAEApp: budgets, presets and Dirichlet split, cache, in-place frame moves, uploads, bad input."""
+
+import io
+import wave
+
+import cv2
+import numpy as np
+import pytest
+
+from explorer.multimodal import Modality
+from explorer.video import write_video
+from explorer.widgets import multimodal_app as MA
+from explorer.widgets.multimodal_app import MultiMAEApp
+
+from _tiny import DEPTH, RGB, save_tiny_multimae as _save_tiny
+
+VIDEO = Modality("video", "video", (8, 48, 48, 3), (2, 8, 8), (0.5,) * 3, (0.25,) * 3, "intensity")
+AUDIO = Modality("audio", "spectrogram", (128, 96), (16, 16), (-5.0,), (3.0,), "log mel power")
+
+
+@pytest.fixture(scope="module")
+def rgbd_folder(tmp_path_factory):
+    return str(_save_tiny(tmp_path_factory.mktemp("app") / "rgbd", [RGB, DEPTH]))
+
+
+@pytest.fixture(scope="module")
+def av_folder(tmp_path_factory):
+    return str(_save_tiny(tmp_path_factory.mktemp("app") / "av", [VIDEO, AUDIO], task="audio-visual"))
+
+
+def _png(arr) -> bytes:
+    ok, buf = cv2.imencode(".png", arr)
+    assert ok
+    return buf.tobytes()
+
+
+def _wav(samples, rate=44_100, channels=2) -> bytes:
+    b = io.BytesIO()
+    with wave.open(b, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat((samples * 32767).astype("<i2")[:, None], channels, 1).tobytes())
+    return b.getvalue()
+
+
+def test_budgets_presets_and_dirichlet_are_served_from_the_cache(rgbd_folder, monkeypatch):
+    app = MultiMAEApp(rgbd_folder, "room:10000001", budgets={"rgb": 1.0, "depth": 0.0}, device="cpu")
+    assert app.result.counts == {"rgb": 16, "depth": 0} and "depth" in app.table.value
+    calls = []
+    real = MA.reconstruct_multimodal
+    monkeypatch.setattr(MA, "reconstruct_multimodal", lambda *a, **k: calls.append(k) or real(*a, **k))
+    before = app.fig.data[4 * 1 + 2].source  # the depth reconstruction
+    app._sliders["depth"].value = 0.25
+    assert app.result.counts == {"rgb": 16, "depth": 4} and len(calls) == 1
+    assert app.fig.data[4 * 1 + 2].source != before
+    app.set_budgets({"rgb": 1.0, "depth": 0.0})
+    assert len(calls) == 1 and app.result.counts["depth"] == 0  # back to a cached result
+    preset = next(b for b in app.presets.children if b.description == "RGB from depth")
+    preset.click()
+    assert app.result.counts == {"rgb": 0, "depth": 16} and len(calls) == 2
+    app.total.value = 10
+    app.dirichlet_btn.click()
+    assert sum(app.result.counts.values()) == 10 and "Dirichlet" in app.status.value
+    assert [round(s.value * 16) for s in app._sliders.values()] == list(app.result.counts.values())
+    assert len(calls) == 3  # showing the drawn split on the sliders did not recompute
+    app.seed.value = 1
+    assert app.result.seed == 1
+
+
+def test_table_marks_the_best_of_model_and_baselines(rgbd_folder):
+    app = MultiMAEApp(rgbd_folder, "room:10000004", budgets={"rgb": 0.5, "depth": 0.5}, device="cpu")
+    d = app.result["depth"].metrics["absrel"]
+    options = [d] + [m["depth"]["absrel"] for m in app.baselines.values() if "depth" in m]
+    assert f"<b>{min(options):.3g}</b>" in app.table.value
+
+
+def test_av_frame_moves_update_the_figure_in_place(av_folder, monkeypatch):
+    app = MultiMAEApp(av_folder, "clip:10000002", budgets={"video": 0.25, "audio": 0.5}, device="cpu")
+    assert app.time_box.layout.display != "none" and app.frame.max == 7
+    calls = []
+    monkeypatch.setattr(MA, "reconstruct_multimodal", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(MA.MV, "multimodal_figure", lambda *a, **k: calls.append(2))
+    src, audio_src = app.fig.data[0].source, app.fig.data[4].source
+    app.frame.value = 5
+    assert not calls and app.fig.data[0].source != src and app.fig.data[4].source == audio_src
+    assert "frame 6/8" in app.fig.layout.annotations[0].text and app.last_update_ms < 1000
+
+
+def test_rgbd_uploads_depth_png_and_stereo_pair(rgbd_folder, tmp_path):
+    app = MultiMAEApp(rgbd_folder, device="cpu")
+    rng = np.random.default_rng(0)
+    left = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    depth_mm = np.full((48, 64), 3000, np.uint16)
+    depth_mm[:, 20:28] = 0  # invalid (inside the centre crop)
+    app.set_rgbd(_png(left), _png(depth_mm))
+    assert app.result is not None and np.isnan(app.inputs["depth"]).any()
+    assert np.nanmax(app.inputs["depth"]) == pytest.approx(3.0)
+    assert "millimetres" in app.status.value and "error" not in app.status.value.lower()
+    right = np.roll(left, -4, axis=1)
+    app.set_rgbd(_png(left), _png(right))
+    assert "stereo pair" in app.status.value and "depth" in app.inputs
+    app.set_rgbd(_png(left))  # RGB only: depth is predicted
+    assert app.result.counts["depth"] == 0 and "depth" not in app.inputs
+
+
+def test_av_uploads_video_and_wav(av_folder, tmp_path):
+    from explorer.training.av_clips import make_av_clip
+
+    c = make_av_clip(10_000_005)
+    write_video(tmp_path / "c.avi", c.frames, fps=8)
+    app = MultiMAEApp(av_folder, device="cpu")
+    app.set_av(str(tmp_path / "c.avi"), _wav(c.audio[::1], rate=16_000))
+    assert set(app.inputs) == {"video", "audio"} and "2 channels mixed down" in app.status.value
+    diff = np.abs(app.inputs["audio"] - c.spectrogram)  # 16-bit rounding only (largest in the quietest bins)
+    assert diff.max() < 0.2 and diff.mean() < 0.01
+    app.set_av(str(tmp_path / "c.avi"))
+    assert app.result.counts["audio"] == 0 and "predicts it from the video" in app.status.value
+    app.set_av(_png((c.frames[0] * 255).astype(np.uint8)))  # a still image
+    assert "still image" in app.status.value
+
+
+def test_bad_uploads_and_models_are_explained_and_the_app_survives(rgbd_folder, av_folder, tmp_path):
+    app = MultiMAEApp(rgbd_folder, device="cpu")
+    good = app.result
+    app.set_rgbd(_png(np.zeros((8, 8, 3), np.uint8))[:30])
+    assert "⚠" in app.status.value and app.result is good
+    app.set_rgbd(None, _png(np.zeros((8, 8), np.uint16)))
+    assert "no valid depth" in app.status.value
+    app._set_uploads()
+    assert "Upload a file first" in app.status.value
+    av = MultiMAEApp(av_folder, device="cpu")
+    av.set_av(None, b"RIFF0000WAVEjunk")
+    assert "WAV" in av.status.value and "⚠" in av.status.value
+    av.set_av(b"not a video at all")
+    assert "⚠" in av.status.value
+    write_video(tmp_path / "one.avi", np.zeros((1, 16, 16, 3), np.float32))
+    av.set_av(str(tmp_path / "one.avi"))
+    assert "⚠" in av.status.value and "1 frame" in av.status.value
+    bad = MultiMAEApp("mini-mae", device="cpu")
+    assert "not a multimodal MAE" in bad.status.value and bad.adapter is None
+    bad.model_dd.value = "EPFL-VILAB/multimae-b"
+    bad.load_btn.click()
+    assert "not in transformers" in bad.status.value
