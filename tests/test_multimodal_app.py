@@ -142,3 +142,35 @@ def test_bad_uploads_and_models_are_explained_and_the_app_survives(rgbd_folder, 
     bad.model_dd.value = "EPFL-VILAB/multimae-b"
     bad.load_btn.click()
     assert "not in transformers" in bad.status.value
+
+
+def test_export_and_reproduce_samples_and_uploads_byte_identically(rgbd_folder, av_folder, tmp_path):
+    from explorer.export import reproduce
+
+    app = MultiMAEApp(rgbd_folder, "room:10000001", budgets={"rgb": 1.0, "depth": 0.25}, device="cpu")
+    app.export_panel.folder.value = str(tmp_path / "figs")
+    app.export_panel.formats["pdf"].value = False
+    res = app.export_panel.export()
+    assert res is not None, app.export_panel.status.value
+    opts = res.sidecar["recipe"]["options"]
+    assert opts["sample"] == "room:10000001" and opts["budgets"] == {"rgb": 16, "depth": 4}
+    assert res.sidecar["provenance"]["model"]["family"] == "multimodal"
+    assert reproduce(res.files["json"]).identical
+    app.total.value = 12
+    app.dirichlet_btn.click()
+    res2 = app.export_panel.export()
+    assert res2.sidecar["recipe"]["options"]["total"] == 12 and reproduce(res2.files["json"]).identical
+    assert res2.files["png"] != res.files["png"]  # never overwritten silently
+    rng = np.random.default_rng(1)
+    app.set_rgbd(_png((rng.random((40, 40, 3)) * 255).astype(np.uint8)), _png(np.full((40, 40), 2500, np.uint16)))
+    res3 = app.export_panel.export()
+    stored = tmp_path / "figs" / res3.sidecar["recipe"]["options"]["arrays"]
+    assert stored.is_file() and reproduce(res3.files["json"]).identical
+    stored.write_bytes(stored.read_bytes()[:-40])  # a damaged input file is refused, not silently used
+    with pytest.raises(Exception, match="stored inputs"):
+        reproduce(res3.files["json"], overwrite=True)
+    av = MultiMAEApp(av_folder, "clip:10000002", budgets={"video": 0.5, "audio": 0.25}, device="cpu")
+    av.frame.value = 4
+    av.export_panel.folder.value = str(tmp_path / "figs")
+    res4 = av.export_panel.export()
+    assert res4.sidecar["recipe"]["options"]["frame"] == 4 and reproduce(res4.files["json"]).identical

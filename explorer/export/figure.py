@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from .files import free_stem, remove_stale_parts, write_atomic
 from .inputs import ReproduceError, file_sha256, input_spec
 from .presets import Preset, get_preset
-from .recipes import get_recipe, options_for
+from .recipes import get_recipe, input_folder, options_for
 from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw
 from .sidecar import PDF_KEY, PNG_KEY, SCHEMA, dumps, embedded, versions
 
@@ -121,13 +121,17 @@ def model_spec(adapter) -> dict:
     i = adapter.info
     spec = {"id": i.model_id, "model_type": i.model_type, "weights_sha256": i.weights_sha256, "device": i.device,
             "dtype": i.dtype}
-    if i.family == "fusion":
-        spec["family"] = "fusion"
+    if i.family in ("fusion", "multimodal"):
+        spec["family"] = i.family
     return spec
 
 
 def _load_any(name, *, family: str | None = None, device: str = "auto", dtype: str = "float32"):
-    """An image model (``load_model``) or, for ``family="fusion"``, an image+text model."""
+    """An image model (``load_model``), for ``family="fusion"`` an image+text model, for ``"multimodal"`` a multimodal MAE."""
+    if family == "multimodal":
+        from ..multimodal import load_multimodal_model
+
+        return load_multimodal_model(name, device=device, dtype=dtype)
     if family == "fusion":
         from ..fusion import load_fusion_model
 
@@ -163,7 +167,9 @@ def build_recipe(name: str, adapter, images: list, options: dict | None = None) 
     r = get_recipe(name)
     if r.n_inputs == "one" and len(images) != 1:
         raise ValueError(f"Recipe {name!r} takes exactly one input, got {len(images)}.")
-    if not images:
+    if r.n_inputs == "none" and images:
+        raise ValueError(f"Recipe {name!r} takes its inputs from its options, not as images.")
+    if not images and r.n_inputs != "none":
         raise ValueError(f"Recipe {name!r} needs at least one input.")
     return r.build(adapter, images, options_for(name, options))
 
@@ -181,13 +187,14 @@ def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, 
     """
     from ..reconstruction import load_input
 
-    family = "fusion" if get_recipe(name).family == "fusion" else None
+    family = get_recipe(name).family if get_recipe(name).family in ("fusion", "multimodal") else None
     adapter = _load_any(model, family=family) if isinstance(model, (str, os.PathLike)) else model
     opts = options_for(name, options)
     out_dir = _stem(path).parent
     loaded = [load_input(s) for s in inputs]
     specs = [input_spec(s, li, out_dir) for s, li in zip(inputs, loaded)]
-    fig = build_recipe(name, adapter, loaded, opts)
+    with input_folder(out_dir):
+        fig = build_recipe(name, adapter, loaded, opts)
     export_kwargs.setdefault("letters", get_recipe(name).letters)
     return export_figure(fig, path, recipe={"name": name, "options": opts},
                          provenance={"model": model_spec(adapter), "inputs": specs}, **export_kwargs)

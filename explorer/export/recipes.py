@@ -12,7 +12,10 @@ Builders take ``(adapter, images, options)`` where ``images`` is a list of
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import plotly.graph_objects as go
@@ -22,7 +25,7 @@ import plotly.graph_objects as go
 class Recipe:
     name: str
     build: Callable
-    n_inputs: str  # "one" or "many"
+    n_inputs: str  # "one", "many" or "none" (the inputs are named in the options)
     defaults: dict
     description: str
     letters: bool = True  # panel letters by default (off for image grids)
@@ -30,6 +33,24 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {}
+
+#: The folder an export is written to (and a sidecar read from): recipes resolve relative input files against it.
+_INPUT_FOLDER: contextvars.ContextVar = contextvars.ContextVar("input_folder", default=Path("."))
+
+
+@contextlib.contextmanager
+def input_folder(folder: "str | Path"):
+    """Within this block, :func:`input_path` resolves relative paths against ``folder``."""
+    token = _INPUT_FOLDER.set(Path(folder))
+    try:
+        yield
+    finally:
+        _INPUT_FOLDER.reset(token)
+
+
+def input_path(relative: str) -> Path:
+    """A path stored in recipe options, resolved against the export's folder."""
+    return _INPUT_FOLDER.get() / relative
 
 
 def recipe(name: str, *, n_inputs: str = "one", defaults: dict | None = None, letters: bool = True, family: str = "image"):
@@ -157,3 +178,19 @@ def _word_maps(adapter, images, o) -> go.Figure:
 
     al = align(adapter, images[0], o["text"], fit=o["fit"])
     return word_strip(al, o["method"], layer=o["layer"], head=o["head"], colorscale=o["colorscale"], opacity=o["opacity"])
+
+
+# ---------------------------------------------------------------------------- multimodal MAE recipe
+@recipe("multimodal", n_inputs="none", family="multimodal", letters=False,
+        defaults=dict(sample=None, arrays=None, arrays_sha256=None, budgets=None, total=None, seed=0, strategy=None, frame=0))
+def _multimodal(adapter, images, o) -> go.Figure:
+    """Cross-modal reconstruction (RGB-D / audio-visual): one row per modality, original | seen | reconstruction | error."""
+    from ..multimodal import reconstruct_multimodal
+    from ..multimodal.inputs import load_arrays, sample_inputs
+    from ..viz.multimodal import multimodal_figure
+
+    if (o["sample"] is None) == (o["arrays"] is None):
+        raise ValueError("The multimodal recipe needs either a sample name or stored input arrays.")
+    x = sample_inputs(adapter, o["sample"])[0] if o["sample"] else load_arrays(input_path(o["arrays"]), o["arrays_sha256"])
+    rec = reconstruct_multimodal(adapter, x, o["budgets"], total=o["total"], seed=o["seed"], strategy=o["strategy"])
+    return multimodal_figure(rec, frame=o["frame"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from .figure import ExportResult, build_recipe, export_figure, resolve_model
 from .inputs import ReproduceError, file_sha256, resolve_input
+from .recipes import input_folder
 from .presets import Preset
 from .sidecar import read_sidecar, versions
 
@@ -95,7 +96,8 @@ def reproduce(sidecar_path: "str | Path", *, out: "str | Path | None" = None, in
     specs = prov["inputs"]
     overrides = list(inputs or []) + [None] * (len(specs) - len(inputs or []))
     images = [resolve_input(spec, base, ov)[0] for spec, ov in zip(specs, overrides)]
-    fig = build_recipe(sc["recipe"]["name"], adapter, images, sc["recipe"]["options"])
+    with input_folder(base):
+        fig = build_recipe(sc["recipe"]["name"], adapter, images, sc["recipe"]["options"])
     style = sc["style"]
     preset = Preset(**style["preset"])
     stem = sidecar_path.with_suffix("")

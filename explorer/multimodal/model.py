@@ -55,6 +55,16 @@ class MultiMAEAdapter:
             self._sha = state_dict_sha256(self.model)
         return self._sha
 
+    @property
+    def info(self):
+        """What export sidecars record (:class:`explorer.models.base.ModelInfo`)."""
+        from ..models.base import ModelInfo
+
+        first = self.modalities[0]
+        return ModelInfo(self.model_id, self.family, "mini-multimae", str(self.device), str(self.dtype).replace("torch.", ""),
+                         int(first.shape[-2] if first.kind == "image" else first.shape[1]), int(first.patch[-1]), False,
+                         self.weights_sha256)
+
     def spec(self, name: str) -> Modality:
         for s in self.modalities:
             if s.name == name:

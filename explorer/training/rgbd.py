@@ -8,7 +8,8 @@ floor, a textured back wall), so depth can be inferred from the image the way a 
 texture gradient and the row where an object stands, object size, sphere shading, occlusion and a light
 haze with distance.  Everything follows the seed.  OpenCV drawing: free, unlimited, licence-free.
 
-The motorcycle pair (Middlebury 2014 stereo, Scharstein et al., shipped with scikit-image, CC BY) gives
+The motorcycle pair (Middlebury 2014 stereo, Scharstein et al. GCPR 2014, shipped with scikit-image; the dataset asks
+to be cited, no other terms) gives
 real depth through ``depth = f · B / (d + doffs)`` with the dataset's calibration (``f`` = 3979.911 px,
 ``B`` = 193.001 mm, ``doffs`` = 124.343 px at full resolution; scikit-image's copy is a quarter of it).
 Its left 65 % feeds training and the right 35 % is held out.

@@ -101,10 +101,12 @@ def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
             i = (k - 1) * 4 + c
             fig.update_yaxes(range=[h, 0], visible=False, scaleanchor=f"x{'' if i == 1 else i}", scaleratio=1,
                              constrain="domain", row=k, col=c)
-    for c, label in enumerate(COLUMNS):
-        fig.add_annotation(text=f"<b>{label}</b>", x=(c + 0.5) / 4, y=1.0, xref="paper", yref="paper", yanchor="bottom",
-                           showarrow=False, yshift=18, font=dict(size=12))
-    fig.update_layout(height=cell * len(names) + 90, width=cell * 4 + 60, margin=dict(l=10, r=10, t=70, b=10),
+    bottom = fig.get_subplot(len(names), 1).yaxis.domain[0]
+    for c, label in enumerate(COLUMNS):  # under the last row: every panel's column named once
+        dom = fig.get_subplot(len(names), c + 1).xaxis.domain
+        fig.add_annotation(text=label, x=(dom[0] + dom[1]) / 2, y=bottom, xref="paper", yref="paper", yanchor="top",
+                           showarrow=False, yshift=-2, font=dict(size=11))
+    fig.update_layout(height=cell * len(names) + 90, width=cell * 4 + 60, margin=dict(l=10, r=10, t=50, b=30),
                       title=dict(text=f"{rec.model_id} · seed {rec.seed}", x=0.01, y=0.995, font=dict(size=13)),
                       template="plotly_white")
     return fig

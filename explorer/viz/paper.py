@@ -108,7 +108,9 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
     top = (body * 1.6 if any(a.yref == "paper" for a in out.layout.annotations) else 4) + (body * 1.3 if title else 0)
     out.update_layout(margin=dict(l=4 + (body * 3 if _has_tick_labels(out, "y") else 0), r=4,
                                   t=top + (p.px(p.letter_pt) * 0.2 if letters else 0),
-                                  b=4 + (body * 3 if _has_tick_labels(out, "x") else 0)))
+                                  b=4 + (body * 3 if _has_tick_labels(out, "x") else 0)
+                                  + (body * 1.6 if any(a.yref == "paper" and a.yanchor == "top" and (a.y or 0) <= 0.001
+                                                       for a in out.layout.annotations) else 0)))
     out.update_xaxes(tickfont=dict(size=tick), title_font=dict(size=body))
     out.update_yaxes(tickfont=dict(size=tick), title_font=dict(size=body))
     out.update_annotations(font=dict(size=body, family=p.font_family))

@@ -22,6 +22,7 @@ from ..multimodal.baselines import baseline_metrics
 from ..multimodal.inputs import prepare_av, prepare_rgbd, sample_inputs, sample_names
 from ..viz import multimodal as MV
 from .attention_app import _replace
+from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, BudgetError, MultiModalInputError, ValueError)
@@ -85,11 +86,13 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.table = W.HTML()
         self.fig = go.FigureWidget()
+        self._request = None
+        self.export_panel = ExportPanel(self.export_request)
         super().__init__([
             W.HBox([self.model_dd, self.device_dd, self.load_btn]),
             W.HBox([self.sample_dd, self.upload_a, self.upload_b, self.use_uploads]),
             self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
-            self.status, self.details, self.fig, self.table,
+            self.status, self.details, self.fig, self.table, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.sample_dd.observe(lambda ch: self._set_sample(ch["new"]) if ch["new"] else None, names="value")
@@ -279,6 +282,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
             budgets = {k: int(round(sl.value * self.adapter.spec(k).num_patches)) for k, sl in self._sliders.items()}
             key = (self._key, self.adapter.model_id, tuple(sorted(budgets.items())), seed)
             kwargs = dict(budgets=budgets)
+        self._request = dict(kwargs, seed=seed)
         if key not in self._cache:
             t0 = time.perf_counter()
             rec = reconstruct_multimodal(self.adapter, self.inputs, seed=seed, **kwargs)
@@ -296,6 +300,22 @@ class MultiMAEApp(StatusMixin, W.VBox):
                              + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
                              + f" · {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes)))
                              + "</div>")
+
+    def export_request(self) -> dict:
+        """What the Export button exports: the ``multimodal`` recipe for the view on screen (uploads are stored as
+        ``inputs/<sha>.npz`` next to the figure so that ``reproduce`` can rebuild it)."""
+        from ..multimodal.inputs import store_arrays
+
+        if self.result is None or self._request is None:
+            raise ValueError("Nothing to export yet: load a model and a sample first.")
+        opts = dict(self._request, frame=int(self.frame.value))
+        if self._key.startswith("upload:"):
+            opts["arrays"], opts["arrays_sha256"] = store_arrays(self.inputs, self.export_panel.folder.value.strip() or ".")
+            what = "upload-" + self._key.split(":")[1][:8]
+        else:
+            opts["sample"], what = self._key, self._key.replace(":", "-")
+        return dict(recipe="multimodal", model=self.adapter, inputs=[], options=opts,
+                    name=f"{self.adapter.task}-{what}-seed{opts['seed']}")
 
     def metrics_table(self) -> str:
         """HTML: per modality, the model's score on hidden values next to the baselines' (best marked)."""
