@@ -245,3 +245,13 @@ def test_alignment_notebook_word_click_and_layer_slider_in_jupyterlab(tmp_path):
     assert seen["value_before"] == "1" and seen["value_after"] == "0"
     assert seen["then"]["changed"] >= 1 and "mod-active" in seen["then"]["active"], seen["then"]
     assert f"'{seen['then']['word']}'" in seen["then"]["titles"], seen["then"]  # the map on screen is the clicked word's
+
+
+RGBD = ROOT / "notebooks" / "07_rgbd_mae.ipynb"
+
+
+def test_rgbd_notebook_depth_budget_slider_in_jupyterlab(tmp_path):
+    """notebooks/07_rgbd_mae.ipynb: moving the MultiMAEApp's depth-visible slider changes the reconstruction."""
+    _require_browser()
+    seen = drive_notebook(RGBD, tmp_path, "rgbd", slider_label=r"^\s*depth visible\s*$", presses=4)
+    assert seen["value_before"] == "9%" and seen["value_after"] == "16%"  # 6 → 10 of 64 depth patches

@@ -72,3 +72,13 @@ def test_notebook_runs(path):
         assert "3 exported, 0 already done (skipped), 1 failed" in text and "broken.jpg" in text
         assert "r75_reconstruction.png" in text
         assert re.search(r"astronaut-mini-mae-manual-\d+\.pdf then astronaut-mini-mae-manual-\d+-2\.pdf", text)
+    if path.name == "07_rgbd_mae.ipynb":
+        assert re.search(r"depth \(0/64 visible\): rmse [\d.]+, absrel [\d.]+", text)
+        assert "budget split by Dirichlet(1)" in text and "— RGB + 10% depth" in text
+        assert re.search(r"depth visible  10%: model AbsRel [\d.]+ \| inpainting [\d.]+", text)
+        assert "handled: ('depth: 24 patches are mostly unknown and never shown',)" in text
+        assert text.count("refused:") == 5 and "not in transformers" in text
+    if path.name == "08_audio_visual_mae.ipynb":
+        assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
+        assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text
+        assert text.count("refused:") == 5 and "handled: ['the sound lasts 0.25 s" in text

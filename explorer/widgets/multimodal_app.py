@@ -129,7 +129,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
     def _build_budget_controls(self, budgets: dict):
         self._sliders = {}
         for s in self.adapter.modalities:
-            sl = W.FloatSlider(value=float(budgets.get(s.name, 0.0)), min=0, max=1, step=1 / s.num_patches, readout_format=".0%",
+            sl = W.FloatSlider(value=round(float(budgets.get(s.name, 0.0)) * s.num_patches) / s.num_patches, min=0, max=1, step=1 / s.num_patches, readout_format=".0%",
                                description=f"{s.name} visible", continuous_update=False, style={"description_width": "90px"},
                                layout=W.Layout(width="360px"))
             sl.observe(lambda _c: self._compute(), names="value")
@@ -253,8 +253,9 @@ class MultiMAEApp(StatusMixin, W.VBox):
         with self.hold_trait_notifications():
             self._muted = True
             try:
-                for k, v in budgets.items():
-                    self._sliders[k].value = float(v)
+                for k, v in budgets.items():  # snapped to whole patches: the slider shows what is used
+                    n = self.adapter.spec(k).num_patches
+                    self._sliders[k].value = round(float(v) * n) / n
             finally:
                 self._muted = False
         if compute:
@@ -298,7 +299,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self.table.value = self.metrics_table()
         self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · seed {seed} · "
                              + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
-                             + f" · {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes)))
+                             + f" · computed in {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes)))
                              + "</div>")
 
     def export_request(self) -> dict:
