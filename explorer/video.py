@@ -1,6 +1,13 @@
 """Loading videos for the video models (OpenCV ``VideoCapture``), with clear refusals.
 
-    v = explorer.video.load_video("clip.mp4", num_frames=16)   # (16, H, W, 3) float32, sampled uniformly
+    v = explorer.video.load_video("clip.mp4", num_frames=16)                        # uniform in time over the clip
+    v = explorer.video.load_video("clip.mp4", num_frames=16, sampling="strided", stride=4)   # as Kinetics VideoMAE
+    v.frames, v.indices, v.times_s, v.notes     # (16, H, W, 3) float32; which frames, when; what was done
+
+Long clips are never held whole: one pass ``grab()``s every frame (reading its timestamp) and ``retrieve()``s only the
+frames that will be kept, so memory is bounded by ``num_frames`` decoded frames, not by the clip's length. The frames
+to keep are planned from the frame count and rate the file declares; when the timestamps show that plan was wrong
+(variable frame rate, a wrong or missing frame count, a truncated file), a second pass retrieves the right ones.
 """
 
 from __future__ import annotations
@@ -8,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -21,18 +28,33 @@ class VideoLoadError(ImageLoadError):
     """The video cannot be used; the message says why, for the user."""
 
 
+#: How frames are chosen: ``"uniform"`` spreads them evenly in time over the whole clip; ``"strided"`` takes
+#: consecutive frames ``stride`` apart, centred in the clip (how VideoMAE checkpoints read clips: 16 frames at
+#: stride 4 for Kinetics-400, 2 for Something-Something v2).
+SAMPLINGS = ("uniform", "strided")
+#: What to do when the clip has fewer frames than the sampling needs: ``"stretch"`` repeats frames evenly (uniform
+#: sampling's default), ``"loop"`` starts the clip again, ``"pad"`` repeats the last frame (VideoMAE's choice, strided default).
+SHORT_CLIP = ("stretch", "loop", "pad")
+#: Frame gaps that differ by more than this fraction of the median gap (and by over 1 ms) mean a variable frame rate.
+VFR_TOLERANCE = 0.1
+
+
 @dataclass(frozen=True)
 class LoadedVideo:
     """Decoded frames.
 
     Attributes:
         frames: ``(T, H, W, 3)`` float32 RGB in [0, 1].
-        fps: frames per second stored in the file (``nan`` for arrays).
+        fps: frames per second stored in the file (``nan`` for arrays without ``fps``).
         sha256: of the raw bytes (arrays: bytes + shape + dtype).
         name: file name or ``"<array>"``.
-        decoded: frames decoded from the file before sampling.
-        indices: ``(T,)`` which decoded frames were kept.
+        decoded: frames in the clip (grabbed from the file; only the kept ones are decoded to pixels).
+        indices: ``(T,)`` which frames of the clip were kept.
         notes: conversions and caveats, for the user.
+        times_s: ``(T,)`` timestamp of each kept frame in seconds (``nan`` for arrays without ``fps``).
+        clip_times_s: ``(decoded,)`` timestamp of every frame of the clip.
+        vfr: the frame gaps vary (variable frame rate): frames were picked by timestamp.
+        sampling, stride, short: how the frames were chosen (``sampling="all"`` when every frame was kept).
     """
 
     frames: np.ndarray
@@ -42,6 +64,12 @@ class LoadedVideo:
     decoded: int
     indices: np.ndarray
     notes: tuple[str, ...]
+    times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    clip_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vfr: bool = False
+    sampling: str = "all"
+    stride: int = 1
+    short: str = ""
 
 
 _VIDEO_MAGIC = {b"ftyp": "MP4/QuickTime", b"\x1aE\xdf\xa3": "Matroska/WebM"}
@@ -53,85 +81,272 @@ def _looks_like_video(data: bytes) -> bool:
         or head.startswith((b"GIF87a", b"GIF89a")) or head.startswith(b"\x00\x00\x01\xba")
 
 
+# ---------------------------------------------------------------------------- which frames (pure functions)
 def sample_indices(n: int, num_frames: int) -> np.ndarray:
-    """``num_frames`` indices spread uniformly over ``n`` frames (repeating frames when ``n < num_frames``)."""
+    """``num_frames`` indices spread uniformly over ``n`` frames (repeating frames when ``n < num_frames``): the frame
+    on screen at the centre of each of ``num_frames`` equal segments of a constant-rate clip."""
     return np.floor((np.arange(num_frames) + 0.5) * n / num_frames).astype(int).clip(0, n - 1)
 
 
-def load_video(source: Any, *, num_frames: int | None = None, max_frames: int = 2000, max_pixels: int = 8_000_000,
-               name: str | None = None) -> LoadedVideo:
+def uniform_time_indices(times_s: np.ndarray, num_frames: int) -> np.ndarray:
+    """``(num_frames,)`` frames on screen at the centres of ``num_frames`` equal *time* segments of the clip.
+
+    Args:
+        times_s: ``(N,)`` increasing timestamps of every frame (seconds). The clip lasts from ``times_s[0]`` to the
+            last timestamp plus one mean frame gap (the last frame's own duration is not stored).
+    For a constant frame rate this equals :func:`sample_indices`; for a variable one, a frame shown longer is
+    picked more often (as a viewer would see it).
+    """
+    t = np.asarray(times_s, np.float64)
+    n = len(t)
+    if n == 1:
+        return np.zeros(num_frames, int)
+    span = (t[-1] - t[0]) * n / (n - 1)
+    centres = t[0] + (np.arange(num_frames) + 0.5) * span / num_frames
+    return (np.searchsorted(t, centres + 1e-7, side="right") - 1).clip(0, n - 1)
+
+
+def strided_indices(n: int, num_frames: int, stride: int, short: str = "pad") -> np.ndarray:
+    """``num_frames`` frames ``stride`` apart, centred in a clip of ``n`` frames (VideoMAE's test-time sampling).
+
+    When the clip is shorter than the ``(num_frames - 1) * stride + 1`` frames needed: ``short="pad"`` repeats the
+    last frame, ``"loop"`` starts the clip again, ``"stretch"`` spreads the frames uniformly instead.
+    """
+    stride = max(1, int(stride))
+    need = (num_frames - 1) * stride + 1
+    k = np.arange(num_frames) * stride
+    if n >= need:
+        return (n - need) // 2 + k
+    return short_clip_indices(n, num_frames, short, k)
+
+
+def short_clip_indices(n: int, num_frames: int, short: str, wanted: "np.ndarray | None" = None) -> np.ndarray:
+    """Indices into a clip of ``n`` frames for ``wanted`` positions (default ``0..num_frames-1``) that run past its end."""
+    if short not in SHORT_CLIP:
+        raise ValueError(f"Unknown short-clip policy {short!r}; choose one of {', '.join(SHORT_CLIP)}.")
+    wanted = np.arange(num_frames) if wanted is None else np.asarray(wanted)
+    if short == "loop":
+        return wanted % n
+    if short == "pad":
+        return np.minimum(wanted, n - 1)
+    return sample_indices(n, num_frames)
+
+
+def is_variable_rate(times_s: np.ndarray) -> bool:
+    """True when the gaps between consecutive timestamps differ by more than :data:`VFR_TOLERANCE` of the median."""
+    g = np.diff(np.asarray(times_s, np.float64))
+    if len(g) < 2:
+        return False
+    return bool(g.max() - g.min() > max(1e-3, VFR_TOLERANCE * float(np.median(g))))
+
+
+def choose_frames(times_s: np.ndarray, num_frames: "int | None", sampling: str = "uniform", stride: int = 4,
+                  short: "str | None" = None) -> tuple[np.ndarray, list[str]]:
+    """Which of the clip's frames to keep, and notes for the user.
+
+    Args:
+        times_s: ``(N,)`` timestamps of every frame (seconds; a constant-rate ramp when unknown).
+        num_frames: frames wanted (``None``: all of them).
+        sampling: one of :data:`SAMPLINGS`; short: one of :data:`SHORT_CLIP` (default: stretch for uniform, pad for strided).
+    Returns:
+        ``(indices (num_frames,), notes)``.
+    """
+    n = len(times_s)
+    if num_frames is None:
+        return np.arange(n), []
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"Unknown sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}.")
+    num_frames = int(num_frames)
+    if sampling == "uniform":
+        short = short or "stretch"
+        if n >= num_frames or short == "stretch":
+            idx = uniform_time_indices(times_s, num_frames)
+        else:
+            idx = short_clip_indices(n, num_frames, short)
+        need = num_frames
+    else:
+        short = short or "pad"
+        idx = strided_indices(n, num_frames, stride, short)
+        need = (num_frames - 1) * max(1, int(stride)) + 1
+    notes = []
+    if n < need:
+        what = {"stretch": "stretched (frames repeat evenly)", "loop": "looped (the clip starts again)",
+                "pad": "padded (the last frame repeats)"}[short]
+        how = f"{num_frames} frames" if sampling == "uniform" else f"{num_frames} frames at stride {stride} ({need} frames)"
+        notes.append(f"{what}: the clip has {n} frames, the model reads {how}")
+    return idx, notes
+
+
+# ---------------------------------------------------------------------------- decoding
+def _progress(total: int, show: "bool | None", desc: str):
+    from tqdm.auto import tqdm
+
+    if show is None:
+        show = total >= 500
+    return tqdm(total=total or None, disable=not show, unit="frame", desc=desc, leave=False)
+
+
+def _scan(path: str, want: "set[int] | None", max_frames: int, *, stop_early: bool = False, total: int = 0,
+          progress: "bool | None" = None, desc: str = "") -> tuple[dict[int, np.ndarray], list[float], bool]:
+    """One pass over the file: ``grab()`` every frame, ``retrieve()`` only those in ``want`` (``None``: all);
+    ``stop_early``: stop after the last wanted frame (otherwise read to the end, for every timestamp).
+
+    Returns ``({index: (H, W, 3) uint8 RGB}, timestamps in seconds of every grabbed frame, failed)`` where
+    ``failed`` says a grabbed frame could not be retrieved (the scan stops there).
+    """
+    cap = cv2.VideoCapture(path)
+    frames: dict[int, np.ndarray] = {}
+    times: list[float] = []
+    last = max(want) if (want and stop_early) else max_frames
+    failed = False
+    with _progress(total, progress, desc) as bar:
+        while len(times) < max_frames and len(times) <= last:
+            if not cap.grab():
+                break
+            j = len(times)
+            if want is None or j in want:
+                ok, fr = cap.retrieve()
+                if not ok or fr is None:
+                    failed = True
+                    break
+                frames[j] = cv2.cvtColor(fr, cv2.COLOR_BGR2RGB)
+            times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+            bar.update(1)
+    cap.release()
+    return frames, times, failed
+
+
+def _timestamps(times: list[float], fps: float, notes: list[str]) -> np.ndarray:
+    """The grabbed frames' timestamps; a constant-rate ramp when the file's are unusable (not increasing)."""
+    t = np.asarray(times, np.float64)
+    if len(t) > 1 and np.all(np.diff(t) > 0):
+        return t - t[0] if t[0] < 0 else t
+    step = 1.0 / fps if np.isfinite(fps) and fps > 0 else 1.0
+    if len(t) > 1:
+        notes.append("the file's frame timestamps are unusable (not increasing): frames assumed evenly spaced")
+    return np.arange(len(t)) * step
+
+
+def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_frames, max_pixels, progress):
+    """Decode ``num_frames`` frames of the file at ``tmp``; see :func:`load_video`."""
+    cap = cv2.VideoCapture(tmp)
+    if not cap.isOpened():
+        raise VideoLoadError("OpenCV cannot open this video: the file is corrupt or its codec is not supported.")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or float("nan"))
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    w, hgt = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    if w * hgt > max_pixels:
+        raise VideoLoadError(f"Frames of {w}x{hgt} are larger than the limit of {max_pixels / 1e6:.0f} megapixels.")
+    notes: list[str] = []
+    # Plan from what the file declares (a constant-rate clip of `declared` frames); check it against the timestamps.
+    planned = None
+    if num_frames is not None:
+        planned = set()
+        if declared > 0:
+            step = 1.0 / fps if np.isfinite(fps) and fps > 0 else 1.0
+            planned = set(choose_frames(np.arange(min(declared, max_frames)) * step, num_frames, sampling, stride, short)[0].tolist())
+    got, times, failed = _scan(tmp, planned, max_frames, total=declared, progress=progress, desc=name)
+    if failed:
+        notes.append(f"frame {len(times) + 1} could not be decoded: the file may be truncated")
+    n = len(times)
+    if n == 0:
+        raise VideoLoadError("No frame could be decoded: the video is empty, truncated or uses an unsupported codec.")
+    if n == max_frames and not failed:
+        notes.append(f"decoding stopped at {max_frames} frames")
+    elif declared > n + 1 and not failed:
+        notes.append(f"the file declares {declared} frames but only {n} could be decoded: it may be truncated")
+    t = _timestamps(times, fps, notes)
+    vfr = is_variable_rate(t)
+    if vfr:
+        g = np.diff(t) * 1e3
+        notes.append(f"variable frame rate (frame gaps from {g.min():.0f} to {g.max():.0f} ms): frames were picked by "
+                     "their timestamps")
+    if n < 2:
+        return got, t, n, fps, vfr, notes, np.arange(n)
+    idx, more = choose_frames(t, num_frames, sampling, stride, short)
+    missing = set(idx.tolist()) - set(got)
+    if missing:  # the declared frame count / rate was wrong: a second, shorter pass for the right frames
+        got = {j: f for j, f in got.items() if j in set(idx.tolist())}
+        extra, _t, _f = _scan(tmp, missing, max_frames, stop_early=True, total=max(missing) + 1, progress=progress, desc=name)
+        got.update(extra)
+        if set(idx.tolist()) - set(got):
+            raise VideoLoadError("The video decodes differently on a second pass: the file is corrupt.")
+    return got, t, n, fps, vfr, notes + more, idx
+
+
+def _from_array(arr: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str]:
+    """``(T, H, W, 1 | 3)`` uint8 / float array → float32 RGB frames in [0, 1] and its digest."""
+    arr = np.asarray(arr)
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise VideoLoadError(f"A video array must be (T, H, W, 3) or (T, H, W, 1), got shape {arr.shape}.")
+    h = hashlib.sha256(np.ascontiguousarray(arr).tobytes())
+    h.update(str((arr.shape, str(arr.dtype))).encode())
+    if arr.dtype == np.uint8:
+        frames = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        frames = np.clip(arr.astype(np.float32), 0, 1)
+    else:
+        raise VideoLoadError(f"Video arrays must be uint8 or float in [0, 1], got {arr.dtype}.")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, -1)
+        notes.append("grey frames repeated to RGB")
+    return frames, h.hexdigest()
+
+
+def _refuse_short(n: int) -> None:
+    if n < 2:
+        raise VideoLoadError(f"The video has {n} frame{'s' if n != 1 else ''}: video models need at least 2 "
+                             "(tubelets span 2 frames). Load a single frame as an image instead.")
+
+
+def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "uniform", stride: int = 4,
+               short: str | None = None, fps: float | None = None, max_frames: int = 100_000,
+               max_pixels: int = 8_000_000, name: str | None = None, progress: bool | None = None) -> LoadedVideo:
     """Decode a video file (path, bytes, FileUpload value) or take a ``(T, H, W, 3)`` array.
 
     Args:
-        num_frames: sample this many frames uniformly (``None``: keep all decoded frames).
-        max_frames: stop decoding after this many frames (noted).
+        num_frames: keep this many frames (``None``: keep every frame, up to ``max_frames``).
+        sampling: ``"uniform"`` (evenly in time over the whole clip, by timestamp) or ``"strided"`` (``num_frames``
+            consecutive frames ``stride`` apart, centred in the clip); see :data:`SAMPLINGS`.
+        short: what to do with a clip shorter than the sampling needs (:data:`SHORT_CLIP`); noted.
+        fps: frame rate of an array input (gives it timestamps); ignored for files.
+        max_frames: stop reading a file after this many frames (noted).
         max_pixels: refuse frames larger than this (width × height).
+        progress: a progress bar over the file's declared frames (``None``: only for clips of 500 frames or more).
     Raises:
         VideoLoadError: empty, not a video, undecodable, too large, or fewer than two frames.
     """
     data, name = read_source(source, name, error=VideoLoadError, noun="a video")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
-        arr = np.asarray(data)
-        if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
-            raise VideoLoadError(f"A video array must be (T, H, W, 3) or (T, H, W, 1), got shape {arr.shape}.")
-        h = hashlib.sha256(np.ascontiguousarray(arr).tobytes())
-        h.update(str((arr.shape, str(arr.dtype))).encode())
-        if arr.dtype == np.uint8:
-            frames = arr.astype(np.float32) / 255.0
-        elif np.issubdtype(arr.dtype, np.floating):
-            frames = np.clip(arr.astype(np.float32), 0, 1)
-        else:
-            raise VideoLoadError(f"Video arrays must be uint8 or float in [0, 1], got {arr.dtype}.")
-        if frames.shape[-1] == 1:
-            frames = np.repeat(frames, 3, -1)
-            notes.append("grey frames repeated to RGB")
-        fps, digest, decoded = float("nan"), h.hexdigest(), len(frames)
-    else:
-        if not data:
-            raise VideoLoadError("The file is empty.")
-        if not _looks_like_video(data):
-            raise VideoLoadError(f"Not a video file (detected: {_sniff(data)}). Supported: MP4, AVI, WebM/MKV, MPEG, animated GIF.")
-        digest = hashlib.sha256(data).hexdigest()
-        fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(name)[1] or ".mp4")  # VideoCapture needs a file name
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            cap = cv2.VideoCapture(tmp)
-            if not cap.isOpened():
-                raise VideoLoadError("OpenCV cannot open this video: the file is corrupt or its codec is not supported.")
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or float("nan"))
-            declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            w, hgt = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            if w * hgt > max_pixels:
-                raise VideoLoadError(f"Frames of {w}x{hgt} are larger than the limit of {max_pixels / 1e6:.0f} megapixels.")
-            out = []
-            while len(out) < max_frames:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            cap.release()
-        finally:
-            os.unlink(tmp)
-        if len(out) == max_frames:
-            notes.append(f"decoding stopped at {max_frames} frames")
-        elif declared > len(out) + 1:
-            notes.append(f"the file declares {declared} frames but only {len(out)} could be decoded: it may be truncated")
-        if not out:
-            raise VideoLoadError("No frame could be decoded: the video is empty, truncated or uses an unsupported codec.")
-        frames = np.stack(out).astype(np.float32) / 255.0
-        decoded = len(frames)
-    if len(frames) < 2:
-        raise VideoLoadError(f"The video has {len(frames)} frame{'s' if len(frames) != 1 else ''}: video models need at least 2 "
-                             "(tubelets span 2 frames). Load a single frame as an image instead.")
-    idx = np.arange(len(frames))
-    if num_frames is not None:
-        idx = sample_indices(len(frames), int(num_frames))
-        if len(frames) < num_frames:
-            notes.append(f"only {len(frames)} frames: some of the {num_frames} sampled frames repeat")
-        frames = frames[idx]
-    return LoadedVideo(np.ascontiguousarray(frames), fps, digest, name, decoded, idx, tuple(notes))
+        frames, digest = _from_array(data, notes)
+        n = len(frames)
+        _refuse_short(n)
+        rate = float(fps) if fps else float("nan")
+        t = np.arange(n) / rate if np.isfinite(rate) else np.arange(n, dtype=np.float64)
+        idx, more = choose_frames(t, num_frames, sampling, stride, short)
+        kept = np.ascontiguousarray(frames[idx])
+        times = t if np.isfinite(rate) else np.full(n, np.nan)
+        return LoadedVideo(kept, rate, digest, name, n, idx, tuple(notes + more), times[idx], times, False,
+                           "all" if num_frames is None else sampling, int(stride), short or "")
+    if not data:
+        raise VideoLoadError("The file is empty.")
+    if not _looks_like_video(data):
+        raise VideoLoadError(f"Not a video file (detected: {_sniff(data)}). Supported: MP4, AVI, WebM/MKV, MPEG, animated GIF.")
+    digest = hashlib.sha256(data).hexdigest()
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(name)[1] or ".mp4")  # VideoCapture needs a file name
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        got, t, n, rate, vfr, notes, idx = _decode_file(tmp, name, num_frames, sampling, stride, short, max_frames,
+                                                        max_pixels, progress)
+    finally:
+        os.unlink(tmp)
+    _refuse_short(n)
+    kept = np.stack([got[j] for j in idx.tolist()]).astype(np.float32) / 255.0
+    return LoadedVideo(kept, rate, digest, name, n, idx, tuple(notes), t[idx], t, vfr,
+                       "all" if num_frames is None else sampling, int(stride), short or "")
 
 
 def write_video(path: "str | os.PathLike", frames: np.ndarray, fps: float = 8.0) -> None:
@@ -144,3 +359,19 @@ def write_video(path: "str | os.PathLike", frames: np.ndarray, fps: float = 8.0)
     for f in frames:
         wr.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     wr.release()
+
+
+def write_gif(path: "str | os.PathLike", frames: np.ndarray, durations_ms: "list[int] | int" = 125) -> None:
+    """Write ``(T, H, W, 3)`` float [0, 1] frames as an animated GIF; ``durations_ms`` per frame gives a variable
+    frame rate (GIF stores durations in 10 ms steps). Written atomically (for tests and examples)."""
+    from PIL import Image
+
+    from .export.files import write_atomic
+
+    ims = [Image.fromarray((np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8)) for f in frames]
+    import io
+
+    buf = io.BytesIO()
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations_ms, loop=0, disposal=1,
+                optimize=False)
+    write_atomic(path, buf.getvalue(), overwrite=True)

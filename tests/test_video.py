@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.video import LoadedVideo, VideoLoadError, load_video, sample_indices, write_video
+from explorer.video import (LoadedVideo, VideoLoadError, is_variable_rate, load_video, sample_indices, uniform_time_indices,
+                            write_gif, write_video)
 
 
 def _clip(n=12, h=40, w=48):
@@ -59,3 +60,155 @@ def test_bad_videos_are_refused_with_a_message(tmp_path, case):
         assert re.search(match, str(e)), str(e)
     else:  # a truncated file may still decode its first frames: then it must say so
         assert case == "truncated" and any("truncated" in n for n in v.notes), v.notes
+
+
+# ---------------------------------------------------------------------------- long clips, sampling, frame rates
+def _numbered(n, h=16, w=16):
+    """``n`` frames whose flat colours spell the frame number in base 10 (digit / 9 per channel)."""
+    f = np.zeros((n, h, w, 3), np.float32)
+    for i in range(n):
+        f[i, ..., 0], f[i, ..., 1], f[i, ..., 2] = (i % 10) / 9, (i // 10 % 10) / 9, (i // 100 % 10) / 9
+    return f
+
+
+def _naive_decode(path):
+    """Every frame, the obvious way (independent of load_video): ``cap.read()`` until it fails."""
+    import cv2
+
+    cap, out = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, fr = cap.read()
+        if not ok:
+            break
+        out.append(cv2.cvtColor(fr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
+    cap.release()
+    return np.stack(out)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts ``grab()`` / ``retrieve()`` calls of every VideoCapture the loader opens."""
+    import cv2
+
+    real, counts = cv2.VideoCapture, {"grab": 0, "retrieve": 0, "opened": 0}
+
+    class Spy:
+        def __init__(self, *a):
+            self._cap = real(*a)
+            counts["opened"] += 1
+
+        def grab(self):
+            counts["grab"] += 1
+            return self._cap.grab()
+
+        def retrieve(self, *a):
+            counts["retrieve"] += 1
+            return self._cap.retrieve(*a)
+
+        def __getattr__(self, k):
+            return getattr(self._cap, k)
+
+    monkeypatch.setattr(cv2, "VideoCapture", Spy)
+    return counts
+
+
+def test_long_clip_is_sampled_in_one_pass_without_decoding_it_whole(tmp_path, spy, monkeypatch):
+    import tqdm.auto
+
+    write_video(tmp_path / "long.avi", _numbered(600), fps=30)
+    bars = []
+    real_tqdm = tqdm.auto.tqdm
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *a, **k: bars.append((k, real_tqdm(*a, **k))) or bars[-1][1])
+    v = load_video(tmp_path / "long.avi", num_frames=8, progress=True)  # the bar goes to stderr (captured here)
+    want = [int((k + 0.5) * 600 / 8) for k in range(8)]  # the frame at the centre of each eighth: 37, 112, ...
+    assert list(v.indices) == want and v.decoded == 600 and v.notes == () and not v.vfr
+    assert spy["grab"] == 600 + 1 and spy["retrieve"] == 8  # one pass (+ the failing grab at the end); 8 frames decoded
+    (kw, bar), = bars
+    assert kw["total"] == 600 and not kw["disable"] and bar.n == 600  # over the declared frames, every frame counted
+    load_video(tmp_path / "long.avi", num_frames=8, progress=False)
+    assert bars[1][0]["disable"]
+    np.testing.assert_allclose(v.times_s, np.array(want) / 30, atol=1e-6)
+    assert np.array_equal(v.frames, _naive_decode(tmp_path / "long.avi")[want])
+    assert v.frames.shape == (8, 16, 16, 3)
+
+
+def test_strided_sampling_is_centred_at_the_stride(tmp_path, spy):
+    write_video(tmp_path / "long.avi", _numbered(600), fps=30)
+    v = load_video(tmp_path / "long.avi", num_frames=16, sampling="strided", stride=4, progress=False)
+    start = (600 - 61) // 2  # 16 frames at stride 4 span 61 frames
+    assert list(v.indices) == [start + 4 * k for k in range(16)] and spy["retrieve"] == 16
+    assert np.array_equal(v.frames, _naive_decode(tmp_path / "long.avi")[v.indices])
+    assert np.allclose(np.diff(v.times_s), 4 / 30) and v.sampling == "strided" and v.stride == 4
+
+
+@pytest.mark.parametrize("sampling,short,want,note", [
+    ("strided", "pad", [0, 4, 8, 8, 8, 8, 8, 8], "padded"),
+    ("strided", "loop", [0, 4, 8, 3, 7, 2, 6, 1], "looped"),
+    ("uniform", "loop", [0, 1, 2, 3, 5, 6, 7, 8], None),  # 9 frames are enough: no loop needed
+    ("uniform", "pad", [0, 1, 2, 3, 5, 6, 7, 8], None),
+])
+def test_clips_shorter_than_the_model_reads_are_looped_or_padded(tmp_path, sampling, short, want, note):
+    write_video(tmp_path / "short.avi", _numbered(9))
+    v = load_video(tmp_path / "short.avi", num_frames=8, sampling=sampling, stride=4, short=short)
+    assert list(v.indices) == want
+    if note:
+        assert any(n.startswith(note) and "has 9 frames" in n and "29 frames" in n for n in v.notes), v.notes
+    else:
+        assert v.notes == ()
+    five = load_video(_numbered(5), num_frames=8, sampling="uniform", short=short)
+    assert list(five.indices) == ([0, 1, 2, 3, 4, 0, 1, 2] if short == "loop" else [0, 1, 2, 3, 4, 4, 4, 4])
+    assert any(("looped" if short == "loop" else "padded") in n and "has 5 frames" in n for n in five.notes)
+    assert np.array_equal(five.frames, _numbered(5)[five.indices])
+
+
+def test_variable_frame_rate_gif_is_sampled_in_time(tmp_path, spy):
+    # A real variable-frame-rate file: an animated GIF with per-frame durations (OpenCV's FFmpeg reader gives each
+    # frame its presentation time).
+    durations = [40, 40, 40, 200, 200, 40, 40, 300, 40, 40]
+    write_gif(tmp_path / "vfr.gif", _numbered(10), durations)
+    v = load_video(tmp_path / "vfr.gif", num_frames=6)
+    starts = np.cumsum([0] + durations[:-1]) / 1000
+    # Independent reference: the clip lasts (last start) * n / (n - 1); the frame on screen at each sixth's centre.
+    span = starts[-1] * 10 / 9
+    want = [max(j for j in range(10) if starts[j] <= (k + 0.5) * span / 6 + 1e-9) for k in range(6)]
+    assert list(v.indices) == want == [2, 3, 4, 7, 7, 9]
+    assert want != list(sample_indices(10, 6))  # uniform in frame index would pick other frames
+    assert v.vfr and any("variable frame rate (frame gaps from 40 to 300 ms)" in n for n in v.notes)
+    np.testing.assert_allclose(v.clip_times_s, starts, atol=1e-6)
+    np.testing.assert_allclose(v.times_s, starts[want], atol=1e-6)
+    assert np.array_equal(v.frames, _naive_decode(tmp_path / "vfr.gif")[want])
+    assert spy["retrieve"] <= 2 * 6  # planned from the declared rate, corrected in a second pass: never the whole clip
+
+
+def test_time_sampling_on_synthetic_timestamps():
+    for n, t in [(12, 4), (600, 8), (16, 8), (7, 7), (100, 16), (3, 6)]:
+        ramp = np.arange(n) / 29.97
+        assert list(uniform_time_indices(ramp, t)) == list(sample_indices(n, t)), (n, t)
+    # a stall: frames 0-4 every 10 ms, then one frame held for a second, then 10 ms again
+    ts = np.array([0.0, 0.01, 0.02, 0.03, 0.04, 1.04, 1.05, 1.06])
+    assert is_variable_rate(ts) and not is_variable_rate(np.arange(8) / 25.0)
+    assert list(uniform_time_indices(ts, 4)) == [4, 4, 4, 7]  # the held frame fills most of the clip's time
+
+
+def test_huge_frames_are_refused_before_any_frame_is_decoded(tmp_path, spy):
+    write_video(tmp_path / "big.avi", np.zeros((2, 2160, 4096, 3), np.float32))  # 8.8 megapixels
+    spy["retrieve"] = 0
+    with pytest.raises(VideoLoadError, match="4096x2160 are larger than the limit of 8 megapixels"):
+        load_video(tmp_path / "big.avi", num_frames=2)
+    assert spy["retrieve"] == 0
+
+
+def test_zero_frame_and_corrupt_files_are_refused(tmp_path):
+    import cv2
+
+    wr = cv2.VideoWriter(str(tmp_path / "zero.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 8, (16, 16))
+    wr.release()  # a valid container with no frame
+    with pytest.raises(VideoLoadError, match="No frame could be decoded"):
+        load_video(tmp_path / "zero.avi", num_frames=4)
+    write_video(tmp_path / "ok.avi", _numbered(12))
+    data = bytearray((tmp_path / "ok.avi").read_bytes())
+    data[300:] = np.random.default_rng(0).integers(0, 256, len(data) - 300, dtype=np.uint8).tobytes()
+    with pytest.raises(VideoLoadError, match="corrupt|No frame|truncated|1 frame"):
+        v = load_video(bytes(data), name="bad.avi", num_frames=4)
+        assert any("truncated" in n for n in v.notes), v.notes  # if some frames survive, it must say so
+        raise VideoLoadError("truncated")
