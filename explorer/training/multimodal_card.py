@@ -92,6 +92,15 @@ def render(folder: Path, metrics: dict) -> str:
                 losses.append(f"{label}{' (motorcycle)' if part == 'motorcycle' else ''}: {', '.join(winners)} "
                               f"{' / '.join('%.3g' % r[w] for w in winners)} vs model {r['model']:.3g}")
     lost = ("* **Where a baseline wins** (reported, not hidden): " + "; ".join(losses) + ".\n") if losses else ""
+    gen = metrics["generated"]
+    if metrics["task"] == "rgbd":
+        r = gen["RGB from depth alone"]
+        lost += (f"* RGB from depth alone is barely better than the mean colour ({r['model']:.3g} vs {r['training mean']:.3g} dB): "
+                 "geometry says little about colour.\n")
+    else:
+        a, b = gen["video from 10% of video alone"]["model"], gen["video from 10% of video + all sound"]["model"]
+        lost += (f"* Adding all the sound to 10 % of the video moves video PSNR from {a:.3g} to {b:.3g} dB: the sound carries "
+                 "pitch, timbre and bounce times, not where the objects are.\n")
     return f"""\
 # {name}: a small multimodal masked autoencoder trained in this repository
 
