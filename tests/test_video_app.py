@@ -3,6 +3,8 @@ from the cache and show the right frame; bad clips and models are explained in t
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pytest
 import torch
@@ -59,3 +61,90 @@ def test_bad_clips_and_models_are_explained(folder):
     app.model_box.value = "mini-mae"
     app.load_btn.click()
     assert "not a VideoMAEForPreTraining" in app.status.value
+
+
+def test_sampling_is_the_models_and_shown_on_a_time_line(folder):
+    app = VideoMAEApp(model=str(folder), clip="generated:10000003")
+    assert app.adapter.frame_stride == 4 and app.stride.value == 4 and app.sampling.value == "strided"
+    v = app.video  # a generated clip is 4 x 4 frames long; 4 frames at stride 4 span 13, centred
+    assert v.decoded == 16 and list(v.indices) == [1, 5, 9, 13] and np.allclose(v.times_s, v.indices / 8)
+    red = app.timeline.data[1]
+    assert list(red.customdata) == [1, 5, 9, 13] and list(red.text) == ["1", "2", "3", "4"]
+    assert len(app.timeline.data[0].x) == 16 and "consecutive" not in app.timeline.layout.title.text
+    from explorer.training.clips import make_clip
+
+    assert np.allclose(app.sweep[0.9].frames, make_clip(10000003, frames=16, size=32).frames[[1, 5, 9, 13]], atol=1e-6)
+    before = set(app._cache)
+    app.sampling.value = "uniform"
+    assert list(app.video.indices) == [2, 6, 10, 14] and list(app.timeline.data[1].customdata) == [2, 6, 10, 14]
+    assert len(app._cache) == len(before) + 1  # another clip for the model: another sweep
+    app.stride.value = 8
+    app.sampling.value = "strided"  # 4 frames at stride 8 need 25 of 16: padded, and said
+    assert list(app.video.indices) == [0, 8, 15, 15] and "padded" in app.status.value
+    assert "padded" in app.timeline.layout.title.text
+
+
+def test_mini_model_reads_consecutive_frames():
+    app = VideoMAEApp(model="mini-video-mae", clip="generated:10000003")
+    assert app.stride.value == 1 and list(app.video.indices) == list(range(12, 20))
+    assert app.timeline.layout.title.text.startswith("8 of 32 frames · consecutive frames, centred")
+
+
+@pytest.mark.parametrize("view", ["video_frames", "video_filmstrip", "video_sampling"])
+def test_export_from_the_app_reproduces_byte_identically(folder, tmp_path, view):
+    from explorer import export
+
+    app = VideoMAEApp(model=str(folder), clip="generated:10000011", ratio=0.75)
+    app.frame.value = 2
+    app.export_view.value = view
+    app.export_panel.folder.value = str(tmp_path)
+    app.export_panel.formats["pdf"].value = False
+    res = app.export_panel.export()
+    assert res is not None, app.export_panel.status.value
+    opts = res.sidecar["recipe"]["options"]
+    assert res.sidecar["recipe"]["name"] == view and opts["clip"] == "generated:10000011" and opts["stride"] == 4
+    if view == "video_frames":
+        assert opts["frames"] == [0, 2, 3] and opts["seed"] == 0 and opts["ratio"] == 0.75
+    rep = export.reproduce(res.files["json"], out=tmp_path / "again")
+    assert rep.identical, rep.summary()
+    again = app.export_panel.export()  # same name again: a new file, the first one untouched
+    assert again.files["png"] != res.files["png"] and again.files["png"].name.endswith("-2.png")
+    assert export.read_sidecar(res.files["png"])["recipe"] == res.sidecar["recipe"]
+
+
+def test_uploaded_clip_is_stored_with_the_export_and_checked(folder, tmp_path):
+    from explorer import export
+    from explorer.video import write_video
+
+    write_video(tmp_path / "up.avi", np.random.default_rng(1).random((20, 40, 48, 3)).astype(np.float32))
+    data = (tmp_path / "up.avi").read_bytes()
+    upload = ({"name": "up.avi", "type": "video/x-msvideo", "size": len(data),
+               "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), "content": memoryview(data)},)
+    app = VideoMAEApp(model=str(folder), clip="generated:10000003")
+    app.upload.value = upload
+    assert app.video.name == "up.avi" and app.video.decoded == 20
+    app.export_panel.folder.value = str(tmp_path / "figs")
+    app.export_panel.formats["pdf"].value = app.export_panel.formats["svg"].value = False
+    res = app.export_panel.export()
+    opts = res.sidecar["recipe"]["options"]
+    stored = tmp_path / "figs" / opts["video"]
+    assert opts["video"].startswith("inputs/") and stored.read_bytes() == (tmp_path / "up.avi").read_bytes()
+    assert export.reproduce(res.files["json"], out=tmp_path / "figs" / "again").identical
+    stored.write_bytes(stored.read_bytes()[:-200] + bytes(200))  # the clip changed since
+    with pytest.raises(export.ReproduceError, match="SHA-256"):
+        export.reproduce(res.files["json"], out=tmp_path / "figs" / "third")
+
+
+def test_python_export_of_an_array_clip(folder, tmp_path):
+    from explorer import export, load_model
+
+    model = load_model(str(folder))
+    clip = np.random.default_rng(2).random((6, 32, 32, 3)).astype(np.float32)
+    from explorer.widgets.video_app import clip_options
+
+    opts = clip_options(clip, tmp_path) | dict(sampling="uniform", short="loop", ratio=0.5, strategy="random", seed=3, frames=[1])
+    res = export.export_recipe("video_frames", tmp_path / "arr", model=model, inputs=[], options=opts, formats=["png"])
+    assert (tmp_path / opts["video"]).suffix == ".npy"
+    assert export.reproduce(res.files["json"]).identical
+    with pytest.raises(ValueError, match="either clip="):
+        export.export_recipe("video_frames", tmp_path / "x", model=model, inputs=[], options={}, formats=["png"])

@@ -194,3 +194,7 @@ def _multimodal(adapter, images, o) -> go.Figure:
     x = sample_inputs(adapter, o["sample"])[0] if o["sample"] else load_arrays(input_path(o["arrays"]), o["arrays_sha256"])
     rec = reconstruct_multimodal(adapter, x, o["budgets"], total=o["total"], seed=o["seed"], strategy=o["strategy"])
     return multimodal_figure(rec, frame=o["frame"])
+
+
+# ---------------------------------------------------------------------------- video MAE recipes (own module)
+from . import video_recipes as _video_recipes  # noqa: E402,F401  (registers video_frames, video_filmstrip, video_sampling)

@@ -18,6 +18,8 @@ class VideoMAEAdapter(ImageAdapter):
         num_frames: ``T`` frames per clip.
         tubelet_size: frames per token.
         time_steps: ``T / tubelet_size``.
+        frame_stride: the gap between the frames the checkpoint was trained on (``config.frame_stride`` when set; 1 for
+            our mini models, trained on consecutive frames; else 4, VideoMAE's Kinetics-400 sampling — SSv2 used 2).
     """
 
     family = "videomae"
@@ -28,6 +30,8 @@ class VideoMAEAdapter(ImageAdapter):
         self.num_frames = int(cfg.num_frames)
         self.tubelet_size = int(cfg.tubelet_size)
         self.time_steps = self.num_frames // self.tubelet_size
+        default = 1 if str(self.model_id).split("/")[-1].startswith("mini-") else 4
+        self.frame_stride = int(getattr(cfg, "frame_stride", 0) or default)
 
     @property
     def blocks(self):

@@ -3,6 +3,8 @@
 * :func:`video_frame_figure` — one frame: original | masked input | reconstruction (visible pasted) | error.
 * :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / reconstruction.
 * :func:`psnr_per_frame_figure` — masked-patch PSNR per frame, with the clip's overall value.
+* :func:`frames_figure` — chosen frames as rows of those four panels (for papers).
+* :func:`sampling_figure` — which frames of the clip the model reads, on a time line.
 
 Images go to the browser as PNG data URIs (small payloads), never as per-pixel heatmaps.
 """
@@ -97,4 +99,79 @@ def psnr_per_frame_figure(rec, *, baselines: "dict[str, np.ndarray] | None" = No
         fig.add_trace(go.Scatter(x=x, y=json_grid(np.asarray(v)[None])[0], mode="lines+markers", name=name, line=dict(dash="dot")))
     fig.update_layout(xaxis_title="frame", yaxis_title="masked-patch PSNR (dB)", width=560, height=300,
                       margin=dict(l=60, r=10, t=30, b=40), template="plotly_white")
+    return fig
+
+
+def frames_figure(rec, frames: "list[int] | None" = None, *, cell: int = 170) -> go.Figure:
+    """One row per frame in ``frames`` (default: first, middle, last): original | masked input | reconstruction |
+    per-patch error on hidden patches, the error on one colour scale for every row."""
+    T = len(rec.frames)
+    frames = [0, T // 2, T - 1] if frames is None else [int(i) for i in frames]
+    if not frames:
+        raise ValueError("Give at least one frame to show.")
+    panels = [frame_panels(rec, i) for i in frames]
+    S, p = rec.frames.shape[1], rec.patch_size
+    g = S // p
+    zmax = max([float(np.nanmax(np.asarray(v["error"], float))) for v in panels if np.isfinite(np.asarray(v["error"], float)).any()]
+               or [1e-6])
+    titles = [t for v in panels for t in ("original", "masked input", "reconstruction", v["error_title"])]
+    fig = make_subplots(rows=len(frames), cols=4, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.3 / max(1, len(frames)), row_titles=[f"frame {i + 1}" for i in frames])
+    k = upscale_factor(S, S, 160)
+    for r, v in enumerate(panels, start=1):
+        for c, src in enumerate(v["sources"], start=1):
+            fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
+        fig.add_trace(go.Heatmap(z=v["error"], x=(np.arange(g) + 0.5) * p, y=(np.arange(g) + 0.5) * p, colorscale="Viridis",
+                                 zmin=0, zmax=zmax, showscale=r == 1, colorbar=dict(title=dict(text="MSE", side="right"), thickness=10),
+                                 hovertemplate="MSE %{z:.4f}<extra></extra>"), r, 4)
+    _axes(fig, S, len(frames), 4)
+    fig.update_layout(title=dict(text=f"{rec.strategy} masking, ratio {rec.ratio:.2f}, seed {rec.seed}", font=dict(size=13)),
+                      width=4 * cell + 110, height=len(frames) * (cell + 30) + 70, margin=dict(l=10, r=40, t=60, b=10),
+                      template="plotly_white")
+    return fig
+
+
+def _pick_labels(indices: np.ndarray) -> dict[int, str]:
+    """Clip frame → the model frames (1-based) it fills, e.g. ``{3: "4", 8: "8·9"}`` when frames repeat."""
+    out: dict[int, list[str]] = {}
+    for k, j in enumerate(np.asarray(indices).tolist()):
+        out.setdefault(int(j), []).append(str(k + 1))
+    return {j: "·".join(v) for j, v in out.items()}
+
+
+def sampling_figure(video, *, width: int = 640, max_points: int = 3000) -> go.Figure:
+    """Which frames of the clip the model reads: every frame of the clip on a time line (grey), the kept ones
+    marked and numbered in the model's order.
+
+    Args:
+        video: a :class:`explorer.video.LoadedVideo` (uses ``clip_times_s``, ``indices``, ``times_s``, ``notes``);
+            arrays without a frame rate are drawn against the frame index.
+        max_points: clips with more frames draw their extent as a line instead of one dot per frame.
+    """
+    t_all = np.asarray(video.clip_times_s, float)
+    n = int(video.decoded)
+    by_time = len(t_all) == n and np.isfinite(t_all).all()
+    x_all = t_all if by_time else np.arange(n, dtype=float)
+    unit = "s" if by_time else "frame"
+    fig = go.Figure()
+    if n <= max_points:
+        fig.add_trace(go.Scatter(x=x_all, y=np.zeros(n), mode="markers", name=f"clip ({n} frames)",
+                                 marker=dict(color="#bbbbbb", size=6, symbol="line-ns-open", line=dict(width=1.5)),
+                                 customdata=np.arange(n), hovertemplate=f"frame %{{customdata}} · %{{x:.3f}} {unit}<extra></extra>"))
+    else:
+        fig.add_trace(go.Scatter(x=[x_all[0], x_all[-1]], y=[0, 0], mode="lines", line=dict(color="#bbbbbb", width=6),
+                                 name=f"clip ({n} frames)", hoverinfo="skip"))
+    labels = _pick_labels(video.indices)
+    picked = np.array(sorted(labels))
+    fig.add_trace(go.Scatter(x=x_all[picked], y=np.zeros(len(picked)), mode="markers+text", name="read by the model",
+                             marker=dict(color="#d62728", size=11), text=[labels[j] for j in picked.tolist()],
+                             textposition="top center", textfont=dict(size=10), customdata=picked,
+                             hovertemplate=f"clip frame %{{customdata}} · %{{x:.3f}} {unit} → model frame %{{text}}<extra></extra>"))
+    nth = {1: "consecutive frames", 2: "every 2nd frame", 3: "every 3rd frame"}.get(video.stride, f"every {video.stride}th frame")
+    how = {"uniform": "uniform in time", "strided": f"{nth}, centred", "all": "every frame"}.get(video.sampling, video.sampling)
+    extra = [s for s in video.notes if s.startswith(("looped", "padded", "stretched", "variable frame rate"))]
+    title = f"{len(video.indices)} of {n} frames · {how}" + (f" · {extra[0].split(':')[0]}" if extra else "")
+    fig.update_layout(title=dict(text=title, font=dict(size=12)), width=width, height=170, showlegend=False,
+                      xaxis=dict(title=f"time ({unit})" if by_time else "frame", zeroline=False),
+                      yaxis=dict(visible=False, range=[-1, 1.6]), margin=dict(l=20, r=20, t=40, b=40), template="plotly_white")
     return fig

@@ -1,8 +1,10 @@
 """The video MAE app: pick a clip, a mask strategy and a ratio; scrub or play through the frames.
 
-Composition only: clips from :mod:`explorer.video` / :mod:`explorer.training.clips`, results from
+Composition only: clips from :mod:`explorer.video` / :mod:`explorer.training.clips` (sampled as the model expects:
+uniform in time, or strided as it was trained; the time line shows which frames), results from
 :mod:`explorer.video_reconstruction` (one reconstruction per ratio of the sweep, computed once per
-(model, clip, strategy, seed) and cached), figures from :mod:`explorer.viz.video`.  Moving the time or
+(model, clip, sampling, strategy, seed) and cached), figures from :mod:`explorer.viz.video`, files from
+:mod:`explorer.export` (recipes ``video_frames``, ``video_filmstrip``, ``video_sampling``).  Moving the time or
 the ratio slider swaps cached PNG frames in the live figure.
 """
 
@@ -17,18 +19,21 @@ import plotly.graph_objects as go
 from ..io import ImageLoadError
 from ..masking import MaskError
 from ..models import DeviceError, ModelLoadError, available_devices, load_model
-from ..training.clips import make_clip
-from ..video import VideoLoadError, load_video
+from ..video import SAMPLINGS, VideoLoadError, model_clip
 from ..video_masking import VIDEO_STRATEGIES
 from ..video_reconstruction import reconstruct_video
 from ..viz import video as VV
 from .attention_app import _replace
+from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 
 USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
 #: The ratios of the slider (VideoMAE works at 90–95 %).
 VIDEO_RATIOS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 CLIP_SEEDS = (10_000_003, 10_000_011, 10_000_021)
+STRIDES = (1, 2, 4, 8)
+EXPORT_VIEWS = (("frames (first, current, last)", "video_frames"), ("filmstrip", "video_filmstrip"),
+                ("sampling time line", "video_sampling"))
 
 _guarded = guarded(USER_ERRORS)
 
@@ -39,17 +44,22 @@ class VideoMAEApp(StatusMixin, W.VBox):
     Args:
         model: a ``VideoMAEForPreTraining`` checkpoint: shipped name, hub id (``MCG-NJU/videomae-base``) or folder.
         clip: ``"generated:<seed>"`` or anything :func:`explorer.video.load_video` takes.
+        sampling: ``"uniform"`` or ``"strided"`` (see :data:`explorer.video.SAMPLINGS`); stride: frames apart when strided
+            (default: the model's :attr:`frame_stride`, 1 for our mini models, 4 for Kinetics VideoMAE checkpoints).
 
     Attributes:
         result: the :class:`explorer.video_reconstruction.VideoReconstruction` on screen.
+        video: the :class:`explorer.video.LoadedVideo` the model reads (which frames, when).
         sweep: ratio → reconstruction for the current (clip, strategy, seed).
         last_update_ms: server time of the last frame / ratio update.
     """
 
     def __init__(self, model: str = "mini-video-mae", clip="generated:10000003", *, ratio: float = 0.9, strategy: str = "tube",
-                 seed: int = 0, device: str = "auto"):
+                 seed: int = 0, device: str = "auto", sampling: str = "strided", stride: int | None = None):
         self.adapter = None
         self.frames = None
+        self.video = None
+        self._source = None
         self.notes: list[str] = []
         self.sweep: dict[float, object] = {}
         self._cache: dict[tuple, dict] = {}
@@ -65,6 +75,11 @@ class VideoMAEApp(StatusMixin, W.VBox):
                                   description="Clip", layout=W.Layout(width="420px"))
         self.upload = W.FileUpload(accept="video/*,.gif,.avi,.mp4,.webm", multiple=False, description="Upload video")
         self.strategy = W.Dropdown(options=list(VIDEO_STRATEGIES), value=strategy, description="Masking", layout=W.Layout(width="240px"))
+        self.sampling = W.Dropdown(options=[("uniform in time", "uniform"), ("strided (as trained)", "strided")],
+                                   value=sampling if sampling in SAMPLINGS else "strided", description="Sampling",
+                                   layout=W.Layout(width="260px"))
+        self.stride = W.Dropdown(options=list(STRIDES), value=stride if stride in STRIDES else None, description="Stride",
+                                 layout=W.Layout(width="140px"))
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
         self.ratio = W.SelectionSlider(options=list(VIDEO_RATIOS), value=min(VIDEO_RATIOS, key=lambda r: abs(r - ratio)),
                                        description="Ratio", continuous_update=True)
@@ -76,16 +91,24 @@ class VideoMAEApp(StatusMixin, W.VBox):
         self.fig = go.FigureWidget()
         self.strip = go.FigureWidget()
         self.curve = go.FigureWidget()
+        self.timeline = go.FigureWidget()
+        self.export_view = W.Dropdown(options=list(EXPORT_VIEWS), value="video_frames", description="Export view",
+                                      layout=W.Layout(width="320px"))
+        self.export_panel = ExportPanel(self.export_request)
         super().__init__([
             W.HBox([self.model_box, self.device_dd, self.load_btn]), W.HBox([self.clip_dd, self.upload]),
-            W.HBox([self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
-            self.status, self.details, self.fig, self.curve, self.strip,
+            W.HBox([self.sampling, self.stride, self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
+            self.status, self.details, self.fig, self.timeline, self.curve, self.strip, self.export_view, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.clip_dd.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
         self.upload.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
         for w in (self.strategy, self.seed):
             w.observe(lambda _c: self._compute(), names="value")
+        self._quiet = False
+        for w in (self.sampling, self.stride):
+            w.observe(lambda _c: self._set_clip(self._source) if self._source is not None and not self._quiet else None,
+                      names="value")
         self.ratio.observe(lambda _c: self._show(), names="value")
         self.frame.observe(lambda _c: self._show_frame(), names="value")
         self._load_model(refresh=False)
@@ -104,20 +127,30 @@ class VideoMAEApp(StatusMixin, W.VBox):
                                  "reconstruct hidden tubelets); try mini-video-mae or MCG-NJU/videomae-base.")
         self.adapter = m
         self._cache.clear()
-        if refresh:
-            self._compute()
+        if self.stride.value is None or refresh:  # the new model's own stride
+            self._quiet = True
+            try:
+                self.stride.value = m.frame_stride if m.frame_stride in STRIDES else 4
+            finally:
+                self._quiet = False
+        if refresh and self._source is not None:
+            self._set_clip(self._source)
 
     @_guarded
     def _set_clip(self, clip):
         if self.adapter is None:
             raise ModelLoadError("Load a video model first.")
-        if isinstance(clip, str) and clip.startswith("generated:"):
-            c = make_clip(int(clip.split(":", 1)[1]), frames=self.adapter.num_frames, size=self.adapter.image_size)
-            self.frames, self.notes, self._clip_key = c.frames, ["generated clip (moving shapes, held out)"], clip
-        else:
-            v = load_video(clip, num_frames=self.adapter.num_frames)
-            self.frames, self.notes, self._clip_key = v.frames, list(v.notes), v.sha256
+        self._source = clip
+        self.video = self.load_clip(clip)
+        self.frames = self.video.frames
+        self.notes = (["generated clip (moving shapes, held out)"] if _is_generated(clip) else []) + list(self.video.notes)
+        self._clip_key = (self.video.sha256, self.video.sampling, self.video.stride)
+        _replace(self.timeline, VV.sampling_figure(self.video))
         self._compute()
+
+    def load_clip(self, clip):
+        """The :class:`explorer.video.LoadedVideo` the model reads from ``clip`` with the sampling on screen."""
+        return model_clip(self.adapter, clip, sampling=self.sampling.value, stride=int(self.stride.value or 1))
 
     # ------------------------------------------------------------------ compute
     def _compute(self):
@@ -181,3 +214,39 @@ class VideoMAEApp(StatusMixin, W.VBox):
                 self.fig.layout.annotations[3].text = v["error_title"]
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
 
+
+    # ------------------------------------------------------------------ export
+    def export_request(self) -> dict:
+        """What the Export button exports: the view chosen in ``export_view`` for the clip, sampling and mask on screen.
+
+        Clips without a file of their own (uploads, bytes, arrays) are stored as ``inputs/<sha>.<ext>`` next to the figure
+        so that ``python -m explorer reproduce`` can rebuild it from the same clip + seed."""
+        if self.result is None or self.video is None:
+            raise ValueError("Nothing to export yet: load a model and a clip first.")
+        r, T = self.result, len(self.result.frames)
+        opts = dict(sampling=self.video.sampling, stride=int(self.video.stride), ratio=float(r.ratio), strategy=r.strategy,
+                    seed=int(r.seed))
+        opts.update(clip_options(self._source, self.export_panel.folder.value.strip() or "."))
+        view = self.export_view.value
+        if view == "video_frames":
+            opts["frames"] = sorted({0, int(self.frame.value), T - 1})
+        if view == "video_sampling":
+            opts = {k: v for k, v in opts.items() if k not in ("ratio", "strategy", "seed")}
+        what = opts["clip"].replace(":", "-") if opts.get("clip") else "clip-" + opts["video_sha256"][:8]
+        name = f"{what}-{view.split('_', 1)[1]}-{r.strategy}-{round(100 * r.ratio)}-seed{r.seed}"
+        return dict(recipe=view, model=self.adapter, inputs=[], options=opts, name=name)
+
+
+def _is_generated(clip) -> bool:
+    return isinstance(clip, str) and clip.startswith("generated:")
+
+
+def clip_options(source, folder) -> dict:
+    """Recipe options naming ``source`` for :func:`explorer.export.video_recipes.video_from_options`: a generated clip by
+    name; anything else by its bytes, stored (atomically, once per content) as ``<folder>/inputs/<sha16><ext>``."""
+    from ..export.video_recipes import store_video
+
+    if _is_generated(source):
+        return {"clip": source}
+    rel, sha = store_video(source, folder)
+    return {"video": rel, "video_sha256": sha}

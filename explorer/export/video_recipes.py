@@ -1,0 +1,107 @@
+"""Figure recipes for masked video reconstruction (VideoMAE), registered on import by :mod:`explorer.export.recipes`.
+
+The clip is named in the options, not passed as an image: ``clip="generated:<seed>"`` or ``video="inputs/<sha16>.<ext>"``
+(the clip's own bytes, or ``.npy`` for arrays, stored next to the figure by :func:`store_video`) with ``video_sha256``.
+The recipe decodes and samples it again (``sampling``, ``stride``, ``short``) and masks it with the same ``seed``, so
+``python -m explorer reproduce`` rebuilds the same figure.
+
+    export_recipe("video_frames", "figs/clip", model="mini-video-mae", inputs=[],
+                  options=dict(clip="generated:10000003", ratio=0.9, strategy="tube", seed=0, frames=[0, 4, 7]))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .files import write_atomic
+from .inputs import ReproduceError, _raw_bytes
+from .recipes import input_path, recipe
+
+CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
+MASK = dict(ratio=0.9, strategy="tube", seed=0, fit="center-crop")
+
+
+def store_video(source, folder: "str | os.PathLike") -> tuple[str, str]:
+    """Copy a clip into ``<folder>/inputs/`` (atomically; kept when already there).
+
+    Args:
+        source: a path, bytes, a FileUpload value, or a ``(T, H, W, 3)`` array (stored as ``.npy``).
+    Returns:
+        ``(path relative to folder, sha256 as LoadedVideo.sha256 reports it)``.
+    """
+    from ..video import _from_array
+
+    data, fname = _raw_bytes(source)
+    if data is None and isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        data, fname = Path(source).read_bytes(), str(source)
+    if data is not None:
+        sha = hashlib.sha256(data).hexdigest()
+        rel = f"inputs/{sha[:16]}{Path(fname).suffix.lower()[:8] or '.bin'}"
+    elif isinstance(source, np.ndarray):
+        sha = _from_array(source, [])[1]
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(source), allow_pickle=False)
+        data, rel = buf.getvalue(), f"inputs/{sha[:16]}.npy"
+    else:
+        raise ReproduceError(f"Cannot store a clip of type {type(source).__name__} for reproduction; pass its file.")
+    target = Path(folder) / rel
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data)
+    return rel, sha
+
+
+def video_from_options(adapter, o: dict):
+    """The :class:`explorer.video.LoadedVideo` the options name, sampled to the model's frames (hash checked)."""
+    from ..video import model_clip
+
+    if (o["clip"] is None) == (o["video"] is None):
+        raise ValueError("A video recipe needs either clip='generated:<seed>' or a stored video (video=..., video_sha256=...).")
+    kw = dict(sampling=o["sampling"], stride=int(o["stride"]), short=o["short"])
+    if o["clip"] is not None:
+        return model_clip(adapter, o["clip"], **kw)
+    path = input_path(o["video"])
+    if not path.is_file():
+        raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({path}).")
+    src = np.load(path, allow_pickle=False) if path.suffix == ".npy" else path
+    v = model_clip(adapter, src, **kw)
+    if o["video_sha256"] and v.sha256 != o["video_sha256"]:
+        raise ReproduceError(f"{path} has SHA-256 {v.sha256[:12]}…, the figure was made from {o['video_sha256'][:12]}….")
+    return v
+
+
+def _reconstruction(adapter, o):
+    from ..video_reconstruction import reconstruct_video
+
+    v = video_from_options(adapter, o)
+    return reconstruct_video(adapter, v, ratio=float(o["ratio"]), strategy=o["strategy"], seed=int(o["seed"]), fit=o["fit"])
+
+
+@recipe("video_frames", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, frames=None))
+def _video_frames(adapter, images, o) -> go.Figure:
+    """Masked video: chosen frames as rows of original | masked input | reconstruction | error."""
+    from ..viz.video import frames_figure
+
+    return frames_figure(_reconstruction(adapter, o), o["frames"])
+
+
+@recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, step=1))
+def _video_filmstrip(adapter, images, o) -> go.Figure:
+    """Masked video: every frame (or every ``step``-th) as rows original / masked input / reconstruction."""
+    from ..viz.video import filmstrip
+
+    return filmstrip(_reconstruction(adapter, o), step=int(o["step"]))
+
+
+@recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP))
+def _video_sampling(adapter, images, o) -> go.Figure:
+    """Which frames of the clip the video model reads, on a time line."""
+    from ..viz.video import sampling_figure
+
+    return sampling_figure(video_from_options(adapter, o))
