@@ -66,6 +66,9 @@ def test_notebook_runs(path):
         assert "patches hidden in every time step: 75%" in text and "running-cell" in text
         assert re.search(r"tube\s+model [\d.]+ dB \| nearest visible frame [\d.]+ dB", text)
         assert text.count("refused:") == 3 and "skipped: Could not load 'MCG-NJU/videomae-base'" in text
+        assert "uniform: [7, 22, 37, 52, 67, 82, 97, 112] at [0.88, 2.75" in text
+        assert "strided: [45, 49, 53, 57, 61, 65, 69, 73]" in text
+        assert "[0, 4, 8, 11, 11, 11, 11, 11] | padded (the last frame repeats): the clip has 12 frames" in text
     if path.name == "05_export_figures.ipynb":
         assert "All files are byte-identical to the originals." in text
         assert "PDF page: 496.8 x" in text and "LiberationSerif" in text

@@ -768,7 +768,36 @@ print(model.num_frames, "frames of", model.image_size, "px; tubelet", model.tube
 clip = make_clip(10_000_003, frames=model.num_frames, size=model.image_size)   # held out from training
 """),
     ("md", """
-## 1 · Four ways to hide 75 % of a clip
+## 1 · Which frames the model reads
+
+A checkpoint reads a fixed number of frames (8 here, 16 for VideoMAE-base), so a clip must be *sampled*: uniformly
+in time over the whole clip, or — as VideoMAE was trained — consecutive frames a fixed *stride* apart (4 for the
+Kinetics-400 checkpoints; 1 for `mini-video-mae`, trained on consecutive frames), centred in the clip. `load_video`
+reads long files in one pass and decodes only the frames it keeps; it picks frames by their timestamps, so a clip
+with a variable frame rate is sampled evenly in *time*, and says so. Red dots: the frames the model reads.
+"""),
+    ("code", """
+import tempfile
+from pathlib import Path
+
+from explorer.video import load_video, write_video
+
+folder = Path(tempfile.mkdtemp())
+write_video(folder / "long.avi", make_clip(10_000_021, frames=120, size=model.image_size).frames, fps=8)
+uniform = load_video(folder / "long.avi", num_frames=model.num_frames)
+strided = load_video(folder / "long.avi", num_frames=model.num_frames, sampling="strided", stride=4)
+print("uniform:", uniform.indices.tolist(), "at", uniform.times_s.round(2).tolist(), "s")
+print("strided:", strided.indices.tolist())
+VV.sampling_figure(uniform)
+"""),
+    ("code", """
+write_video(folder / "short.avi", make_clip(10_000_021, frames=12, size=model.image_size).frames, fps=8)
+short = load_video(folder / "short.avi", num_frames=model.num_frames, sampling="strided", stride=4)
+print(short.indices.tolist(), "|", "; ".join(short.notes))
+VV.sampling_figure(short)
+"""),
+    ("md", """
+## 2 · Four ways to hide 75 % of a clip
 
 Rows are time steps; a hidden token is dark. *tube*: the same patches in every time step; *random*: independent per
 token; *frame*: whole time steps; *running cell*: a 2×2 cell whose hidden positions shift every step (VideoMAE V2).
@@ -781,7 +810,7 @@ for s in VIDEO_STRATEGIES:
           f"patches hidden in every time step: {hidden_everywhere:.0%}")
 """),
     ("md", """
-## 2 · Reconstruct, frame by frame
+## 3 · Reconstruct, frame by frame
 """),
     ("code", """
 rec = reconstruct_video(model, clip.frames, ratio=0.9, strategy="tube", seed=0)
@@ -792,7 +821,7 @@ VV.filmstrip(rec)
 VV.video_frame_figure(rec, 3)
 """),
     ("md", """
-## 3 · Against non-learned fills
+## 4 · Against non-learned fills
 
 Copying a hidden patch from the nearest frame where it is visible is a strong baseline when masks change over time
 (and the background does not move); under tube masking it has nothing to copy and falls back to inpainting.
@@ -811,10 +840,13 @@ for strategy in ("tube", "random"):
           f"{psnr(video_telea_fill(r.frames, r.mask, r.tubelet, r.patch_size), r):5.2f} dB")
 """),
     ("md", """
-## 4 · The app
+## 5 · The app
 
-Pick a clip (or upload one: mp4 / avi / webm / gif, sampled to the model's frame count), a strategy and a seed; the
-ratio slider and the frame slider (or Play) are served from a sweep computed once per (clip, strategy, seed).
+Pick a clip (or upload one: mp4 / avi / webm / gif), how to sample it (the model's own stride by default; the time
+line shows which frames), a strategy and a seed; the ratio slider and the frame slider (or Play) are served from a
+sweep computed once per (clip, sampling, strategy, seed). *Export* writes the chosen view (frames, filmstrip or the
+sampling time line) as PDF / SVG / PNG with a sidecar: `python -m explorer reproduce <file>.json` rebuilds it
+byte for byte from the same clip and seed.
 """),
     ("code", """
 from explorer.widgets.video_app import VideoMAEApp
@@ -823,7 +855,7 @@ app = VideoMAEApp(model="mini-video-mae", clip="generated:10000011", ratio=0.9)
 app
 """),
     ("md", """
-## 5 · Bad input and real checkpoints
+## 6 · Bad input and real checkpoints
 """),
     ("code", """
 from explorer.video import VideoLoadError, load_video
