@@ -295,7 +295,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
         if vid is not None:
             with self.hold_trait_notifications():
                 self.frame.max = self.play.max = vid.shape[0] - 1
-        self._show_frame(rebuild=True)
+        self._show_frame(rows="all")
         self.table.value = self.metrics_table()
         self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · seed {seed} · "
                              + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
@@ -334,22 +334,27 @@ class MultiMAEApp(StatusMixin, W.VBox):
         return f"<table style='font-size:12px'><tr>{head}</tr>{''.join(rows)}</table>"
 
     @_guarded
-    def _show_frame(self, rebuild: bool = False):
+    def _show_frame(self, rebuild: bool = False, rows: str = "video"):
+        """Show the cached result: rebuild the figure only when its layout changes (another model); otherwise swap the
+        PNGs, error grids and titles of ``rows`` (``"video"``: rows that change with time; ``"all"``) in place."""
         if self.result is None:
             return
         t0 = time.perf_counter()
         i = int(self.frame.value)
         names = list(self.result.results)
-        if rebuild or len(self.fig.data) != 4 * len(names):
+        layout_key = (self.adapter.model_id, tuple(names))
+        if rebuild or len(self.fig.data) != 4 * len(names) or getattr(self, "_layout_key", None) != layout_key:
             _replace(self.fig, MV.multimodal_figure(self.result, frame=i))
-        else:  # in place: only rows that change with time (video)
+            self._layout_key = layout_key
+        else:
             with self.fig.batch_update():
                 for k, n in enumerate(names):
-                    if self.result[n].spec.kind != "video":
+                    if rows == "video" and self.result[n].spec.kind != "video":
                         continue
                     v = MV.modality_panels(self.result[n], i)
                     for c in range(3):
                         self.fig.data[4 * k + c].source = v["sources"][c]
                     self.fig.data[4 * k + 3].z = v["error"]
                     self.fig.layout.annotations[k].text = v["title"]
+                self.fig.layout.title.text = f"{self.result.model_id} · seed {self.result.seed}"
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
