@@ -120,3 +120,19 @@ def test_trainer_runs_saves_safetensors_and_the_model_loads(tmp_path, task):
     x = {first.name: np.zeros(first.shape, np.float32) + 0.5}
     rec = reconstruct_multimodal(mm, x, {first.name: 0.5}, seed=0)
     assert rec.counts[first.name] == first.num_patches // 2
+
+
+def test_masked_loss_counts_hidden_known_values_and_weights_depth_edges():
+    import torch
+
+    from explorer.training.train_mini_multimae import masked_loss
+
+    target = {"depth": torch.tensor([[[0.0, 0.0], [0.0, 3.0], [9.0, 9.0]]])}
+    pred = {"depth": torch.zeros(1, 3, 2)}
+    vis = {"depth": torch.tensor([[False, False, True]])}  # the third patch is visible: never in the loss
+    known = {"depth": torch.ones(1, 3, 2, dtype=torch.bool)}
+    assert float(masked_loss(pred, target, vis, known)[0]) == pytest.approx(9 / 4)
+    # the second patch spans 3 (> 0.5 std): weight 1 + 4 on both its values → (5 · 9) / (2 + 10)
+    assert float(masked_loss(pred, target, vis, known, edge_weight=4.0)[0]) == pytest.approx(45 / 12)
+    known["depth"][0, 1, 1] = False  # an unknown value is left out
+    assert float(masked_loss(pred, target, vis, known)[0]) == pytest.approx(0.0)

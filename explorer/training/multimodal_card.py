@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..export.files import write_atomic
-from ..multimodal.evaluate import PROTOCOLS, evaluate, held_out, same_pixels_gain
+from ..multimodal.evaluate import PROTOCOLS, evaluate, held_out, object_pixels, same_pixels_gain
 from ..multimodal.model import load_multimodal_model
 
 DATA = {
@@ -48,6 +48,7 @@ def measure(folder: Path, samples: int) -> dict:
     scored, base, more, metric, label = GAINS[mm.task]
     out["gain"] = same_pixels_gain(mm, gen, scored, base, more, metric) | {"label": label}
     if mm.task == "rgbd":
+        out["objects"] = object_pixels(mm, samples)
         moto = held_out(mm, min(samples, 40), "motorcycle")
         out["motorcycle"] = evaluate(mm, moto, PROTOCOLS["rgbd"][:2])
     return out
@@ -78,18 +79,22 @@ def render(folder: Path, metrics: dict) -> str:
                      f"mean {m['mean']}, std {m['std']} ({m['unit']}) |" for m in cfg["modalities"])
     g = metrics["gain"]
     name = folder.name
+    edge = f" --edge-weight {args['edge_weight']}" if float(args.get("edge_weight", 0) or 0) else ""
     moto = ""
+    if "objects" in metrics:
+        moto += ("\n\n### Object pixels only (the same rooms; objects are few pixels, so the image-wide mean above is mostly "
+                 "floor and wall)\n\n" + _table(metrics["objects"]))
     if "motorcycle" in metrics:
-        moto = (f"\n\n### The Middlebury motorcycle (held-out crops, {next(iter(metrics['motorcycle'].values()))['samples']} "
+        moto += (f"\n\n### The Middlebury motorcycle (held-out crops, {next(iter(metrics['motorcycle'].values()))['samples']} "
                 "of them; real photo, out of the rooms' domain)\n\n" + _table(metrics["motorcycle"]))
     last = log["log"][-1]
     losses = []
-    for part in ("generated", "motorcycle"):
+    for part in ("generated", "objects", "motorcycle"):
         for label, r in metrics.get(part, {}).items():
             cmp = (lambda a, b: a < b) if BETTER[r["metric"]] == "lower" else (lambda a, b: a > b)
             winners = [k for k in r if k not in ("metric", "modality", "budgets", "samples", "model") and cmp(r[k], r["model"])]
             if winners:
-                losses.append(f"{label}{' (motorcycle)' if part == 'motorcycle' else ''}: {', '.join(winners)} "
+                losses.append(f"{label}{f' ({part})' if part != 'generated' else ''}: {', '.join(winners)} "
                               f"{' / '.join('%.3g' % r[w] for w in winners)} vs model {r['model']:.3g}")
     lost = ("* **Where a baseline wins** (reported, not hidden): " + "; ".join(losses) + ".\n") if losses else ""
     gen = metrics["generated"]
@@ -123,7 +128,7 @@ from another alone. Load it with `explorer.load_multimodal_model("{name}")`; exp
 ## Training
 
 `python -m explorer.training.train_mini_multimae --task {args['task']} --steps {args['steps']} --batch {args['batch']}
---samples {args['samples']} --seed {args['seed']} --threads {args['threads']} --out {args['out']}` — one CPU core,
+--samples {args['samples']} --seed {args['seed']}{edge} --threads {args['threads']} --out {args['out']}` — one CPU core,
 {last['seconds'] / 60:.0f} min, AdamW (lr {args['lr']}, cosine, 5 % warm-up), seed {args['seed']}.
 
 Masking as MultiMAE: per batch a total of visible patches drawn uniformly, split per sample between the modalities by
