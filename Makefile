@@ -43,7 +43,7 @@ SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae train-mini-fusion
+.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
@@ -54,6 +54,7 @@ help:
 	@echo "make bench           run bench/*.py"
 	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
 	@echo "make train-mini-fusion  train the small image-text model into data/models/mini-fusion (+ model card)"
+	@echo "make train-mini-rgbd-mae / train-mini-av-mae  train the multimodal MAEs into data/models/ (+ model cards)"
 	@echo "make clean           remove $(VENV), caches and test artifacts"
 
 $(PY):
@@ -124,6 +125,14 @@ train-mini-mae: install
 train-mini-fusion: install
 	$(PY) -m explorer.training.train_mini_fusion --steps 4000 --batch 64 --lr 0.001 --seed 0 --aux 1.0 --image-layers 0 --image-layers-after 2 --text-layers 0 --grid-conv --threads 1 --device $(DEVICE) --out data/models/mini-fusion
 	$(PY) -m explorer.training.fusion_card data/models/mini-fusion
+
+train-mini-rgbd-mae: install
+	$(PY) -m explorer.training.train_mini_multimae --task rgbd --steps 5000 --batch 32 --samples 6000 --seed 0 --threads 1 --out data/models/mini-rgbd-mae
+	$(PY) -m explorer.training.multimodal_card data/models/mini-rgbd-mae --samples 200
+
+train-mini-av-mae: install
+	$(PY) -m explorer.training.train_mini_multimae --task audio-visual --steps 5000 --batch 32 --samples 5000 --seed 0 --threads 1 --out data/models/mini-av-mae
+	$(PY) -m explorer.training.multimodal_card data/models/mini-av-mae --samples 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts build dist *.egg-info
