@@ -255,3 +255,32 @@ def test_rgbd_notebook_depth_budget_slider_in_jupyterlab(tmp_path):
     _require_browser()
     seen = drive_notebook(RGBD, tmp_path, "rgbd", slider_label=r"^\s*depth visible\s*$", presses=4)
     assert seen["value_before"] == "9%" and seen["value_after"] == "16%"  # 6 → 10 of 64 depth patches
+
+
+VIDEO = ROOT / "notebooks" / "06_video_mae.ipynb"
+
+
+def _video_timeline_and_export(page, app) -> dict:
+    """The VideoMAEApp's sampling time line is drawn; its Export button writes the frames view."""
+    titles = app.locator(".js-plotly-plot .gtitle").evaluate_all("els => els.map(e => e.textContent || '')")
+    button = app.locator("button", has_text=re.compile(r"^\s*Export\s*$")).first
+    button.scroll_into_view_if_needed()
+    button.click()
+    report = app.locator(".widget-html", has_text=re.compile("Exported|Export failed")).first
+    report.wait_for(state="visible", timeout=180_000)
+    app.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    shot = screenshot(page, "video-app")
+    return {"titles": titles, "report": report.inner_text(), "screenshot": shot}
+
+
+def test_video_notebook_frame_slider_in_jupyterlab(tmp_path):
+    """notebooks/06_video_mae.ipynb: the VideoMAEApp's Frame slider swaps the frame on screen (from the cached sweep);
+    the sampling time line is shown and Export writes the frames view with its sidecar."""
+    _require_browser()
+    seen = drive_notebook(VIDEO, tmp_path, "video", slider_label=r"^\s*Frame\s*$", presses=3, then=_video_timeline_and_export)
+    assert seen["value_before"] == "0" and seen["value_after"] == "3"
+    assert any(t.startswith("frame 4 of 8") for t in seen["then"]["titles"]), seen["then"]["titles"]
+    assert any("8 of 32 frames · consecutive frames, centred" in t for t in seen["then"]["titles"]), seen["then"]["titles"]
+    assert "Exported" in seen["then"]["report"], seen["then"]["report"]
+    names = {p.name for p in (tmp_path / "figures").iterdir() if p.is_file()}
+    assert {"generated-10000011-frames-tube-90-seed0." + s for s in ("pdf", "svg", "png", "json")} <= names, names

@@ -100,8 +100,13 @@ class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
         Returns:
             ``(prediction (T, S, S, 3) float32 with the input on visible tubelets, the model's own loss)``.
         """
-        from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+        x, pos, logits, loss = self.predict(frames, mask)
+        return self.unpatchify(x, pos, logits), loss
 
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """The forward pass of :meth:`reconstruct`: ``(x (1, T, 3, S, S) normalised input, pos (1, N) bool,
+        logits (1, N_hidden, ts·p·p·3) on the device, loss)``."""
         m = np.asarray(mask, bool)
         if m.shape != (self.time_steps, *self.grid):
             raise ValueError(f"Expected a mask of shape {(self.time_steps, *self.grid)}, got {m.shape}.")
@@ -110,15 +115,24 @@ class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
         x = self.normalise_video(frames)
         pos = torch.from_numpy(m.reshape(1, -1)).to(self.device)
         out = self.model(pixel_values=x, bool_masked_pos=pos)
+        return x, pos, out.logits, float(out.loss)
+
+    @torch.no_grad()
+    def unpatchify(self, x: torch.Tensor, pos: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
+        """:meth:`predict`'s tubelets back to frames: ``(T, S, S, 3)`` float32 in pixel space, the input on visible
+        tubelets (hidden ones de-normalised with their true statistics when ``norm_pix_loss``)."""
+        from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
         mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 1, 3, 1, 1)
         target = self._tubelets(x.float().cpu() * std + mean)  # what transformers' loss compares with, in [0, 1]
-        logits = out.logits.float().cpu().view(1, -1, self.tubelet_size * self.patch_size ** 2, 3)
+        logits = logits.float().cpu().view(1, -1, self.tubelet_size * self.patch_size ** 2, 3)
+        hidden_pos = pos[0].cpu()
         if self.model.config.norm_pix_loss:
-            hidden = target[:, pos[0].cpu()]
+            hidden = target[:, hidden_pos]
             mu = hidden.mean(dim=-2, keepdim=True)
             sd = hidden.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
             logits = logits * sd + mu
         full = target.clone()
-        full[:, pos[0].cpu()] = logits
-        return self._from_tubelets(full)[0].numpy().astype(np.float32), float(out.loss)
+        full[:, hidden_pos] = logits
+        return self._from_tubelets(full)[0].numpy().astype(np.float32)

@@ -46,6 +46,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
         clip: ``"generated:<seed>"`` or anything :func:`explorer.video.load_video` takes.
         sampling: ``"uniform"`` or ``"strided"`` (see :data:`explorer.video.SAMPLINGS`); stride: frames apart when strided
             (default: the model's :attr:`frame_stride`, 1 for our mini models, 4 for Kinetics VideoMAE checkpoints).
+        dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs).
 
     Attributes:
         result: the :class:`explorer.video_reconstruction.VideoReconstruction` on screen.
@@ -55,8 +56,10 @@ class VideoMAEApp(StatusMixin, W.VBox):
     """
 
     def __init__(self, model: str = "mini-video-mae", clip="generated:10000003", *, ratio: float = 0.9, strategy: str = "tube",
-                 seed: int = 0, device: str = "auto", sampling: str = "strided", stride: int | None = None):
+                 seed: int = 0, device: str = "auto", dtype: str = "float32", sampling: str = "strided",
+                 stride: int | None = None):
         self.adapter = None
+        self.dtype = dtype
         self.frames = None
         self.video = None
         self._source = None
@@ -121,7 +124,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
     @_guarded
     def _load_model(self, refresh: bool = True):
         self.adapter = None
-        m = load_model(self.model_box.value.strip(), device=self.device_dd.value)
+        m = load_model(self.model_box.value.strip(), device=self.device_dd.value, dtype=self.dtype)
         if getattr(m, "family", None) != "videomae-pretraining":
             raise ModelLoadError(f"{self.model_box.value!r} is not a VideoMAEForPreTraining checkpoint (it has no decoder to "
                                  "reconstruct hidden tubelets); try mini-video-mae or MCG-NJU/videomae-base.")
