@@ -73,18 +73,36 @@ def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
     return fig
 
 
+THUMB = 96  # filmstrip thumbnails are encoded at most this many pixels wide (the cells are 90 px)
+
+
+def filmstrip_sources(rec, *, step: int = 1) -> list[str]:
+    """The filmstrip's PNG data URIs in trace order (rows original / masked / reconstruction, then frames):
+    frames larger than :data:`THUMB` are reduced first (area average), so a 16 × 224² clip stays a small payload."""
+    import cv2
+
+    idx = list(range(0, len(rec.frames), max(1, int(step))))
+    S = rec.frames.shape[1]
+
+    def thumb(img):
+        return cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA) if S > THUMB else img
+
+    rows = [lambda i: rec.frames[i], lambda i: masked_frame(rec, i), lambda i: rec.prediction[i]]
+    return [data_uri(thumb(get(i)), min_side=64) for get in rows for i in idx]
+
+
 def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
     """Rows original / masked input / reconstruction, one column per shown frame."""
     idx = list(range(0, len(rec.frames), max(1, int(step))))
-    rows = [("original", lambda i: rec.frames[i]), ("masked", lambda i: masked_frame(rec, i)),
-            ("reconstruction", lambda i: rec.prediction[i])]
     S = rec.frames.shape[1]
-    fig = make_subplots(rows=3, cols=len(idx), row_titles=[r for r, _ in rows], column_titles=[str(i + 1) for i in idx],
-                        horizontal_spacing=0.005, vertical_spacing=0.01)
-    k = upscale_factor(S, S, 64)
-    for r, (_name, get) in enumerate(rows, start=1):
-        for c, i in enumerate(idx, start=1):
-            fig.add_trace(go.Image(source=data_uri(get(i), min_side=64), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
+    fig = make_subplots(rows=3, cols=len(idx), row_titles=["original", "masked", "reconstruction"],
+                        column_titles=[str(i + 1) for i in idx], horizontal_spacing=0.005, vertical_spacing=0.01)
+    side = min(S, THUMB)
+    k = upscale_factor(side, side, 64) * side / S  # encoded pixels per frame pixel
+    sources = iter(filmstrip_sources(rec, step=step))
+    for r in range(1, 4):
+        for c in range(1, len(idx) + 1):
+            fig.add_trace(go.Image(source=next(sources), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
     _axes(fig, S, 3, len(idx))
     fig.update_layout(width=cell * len(idx) + 80, height=3 * cell + 60, margin=dict(l=10, r=40, t=40, b=10), template="plotly_white")
     return fig

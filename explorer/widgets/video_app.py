@@ -191,8 +191,14 @@ class VideoMAEApp(StatusMixin, W.VBox):
         if not self.sweep:
             return
         self.result = self.sweep[self.ratio.value]
-        self._show_frame(rebuild=True)
-        _replace(self.strip, VV.filmstrip(self.result))
+        self._show_frame(rebuild=rebuild)
+        n = 3 * len(self.result.frames)
+        if rebuild or len(self.strip.data) != n:
+            _replace(self.strip, VV.filmstrip(self.result))
+        else:  # a ratio move: same layout, new thumbnails
+            with self.strip.batch_update():
+                for trace, src in zip(self.strip.data, VV.filmstrip_sources(self.result)):
+                    trace.source = src
         self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · "
                              f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
                              f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
