@@ -109,3 +109,16 @@ def test_batch_rejects_bad_arguments(tmp_path, tiny):
     with pytest.raises(ValueError, match="Unknown view"):
         run_batch(BatchConfig(model=str(tiny), inputs=str(tmp_path / "in"), out=str(tmp_path / "o"), views=("saliency",)),
                   progress=False)
+
+
+def test_a_perfect_fill_is_recorded_not_refused(tmp_path, tiny):
+    """A model that fills every hidden patch exactly has an infinite PSNR: the file is exported, the PSNR is null."""
+    _write_inputs(tmp_path / "in", 32)
+    adapter = explorer.load_model(str(tiny), device="cpu")
+    adapter.forward_batch = lambda images, masks, batch_size=None: np.asarray(images, np.float32)  # the truth itself
+    cfg = BatchConfig(model=str(tiny), inputs=str(tmp_path / "in"), out=str(tmp_path / "out"), ratios=(0.75,),
+                      views=("tiles",), batch_size=2, device="cpu")
+    s = run_batch(cfg, progress=False, log=lambda *_: None, adapter=adapter)
+    assert len(s.done) == 3 and list(s.failed) == [str(tmp_path / "in" / "corrupt.png")]
+    record = json.loads((tmp_path / "out" / "img0_png" / "done.json").read_text())
+    assert record["psnr_masked_db"] == {"0.75": None}

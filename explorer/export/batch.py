@@ -215,7 +215,9 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
             figure(attention_grid(maps, "cls"), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
                    batched=False)
         record = {"key": key, "input": in_spec, "files": sorted(Path(w).name for w in written),
-                  "psnr_masked_db": {f"{r:g}": rec.psnr_masked for r, rec in zip(ratios, recs)}}
+                  # a perfect fill has an infinite PSNR, which JSON cannot hold: recorded as null
+                  "psnr_masked_db": {f"{r:g}": rec.psnr_masked if np.isfinite(rec.psnr_masked) else None
+                                     for r, rec in zip(ratios, recs)}}
         write_atomic(folder / "done.json", (dumps(record) + "\n").encode(), overwrite=True)
         return str(f)
 
