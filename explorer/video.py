@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .io import ImageLoadError, _sniff, read_source
+from .io import ImageLoadError, _sniff, array_sha256, read_source
 
 
 class VideoLoadError(ImageLoadError):
@@ -280,8 +280,6 @@ def _from_array(arr: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str]:
     arr = np.asarray(arr)
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise VideoLoadError(f"A video array must be (T, H, W, 3) or (T, H, W, 1), got shape {arr.shape}.")
-    h = hashlib.sha256(np.ascontiguousarray(arr).tobytes())
-    h.update(str((arr.shape, str(arr.dtype))).encode())
     if arr.dtype == np.uint8:
         frames = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
@@ -291,7 +289,7 @@ def _from_array(arr: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str]:
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, -1)
         notes.append("grey frames repeated to RGB")
-    return frames, h.hexdigest()
+    return frames, array_sha256(arr)
 
 
 def _refuse_short(n: int) -> None:

@@ -38,6 +38,27 @@ def _raw_bytes(source) -> tuple[bytes | None, str]:
     return None, ""
 
 
+def store_input(folder: "str | os.PathLike", sha256: str, suffix: str, data: bytes) -> str:
+    """Keep an input next to an export: ``<folder>/inputs/<sha256[:16]><suffix>``, written atomically once per content.
+
+    Returns the path relative to ``folder`` (what sidecars record).
+    """
+    rel = f"inputs/{sha256[:16]}{suffix}"
+    target = Path(folder) / rel
+    if not target.exists():
+        write_atomic(target, data)
+    return rel
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """``arr`` as ``.npy`` bytes (numeric arrays only: never pickled)."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
 def input_spec(source, loaded: LoadedImage, store_dir: "str | os.PathLike") -> dict:
     """A JSON reference to ``source`` (what the user passed), whose decoded form is ``loaded``.
 
@@ -48,23 +69,12 @@ def input_spec(source, loaded: LoadedImage, store_dir: "str | os.PathLike") -> d
         return {"sample": source, **spec}
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         return {"path": str(Path(source).resolve()), **spec}
-    store = Path(store_dir) / "inputs"
     data, fname = _raw_bytes(source)
     if data is not None:
-        suffix = Path(fname).suffix.lower()[:8] or ".bin"
-        target = store / f"{loaded.sha256[:16]}{suffix}"
-        if not target.exists():
-            write_atomic(target, data)
-        return {"path": f"inputs/{target.name}", "copied_from": fname, **spec}
+        rel = store_input(store_dir, loaded.sha256, Path(fname).suffix.lower()[:8] or ".bin", data)
+        return {"path": rel, "copied_from": fname, **spec}
     if isinstance(source, np.ndarray):
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(source), allow_pickle=False)
-        target = store / f"{loaded.sha256[:16]}.npy"
-        if not target.exists():
-            write_atomic(target, buf.getvalue())
-        return {"path": f"inputs/{target.name}", "copied_from": "<array>", **spec}
+        return {"path": store_input(store_dir, loaded.sha256, ".npy", npy_bytes(source)), "copied_from": "<array>", **spec}
     if isinstance(source, LoadedImage):
         if source.name in SAMPLES and load_sample(source.name).sha256 == source.sha256:
             return {"sample": source.name, **spec}

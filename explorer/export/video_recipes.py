@@ -12,15 +12,13 @@ The recipe decodes and samples it again (``sampling``, ``stride``, ``short``) an
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from .files import write_atomic
-from .inputs import ReproduceError, _raw_bytes
+from .inputs import ReproduceError, _raw_bytes, npy_bytes, store_input
 from .recipes import input_path, recipe
 
 CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
@@ -42,19 +40,11 @@ def store_video(source, folder: "str | os.PathLike") -> tuple[str, str]:
         data, fname = Path(source).read_bytes(), str(source)
     if data is not None:
         sha = hashlib.sha256(data).hexdigest()
-        rel = f"inputs/{sha[:16]}{Path(fname).suffix.lower()[:8] or '.bin'}"
-    elif isinstance(source, np.ndarray):
+        return store_input(folder, sha, Path(fname).suffix.lower()[:8] or ".bin", data), sha
+    if isinstance(source, np.ndarray):
         sha = _from_array(source, [])[1]
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(source), allow_pickle=False)
-        data, rel = buf.getvalue(), f"inputs/{sha[:16]}.npy"
-    else:
-        raise ReproduceError(f"Cannot store a clip of type {type(source).__name__} for reproduction; pass its file.")
-    target = Path(folder) / rel
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, data)
-    return rel, sha
+        return store_input(folder, sha, ".npy", npy_bytes(source)), sha
+    raise ReproduceError(f"Cannot store a clip of type {type(source).__name__} for reproduction; pass its file.")
 
 
 def video_from_options(adapter, o: dict):

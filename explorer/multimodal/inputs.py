@@ -11,9 +11,14 @@ at 8 frames per second and the matching 1 s of sound (128 mel bins × 96 hops of
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+
 import cv2
 import numpy as np
 
+from ..io import array_sha256
 from .reconstruction import MultiModalInputError
 
 AV_FPS = 8.0
@@ -133,48 +138,35 @@ def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
     return {"video": c.frames, "audio": c.spectrogram}, [f"generated clip {seed}: objects ring when they bounce, held out"]
 
 
-def store_arrays(arrays: dict[str, np.ndarray], folder) -> tuple[str, str]:
-    """Write prepared inputs as ``<folder>/inputs/<sha>.npz`` (numeric arrays only, atomically; kept if already there).
-
-    Returns ``(path relative to folder, sha256)``; :func:`load_arrays` reads it back and checks the hash.
-    """
-    import io
-    from pathlib import Path
-
-    from ..export.files import write_atomic
-    from ..io import array_sha256
-
-    sha = _arrays_sha256(arrays, array_sha256)
-    rel = f"inputs/{sha[:16]}.npz"
-    path = Path(folder) / rel
-    if not path.is_file():
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, buf.getvalue())
-    return rel, sha
-
-
-def _arrays_sha256(arrays: dict, array_sha256) -> str:
-    import hashlib
-
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """One hash over named arrays (names and float32 contents)."""
     h = hashlib.sha256()
     for k in sorted(arrays):
         h.update(k.encode() + array_sha256(np.ascontiguousarray(arrays[k], np.float32)).encode())
     return h.hexdigest()
 
 
+def store_arrays(arrays: dict[str, np.ndarray], folder) -> tuple[str, str]:
+    """Keep prepared inputs next to an export as ``<folder>/inputs/<sha>.npz`` (numeric arrays only, written atomically
+    once per content).
+
+    Returns ``(path relative to folder, sha256)``; :func:`load_arrays` reads it back and checks the hash.
+    """
+    from ..export.inputs import store_input
+
+    sha = _arrays_sha256(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
+    return store_input(folder, sha, ".npz", buf.getvalue()), sha
+
+
 def load_arrays(path, sha256: str | None = None) -> dict[str, np.ndarray]:
     """Read :func:`store_arrays`' file (never unpickles) and check its hash."""
-    import zipfile
-
-    from ..io import array_sha256
-
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise MultiModalInputError(f"Cannot read the stored inputs {path}: {e}") from e
-    if sha256 and _arrays_sha256(arrays, array_sha256) != sha256:
+    if sha256 and _arrays_sha256(arrays) != sha256:
         raise MultiModalInputError(f"The stored inputs {path} changed since the export (SHA-256 differs).")
     return arrays
