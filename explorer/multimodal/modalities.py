@@ -92,6 +92,13 @@ class Modality:
         order = [0] + [1 + 2 * i for i in range(k)] + [2 + 2 * i for i in range(k)] + [1 + 2 * k]
         return x.permute(*order).reshape(b, self.num_patches, self.patch_dim)
 
+    @staticmethod
+    def unknown_patches(tokens: torch.Tensor) -> torch.Tensor:
+        """``(..., N, D)`` patches → ``(..., N)`` bool: more than half the patch's values are unknown (NaN / inf).
+
+        Such patches are never shown to the model (in training and in reconstruction alike)."""
+        return (~torch.isfinite(tokens)).float().mean(-1) > 0.5
+
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, num_patches, patch_dim)`` → ``(B, *shape)`` (inverse of :meth:`patchify`)."""
         b, k = tokens.shape[0], len(self.patch)

@@ -185,8 +185,7 @@ def reconstruct_multimodal(adapter, inputs: dict[str, np.ndarray], budgets: dict
     ineligible = {}
     for s in specs:
         if s.name in arrays:
-            tok = s.patchify(torch.from_numpy(arrays[s.name][None]))[0].numpy()
-            bad = np.isnan(tok).mean(1) > 0.5
+            bad = s.unknown_patches(s.patchify(torch.from_numpy(arrays[s.name][None])))[0].numpy()
             if bad.any():
                 ineligible[s.name] = bad
                 notes.append(f"{s.name}: {int(bad.sum())} patches are mostly unknown and never shown")

@@ -59,12 +59,13 @@ def make_batch(task: Task, specs: list[Modality], data: dict[str, np.ndarray], i
         t = s.patchify(s.normalise(torch.from_numpy(arrays[s.name])))
         known[s.name] = torch.isfinite(t)
         tokens[s.name] = t
-    caps_all = np.stack([(known[s.name].float().mean(-1) > 0.5).sum(1).numpy() for s in specs], 1)
+    unknown = {s.name: Modality.unknown_patches(tokens[s.name]).numpy() for s in specs}  # (B, N_m): never shown
+    caps_all = np.stack([(~unknown[s.name]).sum(1) for s in specs], 1)
     vis = {s.name: np.zeros((len(idx), s.num_patches), bool) for s in specs}
     for b in range(len(idx)):
         counts = split_budget(min(total, int(caps_all[b].sum())), caps_all[b], rng)
         masks = visible_masks(specs, dict(zip([s.name for s in specs], counts)), int(rng.integers(1 << 31)),
-                              ineligible={s.name: ~(known[s.name][b].float().mean(-1) > 0.5).numpy() for s in specs})
+                              ineligible={s.name: unknown[s.name][b] for s in specs})
         for s in specs:
             vis[s.name][b] = masks[s.name]
     vis = {k: torch.from_numpy(v) for k, v in vis.items()}
