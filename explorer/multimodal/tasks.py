@@ -40,6 +40,20 @@ class Task:
     def quick_eval(self, model, specs: list[Modality]) -> dict:
         return {}
 
+    @staticmethod
+    @torch.no_grad()
+    def predict_from(model, source: Modality, target: Modality, x: np.ndarray) -> np.ndarray:
+        """``target`` predicted by a two-modality ``model`` from every patch of ``source`` alone.
+
+        ``x``: ``(B, *source.shape)`` → ``(B, *target.shape)`` in the target's units.
+        """
+        b = len(x)
+        tokens = {source.name: source.patchify(source.normalise(torch.from_numpy(np.asarray(x, np.float32)))),
+                  target.name: torch.zeros(b, target.num_patches, target.patch_dim)}
+        vis = {source.name: torch.ones(b, source.num_patches, dtype=torch.bool),
+               target.name: torch.zeros(b, target.num_patches, dtype=torch.bool)}
+        return target.denormalise(target.unpatchify(model(tokens, vis)[target.name])).numpy()
+
 
 def _stats(x: np.ndarray, channels: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
     axes = tuple(range(x.ndim - 1)) if channels else None
@@ -73,18 +87,14 @@ class RGBDTask(Task):
     def budget_range(self, specs):
         return 8, 72
 
-    @torch.no_grad()
     def quick_eval(self, model, specs, n: int = 48) -> dict:
         """Depth from all RGB patches (no depth shown) on held-out rooms: RMSE (m) and absolute relative error."""
         from ..training.rgbd import make_rgbd_scene
 
         rgb, depth = specs
         scenes = [make_rgbd_scene(HELD_OUT_SEED + i, self.size) for i in range(n)]
-        x = torch.from_numpy(np.stack([s.image for s in scenes]))
         truth = np.stack([s.depth for s in scenes])
-        tokens = {"rgb": rgb.patchify(rgb.normalise(x)), "depth": torch.zeros(n, depth.num_patches, depth.patch_dim)}
-        vis = {"rgb": torch.ones(n, rgb.num_patches, dtype=torch.bool), "depth": torch.zeros(n, depth.num_patches, dtype=torch.bool)}
-        pred = depth.denormalise(depth.unpatchify(model(tokens, vis)["depth"])).numpy()
+        pred = self.predict_from(model, rgb, depth, np.stack([s.image for s in scenes]))
         const = np.full_like(truth, depth.mean[0])
         out = {}
         for k, p in (("model", pred), ("mean depth", const)):
@@ -113,16 +123,12 @@ class AVTask(Task):
     def budget_range(self, specs):
         return 8, 64
 
-    @torch.no_grad()
     def quick_eval(self, model, specs, n: int = 32) -> dict:
         """Sound from all video patches (no sound shown) on held-out clips: spectrogram RMSE vs the training mean."""
         video, audio = specs
         clips = [self.sample(HELD_OUT_SEED + i) for i in range(n)]
-        x = torch.from_numpy(np.stack([c["video"] for c in clips]))
         truth = np.stack([c["audio"] for c in clips])
-        tokens = {"video": video.patchify(video.normalise(x)), "audio": torch.zeros(n, audio.num_patches, audio.patch_dim)}
-        vis = {"video": torch.ones(n, video.num_patches, dtype=torch.bool), "audio": torch.zeros(n, audio.num_patches, dtype=torch.bool)}
-        pred = audio.denormalise(audio.unpatchify(model(tokens, vis)["audio"])).numpy()
+        pred = self.predict_from(model, video, audio, np.stack([c["video"] for c in clips]))
         return {"audio_from_video_rmse_model": float(np.sqrt(np.mean((pred - truth) ** 2))),
                 "audio_from_video_rmse_mean": float(np.sqrt(np.mean((audio.mean[0] - truth) ** 2)))}
 
