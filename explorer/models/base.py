@@ -34,14 +34,8 @@ class ModelInfo:
     weights_sha256: str
 
 
-class PixelModel:
-    """What every adapter shares: the weights' identity and image normalisation.
-
-    Needs ``model``, ``image_size``, ``device``, ``dtype``, ``_mean`` / ``_std`` ``(1, 3, 1, 1)`` and ``_sha``.
-    """
-
-    #: raised when an image has the wrong shape
-    shape_error: type = ValueError
+class HashedWeights:
+    """The weights' identity of an adapter. Needs ``model`` and ``_sha`` (``None`` until first asked)."""
 
     @property
     def weights_sha256(self) -> str:
@@ -49,6 +43,16 @@ class PixelModel:
         if self._sha is None:
             self._sha = state_dict_sha256(self.model)
         return self._sha
+
+
+class PixelModel(HashedWeights):
+    """What every image adapter shares: the weights' identity and image normalisation.
+
+    Needs ``model``, ``image_size``, ``device``, ``dtype``, ``_mean`` / ``_std`` ``(1, 3, 1, 1)`` and ``_sha``.
+    """
+
+    #: raised when an image has the wrong shape
+    shape_error: type = ValueError
 
     def normalise(self, images: np.ndarray) -> torch.Tensor:
         """``(B, S, S, 3)`` or ``(S, S, 3)`` float in [0, 1] → normalised ``(B, 3, S, S)`` on the device."""

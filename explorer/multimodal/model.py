@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.base import state_dict_sha256
+from ..models.base import HashedWeights
 from ..models.device import pick_device, pick_dtype
 from ..models.registry import ModelLoadError, resolve_source, shipped_models
 from .modalities import Modality
@@ -32,7 +32,7 @@ UNSUPPORTED_HUB = {
 }
 
 
-class MultiMAEAdapter:
+class MultiMAEAdapter(HashedWeights):
     """A loaded multimodal MAE.
 
     Attributes:
@@ -48,12 +48,6 @@ class MultiMAEAdapter:
         self.modalities: list[Modality] = model.specs
         self.task = model.cfg.task
         self._sha: str | None = None
-
-    @property
-    def weights_sha256(self) -> str:
-        if self._sha is None:
-            self._sha = state_dict_sha256(self.model)
-        return self._sha
 
     @property
     def info(self):

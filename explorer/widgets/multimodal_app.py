@@ -177,11 +177,10 @@ class MultiMAEApp(StatusMixin, W.VBox):
             notes += list(li.notes)
         dep = None
         if depth is not None:
-            is_rgb = stereo_right if stereo_right is not None else self._looks_colour(depth)
-            if is_rgb:
+            right = load_image(depth) if stereo_right else None if stereo_right is False else self._colour_image(depth)
+            if right is not None:
                 if img is None:
                     raise MultiModalInputError("A right stereo image needs the left image in the RGB box.")
-                right = load_image(depth)
                 d = stereo_disparity(img, right.pixels)
                 dep = np.where(d.valid, 1.0 / np.maximum(d.depth, 1e-6), np.nan) * 50.0
                 notes.append("depth from the stereo pair: 50 / disparity (relative, not metres; no calibration given)")
@@ -200,14 +199,15 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self._compute()
 
     @staticmethod
-    def _looks_colour(source) -> bool:
+    def _colour_image(source):
+        """``source`` decoded as a colour image (the right view of a stereo pair), or ``None`` (grey or not an image: depth)."""
         from ..io import load_image
 
         try:
             li = load_image(source)
         except ImageLoadError:
-            return False
-        return li.channels >= 3
+            return None
+        return li if li.channels >= 3 else None
 
     def set_av(self, video=None, audio=None, *, start_s: float = 0.0):
         """Use a video (or a still image) and/or a WAV sound; the model takes one second from ``start_s``."""
