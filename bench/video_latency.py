@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, summary  # noqa: E402
 
-from explorer.video_reconstruction import reconstruct_video  # noqa: E402
+from explorer.reconstruction.video import reconstruct_video  # noqa: E402
 from explorer.viz import video as VV  # noqa: E402
 from explorer.widgets.video_app import VideoMAEApp  # noqa: E402
 

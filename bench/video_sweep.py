@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, summary, sync  # noqa: E402
 
 from explorer.models import load_model  # noqa: E402
-from explorer.training.clips import make_clip  # noqa: E402
+from explorer.data.clips import make_clip  # noqa: E402
 from explorer.video import load_video, write_video  # noqa: E402
-from explorer.video_masking import video_mask  # noqa: E402
-from explorer.video_reconstruction import VideoReconstruction, reconstruct_video  # noqa: E402
+from explorer.masking.video import video_mask  # noqa: E402
+from explorer.reconstruction.video import VideoReconstruction, reconstruct_video  # noqa: E402
 from explorer.viz import video as VV  # noqa: E402
 from explorer.widgets.video_app import VIDEO_RATIOS, VideoMAEApp  # noqa: E402
 

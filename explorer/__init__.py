@@ -12,7 +12,8 @@ The public API, short on purpose::
     export.export_recipe("reconstruction", "figs/cat", model=model, inputs=["chelsea"], preset="double-column")
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
+from . import _moved  # noqa: E402,F401  (old module paths keep working, with a DeprecationWarning)
 
 from .io import ImageLoadError, LoadedImage, load_image  # noqa: E402
 from .masking import SWEEP_RATIOS, MaskError, MaskSpec, make_mask  # noqa: E402
@@ -24,7 +25,7 @@ from .reconstruction import (  # noqa: E402
     reconstruct,
     reconstruct_sweep,
 )
-from .samples import SAMPLES, load_sample  # noqa: E402
+from .data.samples import SAMPLES, load_sample  # noqa: E402
 
 
 def __getattr__(name):

@@ -46,7 +46,7 @@ def _reproduce(args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from explorer.export.batch import VIEWS
-    from explorer.export.presets import PRESETS
+    from explorer.viz.presets import PRESETS
 
     ap = argparse.ArgumentParser(prog="python -m explorer", description="explorer command line")
     sub = ap.add_subparsers(dest="cmd", required=True)

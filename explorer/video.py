@@ -347,26 +347,6 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
                        "all" if num_frames is None else sampling, int(stride), short or "")
 
 
-#: Generated clips (``"generated:<seed>"``) are this many times the model's clip length, at this frame rate.
-GENERATED_LENGTH, GENERATED_FPS = 4, 8.0
-
-
-def model_clip(adapter, clip, *, sampling: str = "uniform", stride: int = 4, short: str | None = None) -> LoadedVideo:
-    """``clip`` sampled to the ``adapter.num_frames`` frames a video model reads.
-
-    Args:
-        clip: ``"generated:<seed>"`` (:func:`explorer.training.clips.make_clip`, :data:`GENERATED_LENGTH` × the model's
-            clip length at :data:`GENERATED_FPS`, frames of the model's size) or any :func:`load_video` source.
-    """
-    if isinstance(clip, str) and clip.startswith("generated:"):
-        from .training.clips import make_clip
-
-        c = make_clip(int(clip.split(":", 1)[1]), frames=GENERATED_LENGTH * adapter.num_frames, size=adapter.image_size)
-        return load_video(c.frames, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short,
-                          fps=GENERATED_FPS, name=clip)
-    return load_video(clip, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short)
-
-
 def write_video(path: "str | os.PathLike", frames: np.ndarray, fps: float = 8.0) -> None:
     """Write ``(T, H, W, 3)`` float [0, 1] frames as an MJPG AVI (for tests and examples)."""
     frames = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -384,7 +364,7 @@ def write_gif(path: "str | os.PathLike", frames: np.ndarray, durations_ms: "list
     frame rate (GIF stores durations in 10 ms steps). Written atomically (for tests and examples)."""
     from PIL import Image
 
-    from .export.files import write_atomic
+    from .files import write_atomic
 
     ims = [Image.fromarray((np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8)) for f in frames]
     import io

@@ -207,7 +207,7 @@ def save_tiny_vilt_vqa(folder: Path, seed: int = 0, max_text: int = 16, retrieva
 
 
 # ---------------------------------------------------------------- multimodal MAE
-from explorer.multimodal.modalities import Modality  # noqa: E402
+from explorer.modalities import Modality  # noqa: E402
 
 RGB = Modality("rgb", "image", (32, 32, 3), (8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "intensity")
 DEPTH = Modality("depth", "depth", (32, 32), (8, 8), (5.0,), (2.0,), "metres")

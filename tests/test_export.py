@@ -125,7 +125,7 @@ def test_reproduce_gives_identical_bytes(exported, tmp_path):
 def test_reproduce_notices_a_different_input(exported, tmp_path):
     sc = json.loads(exported.files["json"].read_text())
     sc["provenance"]["inputs"][0] = {"path": str(tmp_path / "cat.png"), "sha256": sc["provenance"]["inputs"][0]["sha256"]}
-    shutil.copy(explorer.samples.photo_path(explorer.SAMPLES["coffee"]), tmp_path / "cat.png")
+    shutil.copy(explorer.data.samples.photo_path(explorer.SAMPLES["coffee"]), tmp_path / "cat.png")
     (tmp_path / "fig.json").write_text(json.dumps(sc))
     with pytest.raises(export.ReproduceError, match="not the same input"):
         export.reproduce(tmp_path / "fig.json")

@@ -13,10 +13,10 @@ import torch
 
 from explorer.fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits, word_ig
 from explorer.fusion.alignment import Alignment, bimodal_propagate
-from explorer.fusion.base import CallRole, FusionAdapter, TextInput
-from explorer.fusion.mini import MiniFusionAdapter
+from explorer.models.fusion_base import CallRole, FusionAdapter, TextInput
+from explorer.models.fusion_mini import MiniFusionAdapter
 from explorer.models.mini.fusion import FusionConfig, MiniFusion
-from explorer.training.scenes import make_scene
+from explorer.data.scenes import make_scene
 
 TEXT = "a red circle left of a blue square"
 

@@ -15,11 +15,11 @@ import torch
 from _tiny import (TINY_ANSWERS, random_image, save_tiny_blip_itm, save_tiny_clip, save_tiny_clip_pair, save_tiny_mae,
                    save_tiny_vilt_vqa)
 from explorer.attention import AttentionCapture
-from explorer.fusion.base import FusionInputError
-from explorer.fusion.blip import BlipITMAdapter
-from explorer.fusion.clip import CLIPFusionAdapter
-from explorer.fusion.registry import FUSION_ADAPTERS, load_fusion_model
-from explorer.fusion.vilt import ViltAdapter
+from explorer.models.fusion_base import FusionInputError
+from explorer.models.blip import BlipITMAdapter
+from explorer.models.fusion_clip import CLIPFusionAdapter
+from explorer.models.fusion_registry import FUSION_ADAPTERS, load_fusion_model
+from explorer.models.vilt import ViltAdapter
 from explorer.models.registry import ModelLoadError
 
 TEXT = "a red circle left of the blue square"

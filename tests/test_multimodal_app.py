@@ -105,7 +105,7 @@ def test_rgbd_uploads_depth_png_and_stereo_pair(rgbd_folder, tmp_path):
 
 
 def test_av_uploads_video_and_wav(av_folder, tmp_path):
-    from explorer.training.av_clips import make_av_clip
+    from explorer.data.av_clips import make_av_clip
 
     c = make_av_clip(10_000_005)
     write_video(tmp_path / "c.avi", c.frames, fps=8)

@@ -9,8 +9,8 @@ import pytest
 from explorer.audio import log_mel
 from explorer.multimodal import MultiModalInputError, load_multimodal_model, reconstruct_multimodal
 from explorer.multimodal.inputs import prepare_av, prepare_rgbd
-from explorer.training.av_clips import PITCH_HZ, RATE, make_av_clip
-from explorer.training.rgbd import CAMERA_HEIGHT_M, make_rgbd_scene, motorcycle_depth, motorcycle_rgbd
+from explorer.data.av_clips import PITCH_HZ, RATE, make_av_clip
+from explorer.data.rgbd import CAMERA_HEIGHT_M, make_rgbd_scene, motorcycle_depth, motorcycle_rgbd
 
 
 def test_room_floor_depth_follows_the_pinhole_camera():

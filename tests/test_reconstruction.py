@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import explorer
-from explorer.baselines import mean_fill, telea_fill
+from explorer.reconstruction.baselines import mean_fill, telea_fill
 from explorer.masking import MaskSpec, make_mask
 from explorer.metrics import masked_psnr, patch_mse, psnr_from_mse, upsample_mask
 from explorer.models import load_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.training.scenes import COLOURS, SHAPES, make_scene
+from explorer.data.scenes import COLOURS, SHAPES, make_scene
 
 
 def test_same_seed_same_scene_other_seed_other_scene():

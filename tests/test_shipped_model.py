@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import explorer
-from explorer.baselines import mean_fill, telea_fill
+from explorer.reconstruction.baselines import mean_fill, telea_fill
 from explorer.metrics import masked_psnr
 from explorer.models import shipped_models
 from explorer.training.train_mini_mae import heldout_crops

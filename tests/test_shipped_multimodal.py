@@ -9,7 +9,7 @@ import pytest
 
 from explorer.models import shipped_models
 from explorer.multimodal import load_multimodal_model
-from explorer.multimodal.evaluate import PROTOCOLS, evaluate, held_out, same_pixels_gain
+from explorer.training.multimodal_evaluate import PROTOCOLS, evaluate, held_out, same_pixels_gain
 from explorer.training.multimodal_card import GAINS
 
 

@@ -71,7 +71,7 @@ def test_sampling_is_the_models_and_shown_on_a_time_line(folder):
     red = app.timeline.data[1]
     assert list(red.customdata) == [1, 5, 9, 13] and list(red.text) == ["1", "2", "3", "4"]
     assert len(app.timeline.data[0].x) == 16 and "consecutive" not in app.timeline.layout.title.text
-    from explorer.training.clips import make_clip
+    from explorer.data.clips import make_clip
 
     assert np.allclose(app.sweep[0.9].frames, make_clip(10000003, frames=16, size=32).frames[[1, 5, 9, 13]], atol=1e-6)
     before = set(app._cache)

@@ -11,8 +11,8 @@ import torch
 
 import explorer
 from explorer.masking import MaskError
-from explorer.video_masking import VIDEO_STRATEGIES, video_mask, video_masking_order
-from explorer.video_reconstruction import reconstruct_video
+from explorer.masking.video import VIDEO_STRATEGIES, video_mask, video_masking_order
+from explorer.reconstruction.video import reconstruct_video
 
 GRID = (4, 6, 6)
 
@@ -111,7 +111,7 @@ def test_video_reconstruction_refuses_wrong_inputs(tmp_path):
 
 
 def test_video_baselines_copy_from_time_or_inpaint():
-    from explorer.baselines import nearest_frame_fill, video_telea_fill
+    from explorer.reconstruction.baselines import nearest_frame_fill, video_telea_fill
 
     clip = _clip()
     frame_mask = video_mask((2, 4, 4), 0.5, "frame", 0)  # one time step fully hidden
@@ -149,7 +149,7 @@ def test_video_figures_show_the_frame_and_its_error(tmp_path):
 
 
 def test_generated_clips_move_and_are_reproducible():
-    from explorer.training.clips import make_clip
+    from explorer.data.clips import make_clip
 
     a, b = make_clip(5, frames=8), make_clip(5, frames=8)
     np.testing.assert_array_equal(a.frames, b.frames)

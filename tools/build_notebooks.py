@@ -97,7 +97,7 @@ Two non-learned baselines fill the same hidden patches: the mean colour of the v
 Telea inpainting. A masked autoencoder earns its keep only where it beats them.
 """),
     ("code", """
-from explorer.baselines import mean_fill, telea_fill
+from explorer.reconstruction.baselines import mean_fill, telea_fill
 from explorer.metrics import masked_psnr
 
 p = rec.patch_size
@@ -185,7 +185,7 @@ for strategy in ["random", "block", "grid"]:
 same masks.
 """),
     ("code", """
-from explorer.baselines import mean_fill, telea_fill
+from explorer.reconstruction.baselines import mean_fill, telea_fill
 from explorer.metrics import masked_psnr
 
 sweep = explorer.reconstruct_sweep(model, "coffee", seed=0, strategy="random")
@@ -565,7 +565,7 @@ import sys
 inputs = out / "inputs_folder"
 inputs.mkdir()
 for name in ["chelsea", "coffee", "rocket"]:
-    src = explorer.samples.photo_path(explorer.SAMPLES[name])
+    src = explorer.data.samples.photo_path(explorer.SAMPLES[name])
     shutil.copy(src, inputs / f"{name}{Path(src).suffix}")
 (inputs / "broken.jpg").write_bytes(b"\\xff\\xd8\\xff\\xe0 not really a JPEG")
 run = subprocess.run([sys.executable, "-m", "explorer", "export", "--model", "mini-mae", "--inputs", str(inputs),
@@ -594,7 +594,7 @@ import numpy as np
 
 import explorer
 from explorer.fusion import align, deletion_auc, load_fusion_model, modality_report, pointing_hits, word_ig
-from explorer.training.scenes import make_scene
+from explorer.data.scenes import make_scene
 from explorer.viz import fusion as VF
 from explorer.viz import attention as VA
 
@@ -756,10 +756,10 @@ from the next; hide it in every frame (*tube* masking) and it has to understand 
 import numpy as np
 
 import explorer
-from explorer.baselines import nearest_frame_fill, video_telea_fill
-from explorer.training.clips import make_clip
-from explorer.video_masking import VIDEO_STRATEGIES, video_mask
-from explorer.video_reconstruction import reconstruct_video
+from explorer.reconstruction.baselines import nearest_frame_fill, video_telea_fill
+from explorer.data.clips import make_clip
+from explorer.masking.video import VIDEO_STRATEGIES, video_mask
+from explorer.reconstruction.video import reconstruct_video
 from explorer.viz import video as VV
 
 model = explorer.load_model("mini-video-mae")

@@ -25,8 +25,8 @@ def main() -> int:
     from explorer.fusion import align, load_fusion_model
     from explorer.multimodal import load_multimodal_model, reconstruct_multimodal
     from explorer.multimodal.inputs import sample_inputs
-    from explorer.training.clips import make_clip
-    from explorer.video_reconstruction import reconstruct_video
+    from explorer.data.clips import make_clip
+    from explorer.reconstruction.video import reconstruct_video
 
     assert torch.cuda.is_available(), "no CUDA device"
     torch.backends.cuda.matmul.allow_tf32 = False

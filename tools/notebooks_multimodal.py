@@ -73,7 +73,7 @@ Depth AbsRel on 8 held-out rooms as the visible share of depth grows (all RGB vi
 same visible depth patches.  Masks are nested: each larger budget keeps the patches a smaller one showed.
 """),
     ("code", """
-from explorer.training.rgbd import make_rgbd_scene
+from explorer.data.rgbd import make_rgbd_scene
 
 shares = [0.0, 0.1, 0.2, 0.35, 0.5]
 model_err, inpaint_err = [], []
@@ -121,7 +121,7 @@ import cv2
 from skimage.data import stereo_motorcycle
 from explorer.depth import disparity_to_depth, stereo_disparity
 from explorer.multimodal.inputs import prepare_rgbd
-from explorer.training.rgbd import MOTORCYCLE_BASELINE_M, MOTORCYCLE_DOFFS_PX, MOTORCYCLE_F_PX
+from explorer.data.rgbd import MOTORCYCLE_BASELINE_M, MOTORCYCLE_DOFFS_PX, MOTORCYCLE_F_PX
 
 left, right, _ = stereo_motorcycle()
 half = lambda im: cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
@@ -188,7 +188,7 @@ import plotly.graph_objects as go
 import explorer
 from explorer.multimodal import load_multimodal_model, reconstruct_multimodal
 from explorer.multimodal.baselines import baseline_metrics
-from explorer.training.av_clips import PITCH_HZ, make_av_clip
+from explorer.data.av_clips import PITCH_HZ, make_av_clip
 from explorer.viz.multimodal import colourise, multimodal_figure
 
 av = load_multimodal_model("mini-av-mae")

@@ -105,7 +105,7 @@ def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, 
     ``steps + 1`` points from 0 to 100% of the patches; ties are broken by patch index.
     The random-order reference uses ``seed``.
     """
-    from ..reconstruction import _resolve_any, as_input
+    from ..reconstruction.image import _resolve_any, as_input
 
     adapter = _resolve_any(model)
     pixels, _ = as_input(image, fit, adapter.image_size)
@@ -224,7 +224,7 @@ def randomisation_check(model, image, method: Callable, *, levels=None, seed: in
         levels: how many top blocks to randomise, cascading (default: 1, half, all).
         threshold: Spearman correlation below which the map counts as changed.
     """
-    from ..reconstruction import _resolve_any
+    from ..reconstruction.image import _resolve_any
 
     adapter = _resolve_any(model)
     depth = len(adapter.blocks)

@@ -318,7 +318,7 @@ def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | N
     Raises:
         AttentionError: the model has no attention the explorer can capture.
     """
-    from ..reconstruction import _resolve_any
+    from ..reconstruction.image import _resolve_any
 
     adapter = _resolve_any(model)
     layout = _layout_for(adapter)
@@ -344,7 +344,7 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
         steps: integration steps for integrated gradients.
         layers: restrict rollout / relevance to these layer indices (default: all).
     """
-    from ..reconstruction import _resolve_any
+    from ..reconstruction.image import _resolve_any
 
     adapter = _resolve_any(model)
     pixels, info, x = _prepare(adapter, image, fit)

@@ -59,7 +59,7 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
         AttentionError: ``query`` is outside the grid or not hidden by the mask.
     """
     from ..masking import MaskSpec, make_mask
-    from ..reconstruction import _resolve_model, as_input
+    from ..reconstruction.image import _resolve_model, as_input
 
     adapter = _resolve_model(model)
     gh, gw = adapter.grid

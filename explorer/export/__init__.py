@@ -8,10 +8,11 @@
 """
 
 from .figure import ExportResult, build_recipe, export_figure, export_recipe, model_spec
-from .files import free_stem, remove_stale_parts, write_atomic
+from ..files import free_stem, remove_stale_parts, write_atomic
 from .inputs import ReproduceError
-from .presets import PRESETS, Preset, get_preset
-from .recipes import RECIPES, get_recipe, recipe
+from ..viz.presets import PRESETS, Preset, get_preset
+from .registry import RECIPES, get_recipe, recipe
+from . import recipes as _recipes, video_recipes as _video_recipes  # noqa: F401  (register the built-in recipes)
 from .render import FORMATS, ExportError
 from .reproduce import ReproduceReport, reproduce
 from .sidecar import SidecarError, read_sidecar, versions

@@ -34,9 +34,10 @@ import numpy as np
 from ..io import ImageLoadError
 from ..masking import MaskSpec, mask_from_order, masking_order
 from .figure import export_figure, model_spec
-from .files import write_atomic
-from .presets import get_preset
-from .recipes import get_recipe, options_for, reconstruction_view
+from ..files import write_atomic
+from ..viz.presets import get_preset
+from .recipes import reconstruction_view
+from .registry import get_recipe, options_for
 from .sidecar import dumps
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
@@ -133,7 +134,7 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
     from tqdm.auto import tqdm
 
     from ..models import load_model
-    from ..reconstruction import Reconstruction, _notes
+    from ..reconstruction.image import Reconstruction, _notes
 
     t_start = time.perf_counter()
     for v in cfg.views:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from .files import free_stem, remove_stale_parts, write_atomic
+from ..files import free_stem, remove_stale_parts, write_atomic
 from .inputs import ReproduceError, file_sha256, input_spec
-from .presets import Preset, get_preset
-from .recipes import get_recipe, input_folder, options_for
+from ..viz.presets import Preset, get_preset
+from .registry import get_recipe, input_folder, options_for
 from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw
 from .sidecar import PDF_KEY, PNG_KEY, SCHEMA, dumps, embedded, versions
 

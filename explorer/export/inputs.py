@@ -13,14 +13,17 @@ An input is recorded as one of
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..io import LoadedImage, load_image
-from ..samples import SAMPLES, load_sample
-from .files import write_atomic
+from ..data.samples import SAMPLES, load_sample
+from ..files import write_atomic
+from ..reconstruction.multimodal import MultiModalInputError
 
 
 class ReproduceError(RuntimeError):
@@ -133,3 +136,36 @@ def file_sha256(path: "str | os.PathLike") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- multimodal inputs (named arrays)
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """One hash over named arrays (names and float32 contents)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        h.update(k.encode() + array_sha256(np.ascontiguousarray(arrays[k], np.float32)).encode())
+    return h.hexdigest()
+
+
+def store_arrays(arrays: dict[str, np.ndarray], folder) -> tuple[str, str]:
+    """Keep prepared inputs next to an export as ``<folder>/inputs/<sha>.npz`` (numeric arrays only, written atomically
+    once per content).
+
+    Returns ``(path relative to folder, sha256)``; :func:`load_arrays` reads it back and checks the hash.
+    """
+    sha = _arrays_sha256(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
+    return store_input(folder, sha, ".npz", buf.getvalue()), sha
+
+
+def load_arrays(path, sha256: str | None = None) -> dict[str, np.ndarray]:
+    """Read :func:`store_arrays`' file (never unpickles) and check its hash."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise MultiModalInputError(f"Cannot read the stored inputs {path}: {e}") from e
+    if sha256 and _arrays_sha256(arrays) != sha256:
+        raise MultiModalInputError(f"The stored inputs {path} changed since the export (SHA-256 differs).")
+    return arrays

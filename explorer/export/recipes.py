@@ -1,86 +1,13 @@
-"""Figure recipes: a name plus JSON options that rebuild a figure from a model and inputs.
+"""Builders for image, attention, image+text and multimodal figures (registered with :func:`.registry.recipe`).
 
-A recipe is what makes an export reproducible: the sidecar stores the recipe's name, its
-options, the model reference and the input references, and ``python -m explorer reproduce``
-calls the same builder again.  Exports *always* go through a recipe (also from the widgets),
-so the exported file and the reproduced file come from the same code path.
-
-Adding a view = one builder function registered with :func:`recipe`.
-Builders take ``(adapter, images, options)`` where ``images`` is a list of
-:class:`explorer.LoadedImage` and return a plotly figure.
+Video recipes live in :mod:`.video_recipes`; importing :mod:`explorer.export` registers both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-
 import plotly.graph_objects as go
 
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    build: Callable
-    n_inputs: str  # "one", "many" or "none" (the inputs are named in the options)
-    defaults: dict
-    description: str
-    letters: bool = True  # panel letters by default (off for image grids)
-    family: str = "image"  # "fusion": the model is an image+text adapter
-
-
-RECIPES: dict[str, Recipe] = {}
-
-#: The folder an export is written to (and a sidecar read from): recipes resolve relative input files against it.
-_INPUT_FOLDER: contextvars.ContextVar = contextvars.ContextVar("input_folder", default=Path("."))
-
-
-@contextlib.contextmanager
-def input_folder(folder: "str | Path"):
-    """Within this block, :func:`input_path` resolves relative paths against ``folder``."""
-    token = _INPUT_FOLDER.set(Path(folder))
-    try:
-        yield
-    finally:
-        _INPUT_FOLDER.reset(token)
-
-
-def input_path(relative: str) -> Path:
-    """A path stored in recipe options, resolved against the export's folder."""
-    return _INPUT_FOLDER.get() / relative
-
-
-def recipe(name: str, *, n_inputs: str = "one", defaults: dict | None = None, letters: bool = True, family: str = "image"):
-    """Register a builder ``f(adapter, images, options) -> go.Figure`` under ``name``."""
-
-    def deco(fn):
-        RECIPES[name] = Recipe(name, fn, n_inputs, dict(defaults or {}), (fn.__doc__ or "").strip().splitlines()[0], letters,
-                               family)
-        return fn
-
-    return deco
-
-
-def get_recipe(name: str) -> Recipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise ValueError(f"Unknown figure recipe {name!r}; known: {', '.join(sorted(RECIPES))}.") from None
-
-
-def options_for(name: str, options: dict | None) -> dict:
-    """``options`` completed with the recipe's defaults; unknown keys are refused."""
-    r = get_recipe(name)
-    opts = dict(r.defaults)
-    for k, v in (options or {}).items():
-        if k not in r.defaults:
-            raise ValueError(f"Recipe {name!r} has no option {k!r}; options: {', '.join(sorted(r.defaults))}.")
-        opts[k] = v
-    return opts
-
+from .registry import RECIPES, Recipe, get_recipe, input_folder, input_path, options_for, recipe  # noqa: F401
 
 # ---------------------------------------------------------------------------- MAE recipes
 COMPACT_PANELS = ("Original", "Masked", "Reconstruction", "Recon. + visible", "Error (MSE)")
@@ -186,7 +113,8 @@ def _word_maps(adapter, images, o) -> go.Figure:
 def _multimodal(adapter, images, o) -> go.Figure:
     """Cross-modal reconstruction (RGB-D / audio-visual): one row per modality, original | seen | reconstruction | error."""
     from ..multimodal import reconstruct_multimodal
-    from ..multimodal.inputs import load_arrays, sample_inputs
+    from ..multimodal.inputs import sample_inputs
+    from .inputs import load_arrays
     from ..viz.multimodal import multimodal_figure
 
     if (o["sample"] is None) == (o["arrays"] is None):
@@ -197,4 +125,3 @@ def _multimodal(adapter, images, o) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------- video MAE recipes (own module)
-from . import video_recipes as _video_recipes  # noqa: E402,F401  (registers video_frames, video_filmstrip, video_sampling)

@@ -12,8 +12,8 @@ import numpy as np
 
 from .figure import ExportResult, build_recipe, export_figure, resolve_model
 from .inputs import ReproduceError, file_sha256, resolve_input
-from .presets import Preset
-from .recipes import input_folder
+from ..viz.presets import Preset
+from .registry import input_folder
 from .sidecar import read_sidecar, versions
 
 

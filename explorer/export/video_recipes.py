@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .inputs import ReproduceError, _raw_bytes, npy_bytes, store_input
-from .recipes import input_path, recipe
+from .registry import input_path, recipe
 
 CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
 MASK = dict(ratio=0.9, strategy="tube", seed=0, fit="center-crop")
@@ -49,7 +49,7 @@ def store_video(source, folder: "str | os.PathLike") -> tuple[str, str]:
 
 def video_from_options(adapter, o: dict):
     """The :class:`explorer.video.LoadedVideo` the options name, sampled to the model's frames (hash checked)."""
-    from ..video import model_clip
+    from ..reconstruction.video import model_clip
 
     if (o["clip"] is None) == (o["video"] is None):
         raise ValueError("A video recipe needs either clip='generated:<seed>' or a stored video (video=..., video_sha256=...).")
@@ -67,7 +67,7 @@ def video_from_options(adapter, o: dict):
 
 
 def _reconstruction(adapter, o):
-    from ..video_reconstruction import reconstruct_video
+    from ..reconstruction.video import reconstruct_video
 
     v = video_from_options(adapter, o)
     return reconstruct_video(adapter, v, ratio=float(o["ratio"]), strategy=o["strategy"], seed=int(o["seed"]), fit=o["fit"])

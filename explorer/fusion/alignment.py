@@ -30,7 +30,7 @@ import torch
 
 from ..attention import AttentionCapture, RolloutAccumulator
 from ..preprocess import fit_image
-from .base import FusionAdapter, FusionInputError, TextInput
+from ..models.fusion_base import FusionAdapter, FusionInputError, TextInput
 
 METHODS = ("attention", "rollout", "relevance", "gradcam", "similarity", "ig")
 METHOD_NAMES = {

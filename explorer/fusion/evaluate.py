@@ -15,9 +15,9 @@ import json
 
 import numpy as np
 
-from ..training.scenes import COLOURS as _COLOURS
-from ..training.scenes import SHAPES as _SHAPES
-from ..training.scenes import make_scene
+from ..data.scenes import COLOURS as _COLOURS
+from ..data.scenes import SHAPES as _SHAPES
+from ..data.scenes import make_scene
 from .alignment import align, pointing_hits, word_ig
 
 HELD_OUT_SEED = 10_000_000

@@ -17,6 +17,7 @@ from .clip import CLIPImageAdapter
 from .mae import MAEAdapter
 from .videomae import VideoMAEAdapter, VideoMAEPreTrainingAdapter
 from .vit import ViTAdapter
+from ..data.shipped import data_dir, shipped_models  # noqa: F401  (re-exported)
 
 #: ``config.model_type`` → (transformers class name, adapter class).
 ADAPTERS = {
@@ -40,20 +41,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class ModelLoadError(RuntimeError):
     """The model could not be found, reached or understood; the message says what to do."""
-
-
-def data_dir() -> Path:
-    """The repository's ``data/`` folder (override with ``$EXPLORER_DATA``)."""
-    env = os.environ.get("EXPLORER_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
-
-
-def shipped_models() -> dict[str, Path]:
-    """Mini models shipped with the repository: name → folder."""
-    root = data_dir() / "models"
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "config.json").is_file()}
 
 
 def list_models() -> list[str]:

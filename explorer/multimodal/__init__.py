@@ -5,10 +5,10 @@
     rec = reconstruct_multimodal(mm, {"rgb": image, "depth": depth}, {"rgb": 1.0, "depth": 0.1}, seed=0)
 """
 
-from .masking import BudgetError, dirichlet_counts, visible_counts, visible_masks
-from .modalities import Modality
-from .model import MultiMAEAdapter, list_multimodal_models, load_multimodal_model
-from .reconstruction import ModalityResult, MultiModalInputError, MultiModalReconstruction, modality_metrics, reconstruct_multimodal
+from ..masking.budgets import BudgetError, dirichlet_counts, visible_counts, visible_masks
+from ..modalities import Modality
+from ..models.multimae import MultiMAEAdapter, list_multimodal_models, load_multimodal_model
+from ..reconstruction.multimodal import ModalityResult, MultiModalInputError, MultiModalReconstruction, modality_metrics, reconstruct_multimodal
 
 __all__ = ["BudgetError", "Modality", "ModalityResult", "MultiMAEAdapter", "MultiModalInputError", "MultiModalReconstruction",
            "dirichlet_counts", "list_multimodal_models", "load_multimodal_model", "modality_metrics", "reconstruct_multimodal",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..baselines import nearest_frame_fill, telea_fill
-from .reconstruction import modality_metrics
+from ..reconstruction.baselines import nearest_frame_fill, telea_fill
+from ..reconstruction.multimodal import modality_metrics
 
 
 def mean_prediction(result) -> np.ndarray:

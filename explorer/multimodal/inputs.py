@@ -11,15 +11,13 @@ at 8 frames per second and the matching 1 s of sound (128 mel bins × 96 hops of
 
 from __future__ import annotations
 
-import hashlib
 import io
-import zipfile
 
 import cv2
 import numpy as np
 
 from ..io import array_sha256
-from .reconstruction import MultiModalInputError
+from ..reconstruction.multimodal import MultiModalInputError
 
 AV_FPS = 8.0
 SAMPLE_KINDS = {"rgbd": ("room", "motorcycle"), "audio-visual": ("clip",)}
@@ -72,7 +70,7 @@ def prepare_av(frames: np.ndarray | None, fps: float, audio: np.ndarray | None, 
     Returns:
         ``({"video": (num_frames, size, size, 3), "audio": (128, 96)}, notes)`` with the given modalities only.
     """
-    from ..training.av_clips import spectrogram_patch_array
+    from ..data.av_clips import spectrogram_patch_array
 
     notes, out = [], {}
     if frames is None and audio is None:
@@ -122,51 +120,17 @@ def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
         offered = ", ".join(n for _l, n in sample_names(adapter.task))
         raise MultiModalInputError(f"Unknown sample {name!r} for a {adapter.task} model; e.g. {offered}.")
     if kind == "room":
-        from ..training.rgbd import make_rgbd_scene
+        from ..data.rgbd import make_rgbd_scene
 
         s = make_rgbd_scene(int(seed), adapter.spec("rgb").shape[0])
         return {"rgb": s.image, "depth": s.depth}, [f"{s.name}: generated, exact depth, not seen in training"]
     if kind == "motorcycle":
-        from ..training.rgbd import motorcycle_rgbd
+        from ..data.rgbd import motorcycle_rgbd
 
         s = motorcycle_rgbd(int(seed), adapter.spec("rgb").shape[0], "test")
         return {"rgb": s.image, "depth": s.depth}, [f"{s.name}: Middlebury 2014 via scikit-image (Scharstein et al. 2014); "
                                                     "right 35 % of the image, held out"]
-    from ..training.av_clips import make_av_clip
+    from ..data.av_clips import make_av_clip
 
     c = make_av_clip(int(seed))
     return {"video": c.frames, "audio": c.spectrogram}, [f"generated clip {seed}: objects ring when they bounce, held out"]
-
-
-def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """One hash over named arrays (names and float32 contents)."""
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        h.update(k.encode() + array_sha256(np.ascontiguousarray(arrays[k], np.float32)).encode())
-    return h.hexdigest()
-
-
-def store_arrays(arrays: dict[str, np.ndarray], folder) -> tuple[str, str]:
-    """Keep prepared inputs next to an export as ``<folder>/inputs/<sha>.npz`` (numeric arrays only, written atomically
-    once per content).
-
-    Returns ``(path relative to folder, sha256)``; :func:`load_arrays` reads it back and checks the hash.
-    """
-    from ..export.inputs import store_input
-
-    sha = _arrays_sha256(arrays)
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()})
-    return store_input(folder, sha, ".npz", buf.getvalue()), sha
-
-
-def load_arrays(path, sha256: str | None = None) -> dict[str, np.ndarray]:
-    """Read :func:`store_arrays`' file (never unpickles) and check its hash."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MultiModalInputError(f"Cannot read the stored inputs {path}: {e}") from e
-    if sha256 and _arrays_sha256(arrays) != sha256:
-        raise MultiModalInputError(f"The stored inputs {path} changed since the export (SHA-256 differs).")
-    return arrays

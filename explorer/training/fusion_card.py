@@ -107,7 +107,7 @@ def render(folder: Path) -> str:
 
 def main(argv=None) -> None:
     from ..fusion.evaluate import matching_accuracy, pointing_game
-    from ..fusion.mini import MiniFusionAdapter
+    from ..models.fusion_mini import MiniFusionAdapter
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder")

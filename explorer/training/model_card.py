@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from .photos import PHOTOS
+from ..data.photos import PHOTOS
 
 TEMPLATE = """\
 # mini-mae: a small masked autoencoder trained in this repository

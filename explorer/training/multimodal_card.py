@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..export.files import write_atomic
-from ..multimodal.evaluate import PROTOCOLS, evaluate, held_out, object_pixels, same_pixels_gain
-from ..multimodal.model import load_multimodal_model
+from ..files import write_atomic
+from .multimodal_evaluate import PROTOCOLS, evaluate, held_out, object_pixels, same_pixels_gain
+from ..models.multimae import load_multimodal_model
 
 DATA = {
     "rgbd": """\

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..models.mini.fusion import FusionConfig, MiniFusion, tokenize
-from .scenes import make_scene
+from ..data.scenes import make_scene
 
 HELD_OUT_SEED = 10_000_000
 

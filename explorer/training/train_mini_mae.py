@@ -2,7 +2,7 @@
 
     python -m explorer.training.train_mini_mae --steps 3000 --out data/models/mini-mae
 
-Data: random crops / flips of the CC0 / public-domain photos of :mod:`explorer.training.photos`
+Data: random crops / flips of the CC0 / public-domain photos of :mod:`explorer.data.photos`
 ("train" split) mixed with procedural OpenCV scenes.  The "heldout" photos are only used
 for the final evaluation: masked-patch PSNR at 75% random masking against two non-learned
 baselines (mean colour fill and OpenCV Telea inpainting).  Runs on CPU (default) or CUDA.
@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 import torch
 
-from ..baselines import mean_fill, telea_fill
+from ..reconstruction.baselines import mean_fill, telea_fill
 from ..masking import mask_from_order, mask_to_noise, num_masked, random_order
 from ..metrics import masked_psnr
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
-from .photos import PHOTOS, photos
-from .procedural import random_scene
+from ..data.photos import PHOTOS, photos
+from ..data.procedural import random_scene
 
 
 CONFIG = dict(

@@ -4,11 +4,11 @@
     python -m explorer.training.train_mini_multimae --task audio-visual --steps 6000 --out data/models/mini-av-mae
 
 Tasks:
-    rgbd: RGB (64², 8 px patches) + metric depth; generated rooms (:mod:`explorer.training.rgbd`) and 10 %
+    rgbd: RGB (64², 8 px patches) + metric depth; generated rooms (:mod:`explorer.data.rgbd`) and 10 %
         crops of the Middlebury motorcycle's training part.  Depth patches that are mostly unknown are never shown
         and unknown pixels carry no loss.
     audio-visual: 8 frames of 48² video (tubelets 2 × 8 × 8) + a 1 s log-mel spectrogram (128 bins × 96 frames,
-        16 × 16 patches); generated clips whose objects make tones (:mod:`explorer.training.av_clips`).
+        16 × 16 patches); generated clips whose objects make tones (:mod:`explorer.data.av_clips`).
 
 Masking as MultiMAE: per batch a total visible budget ``K``; per sample it is split between the modalities
 by a Dirichlet(1) draw, or (30 % of samples) given to one modality alone, so cross-modal prediction
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from ..models.mini.multimae import MiniMultiMAE, MultiMAEConfig
-from ..multimodal.masking import visible_masks
-from ..multimodal.modalities import Modality
-from ..multimodal.tasks import TASKS, Task
+from ..masking.budgets import visible_masks
+from ..modalities import Modality
+from .tasks import TASKS, Task
 
 ARCH = {"rgbd": dict(dim=96, depth=4, heads=4, dec_dim=64, dec_depth=2, dec_heads=4),
         "audio-visual": dict(dim=96, depth=4, heads=4, dec_dim=64, dec_depth=2, dec_heads=4)}
@@ -147,7 +147,7 @@ def save(model: MiniMultiMAE, cfg: MultiMAEConfig, out: Path, log: list, args: d
     """Weights (safetensors), config and training log, each written atomically."""
     from safetensors.torch import save_file
 
-    from ..export.files import write_atomic
+    from ..files import write_atomic
 
     tmp = out / "model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

@@ -2,7 +2,7 @@
 
     python -m explorer.training.train_mini_video_mae --steps 3000 --out data/models/mini-video-mae
 
-Clips come from :func:`explorer.training.clips.make_clip` (training seeds ``0..N-1``, evaluation seeds from
+Clips come from :func:`explorer.data.clips.make_clip` (training seeds ``0..N-1``, evaluation seeds from
 ``10_000_000``).  Tube masking at 90% as in VideoMAE.  The evaluation compares masked-patch PSNR with two
 non-learned fills: copying the nearest visible frame in time and per-frame OpenCV inpainting.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..baselines import nearest_frame_fill, video_telea_fill
+from ..reconstruction.baselines import nearest_frame_fill, video_telea_fill
 from ..metrics import patch_mse, psnr_from_mse
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
-from ..video_masking import video_mask
-from .clips import make_clip
+from ..masking.video import video_mask
+from ..data.clips import make_clip
 
 HELD_OUT_SEED = 10_000_000
 CONFIG = dict(image_size=64, patch_size=8, num_frames=8, tubelet_size=2, hidden_size=128, num_hidden_layers=4,
@@ -42,7 +42,7 @@ def batch(seeds, cfg: dict, ratio: float, rng: np.random.Generator, device):
 @torch.no_grad()
 def evaluate(adapter, clips: int = 64, ratio: float = 0.9, seed: int = HELD_OUT_SEED, strategy: str = "tube") -> dict:
     """Masked-patch PSNR (dB) of the model and the two baselines on held-out clips."""
-    from ..video_reconstruction import reconstruct_video
+    from ..reconstruction.video import reconstruct_video
 
     errs = {"model": [], "nearest visible frame": [], "OpenCV inpainting per frame": []}
     for s in range(seed, seed + clips):

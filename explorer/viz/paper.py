@@ -88,7 +88,7 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
         ``(figure, notes)``; notes list every change a reader should know about (e.g. a
         colour scale that was replaced).
     """
-    from ..export.presets import get_preset
+    from .presets import get_preset
 
     p = get_preset(preset)
     out = go.Figure(copy.deepcopy(fig.to_dict()))

@@ -22,7 +22,7 @@ from ..io import ImageLoadError
 from ..masking import MaskError, MaskSpec, make_mask
 from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
 from ..reconstruction import load_input
-from ..samples import SAMPLES, sample_label
+from ..data.samples import SAMPLES, sample_label
 from ..viz import attention as VA
 from ..viz.images import json_grid
 from .export_panel import ExportPanel

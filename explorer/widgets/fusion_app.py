@@ -16,13 +16,13 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from ..fusion.registry import list_fusion_models
+from ..models.fusion_registry import list_fusion_models
 from ..fusion import METHOD_NAMES, FusionInputError, align, deletion_auc, load_fusion_model, modality_report, pointing_hits, word_ig
 from ..io import ImageLoadError, LoadedImage, load_image
 from ..models import DeviceError, ModelLoadError, available_devices
 from ..reconstruction import load_input
-from ..samples import SAMPLES, sample_label
-from ..training.scenes import make_scene
+from ..data.samples import SAMPLES, sample_label
+from ..data.scenes import make_scene
 from ..viz import fusion as VF
 from ..viz.attention import COLORSCALES
 from ..viz.images import json_grid

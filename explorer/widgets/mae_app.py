@@ -1,6 +1,6 @@
 """The masked-reconstruction app: pick a model and an image, move the masking-ratio slider.
 
-Composition only: inputs come from :mod:`explorer.io` / :mod:`explorer.samples`, results from
+Composition only: inputs come from :mod:`explorer.io` / :mod:`explorer.data.samples`, results from
 :mod:`explorer.reconstruction` (a cached ratio sweep), figures from :mod:`explorer.viz`.
 Every error is shown inside the widget; no callback lets an exception reach the kernel.
 """
@@ -20,7 +20,7 @@ from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
 from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
-from ..samples import SAMPLES, sample_label
+from ..data.samples import SAMPLES, sample_label
 from .export_panel import ExportPanel
 from .messages import StatusMixin, guarded
 

@@ -305,7 +305,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
     def export_request(self) -> dict:
         """What the Export button exports: the ``multimodal`` recipe for the view on screen (uploads are stored as
         ``inputs/<sha>.npz`` next to the figure so that ``reproduce`` can rebuild it)."""
-        from ..multimodal.inputs import store_arrays
+        from ..export.inputs import store_arrays
 
         if self.result is None or self._request is None:
             raise ValueError("Nothing to export yet: load a model and a sample first.")

@@ -1,8 +1,8 @@
 """The video MAE app: pick a clip, a mask strategy and a ratio; scrub or play through the frames.
 
-Composition only: clips from :mod:`explorer.video` / :mod:`explorer.training.clips` (sampled as the model expects:
+Composition only: clips from :mod:`explorer.video` / :mod:`explorer.data.clips` (sampled as the model expects:
 uniform in time, or strided as it was trained; the time line shows which frames), results from
-:mod:`explorer.video_reconstruction` (one reconstruction per ratio of the sweep, computed once per
+:mod:`explorer.reconstruction.video` (one reconstruction per ratio of the sweep, computed once per
 (model, clip, sampling, strategy, seed) and cached), figures from :mod:`explorer.viz.video`, files from
 :mod:`explorer.export` (recipes ``video_frames``, ``video_filmstrip``, ``video_sampling``).  Moving the time or
 the ratio slider swaps cached PNG frames in the live figure.
@@ -19,9 +19,10 @@ import plotly.graph_objects as go
 from ..io import ImageLoadError
 from ..masking import MaskError
 from ..models import DeviceError, ModelLoadError, available_devices, load_model
-from ..video import SAMPLINGS, VideoLoadError, model_clip
-from ..video_masking import VIDEO_STRATEGIES
-from ..video_reconstruction import reconstruct_video
+from ..reconstruction.video import model_clip
+from ..video import SAMPLINGS, VideoLoadError
+from ..masking.video import VIDEO_STRATEGIES
+from ..reconstruction.video import reconstruct_video
 from ..viz import video as VV
 from .attention_app import _replace
 from .export_panel import ExportPanel
@@ -49,7 +50,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
         dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs).
 
     Attributes:
-        result: the :class:`explorer.video_reconstruction.VideoReconstruction` on screen.
+        result: the :class:`explorer.reconstruction.video.VideoReconstruction` on screen.
         video: the :class:`explorer.video.LoadedVideo` the model reads (which frames, when).
         sweep: ratio → reconstruction for the current (clip, strategy, seed).
         last_update_ms: server time of the last frame / ratio update.

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from ...multimodal.modalities import Modality
+from ...modalities import Modality
 
 
 @dataclass

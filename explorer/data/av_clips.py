@@ -8,7 +8,7 @@ What is heard follows what is seen, so each modality can be predicted from the o
   harmonics (1, 1/2, 1/3);
 - it hums quietly all the time and **rings loudly when it bounces off a border** (a decaying burst starting
   at the bounce frame's time); larger objects are louder.
-Frames come from :func:`explorer.training.clips.make_clip` (its ``tone_hz`` is not used here).
+Frames come from :func:`explorer.data.clips.make_clip` (its ``tone_hz`` is not used here).
 """
 
 from __future__ import annotations

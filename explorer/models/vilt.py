@@ -22,8 +22,8 @@ import math
 
 import torch
 
-from .base import CallRole, JointLayout, TextInput, match_answer
-from .hf import HFFusionAdapter, rebind_forward, sdpa
+from .fusion_base import CallRole, JointLayout, TextInput, match_answer
+from .fusion_hf import HFFusionAdapter, rebind_forward, sdpa
 
 
 def _self_attention(self, hidden_states: torch.Tensor, attention_mask=None, output_attentions: bool = False):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modalities import Modality
+from ..modalities import Modality
 
 
 class BudgetError(ValueError):

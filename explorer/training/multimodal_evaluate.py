@@ -1,6 +1,6 @@
 """Held-out evaluation of a multimodal MAE under fixed budget protocols, against non-learned baselines.
 
-    python -m explorer.multimodal.evaluate --model mini-rgbd-mae --samples 200
+    python -m explorer.training.multimodal_evaluate --model mini-rgbd-mae --samples 200
 
 A protocol is a budget (visible share per modality) and the modality it scores.  Each is scored on the
 same hidden values for the model and for the baselines (:mod:`explorer.multimodal.baselines`); results are
@@ -14,8 +14,8 @@ import json
 
 import numpy as np
 
-from .baselines import baseline_metrics
-from .reconstruction import modality_metrics, reconstruct_multimodal
+from ..multimodal.baselines import baseline_metrics
+from ..reconstruction.multimodal import modality_metrics, reconstruct_multimodal
 from .tasks import HELD_OUT_SEED
 
 #: task → (label, budgets, scored modality, metric) per protocol.
@@ -41,7 +41,7 @@ PROTOCOLS = {
 
 def held_out(adapter, n: int, kind: str = "generated") -> list[dict]:
     """``n`` held-out inputs: generated rooms / clips, or (``kind="motorcycle"``) the motorcycle's held-out crops."""
-    from .inputs import sample_inputs
+    from ..multimodal.inputs import sample_inputs
 
     if kind == "motorcycle":
         return [sample_inputs(adapter, f"motorcycle:{i}")[0] for i in range(n)]
@@ -87,7 +87,7 @@ def same_pixels_gain(adapter, samples: list[dict], scored: str, base: dict, more
 def object_pixels(adapter, n: int, budgets_list=None) -> dict:
     """Depth AbsRel on the generated rooms' *object* pixels only (objects are few pixels; the floor and wall dominate
     the image-wide mean), for depth from RGB alone and with 10 % of depth, against the training-mean depth."""
-    from ..training.rgbd import make_rgbd_scene
+    from ..data.rgbd import make_rgbd_scene
 
     budgets_list = budgets_list or {"depth from RGB alone": {"rgb": 1.0}, "depth from RGB + 10% of depth": {"rgb": 1.0, "depth": 0.1}}
     spec = adapter.spec("depth")
@@ -112,7 +112,7 @@ def object_pixels(adapter, n: int, budgets_list=None) -> dict:
 
 
 def main(argv=None) -> None:
-    from .model import load_multimodal_model
+    from ..models.multimae import load_multimodal_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mini-rgbd-mae")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masking import MaskError, num_masked
+from . import MaskError, num_masked
 
 VIDEO_STRATEGIES = ("tube", "random", "frame", "running-cell")
 

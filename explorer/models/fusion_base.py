@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..models.base import PixelModel
+from .base import PixelModel
 
 
 class FusionInputError(ValueError):
@@ -119,7 +119,7 @@ class FusionAdapter(PixelModel):
     @property
     def info(self):
         """:class:`explorer.models.base.ModelInfo` for results and sidecars (family ``"fusion"``)."""
-        from ..models.base import ModelInfo
+        from .base import ModelInfo
 
         return ModelInfo(model_id=self.model_id, family=self.family, model_type=self.model_type, device=str(self.device),
                          dtype=str(self.dtype).replace("torch.", ""), image_size=self.image_size, patch_size=self.patch_size,

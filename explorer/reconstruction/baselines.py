@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .metrics import upsample_mask
+from ..metrics import upsample_mask
 
 
 def mean_fill(image: np.ndarray, mask: np.ndarray, patch: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .modalities import Modality
+from ..modalities import Modality
 
 HELD_OUT_SEED = 10_000_000
 
@@ -69,7 +69,7 @@ class RGBDTask(Task):
     size = 64
 
     def sample(self, seed: int) -> dict[str, np.ndarray]:
-        from ..training.rgbd import make_rgbd_scene, motorcycle_rgbd
+        from ..data.rgbd import make_rgbd_scene, motorcycle_rgbd
 
         s = motorcycle_rgbd(seed, self.size, "train") if seed % 10 == 9 else make_rgbd_scene(seed, self.size)
         return {"rgb": s.image, "depth": s.depth}
@@ -89,7 +89,7 @@ class RGBDTask(Task):
 
     def quick_eval(self, model, specs, n: int = 48) -> dict:
         """Depth from all RGB patches (no depth shown) on held-out rooms: RMSE (m) and absolute relative error."""
-        from ..training.rgbd import make_rgbd_scene
+        from ..data.rgbd import make_rgbd_scene
 
         rgb, depth = specs
         scenes = [make_rgbd_scene(HELD_OUT_SEED + i, self.size) for i in range(n)]
@@ -109,7 +109,7 @@ class AVTask(Task):
     name = "audio-visual"
 
     def sample(self, seed: int) -> dict[str, np.ndarray]:
-        from ..training.av_clips import make_av_clip
+        from ..data.av_clips import make_av_clip
 
         c = make_av_clip(seed)
         return {"video": c.frames, "audio": c.spectrogram}

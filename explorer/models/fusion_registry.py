@@ -12,13 +12,13 @@ import os
 
 import torch
 
-from ..models.device import pick_device, pick_dtype
-from ..models.registry import ADAPTERS as IMAGE_ADAPTERS
-from ..models.registry import ModelLoadError, _hub_error, _normalisation, _read_json, resolve_source, shipped_models
-from .base import FusionAdapter
+from .device import pick_device, pick_dtype
+from .registry import ADAPTERS as IMAGE_ADAPTERS
+from .registry import ModelLoadError, _hub_error, _normalisation, _read_json, resolve_source, shipped_models
+from .fusion_base import FusionAdapter
 from .blip import BlipITMAdapter
-from .clip import CLIPFusionAdapter
-from .mini import MiniFusionAdapter
+from .fusion_clip import CLIPFusionAdapter
+from .fusion_mini import MiniFusionAdapter
 from .vilt import ViltAdapter
 
 #: ``config.model_type`` → adapter class.  transformers families list the classes they wrap in ``architectures``.

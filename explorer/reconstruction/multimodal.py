@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..io import array_sha256
-from .masking import BudgetError, dirichlet_counts, visible_counts, visible_masks
-from .modalities import Modality
+from ..masking.budgets import BudgetError, dirichlet_counts, visible_counts, visible_masks
+from ..modalities import Modality
 
 NAT_TO_DB = 10.0 / np.log(10.0)  # a natural-log power difference in decibels
 

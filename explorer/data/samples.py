@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .io import LoadedImage, load_image
-from .training.photos import PHOTOS, photo_path
+from ..io import LoadedImage, load_image
+from .photos import PHOTOS, photo_path
 
 _OFFERED = ("chelsea", "coffee", "china", "flower", "astronaut", "rocket")
 SAMPLES = {p.name: p for p in PHOTOS if p.name in _OFFERED}

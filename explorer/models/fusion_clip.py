@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import CallRole, TextInput
-from .hf import HFFusionAdapter
+from .fusion_base import CallRole, TextInput
+from .fusion_hf import HFFusionAdapter
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import types
 import torch
 import torch.nn.functional as F
 
-from .base import FusionAdapter, FusionInputError, TextInput
+from .fusion_base import FusionAdapter, FusionInputError, TextInput
 
 #: Markers the tokenizers add to display strings (CLIP's end-of-word suffix).
 _WORD_END = "</w>"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..models.mini.fusion import FusionConfig, MiniFusion
-from .base import CallRole, FusionAdapter, FusionInputError, TextInput, match_answer
+from .mini.fusion import FusionConfig, MiniFusion
+from .fusion_base import CallRole, FusionAdapter, FusionInputError, TextInput, match_answer
 
 NONE_TOKEN = "[none]"
 

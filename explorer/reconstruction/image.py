@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .io import LoadedImage, load_image
-from .masking import SWEEP_RATIOS, MaskSpec, make_mask, manual_mask, mask_from_order, masking_order
-from .metrics import masked_psnr, patch_mse, upsample_mask
-from .preprocess import fit_image
-from .samples import SAMPLES, load_sample
+from ..version import __version__
+from ..io import LoadedImage, load_image
+from ..masking import SWEEP_RATIOS, MaskSpec, make_mask, manual_mask, mask_from_order, masking_order
+from ..metrics import masked_psnr, patch_mse, upsample_mask
+from ..preprocess import fit_image
+from ..data.samples import SAMPLES, load_sample
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,13 @@ def _notes(adapter) -> tuple[str, ...]:
 
 def _resolve_any(model):
     """An adapter from an adapter or a name / id / folder (any family)."""
-    from .models import load_model
+    from ..models import load_model
 
     return load_model(model) if isinstance(model, str) else model
 
 
 def _resolve_model(model):
-    from .models import ModelLoadError
+    from ..models import ModelLoadError
 
     adapter = _resolve_any(model)
     if getattr(adapter, "family", "mae") != "mae":

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.base import HashedWeights
-from ..models.device import pick_device, pick_dtype
-from ..models.registry import ModelLoadError, resolve_source, shipped_models
-from .modalities import Modality
+from .base import HashedWeights
+from .device import pick_device, pick_dtype
+from .registry import ModelLoadError, resolve_source, shipped_models
+from ..modalities import Modality
 
 #: Hub ids of published multimodal MAEs that transformers cannot load, and why (shown to the user).
 UNSUPPORTED_HUB = {
@@ -52,7 +52,7 @@ class MultiMAEAdapter(HashedWeights):
     @property
     def info(self):
         """What export sidecars record (:class:`explorer.models.base.ModelInfo`)."""
-        from ..models.base import ModelInfo
+        from .base import ModelInfo
 
         first = self.modalities[0]
         return ModelInfo(self.model_id, self.family, "mini-multimae", str(self.device), str(self.dtype).replace("torch.", ""),
@@ -115,7 +115,7 @@ def load_multimodal_model(name_or_path: "str | os.PathLike", *, device: str = "a
     """
     from safetensors.torch import load_file
 
-    from ..models.mini.multimae import MiniMultiMAE, MultiMAEConfig
+    from .mini.multimae import MiniMultiMAE, MultiMAEConfig
 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)

@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from .base import CallRole, TextInput, match_answer
-from .hf import HFFusionAdapter, rebind_forward, sdpa
+from .fusion_base import CallRole, TextInput, match_answer
+from .fusion_hf import HFFusionAdapter, rebind_forward, sdpa
 
 
 def _vision_attention(self, hidden_states: torch.Tensor, **kwargs):

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import masked_psnr, patch_mse, psnr_from_mse
-from .preprocess import fit_image
-from .video_masking import VIDEO_STRATEGIES, video_mask
+from ..metrics import masked_psnr, patch_mse, psnr_from_mse
+from ..preprocess import fit_image
+from ..masking.video import VIDEO_STRATEGIES, video_mask
+from ..video import LoadedVideo, load_video
 
 
 @dataclass
@@ -68,7 +69,7 @@ def reconstruct_video(model, clip, ratio: float = 0.9, strategy: str = "tube", s
         model: an adapter from :func:`explorer.load_model` of a ``VideoMAEForPreTraining`` checkpoint.
         clip: a :class:`explorer.video.LoadedVideo` or ``(T, H, W, 3)`` float frames in [0, 1]; ``T`` must be the
             model's ``num_frames`` (load files with ``load_video(..., num_frames=model.num_frames)``).
-        ratio: fraction of tubelets hidden; strategy: one of :data:`explorer.video_masking.VIDEO_STRATEGIES`.
+        ratio: fraction of tubelets hidden; strategy: one of :data:`explorer.masking.video.VIDEO_STRATEGIES`.
     """
     if getattr(model, "family", None) != "videomae-pretraining":
         raise ValueError("reconstruct_video needs a VideoMAEForPreTraining checkpoint (e.g. MCG-NJU/videomae-base).")
@@ -92,3 +93,23 @@ def reconstruct_video(model, clip, ratio: float = 0.9, strategy: str = "tube", s
     return VideoReconstruction(frames=x, mask=mask, prediction=np.clip(pred, 0, 1), loss=loss, ratio=float(ratio),
                                strategy=strategy, seed=int(seed), tubelet=model.tubelet_size, patch_size=model.patch_size,
                                model_id=model.model_id, notes=notes)
+
+
+#: Generated clips (``"generated:<seed>"``) are this many times the model's clip length, at this frame rate.
+GENERATED_LENGTH, GENERATED_FPS = 4, 8.0
+
+
+def model_clip(adapter, clip, *, sampling: str = "uniform", stride: int = 4, short: str | None = None) -> LoadedVideo:
+    """``clip`` sampled to the ``adapter.num_frames`` frames a video model reads.
+
+    Args:
+        clip: ``"generated:<seed>"`` (:func:`explorer.data.clips.make_clip`, :data:`GENERATED_LENGTH` × the model's
+            clip length at :data:`GENERATED_FPS`, frames of the model's size) or any :func:`load_video` source.
+    """
+    if isinstance(clip, str) and clip.startswith("generated:"):
+        from ..data.clips import make_clip
+
+        c = make_clip(int(clip.split(":", 1)[1]), frames=GENERATED_LENGTH * adapter.num_frames, size=adapter.image_size)
+        return load_video(c.frames, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short,
+                          fps=GENERATED_FPS, name=clip)
+    return load_video(clip, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short)

@@ -1,0 +1,210 @@
+"""The layout is the architecture: nothing imports upward, no import cycles, compute stays free of UI libraries.
+
+The floors are written once, here (bottom first).  A module belongs to the floor of the longest prefix that
+names it; it may import its own floor and any floor below, never one above.  Imports inside functions count.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "explorer"
+
+#: bottom first; a module may import only modules on its own floor or below
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", ("explorer.version", "explorer._moved", "explorer.files", "explorer.io", "explorer.preprocess",
+              "explorer.metrics", "explorer.audio", "explorer.depth", "explorer.video", "explorer.modalities",
+              "explorer.attribution")),
+    ("viz", ("explorer.viz",)),
+    ("data", ("explorer.data",)),
+    ("masking", ("explorer.masking",)),
+    ("models", ("explorer.models",)),
+    ("reconstruction", ("explorer.reconstruction", "explorer.multimodal")),
+    ("attention", ("explorer.attention",)),
+    ("fusion", ("explorer.fusion",)),
+    ("export", ("explorer.export",)),
+    ("widgets", ("explorer.widgets",)),
+    ("training", ("explorer.training",)),
+    ("api", ("explorer", "explorer.__main__")),
+]
+
+#: floors that compute: they never import plotly or ipywidgets (the figure and widget layers do)
+COMPUTE = ("core", "data", "masking", "models", "reconstruction", "attention", "fusion")
+UI_LIBS = ("plotly", "ipywidgets", "anywidget", "IPython")
+
+
+def floor_of(module: str) -> int:
+    """Index of the floor of ``module`` (longest matching prefix)."""
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(FLOORS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = i, len(p)
+    if best is None:
+        raise AssertionError(f"{module} is on no floor: add it to FLOORS in {__file__}")
+    return best
+
+
+def module_name(path: Path) -> tuple[str, bool]:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """Absolute names of every ``explorer`` module (or name in a module) ``path`` imports, with line numbers."""
+    mod, is_pkg = module_name(path)
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None or target == "explorer":  # from . import x: x may be a submodule
+                out += [(f"{target}.{a.name}", node.lineno) for a in node.names]
+            else:
+                out.append((target, node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+    return out
+
+
+def known_module(name: str, modules: set[str]) -> str | None:
+    """The longest prefix of ``name`` that is an explorer module (``a.b.func`` → ``a.b``)."""
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        cand = ".".join(parts[:k])
+        if cand in modules:
+            return cand
+    return None
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p)[0]: p for p in ROOT.rglob("*.py")}
+
+
+def test_every_module_has_a_floor():
+    for mod in all_modules():
+        floor_of(mod)
+
+
+def test_nothing_imports_upward():
+    modules = all_modules()
+    bad = []
+    for mod, path in modules.items():
+        here = floor_of(mod)
+        for name, line in imports_of(path):
+            target = known_module(name, set(modules)) if name.startswith("explorer") else None
+            if target is None or target == mod:
+                continue
+            there = floor_of(target)
+            # a package's __init__ may re-export its own submodules; a module may import its parent package's API
+            if there > here:
+                bad.append(f"{path.relative_to(ROOT.parent)}:{line} ({FLOORS[here][0]}) imports {target} ({FLOORS[there][0]})")
+    assert not bad, "imports that run upward:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles_at_module_level():
+    """Top-level imports between explorer modules form no cycle (imports inside functions are allowed to close one)."""
+    modules = all_modules()
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name, _ in imports_of_node(node, mod, modules):
+                    if name != mod:
+                        deps.add(name)
+        graph[mod] = deps
+    # packages import their submodules by construction; drop edges from a module to its ancestor packages
+    for mod in graph:
+        graph[mod] = {d for d in graph[mod] if not mod.startswith(d + ".")}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            visit(d)
+        stack.pop()
+
+    for m in sorted(graph):
+        visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def imports_of_node(node, mod: str, modules: dict[str, Path]):
+    path = modules[mod]
+    is_pkg = path.name == "__init__.py"
+    names = []
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+            base = base[: len(base) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        cands = [f"{target}.{a.name}" for a in node.names] if node.module is None or target == "explorer" else [target]
+    else:
+        cands = [a.name for a in node.names]
+    for c in cands:
+        k = known_module(c, set(modules)) if c.startswith("explorer") else None
+        if k:
+            names.append((k, node.lineno))
+    return names
+
+
+def test_compute_never_imports_ui_libraries():
+    bad = []
+    for mod, path in all_modules().items():
+        if FLOORS[floor_of(mod)][0] not in COMPUTE:
+            continue
+        for name, line in imports_of(path):
+            if name.split(".")[0] in UI_LIBS:
+                bad.append(f"{path.relative_to(ROOT.parent)}:{line} imports {name}")
+    assert not bad, "compute modules importing UI libraries:\n" + "\n".join(bad)
+
+
+def test_viz_runs_no_model():
+    """viz is pure: results in, figures out; it imports no model, compute or torch."""
+    bad = []
+    for mod, path in all_modules().items():
+        if not (mod == "explorer.viz" or mod.startswith("explorer.viz.")):
+            continue
+        for name, line in imports_of(path):
+            if name.split(".")[0] == "torch" or (name.startswith("explorer.") and floor_of(known_module(name, set(all_modules())) or "explorer.viz") > floor_of("explorer.viz")):
+                bad.append(f"{path.relative_to(ROOT.parent)}:{line} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("src,expected", [
+    ("from ..widgets.mae_app import MAEApp\n", "imports explorer.widgets.mae_app"),
+])
+def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch, src, expected):
+    """The rule is not vacuous: a fake compute module that imports a widget is reported."""
+    fake = ROOT / "attention" / "_fake_upward_probe.py"
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "all_modules",
+                        lambda: {**{module_name(p)[0]: p for p in ROOT.rglob("*.py")}, "explorer.attention._fake_upward_probe": fake})
+    real_read = Path.read_text
+
+    def read_text(self, *a, **k):
+        return src if self == fake else real_read(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with pytest.raises(AssertionError, match=expected):
+        test_nothing_imports_upward()
