@@ -88,3 +88,27 @@ def test_sample_images_load():
     for name in explorer.SAMPLES:
         img = explorer.load_sample(name)
         assert img.pixels.ndim == 3 and img.pixels.shape[2] == 3 and img.name == name
+
+
+@pytest.mark.parametrize("manual", [
+    np.array([0, 5, 9]), np.array([[0], [5], [9]]), (0, 5, 9), range(0, 10, 5), np.array([0.0, 5.0, 9.0]), [np.int64(0), 5, 9],
+])
+def test_manual_indices_accept_any_sequence_of_ints(tiny, manual):
+    """``manual=np.array([...])`` used to raise "truth value of an array is ambiguous"."""
+    rec = explorer.reconstruct(tiny, random_image(32, seed=3), strategy="manual", manual=manual)
+    want = sorted({int(i) for i in np.asarray(list(manual) if isinstance(manual, range) else manual).ravel()})
+    assert np.flatnonzero(rec.mask).tolist() == want
+    assert rec.spec.manual == tuple(int(i) for i in np.asarray(list(manual) if isinstance(manual, range) else manual).ravel())
+
+
+def test_manual_mask_from_a_boolean_grid(tiny):
+    grid = np.zeros(tiny.grid, bool)
+    grid[1, 2] = grid[0, 0] = True
+    rec = explorer.reconstruct(tiny, random_image(32, seed=3), strategy="manual", manual=grid)
+    assert np.array_equal(rec.mask, grid)
+
+
+@pytest.mark.parametrize("bad", ["0,1", [0.5, 2], np.array([1.5])])
+def test_manual_indices_refuse_what_is_not_indices(tiny, bad):
+    with pytest.raises(explorer.MaskError, match="Manual mask"):
+        explorer.reconstruct(tiny, random_image(32, seed=3), strategy="manual", manual=bad)

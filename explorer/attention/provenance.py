@@ -58,7 +58,7 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
     Raises:
         AttentionError: ``query`` is outside the grid or not hidden by the mask.
     """
-    from ..masking import MaskSpec, make_mask
+    from ..masking import MaskSpec, make_mask, manual_indices
     from ..reconstruction.image import _resolve_model, as_input
 
     adapter = _resolve_model(model)
@@ -67,7 +67,7 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
     if not 0 <= q < gh * gw:
         raise AttentionError(f"Patch {query} is outside the {gh}x{gw} patch grid.")
     pixels, info = as_input(image, fit, adapter.image_size)
-    spec = MaskSpec(strategy, ratio, seed, tuple(int(i) for i in (manual or ())))
+    spec = MaskSpec(strategy, ratio, seed, manual_indices(manual))
     mask = make_mask(adapter.grid, spec)
     flat = mask.reshape(1, -1)
     if not flat[0, q]:

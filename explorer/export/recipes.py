@@ -20,7 +20,7 @@ def _reconstruction(adapter, images, o) -> go.Figure:
     from ..reconstruction import reconstruct
 
     rec = reconstruct(adapter, images[0], ratio=float(o["ratio"]), seed=int(o["seed"]), strategy=o["strategy"],
-                      manual=o["manual"] or None, fit=o["fit"])
+                      manual=o["manual"], fit=o["fit"])
     return reconstruction_view(rec, o)
 
 

@@ -15,6 +15,7 @@ from .image import (
     block_order,
     grid_order,
     make_mask,
+    manual_indices,
     manual_mask,
     mask_from_order,
     mask_to_noise,
@@ -24,6 +25,6 @@ from .image import (
 )
 
 __all__ = [
-    "MaskError", "MaskSpec", "STRATEGIES", "SWEEP_RATIOS", "block_order", "grid_order", "make_mask", "manual_mask",
+    "MaskError", "MaskSpec", "STRATEGIES", "SWEEP_RATIOS", "block_order", "grid_order", "make_mask", "manual_indices", "manual_mask",
     "mask_from_order", "mask_to_noise", "masking_order", "num_masked", "random_order",
 ]

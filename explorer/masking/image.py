@@ -169,10 +169,34 @@ def mask_from_order(order: np.ndarray, grid: tuple[int, int], ratio: float) -> n
     return flat.reshape(gh, gw)
 
 
+def manual_indices(manual) -> tuple[int, ...]:
+    """Flat patch indices from ``None``, a list / tuple / range of ints, an integer array of any shape, or a boolean
+    ``(gh, gw)`` / ``(L,)`` mask (True = hidden).
+
+    Raises:
+        MaskError: strings, non-integer numbers or nested ragged sequences.
+    """
+    if manual is None:
+        return ()
+    if isinstance(manual, (str, bytes)):
+        raise MaskError(f"Manual mask: expected patch indices (a sequence of ints), got the text {manual!r}.")
+    try:
+        arr = np.asarray(manual)
+    except ValueError as e:
+        raise MaskError(f"Manual mask: expected a flat sequence of patch indices ({e}).") from None
+    if arr.size == 0:
+        return ()
+    if arr.dtype == bool:
+        return tuple(int(i) for i in np.flatnonzero(arr))
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+        raise MaskError(f"Manual mask: patch indices must be whole numbers, got {arr.ravel()[:5].tolist()}.")
+    return tuple(int(i) for i in arr.ravel())
+
+
 def manual_mask(grid: tuple[int, int], hidden: "list[int] | tuple[int, ...] | np.ndarray") -> np.ndarray:
     """Mask hiding exactly the flat patch indices ``hidden``: ``(gh, gw)`` bool."""
     gh, gw = grid
-    idx = np.asarray(list(hidden), dtype=np.int64)
+    idx = np.asarray(manual_indices(hidden), dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= gh * gw):
         raise MaskError(f"Patch index out of range for a {gh}x{gw} grid: {idx.min()}..{idx.max()}.")
     flat = np.zeros(gh * gw, dtype=bool)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..version import __version__
 from ..io import LoadedImage, load_image
-from ..masking import SWEEP_RATIOS, MaskSpec, make_mask, manual_mask, mask_from_order, masking_order
+from ..masking import SWEEP_RATIOS, MaskSpec, make_mask, manual_indices, manual_mask, mask_from_order, masking_order
 from ..metrics import masked_psnr, patch_mse, upsample_mask
 from ..preprocess import fit_image
 from ..data.samples import SAMPLES, load_sample
@@ -197,7 +197,7 @@ def reconstruct(model, image, ratio: float = 0.75, seed: int = 0, strategy: str 
     """
     adapter = _resolve_model(model)
     pixels, info = as_input(image, fit, adapter.image_size)
-    spec = MaskSpec(strategy, ratio, seed, tuple(int(i) for i in (manual or ())))
+    spec = MaskSpec(strategy, ratio, seed, manual_indices(manual))
     mask = make_mask(adapter.grid, spec)
     pred = adapter.forward_masks(pixels, mask[None])[0]
     return _result(adapter, pixels, mask, pred, spec, info)
