@@ -53,6 +53,8 @@ Trained on `{device}` in {minutes:.0f} minutes ({machine}, torch {torch}); final
 The script fills MAE's fixed 2-D sin-cos position tables itself: transformers 5 leaves them at zero
 when the model is built from a config, which silently reduces an MAE to predicting mean colours.
 
+{positions}
+
 ## Metrics (held-out photos, 75% random masking)
 
 Masked-patch PSNR (dB, higher is better) over {n_crops} crops of the {n_heldout} held-out photos
@@ -96,6 +98,39 @@ def _commands(m: dict) -> str:
     return "\n".join(lines)
 
 
+#: tensor names of the encoder's and the decoder's position tables in ``model.safetensors``
+POSITION_KEYS = {"encoder": "vit.embeddings.position_embeddings", "decoder": "decoder.decoder_pos_embed"}
+
+
+def position_drift(folder: Path) -> dict[str, tuple[float, float]]:
+    """How far the stored position tables are from MAE's sin-cos tables: name → (relative L2 change, largest |change|)."""
+    from safetensors.torch import load_file
+
+    from .train_mini_mae import sincos_table
+
+    cfg = json.loads((folder / "config.json").read_text())
+    g = cfg["image_size"] // cfg["patch_size"]
+    weights = load_file(str(folder / "model.safetensors"))
+    out = {}
+    for name, key in POSITION_KEYS.items():
+        stored = weights[key].reshape(1 + g * g, -1).float()
+        ref = sincos_table(g, stored.shape[-1]).float()
+        out[name] = (float((stored - ref).norm() / ref.norm()), float((stored - ref).abs().max()))
+    return out
+
+
+def _positions_text(drift: dict[str, tuple[float, float]]) -> str:
+    head = ("**Position tables.** MAE's encoder and decoder position tables are fixed 2-D sin-cos tables, and the "
+            "script freezes them in every stage (`trainable_parameters`).")
+    if all(rel < 1e-6 for rel, _ in drift.values()):
+        return head + " The shipped weights hold exactly those tables."
+    parts = ", ".join(f"{name} {rel:.1%} (largest element change {mx:.3f})" for name, (rel, mx) in drift.items())
+    return (head + " The shipped weights do not hold exactly those tables: their second stage (`--init`) ran before "
+            "the freeze, and `from_pretrained` in transformers 5 returns the tables trainable, so that stage trained "
+            f"them a little. Relative change from sin-cos: {parts}. The model uses them as stored; a retrain with "
+            "the commands above keeps them exactly sin-cos.")
+
+
 def render(folder: Path) -> str:
     cfg = json.loads((folder / "config.json").read_text())
     m = json.loads((folder / "metrics.json").read_text())
@@ -113,7 +148,7 @@ def render(folder: Path) -> str:
         commands=_commands(m), device=m["device"], minutes=m["train_seconds"] / 60,
         machine=m.get("machine", "?"), torch=m.get("torch", "?"), final_loss=m["final_loss"], n_crops=m["n_crops"],
         n_heldout=len(m["heldout_photos"]), n_masks=m["n_masks_per_crop"], psnr_mae=m["psnr_db"]["mae"],
-        psnr_telea=m["psnr_db"]["telea"], psnr_mean=m["psnr_db"]["mean_fill"],
+        psnr_telea=m["psnr_db"]["telea"], psnr_mean=m["psnr_db"]["mean_fill"], positions=_positions_text(position_drift(folder)),
     )
 
 

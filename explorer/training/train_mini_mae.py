@@ -128,6 +128,15 @@ def evaluate(model, size: int, patch: int, ratio: float = 0.75, seeds=(0, 1, 2),
     }
 
 
+def sincos_table(grid: int, dim: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos position table for a ``grid x grid`` patch grid with a CLS row: ``(1 + grid**2, dim)``."""
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+
+    table = build_2d_sinusoidal_position_embedding(height=grid, width=grid, embed_dim=dim, cls_token=True)
+    half = dim // 2  # the original MAE layout puts the width half first (see transformers' comment)
+    return torch.cat([table[..., half:], table[..., :half]], dim=-1).reshape(1 + grid * grid, dim)
+
+
 def init_sincos_positions(model) -> None:
     """Fill the encoder and decoder position embeddings with MAE's fixed 2-D sin-cos tables.
 
@@ -137,17 +146,27 @@ def init_sincos_positions(model) -> None:
     predicts little more than the mean colour.  Checkpoints loaded with ``from_pretrained`` carry
     their own tables and are unaffected.
     """
-    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
-
     g = model.config.image_size // model.config.patch_size
-    for param in (model.vit.embeddings.position_embeddings, model.decoder.decoder_pos_embed):
-        dim = param.shape[-1]
-        table = build_2d_sinusoidal_position_embedding(height=g, width=g, embed_dim=dim, cls_token=True)
-        half = dim // 2  # the original MAE layout puts the width half first (see transformers' comment)
-        table = torch.cat([table[..., half:], table[..., :half]], dim=-1)
+    for param in position_tables(model):
         with torch.no_grad():
-            param.copy_(table.reshape(param.shape))
+            param.copy_(sincos_table(g, param.shape[-1]).reshape(param.shape))
     assert float(model.decoder.decoder_pos_embed.abs().sum()) > 0
+
+
+def position_tables(model) -> list:
+    """The encoder's and the decoder's position tables, ``(1, 1 + L, D)`` each."""
+    return [model.vit.embeddings.position_embeddings, model.decoder.decoder_pos_embed]
+
+
+def trainable_parameters(model) -> list:
+    """Every parameter the optimiser may change: all but MAE's fixed sin-cos position tables, which are frozen here.
+
+    ``from_pretrained`` in transformers 5 returns the position tables with ``requires_grad=True`` (a model built from
+    a config has them frozen), so a stage started with ``--init`` would otherwise train them.
+    """
+    for param in position_tables(model):
+        param.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5e-3, device: str = "cpu", log_every: int = 100,
@@ -171,7 +190,7 @@ def train(steps: int, out: Path, seed: int = 0, batch: int = 64, lr: float = 1.5
     model = model.to(device)
     size, patch = cfg.image_size, cfg.patch_size
     train_imgs = list(photos("train").values())
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    opt = torch.optim.AdamW(trainable_parameters(model), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
