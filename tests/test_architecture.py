@@ -208,3 +208,35 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch, src, expected)
     monkeypatch.setattr(Path, "read_text", read_text)
     with pytest.raises(AssertionError, match=expected):
         test_nothing_imports_upward()
+
+
+def test_moved_modules_keep_working_with_a_deprecation_warning():
+    """Every old module path still imports, warns once, and gives the same objects as the new path."""
+    import importlib
+    import subprocess
+    import sys
+
+    from explorer._moved import MOVED
+
+    code = (
+        "import importlib, warnings, sys\n"
+        "from explorer._moved import MOVED\n"
+        "for old, new in MOVED.items():\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        m = importlib.import_module(old)\n"
+        "    msgs = [str(x.message) for x in w if issubclass(x.category, DeprecationWarning)]\n"
+        "    assert any(old in s and new in s for s in msgs), (old, msgs)\n"
+        "    target = importlib.import_module(new)\n"
+        "    public = [n for n in dir(target) if not n.startswith('__')]\n"
+        "    assert public, new\n"
+        "    for n in public:\n"
+        "        assert getattr(m, n) is getattr(target, n), (old, n)\n"
+        "print(len(MOVED))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip()) == len(MOVED)
+    for old, new in MOVED.items():
+        assert importlib.util.find_spec(new) is not None, new
+        assert not (ROOT.parent / (old.replace(".", "/") + ".py")).exists(), f"{old} is both moved and present"
