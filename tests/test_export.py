@@ -20,7 +20,7 @@ from PIL import Image
 
 import explorer
 from explorer import export
-from explorer.export import files as xfiles
+from explorer import files as xfiles
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="static export needs Debian chromium (make sysdeps)")
 
