@@ -1,4 +1,4 @@
-"""Fit a decoded image to the square input a model expects (resize / crop / pad).
+"""Fit a decoded image to the input a model expects, square or ``(H, W)`` (resize / crop / pad).
 
 The policy is always reported back in words, so the user sees what the model was given.
 """
@@ -18,7 +18,7 @@ class Fit:
     """How an image was fitted.
 
     Attributes:
-        pixels: ``(S, S, 3)`` float32 RGB in ``[0, 1]``, the model input.
+        pixels: ``(S, S, 3)`` (or ``(H, W, 3)``) float32 RGB in ``[0, 1]``, the model input.
         policy: one of :data:`POLICIES`.
         source_size: ``(width, height)`` before fitting.
         description: one sentence for the user, e.g. "3000x2000 → shorter side resized to 224,
@@ -38,45 +38,60 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def fit_image(pixels: np.ndarray, size: int, policy: str = "center-crop", pad_value: float = 0.5) -> Fit:
-    """Fit ``pixels`` ``(H, W, 3)`` float in ``[0, 1]`` to ``(size, size, 3)``.
+def _target(size) -> tuple[int, int]:
+    """``S`` or ``(H, W)`` → ``(H, W)``."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = (int(v) for v in size)
+    return h, w
+
+
+def fit_image(pixels: np.ndarray, size: "int | tuple[int, int]", policy: str = "center-crop", pad_value: float = 0.5) -> Fit:
+    """Fit ``pixels`` ``(h, w, 3)`` float in ``[0, 1]`` to ``(size, size, 3)``, or to ``(H, W, 3)`` for ``size=(H, W)``.
 
     Policies:
-        ``"center-crop"``: resize the shorter side to ``size``, crop the centre (no distortion,
-        loses the borders of non-square images);
-        ``"resize"``: squash to ``size x size`` (keeps everything, distorts aspect);
-        ``"pad"``: resize the longer side to ``size`` and pad with ``pad_value`` grey.
+        ``"center-crop"``: resize so the image covers the target (square: the shorter side to ``size``), crop the
+        centre (no distortion, loses the borders of images of another aspect ratio);
+        ``"resize"``: squash to the target (keeps everything, distorts aspect);
+        ``"pad"``: resize so the image fits inside the target (square: the longer side to ``size``) and pad with
+        ``pad_value`` grey.
     """
     if policy not in POLICIES:
         raise ValueError(f"Unknown fit policy {policy!r}; choose one of {', '.join(POLICIES)}.")
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"Expected an (H, W, 3) RGB array, got shape {pixels.shape}.")
+    H, W = _target(size)
+    if H < 1 or W < 1:
+        raise ValueError(f"The target size must be positive, got {size!r}.")
+    square = H == W
     h, w = pixels.shape[:2]
     src = f"{w}x{h}"
+    dst = f"{W}x{H}"
     img = np.ascontiguousarray(pixels, dtype=np.float32)
     if policy == "resize":
-        out = _resize(img, size, size)
-        note = "unchanged" if (w, h) == (size, size) else f"resized to {size}x{size}"
-        if w != h:
-            note += f" (aspect ratio {w / h:.2f} squashed to 1)"
+        out = _resize(img, W, H)
+        note = "unchanged" if (w, h) == (W, H) else f"resized to {dst}"
+        if w * H != h * W:
+            note += f" (aspect ratio {w / h:.2f} squashed to {W / H:.2f})" if not square else f" (aspect ratio {w / h:.2f} squashed to 1)"
         return Fit(out, policy, (w, h), f"{src} → {note}")
     if policy == "center-crop":
-        scale = size / min(w, h)
-        nw, nh = max(size, int(round(w * scale))), max(size, int(round(h * scale)))
+        scale = max(H / h, W / w)
+        nw, nh = max(W, int(round(w * scale))), max(H, int(round(h * scale)))
         resized = _resize(img, nw, nh) if (nw, nh) != (w, h) else img
-        top, left = (nh - size) // 2, (nw - size) // 2
-        out = np.ascontiguousarray(resized[top : top + size, left : left + size])
+        top, left = (nh - H) // 2, (nw - W) // 2
+        out = np.ascontiguousarray(resized[top : top + H, left : left + W])
         cut = ""
-        if nw > size:
-            cut = f" (left/right {100 * (nw - size) / nw:.0f}% cut)"
-        elif nh > size:
-            cut = f" (top/bottom {100 * (nh - size) / nh:.0f}% cut)"
-        step = "" if (nw, nh) == (w, h) else f"shorter side resized to {size}, "
-        return Fit(out, policy, (w, h), f"{src} → {step}centre-cropped to {size}x{size}{cut}")
-    scale = size / max(w, h)
-    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        if nw > W:
+            cut = f" (left/right {100 * (nw - W) / nw:.0f}% cut)"
+        elif nh > H:
+            cut = f" (top/bottom {100 * (nh - H) / nh:.0f}% cut)"
+        step = "" if (nw, nh) == (w, h) else (f"shorter side resized to {H}, " if square else f"resized to {nw}x{nh}, ")
+        return Fit(out, policy, (w, h), f"{src} → {step}centre-cropped to {dst}{cut}")
+    scale = min(H / h, W / w)
+    nw, nh = max(1, min(W, int(round(w * scale)))), max(1, min(H, int(round(h * scale))))
     resized = _resize(img, nw, nh)
-    out = np.full((size, size, 3), pad_value, dtype=np.float32)
-    top, left = (size - nh) // 2, (size - nw) // 2
+    out = np.full((H, W, 3), pad_value, dtype=np.float32)
+    top, left = (H - nh) // 2, (W - nw) // 2
     out[top : top + nh, left : left + nw] = resized
-    return Fit(out, policy, (w, h), f"{src} → longer side resized to {size}, padded with grey to {size}x{size}")
+    what = f"longer side resized to {H}" if square else f"resized to {nw}x{nh}"
+    return Fit(out, policy, (w, h), f"{src} → {what}, padded with grey to {dst}")

@@ -16,6 +16,10 @@ Three paths, tried in this order inside one forward:
 * transformers models loaded with ``attn_implementation="eager"`` are switched to ``sdpa`` for
   the capture (and back).
 
+Each call is named by its module path: the innermost module whose class name ends in ``Attention`` (or an
+``nn.MultiheadAttention``), else the innermost module of any other class that made the call (e.g. a custom
+``MixerBlock`` calling SDPA itself); a call made by the watched model's own ``forward`` takes its class name.
+
 Each captured call becomes an :class:`AttentionCall` passed to ``on_forward`` as soon as it
 happens, so a caller can aggregate (rollout) without keeping every layer.  With
 ``gradients=True`` a hook on each attention output receives ``∂target/∂out`` during backward
@@ -34,9 +38,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-
-class AttentionError(RuntimeError):
-    """The model exposes no attention the explorer can capture, or an index is out of range."""
+from ..models.base import AttentionError  # noqa: F401 - defined with the token layout, which raises it too
 
 
 @dataclass
@@ -45,7 +47,8 @@ class AttentionCall:
 
     Attributes:
         index: order of the call in the forward (0 = first attention layer).
-        name: qualified name of the attention module (``""`` if none was found).
+        name: module path of the attention module (see the module docstring), or the model's class name when
+            its own ``forward`` made the call.
         probs: ``(B, H, Tq, Tk)`` float32 attention probabilities (detached).
         path: ``"sdpa-recomputed"`` or ``"mha-weights"``.
         grad: ``(B, H, Tq, Tk)`` ``∂target/∂probs`` (only in ``on_backward``).
@@ -94,6 +97,11 @@ def _is_attention_module(m: torch.nn.Module) -> bool:
     return isinstance(m, torch.nn.MultiheadAttention) or (n.endswith("Attention") and "Output" not in n)
 
 
+def _is_torch_leaf(m: torch.nn.Module) -> bool:
+    """torch's own building blocks (Linear, LayerNorm, Dropout, ...): they never call attention themselves."""
+    return type(m).__module__.startswith("torch.nn.") and not isinstance(m, torch.nn.MultiheadAttention)
+
+
 class AttentionCapture:
     """Context manager capturing every attention call of ``model`` during a forward (and backward).
 
@@ -121,18 +129,27 @@ class AttentionCapture:
         self.calls: list[AttentionCall] = []
         self.count = 0
         self.paths: set[str] = set()
-        self._stack: list[str] = []
+        self._stack: list[str] = []  # attention modules running now (innermost last)
+        self._other: list[str] = []  # any other module of the model's own classes running now
         self._handles: list = []
         self._orig_sdpa = None
         self._impl_restore = None
         self._thread = None
 
     # ------------------------------------------------------------------ recording
+    def _name(self) -> str:
+        """Module path of the call being made now (see the module docstring)."""
+        if self._stack:
+            return self._stack[-1]
+        if self._other and self._other[-1]:
+            return self._other[-1]
+        return type(self.model).__name__
+
     def _emit(self, probs: torch.Tensor, path: str, grad_ctx=None) -> int:
         idx = self.count
         self.count += 1
         self.paths.add(path)
-        call = AttentionCall(idx, self._stack[-1] if self._stack else "", probs.detach(), path)
+        call = AttentionCall(idx, self._name(), probs.detach(), path)
         if self.keep:
             self.calls.append(call)
         if self.on_forward is not None:
@@ -148,7 +165,7 @@ class AttentionCapture:
             probs = attention_probs(query.detach(), key.detach(), attn_mask, is_causal, scale, enable_gqa)
         idx = self._emit(probs, "sdpa-recomputed")
         if self.gradients and out.requires_grad:
-            name = self._stack[-1] if self._stack else ""
+            name = self._name()
             v = value.detach()
 
             def hook(grad_out, idx=idx, name=name, probs=probs, v=v):
@@ -185,7 +202,7 @@ class AttentionCapture:
         w = weights if weights.dim() == 4 else weights.unsqueeze(0)
         idx = self._emit(w.detach().float(), "mha-weights")
         if self.gradients and weights.requires_grad:
-            name = self._stack[-1] if self._stack else ""
+            name = self._name()
             probs = w.detach().float()
 
             def hook(grad_w, idx=idx, name=name, probs=probs):
@@ -198,15 +215,18 @@ class AttentionCapture:
             return out, None
         return out, (weights.mean(dim=1) if average else weights)
 
-    def _push(self, name: str):
+    def _push(self, stack: list, name: str):
         def hook(_m, _a):
-            self._stack.append(name)  # returns None: the input is left alone
+            stack.append(name)  # returns None: the input is left alone
 
         return hook
 
-    def _pop(self, _m, _a, _o):
-        if self._stack:
-            self._stack.pop()  # returns None: the output is left alone
+    def _pop(self, stack: list):
+        def hook(_m, _a, _o):
+            if stack:
+                stack.pop()  # returns None: the output is left alone
+
+        return hook
 
     # ------------------------------------------------------------------ enter / exit
     def __enter__(self) -> "AttentionCapture":
@@ -223,8 +243,13 @@ class AttentionCapture:
                 self._handles.append(mod.register_forward_pre_hook(self._mha_pre, with_kwargs=True))
                 self._handles.append(mod.register_forward_hook(self._mha_post, with_kwargs=True))
             if _is_attention_module(mod):
-                self._handles.append(mod.register_forward_pre_hook(self._push(name)))
-                self._handles.append(mod.register_forward_hook(self._pop))
+                stack = self._stack
+            elif _is_torch_leaf(mod):
+                continue
+            else:
+                stack = self._other
+            self._handles.append(mod.register_forward_pre_hook(self._push(stack, name)))
+            self._handles.append(mod.register_forward_hook(self._pop(stack)))
         self._thread = threading.get_ident()
         self._orig_sdpa = F.scaled_dot_product_attention
         F.scaled_dot_product_attention = self._sdpa
@@ -236,6 +261,7 @@ class AttentionCapture:
             h.remove()
         self._handles.clear()
         self._stack.clear()
+        self._other.clear()
         if self._impl_restore is not None:
             with contextlib.suppress(Exception):
                 self.model.set_attn_implementation(self._impl_restore)

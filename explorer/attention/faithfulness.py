@@ -1,11 +1,14 @@
 """Is the map faithful to the model?  Deletion / insertion curves and the randomisation check.
 
 * :func:`deletion_insertion` — patches are removed (deletion) or added (insertion) in the map's
-  order, most important first, and the model's score is recorded (Petsiuk et al. 2018).  For an
-  MAE the patches are *hidden* (the encoder simply does not see them) and the score is the
-  cosine similarity of the encoder's CLS output to the full image's; for a classifier the
-  patches are replaced by the image's mean colour and the score is the target logit.  A
-  faithful map gives a low deletion AUC and a high insertion AUC.
+  order, most important first, and the model's score is recorded (Petsiuk et al. 2018).  How a
+  patch is removed and what is scored is the adapter's knowledge
+  (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`): for an MAE the patches are
+  *hidden* (the encoder simply does not see them) and the score is the cosine similarity of the
+  encoder's CLS output to the full image's; for a classifier the patches are replaced by the
+  image's mean colour and the score is the target logit; for encoders without labels (CLIP,
+  DINOv2, VideoMAE tubelets) the mean colour and the embedding's cosine similarity.  A faithful
+  map gives a low deletion AUC and a high insertion AUC.
 * :func:`randomisation_check` — the model-parameter randomisation test of Adebayo et al. (2018):
   the top layers' weights are re-drawn (seeded) and the map recomputed.  A method that depends
   on the model must change; Spearman rank correlation and SSIM between the two maps say how much.
@@ -50,70 +53,28 @@ def _auc(y: np.ndarray, x: np.ndarray) -> float:
 
 
 def _scorer(adapter, pixels: np.ndarray, target: int | None) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """``f(keep (K, L) bool) -> (K,) scores`` for the adapter's family."""
-    x = adapter.normalise(pixels)
-    if adapter.family == "mae":
-        full_mask = np.zeros((1, adapter.num_patches), bool)
-        with torch.no_grad():
-            ref = adapter.encode(x, full_mask)[0][:, 0].float()
-
-        def f(keep):
-            keep = np.asarray(keep, bool)
-            out = np.empty(len(keep), np.float64)
-            empty = ~keep.any(1)
-            out[empty] = 0.0
-            idx = np.flatnonzero(~empty)
-            with torch.no_grad():
-                for s in range(0, len(idx), 8):
-                    ii = idx[s : s + 8]
-                    cls = adapter.encode(x, ~keep[ii])[0][:, 0].float()
-                    out[ii] = torch.nn.functional.cosine_similarity(cls, ref.expand_as(cls)).cpu().numpy()
-            return out
-
-        return f, "cosine similarity of the encoder's CLS output to the full image's"
-    if adapter.family in ("vit", "clip"):
-        p = adapter.patch_size
-        fill = x.mean(dim=(2, 3), keepdim=True)
-        with torch.no_grad():
-            if adapter.family == "vit":
-                t = int(adapter.logits(x)[0].argmax()) if target is None else int(target)
-                score, what = (lambda xs: adapter.logits(xs)[:, t]), f"logit of class {t}"
-            else:
-                ref = adapter.image_features(x).float()
-                score = lambda xs: torch.nn.functional.cosine_similarity(adapter.image_features(xs).float(), ref)  # noqa: E731
-                what = "cosine similarity of the image embedding to the full image's"
-
-        def f(keep):
-            keep = torch.as_tensor(np.asarray(keep, bool).reshape(len(keep), *adapter.grid), device=x.device)
-            m = keep.repeat_interleave(p, 1).repeat_interleave(p, 2)[:, None].to(x.dtype)
-            xs = x * m + fill * (1 - m)  # removed patches take the image's mean colour
-            out = []
-            with torch.no_grad():
-                for s in range(0, len(xs), 8):
-                    out.append(score(xs[s : s + 8]).float().cpu().numpy())
-            return np.concatenate(out)
-
-        return f, what
-    raise AttentionError(f"Deletion / insertion curves are not available for the {adapter.family!r} family yet "
-                         "(for video they would hide tubes; planned with the video views).")
+    """``f(keep (K, num_patches) bool) -> (K,) scores`` and what they are: the adapter's own
+    (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`: hidden patches for an MAE, the mean colour
+    and the target logit or embedding similarity for the others)."""
+    return adapter.faithfulness_scorer(adapter.normalise_input(pixels), target)
 
 
 def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, seed: int = 0, target: int | None = None,
                        fit: str = "center-crop") -> Curves:
-    """Deletion and insertion curves for ``patch_map`` ``(gh, gw)`` (higher = more important).
+    """Deletion and insertion curves for ``patch_map`` (``layout.grid``-shaped, higher = more important).
 
-    ``steps + 1`` points from 0 to 100% of the patches; ties are broken by patch index.
+    ``steps + 1`` points from 0 to 100% of the patches (video: tubelets); ties are broken by patch index.
     The random-order reference uses ``seed``.
     """
-    from ..reconstruction.image import _resolve_any, as_input
+    from .maps import _adapter, _prepare
 
-    adapter = _resolve_any(model)
-    pixels, _ = as_input(image, fit, adapter.image_size)
+    adapter = _adapter(model, "deletion_insertion")
+    pixels, _, _ = _prepare(adapter, image, fit)
+    L = adapter.layout.num_patches
     pm = np.asarray(patch_map, np.float64).reshape(-1)
-    if pm.size != adapter.num_patches:
-        raise AttentionError(f"The map has {pm.size} patches, the model {adapter.num_patches}.")
+    if pm.size != L:
+        raise AttentionError(f"The map has {pm.size} patches, the model {L} ({'x'.join(map(str, adapter.layout.grid))}).")
     f, what = _scorer(adapter, pixels, target)
-    L = adapter.num_patches
     fractions = np.linspace(0, 1, steps + 1)
     counts = np.round(fractions * L).astype(int)
     order = np.lexsort((np.arange(L), -np.nan_to_num(pm, nan=-np.inf)))
@@ -217,16 +178,16 @@ def randomise_top_layers(adapter, n_layers: int, seed: int = 0):
 
 
 def randomisation_check(model, image, method: Callable, *, levels=None, seed: int = 0, threshold: float = 0.5) -> SanityCheck:
-    """Run ``method(adapter, image) -> (gh, gw)`` on the model and on copies with the top blocks randomised.
+    """Run ``method(adapter, image) -> map`` on the model and on copies with the top blocks randomised.
 
     Args:
         method: any map function, e.g. ``lambda m, im: explain(m, im, "rollout").map``.
         levels: how many top blocks to randomise, cascading (default: 1, half, all).
         threshold: Spearman correlation below which the map counts as changed.
     """
-    from ..reconstruction.image import _resolve_any
+    from .maps import _adapter
 
-    adapter = _resolve_any(model)
+    adapter = _adapter(model, "randomisation_check")
     depth = len(adapter.blocks)
     levels = tuple(sorted({max(1, min(int(n), depth)) for n in (levels or (1, depth // 2, depth))}))
     a = np.asarray(method(adapter, image), np.float64)

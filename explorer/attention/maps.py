@@ -1,10 +1,16 @@
-"""Attention results and the calls that compute them from an image model.
+"""Attention results and the calls that compute them from an image or video model.
 
-    model = explorer.load_model("mini-mae")              # or a ViT classifier, or a folder
+    model = explorer.load_model("mini-mae")              # or a ViT / DeiT / DINOv2 / CLIP / VideoMAE, or a folder
     maps = explorer.attention.attention_maps(model, "chelsea")      # every layer and head, cached
-    maps.query_map(layer=3, head=1, query="cls")          # (gh, gw)
+    maps.query_map(layer=3, head=1, query="cls")          # (gh, gw); video: (t, gh, gw)
     rel = explorer.attention.explain(model, "chelsea", "relevance")  # Chefer et al. 2021
     rel.map                                               # (gh, gw)
+    maps = attention_maps(my_module, x, forward=lambda x: my_module(x))  # your own torch module
+
+Nothing here knows a model family: the adapter says where the patch tokens are (``adapter.layout``, a
+:class:`~explorer.models.base.TokenLayout`: prefix tokens, grid, input size), which module to watch
+(``attention_module``), what forward to show (``attention_forward``) and what scalar to explain
+(``relevance_target``).
 
 Raw attention and rollout come from one forward; relevance from one forward + backward;
 integrated gradients (captum) from ``steps`` forwards.  Rollout and relevance are accumulated
@@ -14,75 +20,19 @@ one layer's attention.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from ..models.base import ModelInfo, TokenLayout, state_dict_sha256
 from .capture import AttentionCapture, AttentionError
 from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance
 
 METHODS = ("raw", "rollout", "relevance", "integrated-gradients")
-
-
-@dataclass(frozen=True)
-class TokenLayout:
-    """Where the patch tokens are in the sequence.
-
-    Attributes:
-        n_prefix: tokens before the patches (CLS, registers, distillation token...); 0 for VideoMAE.
-        grid: ``(gh, gw)`` patch grid, or ``(t, gh, gw)`` for video tubelets.
-        prefix_names: names of the prefix tokens (``("CLS",)``).
-
-    A query is a prefix name (``"cls"``), ``"mean"`` (the average over all query tokens, for
-    models without a CLS token), a flat patch index, or grid coordinates (``(row, col)`` /
-    ``(t, row, col)``).
-    """
-
-    n_prefix: int
-    grid: tuple
-    prefix_names: tuple[str, ...] = ("CLS",)
-
-    @property
-    def num_patches(self) -> int:
-        return int(np.prod(self.grid))
-
-    @property
-    def num_tokens(self) -> int:
-        return self.n_prefix + self.num_patches
-
-    def token(self, query) -> int:
-        """Token index of ``query`` (not ``"mean"``)."""
-        if isinstance(query, str):
-            names = [n.lower() for n in self.prefix_names]
-            if query.lower() in names:
-                return names.index(query.lower())
-            hint = " Use query='mean' (all tokens) or a patch." if not self.prefix_names else ""
-            raise AttentionError(f"Unknown query token {query!r}; this model's prefix tokens are "
-                                 f"{list(self.prefix_names) or 'none'}.{hint}")
-        if isinstance(query, (tuple, list)):
-            if len(query) != len(self.grid):
-                raise AttentionError(f"A patch of this model has {len(self.grid)} coordinates {self.grid}, got {tuple(query)}.")
-            coords = tuple(int(v) for v in query)
-            if any(not 0 <= c < g for c, g in zip(coords, self.grid)):
-                raise AttentionError(f"Patch {coords} is outside the {'x'.join(map(str, self.grid))} patch grid.")
-            return self.n_prefix + int(np.ravel_multi_index(coords, self.grid))
-        i = int(query)
-        if not 0 <= i < self.num_patches:
-            raise AttentionError(f"Patch index {i} is outside 0..{self.num_patches - 1}.")
-        return self.n_prefix + i
-
-    def row(self, matrix: np.ndarray, query) -> np.ndarray:
-        """The ``(T,)`` row of a ``(..., T, T)`` matrix for ``query`` (``"mean"`` averages all rows)."""
-        if isinstance(query, str) and query.lower() == "mean":
-            return matrix.mean(-2)
-        return matrix[..., self.token(query), :]
-
-    def patch_map(self, row: np.ndarray) -> np.ndarray:
-        """A ``(T,)`` row over tokens → ``grid``-shaped map over patches."""
-        return np.asarray(row[self.n_prefix :], dtype=np.float32).reshape(self.grid)
 
 
 @dataclass(frozen=True)
@@ -91,12 +41,14 @@ class AttentionMaps:
 
     Attributes:
         probs: ``(L, H, T, T)`` float32 (batch element 0).
-        layer_names: module name of each layer.
-        layout: :class:`TokenLayout`.
-        image: ``(S, S, 3)`` float32 in [0, 1], the model input (video: ``(T, S, S, 3)`` frames).
+        layer_names: module path of each layer.
+        layout: :class:`~explorer.models.base.TokenLayout` (prefix tokens, grid, input size).
+        image: ``(H, W, 3)`` float32 in [0, 1], the model input (video: ``(T, H, W, 3)`` frames; your own module:
+            the input as an array, or ``None``).
         patch_size: ``p``.
         path: how it was captured (``"sdpa-recomputed"``, ``"mha-weights"``).
         model: :class:`explorer.models.ModelInfo`; input: :class:`explorer.reconstruction.InputInfo`.
+        notes: caveats (which forward was shown, how the input was made).
     """
 
     probs: np.ndarray
@@ -108,6 +60,7 @@ class AttentionMaps:
     model: Any
     input: Any
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def num_layers(self) -> int:
@@ -124,16 +77,18 @@ class AttentionMaps:
             raise AttentionError(f"Head {head} is out of range: this model has heads 0..{self.num_heads - 1} (or 'mean').")
 
     def query_map(self, layer: int, head, query="cls") -> np.ndarray:
-        """``(gh, gw)``: how much the ``query`` token attends to each patch (``head="mean"`` averages heads)."""
+        """``layout.grid``-shaped ``(gh, gw)`` / ``(t, gh, gw)``: how much the ``query`` token attends to each patch
+        (``head="mean"`` averages heads; prefix tokens are left out)."""
         self._check(layer, head)
         a = self.probs[int(layer)]
         rows = self.layout.row(a, query)  # (H, T)
         return self.layout.patch_map(rows.mean(0) if head == "mean" else rows[int(head)])
 
     def head_distance(self) -> np.ndarray:
-        """``(L, H)`` mean attention distance in pixels (spatial, images only)."""
-        if len(self.layout.grid) != 2:
-            raise AttentionError("Mean attention distance is defined here for image patch grids, not video tubelets.")
+        """``(L, H)`` mean attention distance in pixels (spatial; for video, time is ignored)."""
+        if self.layout.image_size is None:
+            raise AttentionError("Mean attention distance needs a patch grid over an image: pass layout=TokenLayout(...) "
+                                 "with image_size and patch_size.")
         return mean_attention_distance(self.probs, self.layout.grid, self.patch_size, self.layout.n_prefix)
 
     def head_entropy(self) -> np.ndarray:
@@ -154,7 +109,7 @@ class Relevance:
 
     Attributes:
         method: one of :data:`METHODS`.
-        map: ``(gh, gw)`` float32.
+        map: ``layout.grid``-shaped float32: ``(gh, gw)``, or ``(t, gh, gw)`` for video.
         options: method options (fusion, discard, residual, target, steps, ...).
         matrix: ``(T, T)`` token-to-token matrix where the method has one (rollout, relevance).
         layout, image, patch_size, model, input: as in :class:`AttentionMaps`.
@@ -175,73 +130,88 @@ class Relevance:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-# ---------------------------------------------------------------------------- model families
-def _layout_for(adapter) -> TokenLayout:
-    if adapter.family == "videomae":
-        return TokenLayout(0, (adapter.time_steps, *adapter.grid), ())
-    return TokenLayout(1, tuple(adapter.grid), ("CLS",))
+# ---------------------------------------------------------------------------- models and inputs
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".heic", ".avif")
 
 
-def _forward_fn(adapter):
-    """``f(x) -> (B,) scalar target`` and the module to capture, per family."""
-    if adapter.family == "mae":
-        visible = np.zeros((1, adapter.num_patches), bool)
+def _adapter(model, what: str = "this"):
+    """An adapter the attention views can ask (layout, forward, target), from an adapter or a name / id / folder.
 
-        def f(x, target=None):
-            h, _, _ = adapter.encode(x, np.repeat(visible, x.shape[0], 0))
-            cls = h[:, 0].float()
-            # No labels in an MAE: the target is the CLS output's length along its own direction.
-            return (cls * cls.detach()).sum(-1) / cls.detach().norm(dim=-1).clamp_min(1e-6)
+    Raises:
+        AttentionError: anything else, saying what to pass.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        if "\n" in name or len(name) > 1024:
+            raise AttentionError(f"{name[:60]!r}… is not a model name, hub id or folder; pass one, or an adapter from "
+                                 "explorer.load_model.")
+        from ..models import load_model
 
-        return f, adapter.model.vit
-    if adapter.family == "videomae":
+        model = load_model(name)
+    if hasattr(model, "layout") and hasattr(model, "relevance_target"):
+        return model
+    if isinstance(model, torch.nn.Module):
+        raise AttentionError(f"{what} needs a model from explorer.load_model (or its name); for your own "
+                             f"{type(model).__name__} use attention_maps(module, x, forward=...) and its .rollout().")
+    raise AttentionError(f"The attention views take an image or video model from explorer.load_model (or its name), or "
+                         f"your own torch.nn.Module with attention_maps(module, x, forward=...); got {type(model).__name__}.")
 
-        def f(x, target=None):
-            e = adapter.features(x).float()
-            # No labels, no CLS: the target is the mean-pooled output's length along its own direction.
-            return (e * e.detach()).sum(-1) / e.detach().norm(dim=-1).clamp_min(1e-6)
 
-        return f, adapter.model
-    if adapter.family == "clip":
+def _still_clip(image, fit: str, layout: TokenLayout):
+    """An image given to a video model: the fitted image repeated over the clip's frames."""
+    from ..reconstruction import as_input
 
-        def f(x, target=None):
-            e = adapter.image_features(x).float()
-            # No labels: the target is the image embedding's length along its own direction.
-            return (e * e.detach()).sum(-1) / e.detach().norm(dim=-1).clamp_min(1e-6)
+    pixels, info = as_input(image, fit, layout.image_size)
+    note = f"A still image given to a video model: the same frame repeated {layout.num_frames} times."
+    frames = np.repeat(pixels[None], layout.num_frames, axis=0)
+    return frames, type(info)(info.name, info.sha256, info.fit_policy, info.fit_description, (*info.notes, note))
 
-        return f, adapter.model.vision_model
-    if adapter.family == "vit":
 
-        def f(x, target=None):
-            logits = adapter.logits(x).float()
-            t = logits[0].argmax().item() if target is None else int(target)
-            if not 0 <= t < logits.shape[-1]:
-                raise AttentionError(f"Class {t} is out of range 0..{logits.shape[-1] - 1}.")
-            return logits[:, t]
+def _is_still(image) -> bool:
+    from ..io import LoadedImage
+    from ..data.samples import SAMPLES
 
-        return f, adapter.model
-    raise AttentionError(f"The attention views do not know the {adapter.family!r} family yet.")
+    if isinstance(image, LoadedImage) or (isinstance(image, str) and image in SAMPLES):
+        return True
+    if isinstance(image, np.ndarray):
+        return image.ndim == 3 and image.shape[-1] in (1, 3, 4) or image.ndim == 2
+    return isinstance(image, (str, os.PathLike)) and str(image).lower().endswith(_IMAGE_SUFFIXES)
+
+
+def _video_input(adapter, image, fit: str):
+    """``(frames (T, H, W, 3), InputInfo)`` for a video model: a clip sampled to ``T`` frames, or a still image."""
+    from ..preprocess import fit_image
+    from ..reconstruction import InputInfo
+    from ..video import LoadedVideo, VideoLoadError, load_video, sample_indices
+
+    layout = adapter.layout
+    if _is_still(image):
+        return _still_clip(image, fit, layout)
+    try:
+        video = image if isinstance(image, LoadedVideo) else load_video(image, num_frames=layout.num_frames)
+    except VideoLoadError:
+        try:
+            return _still_clip(image, fit, layout)
+        except Exception:  # noqa: BLE001 - not an image either: the video's error says more
+            pass
+        raise
+    if len(video.frames) != layout.num_frames:
+        video = LoadedVideo(video.frames[sample_indices(len(video.frames), layout.num_frames)], video.fps, video.sha256,
+                            video.name, video.decoded, video.indices, video.notes)
+    fitted = [fit_image(f, layout.image_size, fit) for f in video.frames]
+    frames = np.stack([f.pixels for f in fitted])
+    return frames, InputInfo(video.name, video.sha256, fit, fitted[0].description, video.notes)
 
 
 def _prepare(adapter, image, fit):
-    from ..reconstruction import InputInfo, as_input
+    """``(pixels, InputInfo, normalised input)``: the input fitted to ``adapter.layout`` (image or video frames)."""
+    from ..reconstruction import as_input
 
-    if adapter.family == "videomae":
-        from ..preprocess import fit_image
-        from ..video import LoadedVideo, load_video
-
-        video = image if isinstance(image, LoadedVideo) else load_video(image, num_frames=adapter.num_frames)
-        if len(video.frames) != adapter.num_frames:
-            from ..video import sample_indices
-
-            video = LoadedVideo(video.frames[sample_indices(len(video.frames), adapter.num_frames)], video.fps, video.sha256,
-                                video.name, video.decoded, video.indices, video.notes)
-        fitted = [fit_image(f, adapter.image_size, fit) for f in video.frames]
-        frames = np.stack([f.pixels for f in fitted])
-        info = InputInfo(video.name, video.sha256, fit, fitted[0].description, video.notes)
-        return frames, info, adapter.normalise_video(frames)
-    pixels, info = as_input(image, fit, adapter.image_size)
-    return pixels, info, adapter.normalise(pixels)
+    if adapter.layout.is_video:
+        pixels, info = _video_input(adapter, image, fit)
+    else:
+        pixels, info = as_input(image, fit, adapter.layout.image_size)
+    return pixels, info, adapter.normalise_input(pixels)
 
 
 def _available_bytes(device) -> int:
@@ -309,26 +279,86 @@ def capture_all(module: torch.nn.Module, forward, *, batch_index: int = 0) -> tu
     return np.stack(kept), tuple(names), ",".join(sorted(cap.paths))
 
 
-def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | None = None) -> AttentionMaps:
+def _own_module(module: torch.nn.Module, x, forward: "Callable | None", layout: "TokenLayout | None") -> AttentionMaps:
+    """:func:`attention_maps` for your own torch module (through :func:`capture_all`)."""
+    from ..io import array_sha256
+    from ..reconstruction import InputInfo
+
+    if forward is None:
+        if not isinstance(x, torch.Tensor):
+            raise AttentionError(f"attention_maps(module, x) runs module(x) on a tensor x; for a {type(x).__name__} "
+                                 "input pass forward=lambda x: ... that runs your module on it.")
+        forward = module
+    if not callable(forward):
+        raise AttentionError(f"forward must be a callable run as forward(x), got {type(forward).__name__}.")
+    t0 = time.perf_counter()
+    probs, names, path = capture_all(module, lambda: forward(x))
+    seconds = time.perf_counter() - t0
+    T = probs.shape[-1]
+    if layout is None:
+        layout = TokenLayout(0, (T,), ())
+    elif layout.num_tokens != T:
+        raise AttentionError(f"The layout has {layout.num_tokens} tokens ({layout.prefix} prefix + {layout.num_patches} "
+                             f"patches) but the captured attention has {T}.")
+    arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else None
+    p = next(module.parameters(), None)
+    info = ModelInfo(model_id=type(module).__name__, family="custom", model_type=type(module).__name__,
+                     device=str(p.device) if p is not None else "cpu",
+                     dtype=str(p.dtype).replace("torch.", "") if p is not None else "",
+                     image_size=layout.image_size or 0, patch_size=layout.patch_size, norm_pix_loss=False,
+                     weights_sha256=state_dict_sha256(module))
+    what = f"a {tuple(arr.shape)} tensor" if arr is not None else f"a {type(x).__name__}"
+    inp = InputInfo("<input>", array_sha256(arr) if arr is not None else "", "none", f"given as {what}")
+    return AttentionMaps(probs, names, layout, arr, layout.patch_size, path, info, inp, seconds,
+                         (f"Your own {type(module).__name__}, run by forward(x); {len(names)} attention calls captured.",))
+
+
+def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | None = None,
+                   forward: "Callable | None" = None, layout: "TokenLayout | None" = None) -> AttentionMaps:
     """Every layer's and head's attention of ``model`` on ``image`` (one forward, kept on the CPU).
 
     Args:
-        model: an adapter from :func:`explorer.load_model` (MAE encoder on all patches, or ViT).
-        image: anything :func:`explorer.load_image` takes, or a sample name.
+        model: an adapter from :func:`explorer.load_model` (or its name): ViT, DeiT, DINOv2, CLIP's image tower,
+            the MAE encoder on all patches, VideoMAE (also ``VideoMAEForPreTraining``: its encoder, no mask); or your
+            own ``torch.nn.Module`` (then ``image`` is its input ``x`` and ``forward`` says how to run it).
+        image: anything :func:`explorer.load_image` takes, or a sample name; for video models a clip
+            (:func:`explorer.video.load_video` takes it) or an image (a still clip).
+        forward: your own module only: ``forward(x)`` runs it (default ``module(x)``).
+        layout: your own module only: its :class:`~explorer.models.base.TokenLayout` (default: no prefix, a
+            ``(T,)`` grid over the ``T`` tokens).
     Raises:
-        AttentionError: the model has no attention the explorer can capture.
+        AttentionError: the model has no attention the explorer can capture, or is neither of the above.
     """
-    from ..reconstruction.image import _resolve_any
-
-    adapter = _resolve_any(model)
-    layout = _layout_for(adapter)
-    cfg = adapter.vision_config
-    check_capture_memory(cfg.num_hidden_layers, cfg.num_attention_heads, layout.num_tokens, adapter.device, max_bytes)
+    if isinstance(model, torch.nn.Module) and not hasattr(model, "layout"):
+        return _own_module(model, image, forward, layout)
+    if forward is not None or layout is not None:
+        raise AttentionError("forward= and layout= are for your own torch modules; a model from explorer.load_model "
+                             "knows its forward and token layout.")
+    adapter = _adapter(model, "attention_maps")
+    layout = adapter.layout
+    check_capture_memory(adapter.num_layers, adapter.num_heads, layout.num_tokens, adapter.device, max_bytes)
     pixels, info, x = _prepare(adapter, image, fit)
-    f, module = _forward_fn(adapter)
     t0 = time.perf_counter()
-    probs, names, path = capture_all(module, lambda: f(x))
-    return AttentionMaps(probs, names, layout, pixels, adapter.patch_size, path, adapter.info, info, time.perf_counter() - t0)
+    probs, names, path = capture_all(adapter.attention_module, lambda: adapter.attention_forward(x))
+    return AttentionMaps(probs, names, layout, pixels, adapter.patch_size, path, adapter.info, info,
+                         time.perf_counter() - t0, tuple(adapter.attention_notes) + tuple(info.notes))
+
+
+def _integrated_gradients(fn: Callable, x: torch.Tensor, layout: TokenLayout, steps: int) -> np.ndarray:
+    """Integrated gradients (captum) from a zero baseline, ``Σ |attribution|`` per patch → ``layout.grid``."""
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(lambda inp: fn(inp).float())
+    with torch.enable_grad():
+        attr = ig.attribute(x.float().requires_grad_(True), baselines=torch.zeros_like(x, dtype=torch.float32),
+                            n_steps=int(steps), internal_batch_size=min(int(steps), 16))
+    a = attr.detach().abs().sum(-3)[0].cpu().numpy()  # channels summed: (H, W), video (T, H, W)
+    p = layout.patch_size
+    if layout.is_video:
+        t, gh, gw = layout.grid
+        return a.reshape(t, layout.tubelet, gh, p, gw, p).sum((1, 3, 5)).astype(np.float32)
+    gh, gw = layout.grid
+    return a.reshape(gh, p, gw, p).sum((1, 3)).astype(np.float32)
 
 
 def explain(model, image, method: str = "rollout", *, query="cls", fusion: str = "mean", discard: float = 0.0,
@@ -339,19 +369,20 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
     Args:
         method: ``"rollout"`` (attention only), ``"relevance"`` (Chefer et al. 2021, gradients × attention),
             ``"integrated-gradients"`` (captum, on the input pixels; summed per patch).
-        query: the token whose row is shown for rollout / relevance (``"cls"`` or a patch).
-        target: class index for classifiers (default: the predicted class); ignored for MAE.
+        query: the token whose row is shown for rollout / relevance (a prefix name such as ``"cls"``, ``"mean"``
+            or a patch).
+        target: class index for classifiers (default: the predicted class); ignored for models without labels.
         steps: integration steps for integrated gradients.
         layers: restrict rollout / relevance to these layer indices (default: all).
+    Returns:
+        :class:`Relevance` whose map has the layout's grid shape (prefix tokens left out).
     """
-    from ..reconstruction.image import _resolve_any
-
-    adapter = _resolve_any(model)
-    pixels, info, x = _prepare(adapter, image, fit)
-    layout = _layout_for(adapter)
+    adapter = _adapter(model, "explain")
+    layout = adapter.layout
     if not (isinstance(query, str) and query.lower() == "mean"):
         layout.token(query)  # validates before any forward
-    f, module = _forward_fn(adapter)
+    pixels, info, x = _prepare(adapter, image, fit)
+    module = adapter.attention_module
     t0 = time.perf_counter()
     opts: dict = {"query": query if isinstance(query, str) else (list(query) if isinstance(query, (tuple, list)) else int(query))}
     matrix = None
@@ -361,27 +392,24 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
             opts.update(fusion=fusion, discard=float(discard), residual=bool(residual))
             acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual, layers=layers)
             with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: acc.update(c.probs[0])) as cap:
-                f(x)
+                adapter.attention_forward(x)
         else:
             opts.update(target=target)
             acc = RelevanceAccumulator(layers=layers)
             with torch.enable_grad(), AttentionCapture(module, gradients=True,
                                                        on_backward=lambda c: acc.update(c.probs[0], c.grad[0], c.index)) as cap:
-                f(x.detach().clone(), target).sum().backward()
+                adapter.relevance_target(x.detach().clone(), target).sum().backward()
         if acc.result is None:
             raise AttentionError("No attention was captured from this model.")
         matrix = acc.result.cpu().numpy()
         path = ",".join(sorted(cap.paths))
         pmap = layout.patch_map(layout.row(matrix, query))
     elif method == "integrated-gradients":
-        from ..attribution import integrated_gradients_patches
-
         opts.update(target=target, steps=int(steps))
-        pmap = integrated_gradients_patches(lambda inp: f(inp, target), x, adapter.patch_size, steps=int(steps),
-                                            tubelet=getattr(adapter, "tubelet_size", 1))
+        pmap = _integrated_gradients(lambda inp: adapter.relevance_target(inp, target), x, layout, int(steps))
     elif method == "raw":
         raise AttentionError("Raw attention is per layer and head: use attention_maps(...).query_map(layer, head).")
     else:
         raise AttentionError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
     return Relevance(method, np.asarray(pmap, np.float32), opts, layout, pixels, adapter.patch_size, adapter.info, info,
-                     matrix, path, time.perf_counter() - t0)
+                     matrix, path, time.perf_counter() - t0, tuple(adapter.attention_notes) + tuple(info.notes))

@@ -101,18 +101,18 @@ class RelevanceAccumulator:
         self.result = step if self.result is None else self.result @ step
 
 
-def mean_attention_distance(probs: np.ndarray, grid: tuple[int, int], patch_size: int, n_prefix: int) -> np.ndarray:
+def mean_attention_distance(probs: np.ndarray, grid: tuple, patch_size: int, n_prefix: int) -> np.ndarray:
     """Mean attention distance in pixels (ViT paper, Fig. 7), patch queries to patch keys.
 
     Args:
-        probs: ``(L, H, T, T)`` with ``T = n_prefix + gh * gw``.
+        probs: ``(L, H, T, T)`` with ``T = n_prefix + prod(grid)``.
+        grid: ``(gh, gw)``, or ``(t, gh, gw)`` for video tubelets (then the distance is spatial: time is ignored).
     Returns:
         ``(L, H)``: for each head, the average over query patches of ``Σ_k a_qk · ‖pos_q − pos_k‖``
         (attention renormalised over patch keys).
     """
-    gh, gw = grid
-    ys, xs = np.divmod(np.arange(gh * gw), gw)
-    pos = np.stack([ys, xs], 1).astype(np.float64) * patch_size
+    coords = np.unravel_index(np.arange(int(np.prod(grid))), tuple(grid))
+    pos = np.stack(coords[-2:], 1).astype(np.float64) * patch_size
     dist = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1))  # (P, P)
     a = probs[:, :, n_prefix:, n_prefix:].astype(np.float64)
     a = a / np.clip(a.sum(-1, keepdims=True), 1e-12, None)

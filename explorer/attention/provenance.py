@@ -62,11 +62,13 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
     from ..reconstruction.image import _resolve_model, as_input
 
     adapter = _resolve_model(model)
-    gh, gw = adapter.grid
+    layout = adapter.layout
+    gh, gw = layout.grid
+    P = layout.prefix  # tokens before the patches, in the encoder and in the decoder
     q = int(query[0]) * gw + int(query[1]) if isinstance(query, (tuple, list)) else int(query)
     if not 0 <= q < gh * gw:
         raise AttentionError(f"Patch {query} is outside the {gh}x{gw} patch grid.")
-    pixels, info = as_input(image, fit, adapter.image_size)
+    pixels, info = as_input(image, fit, layout.image_size)
     spec = MaskSpec(strategy, ratio, seed, manual_indices(manual))
     mask = make_mask(adapter.grid, spec)
     flat = mask.reshape(1, -1)
@@ -77,13 +79,12 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
     enc = RolloutAccumulator(fusion=fusion, residual=residual)
     dec = RolloutAccumulator(fusion=fusion, residual=residual)
 
-    def route(call):
-        (dec if call.name.startswith("decoder") else enc).update(call.probs[0])
-
     xg = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), AttentionCapture(adapter.model, on_forward=route):
-        h, keep_t, valid_t = adapter.encode(xg, flat)
-        logits = adapter.decode(h, keep_t, valid_t)
+    with torch.enable_grad():
+        with AttentionCapture(adapter.model, on_forward=lambda c: enc.update(c.probs[0])):  # encoder calls only
+            h, keep_t, valid_t = adapter.encode(xg, flat)
+        with AttentionCapture(adapter.model, on_forward=lambda c: dec.update(c.probs[0])):  # decoder calls only
+            logits = adapter.decode(h, keep_t, valid_t)
         pred_q = logits[0, q].float()
         t = (pred_q * pred_q.detach()).sum() / pred_q.detach().norm().clamp_min(1e-6)
         t.backward()
@@ -93,18 +94,18 @@ def provenance(model, image, query, *, ratio: float = 0.75, seed: int = 0, strat
     p = adapter.patch_size
     gmap = grad.reshape(gh, p, gw, p).sum((1, 3)).astype(np.float32)
 
-    r_dec = dec.result.cpu().numpy()[1 + q]  # (1 + L,) over decoder inputs
-    r_enc = enc.result.cpu().numpy()  # (1 + K, 1 + K) over [CLS, visible in raster order]
+    r_dec = dec.result.cpu().numpy()[P + q]  # (P + L,) over decoder inputs
+    r_enc = enc.result.cpu().numpy()  # (P + K, P + K) over [prefix, visible in raster order]
     visible = np.flatnonzero(~flat[0])
-    enc_index = {0: 0}
+    enc_index = {i: i for i in range(P)}
     for k, j in enumerate(visible):
-        enc_index[1 + j] = 1 + k
+        enc_index[P + j] = P + k
     w = np.zeros(r_enc.shape[0])
     for pos, e in enc_index.items():
         w += r_dec[pos] * r_enc[e]
     amap = np.full(gh * gw, np.nan, np.float32)
-    amap[visible] = w[1:]
-    via_mask = float(r_dec[1:][flat[0]].sum())
+    amap[visible] = w[P:]
+    via_mask = float(r_dec[P:][flat[0]].sum())
     pred = adapter._to_pixels(logits.detach(), x)[0]
-    return Provenance(q, mask, amap.reshape(gh, gw), gmap, float(w[0]), via_mask, pixels, np.clip(pred, 0, 1), p,
+    return Provenance(q, mask, amap.reshape(gh, gw), gmap, float(w[:P].sum()), via_mask, pixels, np.clip(pred, 0, 1), p,
                       adapter.info, info, dict(ratio=ratio, seed=seed, strategy=strategy, fusion=fusion, residual=residual))

@@ -23,16 +23,51 @@ class MAEAdapter(ImageAdapter):
     """A ``ViTMAEForPreTraining`` ready for the explorer (see :class:`ImageAdapter` for the attributes)."""
 
     family = "mae"
+    square_only = True  # transformers' ViTMAE position embeddings assume a square grid
+    embedding_name = "encoder's CLS output"
 
     @property
     def blocks(self):
         return self.model.vit.layers
 
+    # ------------------------------------------------------------------ attention views
+    @property
+    def attention_module(self):
+        return self.model.vit  # the encoder: the decoder's attention is provenance's business
+
+    @property
+    def attention_notes(self) -> tuple[str, ...]:
+        return ("ViTMAE encoder run with no mask (every patch visible); the decoder is not run.",)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's CLS output ``(B, D)`` with every patch visible (no labels in an MAE)."""
+        h, _, _ = self.encode(x, np.zeros((x.shape[0], self.num_patches), bool))
+        return h[:, 0]
+
+    def faithfulness_scorer(self, x: torch.Tensor, target=None, *, chunk: int = 8):
+        """Removed patches are *hidden* (the encoder does not see them); the score is the cosine similarity of the
+        encoder's CLS output to the full image's, 0 when nothing is visible."""
+        with torch.no_grad():
+            ref = self.embedding(x).float()
+
+        def f(keep):
+            keep = np.asarray(keep, bool)
+            out = np.zeros(len(keep), np.float64)
+            idx = np.flatnonzero(keep.any(1))
+            with torch.no_grad():
+                for s in range(0, len(idx), chunk):
+                    ii = idx[s : s + chunk]
+                    cls = self.encode(x, ~keep[ii])[0][:, 0].float()
+                    out[ii] = torch.nn.functional.cosine_similarity(cls, ref.expand_as(cls)).cpu().numpy()
+            return out
+
+        return f, f"cosine similarity of the {self.embedding_name} to the full image's"
+
     #: Masks per forward on a CPU when ``batch_size`` is not given (see :meth:`forward_masks`).
     CPU_CHUNK = 4
 
     def _to_pixels(self, logits: torch.Tensor, x: torch.Tensor) -> np.ndarray:
-        """Decoder output ``(B, L, p*p*3)`` → images ``(B, S, S, 3)`` float32 in pixel space (unclipped)."""
+        """Decoder output ``(B, L, p*p*3)`` → images ``(B, H, W, 3)`` float32 in pixel space (unclipped)."""
         logits = logits.float()
         if self.norm_pix_loss:
             # The decoder predicts each patch normalised by that patch's own mean / variance.
@@ -41,7 +76,7 @@ class MAEAdapter(ImageAdapter):
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             logits = logits * (var + 1.0e-6) ** 0.5 + mean
-        img = self.model.unpatchify(logits, (self.image_size, self.image_size)).cpu()
+        img = self.model.unpatchify(logits, self.input_size).cpu()
         img = img * self._std + self._mean
         return img.permute(0, 2, 3, 1).contiguous().numpy()
 
@@ -113,7 +148,7 @@ class MAEAdapter(ImageAdapter):
         if batch_size is None:
             batch_size = (B if images is None else 256) if self.device.type == "cuda" else cpu_chunk
         chunk = max(1, int(batch_size))
-        out = np.empty((B, self.image_size, self.image_size, 3), np.float32)
+        out = np.empty((B, *self.input_size, 3), np.float32)
         for start in range(0, B, chunk):
             idx = order[start : start + chunk]
             xi = x if images is None else self.normalise(images[idx])

@@ -1,6 +1,7 @@
-"""Adapter over transformers' ``VideoMAEModel`` (the encoder) for the attention views.
+"""Adapters over transformers' ``VideoMAEModel`` (the encoder) and ``VideoMAEForPreTraining`` (encoder + decoder).
 
-Tokens are tubelets: ``num_frames / tubelet_size`` time steps × ``gh × gw`` patches, no CLS token.
+Tokens are tubelets: ``num_frames / tubelet_size`` time steps × ``gh × gw`` patches, no CLS token
+(:class:`~explorer.models.base.TokenLayout` with ``prefix=0`` and a ``(t, gh, gw)`` grid).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import ImageAdapter
+from .base import ImageAdapter, TokenLayout
 
 
 class VideoMAEAdapter(ImageAdapter):
@@ -23,13 +24,18 @@ class VideoMAEAdapter(ImageAdapter):
     """
 
     family = "videomae"
+    embedding_name = "mean-pooled encoder output"
+
+    def read_layout(self, cfg) -> TokenLayout:
+        """No prefix token; a ``(num_frames / tubelet_size, gh, gw)`` grid of tubelets."""
+        return TokenLayout.from_config(cfg, (), frames=int(cfg.num_frames), tubelet=int(cfg.tubelet_size))
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
         cfg = model.config
         self.num_frames = int(cfg.num_frames)
         self.tubelet_size = int(cfg.tubelet_size)
-        self.time_steps = self.num_frames // self.tubelet_size
+        self.time_steps = self.layout.grid[0]
         default = 1 if str(self.model_id).split("/")[-1].startswith("mini-") else 4
         self.frame_stride = int(getattr(cfg, "frame_stride", 0) or default)
 
@@ -42,16 +48,23 @@ class VideoMAEAdapter(ImageAdapter):
         return [m for m in (self.model.layernorm,) if m is not None]
 
     def normalise_video(self, frames: np.ndarray) -> torch.Tensor:
-        """``(T, S, S, 3)`` float in [0, 1] → normalised ``(1, T, 3, S, S)`` on the device."""
+        """``(T, H, W, 3)`` float in [0, 1] → normalised ``(1, T, 3, H, W)`` on the device."""
         f = np.asarray(frames, np.float32)
-        if f.shape != (self.num_frames, self.image_size, self.image_size, 3):
-            raise ValueError(f"Expected frames of shape ({self.num_frames}, {self.image_size}, {self.image_size}, 3), got {f.shape}.")
+        H, W = self.input_size
+        if f.shape != (self.num_frames, H, W, 3):
+            raise ValueError(f"Expected frames of shape ({self.num_frames}, {H}, {W}, 3), got {f.shape}.")
         x = (torch.from_numpy(f).permute(0, 3, 1, 2) - self._mean) / self._std
         return x[None].to(self.device, self.dtype)
 
+    def normalise_input(self, pixels: np.ndarray) -> torch.Tensor:
+        return self.normalise_video(pixels)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, 3, S, S)`` → mean-pooled encoder output ``(B, D)``."""
+        """``(B, T, 3, H, W)`` → mean-pooled encoder output ``(B, D)``."""
         return self.model(pixel_values=x).last_hidden_state.mean(1)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
 
 class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
@@ -72,6 +85,15 @@ class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
     def head_modules(self) -> list:
         return [self.model.encoder_to_decoder]
 
+    @property
+    def attention_module(self):
+        return self.model.videomae
+
+    @property
+    def attention_notes(self) -> tuple[str, ...]:
+        return ("VideoMAEForPreTraining: the encoder's attention with no mask (every tubelet visible); "
+                "the decoder is not run.",)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.videomae(pixel_values=x).last_hidden_state.mean(1)
 
@@ -83,12 +105,12 @@ class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
         return f.reshape(B, (T // ts) * (H // p) * (W // p), ts * p * p, C)
 
     def _from_tubelets(self, tub: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`_tubelets`: ``(B, N, ts·p·p, 3)`` → ``(B, T, S, S, 3)``."""
+        """Inverse of :meth:`_tubelets`: ``(B, N, ts·p·p, 3)`` → ``(B, T, H, W, 3)``."""
         B = tub.shape[0]
-        ts, p, g = self.tubelet_size, self.patch_size, self.grid[0]
+        ts, p, (gh, gw) = self.tubelet_size, self.patch_size, self.grid
         t = self.num_frames // ts
-        f = tub.view(B, t, g, g, ts, p, p, 3).permute(0, 1, 4, 2, 5, 3, 6, 7)
-        return f.reshape(B, self.num_frames, g * p, g * p, 3)
+        f = tub.view(B, t, gh, gw, ts, p, p, 3).permute(0, 1, 4, 2, 5, 3, 6, 7)
+        return f.reshape(B, self.num_frames, gh * p, gw * p, 3)
 
     @torch.no_grad()
     def reconstruct(self, frames: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:

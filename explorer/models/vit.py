@@ -1,4 +1,8 @@
-"""Adapter over transformers' ``ViTForImageClassification`` (the attention views' classifier family)."""
+"""Adapter over transformers' ``ViTForImageClassification`` (the attention views' classifier family).
+
+One CLS token before the patches; square or non-square inputs (``ViTConfig(image_size=[32, 48], patch_size=8)``
+is a 4x6 grid).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ class ViTAdapter(ImageAdapter):
     """
 
     family = "vit"
+    classifier = True
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
@@ -31,5 +36,5 @@ class ViTAdapter(ImageAdapter):
         return [self.model.classifier]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels ``(B, 3, S, S)`` → class logits ``(B, C)``."""
+        """Normalised pixels ``(B, 3, H, W)`` → class logits ``(B, C)``."""
         return self.model(pixel_values=x).logits
