@@ -1,0 +1,235 @@
+"""What every app shares: the header row, one re-entrancy guard, the progress state while it starts, figure
+replacement and file stems for upload names.
+
+An app subclasses :class:`AppBase`, builds its header with :meth:`AppBase.header` (model box, device, dtype, load
+button, sample, upload) and places :attr:`AppBase.status_area` (progress bar, status line, details) where its status
+goes.  Then it calls :meth:`AppBase.start`: in a notebook the app is displayed at once, with a progress bar and
+"loading mini-mae…", and only then loads the model and computes the first figure; errors replace the progress with
+their message.
+
+    with self.quiet():                 # a programmatic change: observers registered with on_change() do not fire
+        self.strategy_tb.value = "manual"
+    with self.working("first forward…"):   # progress bar + status text while the block runs
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from typing import Callable, Iterable
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..models import ModelLoadError, available_devices
+from .messages import StatusMixin
+
+_STATUS_STYLE = "font-size:12px;color:#444;line-height:1.5"
+
+
+def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
+    """Show ``fig`` in ``widget`` (traces and layout replaced in one update)."""
+    with widget.batch_update():
+        widget.data = ()
+        widget.layout = fig.layout
+        widget.add_traces(fig.data)
+
+
+def file_stem(name: str, *, default: str = "image", length: int = 40) -> str:
+    """A file-name stem from an upload or input name: extension dropped, anything but letters, digits, ``-`` and ``_``
+    replaced by ``-``, at most ``length`` characters (``default`` when nothing is left).
+
+    >>> file_stem("my cat (1).JPG")
+    'my-cat--1-'
+    """
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(name).rsplit(".", 1)[0])[:length]
+    return stem or default
+
+
+def _kernel_shell():
+    """The IPython shell when running in a kernel with a front end (Jupyter, VS Code…), else ``None``."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
+
+
+def _display(bundle: dict) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+class AppBase(StatusMixin, W.VBox):
+    """Base of the explorer apps (a ``VBox``).
+
+    Class attributes:
+        display_on_start: in a notebook, show the app as soon as it is constructed (before the model loads), so the cell
+            shows a progress bar instead of nothing; the cell's own ``app`` line then shows nothing more.  Set it to
+            ``False`` to place apps in a layout of your own.
+
+    Attributes (after :meth:`header`):
+        model_box, device_dd, dtype_dd (``None`` without dtypes), load_btn, sample_dd, upload (``None`` without one),
+        progress, status, details, status_area.
+        started: ``True`` once :meth:`start` has run (the first model, input and figure).
+    """
+
+    display_on_start = True
+    started = False
+    dtype_dd = None
+    upload = None
+    _quiet_depth = 0
+    _work_depth = 0
+    _shown_in_cell = None
+
+    # ------------------------------------------------------------------ header
+    def header(self, *, model: str, models: Iterable[str], device: str = "auto", dtype: str | None = None,
+               dtypes: Iterable[str] | None = None, placeholder: str = "", model_width: str = "380px",
+               samples: Iterable = (), sample_label: str = "Sample", sample_value=None, sample_width: str = "420px",
+               upload_accept: str | None = "image/*", upload_label: str = "Upload image",
+               model_extra: Iterable[W.Widget] = (), sample_extra: Iterable[W.Widget] = ()) -> list[W.Widget]:
+        """Create the header widgets; returns the two header rows (model row, sample row).
+
+        Args:
+            models: names offered in the model box (any other name, hub id or folder can be typed).
+            dtypes: offer a dtype dropdown (``None``: no dropdown, the model loads in float32).
+            samples: the sample dropdown's options (``(label, value)`` pairs or values).
+            upload_accept: file types of the upload button (``None``: no upload button).
+            model_extra / sample_extra: more widgets at the end of each row.
+        """
+        style = {"description_width": "initial"}
+        self.model_box = W.Combobox(value=str(model), options=list(dict.fromkeys(models)), description="Model",
+                                    ensure_option=False, placeholder=placeholder, style=style,
+                                    layout=W.Layout(width=model_width))
+        devs = ["auto"] + available_devices()
+        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
+                                    layout=W.Layout(width="160px"))
+        if dtypes is not None:
+            dtypes = list(dict.fromkeys(dtypes))
+            self.dtype_dd = W.Dropdown(options=dtypes, value=dtype if dtype in dtypes else dtypes[0], description="dtype",
+                                       layout=W.Layout(width="170px"))
+        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
+        self.sample_dd = W.Dropdown(options=list(samples), value=sample_value, description=sample_label, style=style,
+                                    layout=W.Layout(width=sample_width))
+        if upload_accept is not None:
+            self.upload = W.FileUpload(accept=upload_accept, multiple=False, description=upload_label)
+        self.progress = W.IntProgress(value=0, min=0, max=1, bar_style="info", description="",
+                                      layout=W.Layout(width="260px", display="none"))
+        self.status = W.HTML()
+        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.status_area = W.VBox([self.progress, self.status, self.details])
+        return [W.HBox([self.model_box, self.device_dd, *([self.dtype_dd] if self.dtype_dd else []), self.load_btn,
+                        *model_extra]),
+                W.HBox([self.sample_dd, *([self.upload] if self.upload else []), *sample_extra])]
+
+    def model_name(self) -> str:
+        """The name typed in the model box (stripped); refused when empty."""
+        name = self.model_box.value.strip()
+        if not name:
+            raise ModelLoadError("Type a model name, a Hugging Face id or a folder first.")
+        return name
+
+    def load_selected(self, loader: Callable, **kwargs):
+        """``loader(name, device=..., dtype=...)`` for the model box, device and dtype on screen, with "loading <name>…"
+        and the progress bar up while it runs."""
+        name = self.model_name()
+        kw = dict(device=self.device_dd.value)
+        if self.dtype_dd is not None:
+            kw["dtype"] = self.dtype_dd.value
+        with self.working(f"loading {name}…"):
+            return loader(name, **kw, **kwargs)
+
+    # ------------------------------------------------------------------ status
+    def _info(self, text: str) -> None:
+        """Show ``text`` (HTML) in the status line and clear the details of an earlier error."""
+        self._clear_details()
+        self.status.value = f"<div style='{_STATUS_STYLE}'>{text}</div>"
+
+    def _error(self, message: str, details: str | None = None):
+        self.progress.layout.display = "none"
+        super()._error(message, details)
+
+    # ------------------------------------------------------------------ re-entrancy guard
+    @contextlib.contextmanager
+    def quiet(self):
+        """Widget values set inside this block are programmatic: observers registered with :meth:`on_change` skip them
+        (no recompute).  Nests."""
+        self._quiet_depth += 1
+        try:
+            yield
+        finally:
+            self._quiet_depth -= 1
+
+    @property
+    def is_quiet(self) -> bool:
+        """Inside a :meth:`quiet` block."""
+        return self._quiet_depth > 0
+
+    def on_change(self, widgets: "W.Widget | Iterable[W.Widget]", callback: Callable, *, names: str = "value") -> None:
+        """Observe ``names`` of ``widgets``: ``callback(change)``, except for changes made inside :meth:`quiet`."""
+        for w in widgets if isinstance(widgets, (list, tuple)) else [widgets]:
+            w.observe(lambda change: None if self.is_quiet else callback(change), names=names)
+
+    # ------------------------------------------------------------------ progress
+    @property
+    def loading(self) -> bool:
+        """The progress bar is showing (something slow is running)."""
+        return self.progress.layout.display != "none"
+
+    @contextlib.contextmanager
+    def working(self, text: str):
+        """Progress bar and ``text`` (plain text) in the status line while the block runs.
+
+        The bar goes when the outermost block ends; the status line goes back to what it showed before unless the block
+        showed something else (a result, or an error: an error is never hidden by this)."""
+        shown = f"<div style='{_STATUS_STYLE}'><i class='fa fa-spinner fa-spin'></i> {html.escape(text)}</div>"
+        before = self.status.value
+        self._work_depth += 1
+        self.progress.value = min(self.progress.value + 1, self.progress.max)
+        self.progress.layout.display = ""
+        self.status.value = shown
+        try:
+            yield
+        finally:
+            self._work_depth -= 1
+            if self.status.value == shown:
+                self.status.value = before
+            if self._work_depth == 0:
+                self.progress.layout.display = "none"
+                self.progress.value = 0
+                self.progress.max = 1
+
+    def computing(self, what: str = "running the model"):
+        """:meth:`working` for a forward pass: "first forward…" while the app starts, else ``what…``."""
+        return self.working(f"{what}…" if self.started else "first forward…")
+
+    def start(self, run: Callable[[], None], *, steps: int = 3) -> None:
+        """Show the app (in a notebook, before anything slow), then ``run()`` (load the model, the first input, the
+        first figure) with the progress bar up; ``steps``: how many :meth:`working` stages ``run`` goes through."""
+        self._display_first()
+        self.progress.max = steps + 1
+        try:
+            with self.working("starting…"):
+                run()
+        finally:
+            self.started = True
+
+    # ------------------------------------------------------------------ display
+    def _display_first(self) -> None:
+        shell = _kernel_shell() if self.display_on_start else None
+        if shell is None:
+            return
+        bundle = self._repr_mimebundle_()
+        if bundle:
+            _display(bundle)
+            self._shown_in_cell = shell.execution_count
+
+    def _ipython_display_(self, **kwargs):
+        shell = _kernel_shell()
+        if shell is not None and self._shown_in_cell is not None and self._shown_in_cell == shell.execution_count:
+            self._shown_in_cell = None  # the cell's own `app` line: the app is on screen already, above
+            return
+        _display(self._repr_mimebundle_(**kwargs))
