@@ -8,15 +8,10 @@
 
 from .alignment import METHOD_NAMES, METHODS, Alignment, ModalityReport, align, deletion_auc, modality_report, pointing_hits, word_ig
 from ..models.fusion_base import CallRole, FusionAdapter, FusionInputError, JointLayout, TextInput
+from ..models.registry import load_fusion_model
 
 __all__ = [
     "Alignment", "CallRole", "FusionAdapter", "FusionInputError", "JointLayout", "METHODS", "METHOD_NAMES", "ModalityReport",
     "TextInput", "align", "deletion_auc", "load_fusion_model", "modality_report", "pointing_hits", "word_ig",
 ]
 
-
-def load_fusion_model(name_or_path, **kwargs) -> FusionAdapter:
-    """Load an image+text model by shipped name, hub id or folder (see :mod:`explorer.models.fusion_registry`)."""
-    from ..models.fusion_registry import load_fusion_model as _load
-
-    return _load(name_or_path, **kwargs)

@@ -12,24 +12,25 @@ decoder), so their hub ids get a message saying so instead of a silent wrong mod
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .base import HashedWeights
-from .device import pick_device, pick_dtype
-from .registry import ModelLoadError, resolve_source, shipped_models
+from .hub import ModelLoadError, read_json
 from ..modalities import Modality
 
-#: Hub ids of published multimodal MAEs that transformers cannot load, and why (shown to the user).
-UNSUPPORTED_HUB = {
-    "EPFL-VILAB/multimae-b": "MultiMAE (RGB + depth + semantics) is implemented in EPFL-VILAB's own repository, not in transformers",
-    "facebook/audiomae": "Audio-MAE is released as a PyTorch checkpoint for its own repository, not in transformers",
-    "yuangongnd/cav-mae": "CAV-MAE is released for its own repository, not in transformers",
-}
+#: Loading lives in :mod:`explorer.models.registry` (family ``"mini-multimae"``); these names are kept here.
+_FROM_REGISTRY = ("UNSUPPORTED_HUB", "list_multimodal_models", "load_multimodal_model")
+
+
+def __getattr__(name):
+    if name in _FROM_REGISTRY:
+        from . import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MultiMAEAdapter(HashedWeights):
@@ -48,6 +49,29 @@ class MultiMAEAdapter(HashedWeights):
         self.modalities: list[Modality] = model.specs
         self.task = model.cfg.task
         self._sha: str | None = None
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, model_id: str | None = None, device: torch.device = torch.device("cpu"),
+                    dtype: torch.dtype = torch.float32) -> "MultiMAEAdapter":
+        """Load ``config.json`` (model_type ``"mini-multimae"``) + ``model.safetensors`` (nothing is unpickled).
+
+        Raises:
+            ModelLoadError: no safetensors weights, or weights that do not fit the config.
+        """
+        from safetensors.torch import load_file
+
+        from .mini.multimae import MiniMultiMAE, MultiMAEConfig
+
+        folder = Path(folder)
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
+        model = MiniMultiMAE(MultiMAEConfig.from_dict(read_json(folder / "config.json")))
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except (RuntimeError, OSError) as e:
+            raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from e
+        return cls(model, model_id=model_id or folder.name, device=device, dtype=dtype)
 
     @property
     def info(self):
@@ -87,58 +111,3 @@ class MultiMAEAdapter(HashedWeights):
             vis[s.name] = torch.as_tensor(np.asarray(visible[s.name], bool), device=self.device)
         out = self.model(tokens, vis)
         return {s.name: s.denormalise(s.unpatchify(out[s.name].float().cpu())).numpy() for s in self.modalities}
-
-
-def _is_multimae_folder(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "config.json").read_text()).get("model_type") == "mini-multimae"
-    except (OSError, ValueError):
-        return False
-
-
-def list_multimodal_models() -> list[str]:
-    """Shipped multimodal MAEs (what the widgets offer)."""
-    return [n for n, p in shipped_models().items() if _is_multimae_folder(p)]
-
-
-def load_multimodal_model(name_or_path: "str | os.PathLike", *, device: str = "auto", dtype: str = "float32") -> MultiMAEAdapter:
-    """Load a multimodal MAE.
-
-    Args:
-        name_or_path: ``"mini-rgbd-mae"``, ``"mini-av-mae"`` or a folder holding ``config.json`` (model_type
-            ``"mini-multimae"``) and ``model.safetensors``.
-        device: ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``; dtype: ``"float32"`` or ``"bfloat16"``.
-    Raises:
-        ModelLoadError: unknown name, another kind of model, a published checkpoint transformers cannot load,
-            missing or mismatched weights.
-        explorer.models.device.DeviceError: the device / dtype is not available.
-    """
-    from safetensors.torch import load_file
-
-    from .mini.multimae import MiniMultiMAE, MultiMAEConfig
-
-    dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
-    name = str(name_or_path)
-    if name in UNSUPPORTED_HUB:
-        raise ModelLoadError(f"{name!r}: {UNSUPPORTED_HUB[name]}, so it cannot be loaded here. Supported multimodal MAEs: "
-                             f"{', '.join(list_multimodal_models())} (or a folder with the same format).")
-    folder = resolve_source(name, example="mini-rgbd-mae")
-    if folder is None:
-        raise ModelLoadError(
-            f"{name!r} looks like a Hugging Face id, but transformers has no multimodal (RGB-D or audio-visual) MAE class; "
-            f"supported here: {', '.join(list_multimodal_models())} or a folder in their format. Video-only MAEs "
-            "(VideoMAEForPreTraining, e.g. MCG-NJU/videomae-base) open in explorer.VideoMAEApp.")
-    raw = json.loads((folder / "config.json").read_text())
-    if raw.get("model_type") != "mini-multimae":
-        raise ModelLoadError(f"{name!r} is a {raw.get('model_type', '?')!r} model, not a multimodal MAE; open it with "
-                             "explorer.load_model (images), explorer.VideoMAEApp (video) or explorer.load_fusion_model (image+text).")
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
-    model = MiniMultiMAE(MultiMAEConfig.from_dict(raw))
-    try:
-        model.load_state_dict(load_file(str(weights)))
-    except (RuntimeError, OSError) as e:
-        raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from e
-    return MultiMAEAdapter(model, model_id=name, device=dev, dtype=dt)
