@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from explorer.fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits, word_ig
-from explorer.fusion.alignment import Alignment, bimodal_propagate
+from explorer.fusion import Alignment
+from explorer.fusion.propagation import bimodal_propagate
 from explorer.models.fusion_base import CallRole, FusionAdapter, TextInput
 from explorer.models.fusion_mini import MiniFusionAdapter
 from explorer.models.mini.fusion import FusionConfig, MiniFusion
@@ -135,7 +136,7 @@ def test_word_ig_and_modality_report_are_complete(mini):
 def _alignment(maps: np.ndarray) -> Alignment:
     W = maps.shape[0]
     return Alignment(image=np.zeros((16, 16, 3), np.float32), tokens=[f"w{i}" for i in range(W)], words=list(range(W)), score=0.0,
-                     answer="", output_name="x", grid=(4, 4), attention=None, layer_names=[], gradcam=None,
+                     answer="", output_name="x", grid=(4, 4), layer_names=[],
                      maps={"relevance": maps}, matrix=maps.reshape(W, -1), matrix_name="")
 
 
@@ -205,3 +206,45 @@ def test_counterfactual_word_replacement_changes_the_score(mini):
         assert float(mini.score(x, t)[0]) != float(mini.score(x, edited)[0])
     with pytest.raises(FusionInputError):
         mini.replace_word(t, 0, "x")  # position 0 is the "none" slot, not a word
+
+
+# ---------------------------------------------------------------------------------------------- the method registry
+def test_the_method_registry_drives_align_and_keeps_the_old_names(mini):
+    from explorer.fusion import METHOD_NAMES, METHODS, REGISTRY, get_method, methods_for
+
+    assert METHODS == tuple(REGISTRY) and METHODS[:2] == ("attention", "rollout") and "ig" in METHODS
+    assert METHOD_NAMES == {n: m.label for n, m in REGISTRY.items()}
+    al = align(mini, make_scene(10_000_005).image, TEXT)
+    cached = [m.name for m in methods_for(mini.kind) if not m.on_demand]
+    assert al.available == cached == ["attention", "rollout", "relevance", "gradcam"]
+    assert al.offered == cached + ["ig"] and "similarity" not in al.offered  # dual encoders only
+    for name in cached:  # with no settings, every method's map is its default map
+        np.testing.assert_array_equal(al.word_map(name, 2), al.maps[name][2])
+    assert get_method("gradcam").settings(layer=1, head=0) == {"layer": 1, "head": "mean"}  # no heads in Grad-CAM
+    assert get_method("relevance").settings(layer=1, head=0, steps=3) == {"layer": None, "head": "mean"}
+    assert get_method("ig").settings(steps=4) == {"layer": None, "head": "mean", "steps": 4}
+    assert get_method("attention").describe(layer=0, head=1) == "cross-attention (layer, head), layer 0, head 1"
+    with pytest.raises(KeyError, match="Unknown method"):
+        al.word_map("saliency", 0)
+
+
+def test_on_demand_ig_is_computed_with_the_adapter_and_kept(mini):
+    sc = make_scene(10_000_005)
+    al = align(mini, sc.image, TEXT)
+    with pytest.raises(KeyError, match="on demand"):
+        al.word_map("ig", 1)
+    assert np.isnan(al.patch_words("ig", 5)).all()  # nothing computed yet, no model given: nothing run
+    m = al.word_map("ig", 1, adapter=mini, steps=8)
+    np.testing.assert_array_equal(m, word_ig(mini, sc.image, TEXT, 1, steps=8))
+    assert al.has("ig", 1, steps=8) and not al.has("ig", 1) and not al.has("ig", 2, steps=8)
+    v = al.patch_words("ig", 5, steps=8)
+    assert v[1] == m.ravel()[5] and np.isnan(np.delete(v, 1)).all()
+
+
+def test_patch_words_reads_each_word_at_one_patch(mini):
+    al = align(mini, make_scene(10_000_005).image, TEXT)
+    W = len(al.words)
+    np.testing.assert_array_equal(al.patch_words("attention", 9, layer=0, head=1), al.attention[0, 1, :, 1, 1])
+    np.testing.assert_array_equal(al.patch_words("gradcam", 9, layer=1), al.gradcam[1, :, 1, 1])
+    np.testing.assert_array_equal(al.patch_words("relevance", 63), al.maps["relevance"][:, 7, 7])
+    np.testing.assert_array_equal(al.patch_words("rollout"), al.maps["rollout"].reshape(W, -1).max(1))  # no patch: peaks

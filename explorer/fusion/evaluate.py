@@ -18,7 +18,9 @@ import numpy as np
 from ..data.scenes import COLOURS as _COLOURS
 from ..data.scenes import SHAPES as _SHAPES
 from ..data.scenes import make_scene
-from .alignment import align, pointing_hits, word_ig
+from .alignment import align
+from .attribution import word_ig
+from .faithfulness import pointing_hits
 
 HELD_OUT_SEED = 10_000_000
 
