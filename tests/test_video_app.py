@@ -140,11 +140,11 @@ def test_python_export_of_an_array_clip(folder, tmp_path):
 
     model = load_model(str(folder))
     clip = np.random.default_rng(2).random((6, 32, 32, 3)).astype(np.float32)
-    from explorer.widgets.video_app import clip_options
-
-    opts = clip_options(clip, tmp_path) | dict(sampling="uniform", short="loop", ratio=0.5, strategy="random", seed=3, frames=[1])
-    res = export.export_recipe("video_frames", tmp_path / "arr", model=model, inputs=[], options=opts, formats=["png"])
-    assert (tmp_path / opts["video"]).suffix == ".npy"
+    opts = dict(sampling="uniform", short="loop", ratio=0.5, strategy="random", seed=3, frames=[1])
+    res = export.export_recipe("video_frames", tmp_path / "arr", model=model, inputs=[], options=opts, formats=["png"],
+                               attach={"video": clip})
+    stored = res.sidecar["recipe"]["options"]["video"]
+    assert (tmp_path / stored).suffix == ".npy" and (tmp_path / stored).is_file()
     assert export.reproduce(res.files["json"]).identical
     with pytest.raises(ValueError, match="either clip="):
         export.export_recipe("video_frames", tmp_path / "x", model=model, inputs=[], options={}, formats=["png"])

@@ -226,3 +226,139 @@ def test_export_errors_are_shown_not_raised(app, tmp_path):
     assert app.export_panel.export() is None
     assert "Export failed" in app.export_panel.status.value
     assert not is_error(app)  # the app itself is fine
+
+
+# ---------------------------------------------------------------------------- every app: progress while it starts
+import time  # noqa: E402
+
+from explorer.widgets import attention_app, base, mae_app, multimodal_app, video_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, tiny_dir):
+    """Folders of tiny random models for each app (offline, a second to load)."""
+    import torch
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    from _tiny import DEPTH, RGB, save_tiny_multimae
+
+    root = tmp_path_factory.mktemp("start-models")
+    torch.manual_seed(0)
+    cfg = VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
+                         decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=False)
+    VideoMAEForPreTraining(cfg).save_pretrained(root / "video")
+    return {"mae": str(tiny_dir), "video": str(root / "video"),
+            "rgbd": str(save_tiny_multimae(root / "rgbd", [RGB, DEPTH]))}
+
+
+#: app → (module whose loader is patched, loader name, constructor, attribute of its main figure)
+APPS = {
+    "mae": (mae_app, "load_model", lambda m: mae_app.MAEApp(model=m["mae"], image="chelsea"), "fig"),
+    "attention": (attention_app, "load_model", lambda m: attention_app.AttentionApp(model=m["mae"], image="chelsea"), "main"),
+    "video": (video_app, "load_model", lambda m: video_app.VideoMAEApp(model=m["video"], clip="generated:10000003"), "fig"),
+    "multimodal": (multimodal_app, "load_multimodal_model", lambda m: multimodal_app.MultiMAEApp(m["rgbd"], device="cpu"),
+                   "fig"),
+}
+
+
+@pytest.fixture()
+def notebook(monkeypatch):
+    """Run as in a notebook kernel: ``events`` records what the apps display and which app is being built."""
+    events = []
+
+    class Shell:
+        execution_count = 7
+
+    monkeypatch.setattr(base, "_kernel_shell", lambda: Shell)
+    monkeypatch.setattr(base, "_display", lambda bundle: events.append(("display", bundle)))
+    real = base.AppBase._display_first
+
+    def display_first(self):
+        events.append(("app", self))
+        real(self)
+
+    monkeypatch.setattr(base.AppBase, "_display_first", display_first)
+    return events, Shell
+
+
+def _slow_loader(monkeypatch, module, name, events, fig_attr, error=None):
+    """Patch ``module.name`` with a loader that takes a while and notes what the app under construction shows meanwhile."""
+    real = getattr(module, name)
+
+    def slow(*args, **kwargs):
+        app = next(obj for kind, obj in events if kind == "app")
+        events.append(("loading", {"progress": app.loading, "status": app.status.value,
+                                   "traces": len(getattr(app, fig_attr).data)}))
+        time.sleep(0.2)
+        if error is not None:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, slow)
+
+
+@pytest.mark.parametrize("kind", list(APPS))
+def test_each_app_shows_progress_from_the_start_and_none_after(kind, tiny_models, notebook, monkeypatch):
+    events, shell = notebook
+    module, loader, make, fig_attr = APPS[kind]
+    _slow_loader(monkeypatch, module, loader, events, fig_attr)
+    app = make(tiny_models)
+    kinds = [k for k, _ in events]
+    assert kinds[:3] == ["app", "display", "loading"]  # displayed first, then the model loads
+    assert "application/vnd.jupyter.widget-view+json" in events[1][1]
+    seen = events[2][1]
+    assert seen["progress"] and seen["traces"] == 0  # a progress bar before any figure exists
+    assert "loading " in seen["status"] and "…" in seen["status"] and "fa-spin" in seen["status"]
+    assert len(getattr(app, fig_attr).data) > 0 and not is_error(app), app.status.value
+    assert not app.loading and "fa-spin" not in app.status.value and app.started
+    # The cell's own `app` line shows nothing more; `app` in a later cell shows it again.
+    app._ipython_display_()
+    assert [k for k, _ in events].count("display") == 1
+    shell.execution_count = 8
+    app._ipython_display_()
+    assert [k for k, _ in events].count("display") == 2
+
+
+@pytest.mark.parametrize("kind", list(APPS))
+def test_a_failed_start_shows_the_error_and_no_spinner(kind, tiny_models, notebook, monkeypatch):
+    from explorer.models import ModelLoadError
+
+    events, _ = notebook
+    module, loader, make, fig_attr = APPS[kind]
+    _slow_loader(monkeypatch, module, loader, events, fig_attr, error=ModelLoadError("simulated: the checkpoint is gone"))
+    app = make(tiny_models)
+    assert [k for k, _ in events][:3] == ["app", "display", "loading"] and events[2][1]["progress"]
+    assert is_error(app) and "simulated: the checkpoint is gone" in app.status.value
+    assert not app.loading and "fa-spin" not in app.status.value and app.adapter is None
+
+
+def test_first_forward_is_announced_and_later_forwards_say_what_runs(app, monkeypatch):
+    seen = []
+    real = app.cache.get
+
+    def spy(*a, **k):
+        seen.append((app.loading, app.status.value))
+        return real(*a, **k)
+
+    monkeypatch.setattr(app.cache, "get", spy)
+    app.seed.value = 3
+    assert seen and seen[0][0] and "computing the ratio sweep…" in seen[0][1]
+    assert not app.loading and "fa-spin" not in app.status.value
+    assert "first forward…" not in app.status.value
+
+
+def test_quiet_changes_do_not_recompute(app):
+    shown, seed = app.result, app.seed.value
+    with app.quiet():
+        app.seed.value = seed + 4
+        assert app.is_quiet
+    assert app.result is shown and not app.is_quiet  # a programmatic change: nothing recomputed
+    app.seed.value = seed + 5
+    assert app.result is not shown and app.result.spec.seed == seed + 5
+
+
+def test_file_stem_cleans_upload_names():
+    assert base.file_stem("my cat (1).JPG") == "my-cat--1-"
+    assert base.file_stem(".png") == "image" and base.file_stem("x" * 60 + ".png") == "x" * 40
+    assert base.file_stem("room:10000001") == "room-10000001"

@@ -6,10 +6,15 @@
     res.files        # {"pdf": Path("figs/cat.pdf"), "svg": ..., "png": ..., "json": ...}
 
     python -m explorer reproduce figs/cat.json      # rebuilds it and compares the bytes
+
+Inputs without a file of their own (uploads, bytes, arrays; clips and arrays passed as ``attach``) are copied to
+``<folder>/inputs/`` only once the export has settled the figure's name (after the no-overwrite check), just before the
+figure's files, and removed again if those cannot be written: a refused or failed export leaves no new file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +22,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from ..files import free_stem, remove_stale_parts, write_atomic
-from .inputs import ReproduceError, file_sha256, input_spec
+from .inputs import ReproduceError, StoredInput, attach_inputs, file_sha256, input_spec, pending_inputs, write_inputs
 from ..viz.presets import Preset, get_preset
 from .registry import get_recipe, input_folder, options_for
 from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw
@@ -51,8 +56,8 @@ def _stem(path: "str | os.PathLike") -> Path:
 
 
 def render_files(fig: go.Figure, preset: Preset, formats, sidecar: dict) -> dict[str, bytes]:
-    size_pt = (sidecar["style"]["width_pt"], sidecar["style"]["height_pt"])
     """Bytes of every requested format, normalised and with the sidecar embedded."""
+    size_pt = (sidecar["style"]["width_pt"], sidecar["style"]["height_pt"])
     text = dumps(embedded(sidecar))
     out = {}
     for fmt in formats:
@@ -68,17 +73,41 @@ def render_files(fig: go.Figure, preset: Preset, formats, sidecar: dict) -> dict
     return out
 
 
+def _formats(formats) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
+    if not formats:
+        raise ValueError("Give at least one format (pdf, svg, png).")
+    for f in formats:
+        if f not in FORMATS:
+            raise ValueError(f"Unknown format {f!r}; choose from {', '.join(FORMATS)}.")
+    return formats
+
+
+def _settle_stem(path, formats, *, overwrite: bool, rename: bool) -> Path:
+    """The stem the files will take: ``path``'s (``overwrite``), the next free one (``rename``), or refused."""
+    stem = _stem(path)
+    suffixes = [f".{f}" for f in formats] + [".json"]
+    if not overwrite and not rename:
+        taken = [stem.with_name(stem.name + s) for s in suffixes if stem.with_name(stem.name + s).exists()]
+        if taken:
+            raise FileExistsError(f"{taken[0]} exists: not overwritten (tick overwrite / pass overwrite=True to replace it, "
+                                  "or choose another name); nothing was written.")
+    return free_stem(stem, suffixes, overwrite=overwrite)
+
+
 def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | Preset" = "double-column",
                   formats=FORMATS, dpi: int | None = None, height_in: float | None = None, letters: bool = True,
-                  overwrite: bool = False, recipe: dict | None = None, provenance: dict | None = None,
-                  title: str | None = None) -> ExportResult:
+                  overwrite: bool = False, rename: bool = True, recipe: dict | None = None,
+                  provenance: dict | None = None, title: str | None = None,
+                  store: "list[StoredInput]" = ()) -> ExportResult:
     """Style ``fig`` for a paper and write it in every format of ``formats`` plus a JSON sidecar.
 
     Args:
         fig: a plotly figure (usually from :mod:`explorer.viz`).
         path: output stem (``figs/cat`` → ``figs/cat.pdf``, ``.svg``, ``.png``, ``.json``); a
-            suffix such as ``.pdf`` is dropped.  If any of those files exists, ``-2``, ``-3``, ...
-            is appended unless ``overwrite=True``.
+            suffix such as ``.pdf`` is dropped.
+        overwrite: replace files of that stem.  Without it, when any of them exists, ``-2``, ``-3``, ... is appended
+            (``rename=True``) or the export is refused with ``FileExistsError`` before anything is written (``rename=False``).
         preset: name from :data:`explorer.export.PRESETS` or a :class:`Preset`.
         dpi: PNG resolution (default: the preset's, 300).
         height_in: figure height in inches (default: keep the figure's aspect ratio).
@@ -86,16 +115,14 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
         recipe / provenance: what regenerates the figure (filled by :func:`export_recipe`);
             without a recipe the sidecar still records style and versions, but
             ``reproduce`` cannot rebuild the figure.
+        store: inputs to keep next to the figure (filled by :func:`export_recipe`): written once the name is settled,
+            before the figure's files, and removed again if those cannot be written.
     """
     from ..viz.paper import paper_style
 
-    formats = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
-    if not formats:
-        raise ValueError("Give at least one format (pdf, svg, png).")
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"Unknown format {f!r}; choose from {', '.join(FORMATS)}.")
+    formats = _formats(formats)
     p = get_preset(preset, **({"dpi": int(dpi)} if dpi else {}))
+    _settle_stem(path, formats, overwrite=overwrite, rename=rename)  # refuse before the work
     styled, notes = paper_style(fig, p, height_in=height_in, letters=letters)
     sidecar = {
         "schema": SCHEMA, "title": title, "recipe": recipe, "provenance": provenance,
@@ -104,15 +131,20 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
         "formats": list(formats), "notes": notes, "versions": versions(),
     }
     blobs = render_files(styled, p, formats, sidecar)
-    stem = _stem(path)
-    remove_stale_parts(stem.parent)
-    suffixes = [f".{f}" for f in formats] + [".json"]
-    stem = free_stem(stem, suffixes, overwrite=overwrite)
+    remove_stale_parts(_stem(path).parent)
+    stem = _settle_stem(path, formats, overwrite=overwrite, rename=rename)
+    created = write_inputs(stem.parent, list(store))
     files: dict[str, Path] = {}
-    for fmt, data in blobs.items():
-        files[fmt] = write_atomic(stem.with_name(f"{stem.name}.{fmt}"), data, overwrite=overwrite)
-    sidecar["files"] = {fmt: {"name": pth.name, "sha256": file_sha256(pth)} for fmt, pth in files.items()}
-    files["json"] = write_atomic(stem.with_name(f"{stem.name}.json"), (dumps(sidecar) + "\n").encode(), overwrite=overwrite)
+    try:
+        for fmt, data in blobs.items():
+            files[fmt] = write_atomic(stem.with_name(f"{stem.name}.{fmt}"), data, overwrite=overwrite)
+        sidecar["files"] = {fmt: {"name": pth.name, "sha256": file_sha256(pth)} for fmt, pth in files.items()}
+        files["json"] = write_atomic(stem.with_name(f"{stem.name}.json"), (dumps(sidecar) + "\n").encode(), overwrite=overwrite)
+    except BaseException:
+        for pth in created:  # the export did not happen: leave no input it brought
+            with contextlib.suppress(OSError):
+                pth.unlink()
+        raise
     return ExportResult(files, sidecar, notes)
 
 
@@ -175,7 +207,7 @@ def build_recipe(name: str, adapter, images: list, options: dict | None = None) 
 
 
 def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, options: dict | None = None,
-                  **export_kwargs) -> ExportResult:
+                  attach: dict | None = None, **export_kwargs) -> ExportResult:
     """Build recipe ``name`` and export it with a sidecar that lets ``reproduce`` rebuild it.
 
     Args:
@@ -183,18 +215,31 @@ def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, 
         inputs: sources as :func:`explorer.load_image` takes them, or sample names.  Inputs
             without a file (uploads, bytes, arrays) are copied to ``<out folder>/inputs/``.
         options: recipe options (see ``explorer.export.RECIPES[name].defaults``).
-        export_kwargs: passed to :func:`export_figure` (preset, formats, dpi, overwrite, ...).
+        attach: in-memory inputs a recipe names in its options, ``{option: value}``: ``{"video": clip}`` (bytes, an
+            upload, a path or a ``(T, H, W, 3)`` array) or ``{"arrays": {modality: array}}``.  Each is copied to
+            ``<out folder>/inputs/<sha>.<ext>`` and named in the options (``option`` and ``option_sha256``).
+        export_kwargs: passed to :func:`export_figure` (preset, formats, dpi, overwrite, rename, ...).
+
+    Copies of inputs are written only once the figure's name is settled (after the no-overwrite check), atomically,
+    and removed again if the figure's files cannot be written; until then the recipe reads them from memory.
     """
     from ..reconstruction import load_input
 
     family = get_recipe(name).family if get_recipe(name).family in ("fusion", "multimodal") else None
+    attached, stored = attach_inputs(attach)
+    opts = options_for(name, {**(options or {}), **attached})
+    _settle_stem(path, _formats(export_kwargs.get("formats", FORMATS)), overwrite=export_kwargs.get("overwrite", False),
+                 rename=export_kwargs.get("rename", True))  # refused before the model runs
     adapter = _load_any(model, family=family) if isinstance(model, (str, os.PathLike)) else model
-    opts = options_for(name, options)
     out_dir = _stem(path).parent
     loaded = [load_input(s) for s in inputs]
-    specs = [input_spec(s, li, out_dir) for s, li in zip(inputs, loaded)]
-    with input_folder(out_dir):
+    specs = []
+    for s, li in zip(inputs, loaded):
+        spec, st = input_spec(s, li)
+        specs.append(spec)
+        stored += [st] if st is not None else []
+    with input_folder(out_dir), pending_inputs(out_dir, stored):
         fig = build_recipe(name, adapter, loaded, opts)
     export_kwargs.setdefault("letters", get_recipe(name).letters)
     return export_figure(fig, path, recipe={"name": name, "options": opts},
-                         provenance={"model": model_spec(adapter), "inputs": specs}, **export_kwargs)
+                         provenance={"model": model_spec(adapter), "inputs": specs}, store=stored, **export_kwargs)

@@ -1,37 +1,42 @@
 """Figure recipes for masked video reconstruction (VideoMAE), registered on import by :mod:`explorer.export.recipes`.
 
 The clip is named in the options, not passed as an image: ``clip="generated:<seed>"`` or ``video="inputs/<sha16>.<ext>"``
-(the clip's own bytes, or ``.npy`` for arrays, stored next to the figure by :func:`store_video`) with ``video_sha256``.
+(the clip's own bytes, or ``.npy`` for arrays, stored next to the figure when the export writes it) with ``video_sha256``;
+pass the clip itself as ``attach={"video": clip}`` and the export fills both in (:func:`video_input`).
 The recipe decodes and samples it again (``sampling``, ``stride``, ``short``) and masks it with the same ``seed``, so
 ``python -m explorer reproduce`` rebuilds the same figure.
 
     export_recipe("video_frames", "figs/clip", model="mini-video-mae", inputs=[],
                   options=dict(clip="generated:10000003", ratio=0.9, strategy="tube", seed=0, frames=[0, 4, 7]))
+    export_recipe("video_frames", "figs/mine", model="mini-video-mae", inputs=[], attach={"video": "my_clip.mp4"},
+                  options=dict(ratio=0.9, frames=[0, 7]))
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from .inputs import ReproduceError, _raw_bytes, npy_bytes, store_input
+from .inputs import ReproduceError, StoredInput, _raw_bytes, attachment, input_bytes, npy_bytes, stored_input
 from .registry import input_path, recipe
 
 CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
 MASK = dict(ratio=0.9, strategy="tube", seed=0, fit="center-crop")
 
 
-def store_video(source, folder: "str | os.PathLike") -> tuple[str, str]:
-    """Copy a clip into ``<folder>/inputs/`` (atomically; kept when already there).
+@attachment("video")
+def video_input(source) -> StoredInput:
+    """A clip to keep next to an export as ``inputs/<sha16><ext>`` (written by the export, once it writes the figure).
 
     Args:
-        source: a path, bytes, a FileUpload value, or a ``(T, H, W, 3)`` array (stored as ``.npy``).
+        source: a path, bytes, a FileUpload value, or a ``(T, H, W, 3)`` array (kept as ``.npy``).
     Returns:
-        ``(path relative to folder, sha256 as LoadedVideo.sha256 reports it)``.
+        the :class:`StoredInput`, its ``sha256`` as :attr:`explorer.video.LoadedVideo.sha256` reports it.
     """
     from ..video import _from_array
 
@@ -39,11 +44,9 @@ def store_video(source, folder: "str | os.PathLike") -> tuple[str, str]:
     if data is None and isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         data, fname = Path(source).read_bytes(), str(source)
     if data is not None:
-        sha = hashlib.sha256(data).hexdigest()
-        return store_input(folder, sha, Path(fname).suffix.lower()[:8] or ".bin", data), sha
+        return stored_input(hashlib.sha256(data).hexdigest(), Path(fname).suffix.lower()[:8] or ".bin", data)
     if isinstance(source, np.ndarray):
-        sha = _from_array(source, [])[1]
-        return store_input(folder, sha, ".npy", npy_bytes(source)), sha
+        return stored_input(_from_array(source, [])[1], ".npy", npy_bytes(source))
     raise ReproduceError(f"Cannot store a clip of type {type(source).__name__} for reproduction; pass its file.")
 
 
@@ -57,9 +60,10 @@ def video_from_options(adapter, o: dict):
     if o["clip"] is not None:
         return model_clip(adapter, o["clip"], **kw)
     path = input_path(o["video"])
-    if not path.is_file():
+    data = input_bytes(path)  # from memory while the export that stores it is being built
+    if data is None:
         raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({path}).")
-    src = np.load(path, allow_pickle=False) if path.suffix == ".npy" else path
+    src = np.load(io.BytesIO(data), allow_pickle=False) if path.suffix == ".npy" else {"name": path.name, "content": data}
     v = model_clip(adapter, src, **kw)
     if o["video_sha256"] and v.sha256 != o["video_sha256"]:
         raise ReproduceError(f"{path} has SHA-256 {v.sha256[:12]}…, the figure was made from {o['video_sha256'][:12]}….")

@@ -2,7 +2,8 @@
 
     x, notes = prepare_rgbd(image, depth, size=64)                   # {"rgb": (64, 64, 3), "depth": (64, 64) metres}
     x, notes = prepare_av(frames, fps, audio_samples, frames=8, size=48)   # {"video": (8, 48, 48, 3), "audio": (128, 96)}
-    x, name, notes = sample_inputs(adapter, "room:10000001")          # shipped / generated samples by name
+    x, notes = sample_inputs(adapter, "room:10000001")                # shipped / generated samples by name
+    p = prepare_files("rgbd", image_upload, depth_or_right_upload, size=64)   # files: decoded, then prepared
 
 Depth is resized with nearest neighbours (never blending a foreground and a background depth into a
 depth that exists nowhere); unknown depth stays NaN.  The audio-visual model covers one second: 8 frames
@@ -12,11 +13,13 @@ at 8 frames per second and the matching 1 s of sound (128 mel bins × 96 hops of
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ..io import array_sha256
+from ..io import ImageLoadError, array_sha256
 from ..reconstruction.multimodal import MultiModalInputError
 
 AV_FPS = 8.0
@@ -134,3 +137,116 @@ def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
 
     c = make_av_clip(int(seed))
     return {"video": c.frames, "audio": c.spectrogram}, [f"generated clip {seed}: objects ring when they bounce, held out"]
+
+
+# ---------------------------------------------------------------------------- files (uploads, paths, bytes)
+@dataclass(frozen=True)
+class PreparedInputs:
+    """A multimodal MAE's inputs made from files a user gave.
+
+    Attributes:
+        arrays: modality → array as :func:`prepare_rgbd` / :func:`prepare_av` return them (the given modalities only).
+        notes: what was done to the files (decoding, stereo, crops, resampling), in order.
+        key: ``"upload:<sha256>:<sha256>…"``, one hash per file: names the inputs (cache key, export name).
+    """
+
+    arrays: dict
+    notes: list
+    key: str
+
+
+def _colour_image(source: Any):
+    """``source`` decoded as a colour image (the right view of a stereo pair), or ``None`` (grey or not an image)."""
+    from ..io import load_image
+
+    try:
+        li = load_image(source)
+    except ImageLoadError:
+        return None
+    return li if li.channels >= 3 else None
+
+
+def rgbd_from_files(image: Any = None, second: Any = None, *, size: int = 64,
+                    stereo_right: bool | None = None) -> PreparedInputs:
+    """RGB-D inputs from an RGB image and a second file: a depth map, or the right view of a stereo pair.
+
+    Args:
+        image, second: anything :func:`explorer.load_image` / :func:`explorer.depth.load_depth` take (path, bytes, a
+            FileUpload value), or ``None``.
+        stereo_right: whether ``second`` is a right stereo view (``None``: a colour image is taken as one, a grey image or
+            any other file as a depth map).  A stereo pair gives relative depth (50 / OpenCV SGBM disparity, said in the notes).
+    Raises:
+        MultiModalInputError: nothing given, or a right view without the left image; the loaders' errors for bad files.
+    """
+    from ..depth import load_depth, stereo_disparity
+    from ..io import load_image
+
+    notes, key, img, dep = [], [], None, None
+    if image is not None:
+        li = load_image(image)
+        img, key = li.pixels, key + [li.sha256]
+        notes += list(li.notes)
+    if second is not None:
+        right = load_image(second) if stereo_right else None if stereo_right is False else _colour_image(second)
+        if right is not None:
+            if img is None:
+                raise MultiModalInputError("A right stereo image needs the left image in the RGB box.")
+            d = stereo_disparity(img, right.pixels)
+            dep = np.where(d.valid, 1.0 / np.maximum(d.depth, 1e-6), np.nan) * 50.0
+            notes.append("depth from the stereo pair: 50 / disparity (relative, not metres; no calibration given)")
+            key.append(right.sha256)
+        else:
+            ld = load_depth(second)
+            dep, key = ld.depth, key + [ld.sha256]
+            notes += list(ld.notes)
+            if ld.kind != "metric depth":
+                notes.append(f"{ld.kind}: the model was trained on metres, so its numbers are not comparable")
+    x, more = prepare_rgbd(img, dep, size)
+    return PreparedInputs(x, notes + more, "upload:" + ":".join(key))
+
+
+def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0) -> PreparedInputs:
+    """Audio-visual inputs from a video (or a still image: repeated over the frames) and a WAV sound, one second from
+    ``start_s``.
+
+    Raises:
+        MultiModalInputError: nothing given; the video loader's error when ``video`` is neither a video nor an image;
+        the audio loader's for a bad sound.
+    """
+    from ..audio import load_audio
+    from ..video import VideoLoadError, load_video
+
+    notes, key, frames, fps, samples = [], [], None, float("nan"), None
+    if video is not None:
+        try:
+            v = load_video(video, max_frames=int(64 + 16 * start_s))
+            frames, fps = v.frames, v.fps
+            key.append(v.sha256)
+            notes += list(v.notes)
+        except VideoLoadError as e:
+            from ..io import load_image
+
+            try:
+                li = load_image(video)
+            except ImageLoadError:
+                raise e from None
+            frames, key = li.pixels[None], key + [li.sha256]
+    if audio is not None:
+        a = load_audio(audio)
+        samples, key = a.samples, key + [a.sha256]
+        notes += list(a.notes)
+    x, more = prepare_av(frames, fps, samples, start_s=start_s)
+    return PreparedInputs(x, notes + more, "upload:" + ":".join(key))
+
+
+def prepare_files(task: str, first: Any = None, second: Any = None, *, size: int = 64, start_s: float = 0.0,
+                  stereo_right: bool | None = None) -> PreparedInputs:
+    """The inputs of a ``task`` model (``"rgbd"``: RGB image + depth map or right view; ``"audio-visual"``: video or still
+    + sound) from the files a user gave; see :func:`rgbd_from_files` and :func:`av_from_files`."""
+    if first is None and second is None:
+        raise MultiModalInputError("Upload a file first (either box, or both).")
+    if task == "rgbd":
+        return rgbd_from_files(first, second, size=size, stereo_right=stereo_right)
+    if task == "audio-visual":
+        return av_from_files(first, second, start_s=start_s)
+    raise MultiModalInputError(f"No file inputs for a {task!r} model (rgbd or audio-visual).")

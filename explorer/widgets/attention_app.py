@@ -10,6 +10,7 @@ relevance and integrated gradients are computed once per (query, target) and cac
 from __future__ import annotations
 
 import html
+import os
 import time
 
 import ipywidgets as W
@@ -20,13 +21,14 @@ from ..attention import AttentionError, attention_maps, explain, provenance
 from ..attention.faithfulness import deletion_insertion, randomisation_check
 from ..io import ImageLoadError
 from ..masking import MaskError, MaskSpec, make_mask
-from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
+from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..viz import attention as VA
 from ..viz.images import json_grid
+from .base import AppBase, file_stem, replace_figure
 from .export_panel import ExportPanel
-from .messages import StatusMixin, guarded
+from .messages import guarded
 
 USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
 HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", "openai/clip-vit-base-patch16")
@@ -35,7 +37,7 @@ HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", 
 _guarded = guarded(USER_ERRORS)
 
 
-class AttentionApp(StatusMixin, W.VBox):
+class AttentionApp(AppBase):
     """Interactive attention explorer.
 
     Args:
@@ -49,6 +51,9 @@ class AttentionApp(StatusMixin, W.VBox):
     """
 
     def __init__(self, model: str = "mini-mae", image="chelsea", *, device: str = "auto"):
+        if not isinstance(model, (str, os.PathLike)):  # e.g. your own torch module: say what to pass instead
+            raise AttentionError(f"AttentionApp takes a model name, hub id or folder (not a {type(model).__name__}); for your "
+                                 "own torch module use explorer.attention.attention_maps(module, x, forward=...).")
         self.adapter = None
         self.loaded = None
         self._source = None
@@ -57,14 +62,8 @@ class AttentionApp(StatusMixin, W.VBox):
         self._explain_cache: dict = {}
         self.last_update_ms = float("nan")
         style = {"description_width": "initial"}
-        self.model_box = W.Combobox(value=str(model), options=list(dict.fromkeys(list_models() + list(HUB_ATTENTION_MODELS))),
-                                    description="Model", ensure_option=False, style=style, layout=W.Layout(width="380px"))
-        self.device_dd = W.Dropdown(options=["auto"] + available_devices(), value=device if device in ["auto"] + available_devices() else "auto",
-                                    description="Device", layout=W.Layout(width="160px"))
-        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
-        self.sample_dd = W.Dropdown(options=[(sample_label(n), n) for n in SAMPLES], description="Sample", style=style,
-                                    layout=W.Layout(width="420px"))
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        head = self.header(model=model, models=list_models() + list(HUB_ATTENTION_MODELS), device=device,
+                           samples=[(sample_label(n), n) for n in SAMPLES], sample_value=next(iter(SAMPLES)))
         self.cls_btn = W.Button(description="Query: CLS", tooltip="show what the CLS token attends to")
         self.layer = W.IntSlider(value=0, min=0, max=0, description="Layer", continuous_update=True)
         self.head = W.Dropdown(options=[("mean of heads", "mean")], value="mean", description="Head", layout=W.Layout(width="200px"))
@@ -79,8 +78,6 @@ class AttentionApp(StatusMixin, W.VBox):
         self.sanity_btn = W.Button(description="Randomisation check", icon="random")
         self.prov_ratio = W.FloatSlider(value=0.75, min=0.1, max=0.95, step=0.05, description="Provenance mask ratio", style=style)
         self.prov_seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="150px"))
-        self.status = W.HTML()
-        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.main = go.FigureWidget()
         self.grid = go.FigureWidget()
         self.summary = go.FigureWidget()
@@ -92,11 +89,10 @@ class AttentionApp(StatusMixin, W.VBox):
                                 W.HBox([self.prov_ratio, self.prov_seed]), self.prov])
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
-            W.HBox([self.model_box, self.device_dd, self.load_btn]),
-            W.HBox([self.sample_dd, self.upload]),
+            *head,
             W.HBox([self.cls_btn, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
-            self.status, self.details, self.main, self.export_panel,
+            self.status_area, self.main, self.export_panel,
             W.HBox([self.grid, self.summary]),
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
             W.HBox([self.fusion, self.residual]), self.discard, self.methods,
@@ -104,36 +100,27 @@ class AttentionApp(StatusMixin, W.VBox):
             self.prov_box,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.sample_dd.observe(lambda ch: self._set_image(ch["new"]), names="value")
-        self.upload.observe(lambda ch: self._set_image(ch["new"]) if ch["new"] else None, names="value")
+        self.on_change(self.sample_dd, lambda ch: self._set_image(ch["new"]))
+        self.on_change(self.upload, lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
         self.cls_btn.on_click(lambda _b: self.set_query("cls"))
-        for w in (self.layer, self.head, self.opacity, self.cscale):
-            w.observe(lambda _c: self._update_main(), names="value")
-        for w in (self.fusion, self.discard, self.residual):
-            w.observe(lambda _c: self._update_methods(), names="value")
+        self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update_main())
+        self.on_change([self.fusion, self.discard, self.residual], lambda _c: self._update_methods())
         self.faith_btn.on_click(lambda _b: self.run_faithfulness())
         self.sanity_btn.on_click(lambda _b: self.run_sanity())
-        for w in (self.prov_ratio, self.prov_seed):
-            w.observe(lambda _c: self._draw_provenance(None), names="value")
+        self.on_change([self.prov_ratio, self.prov_seed], lambda _c: self._draw_provenance(None))
+        self.start(lambda: self._first(image))
+
+    def _first(self, image):
         self._load_model(refresh=False)
-        if isinstance(image, str) and image in SAMPLES:
-            self.sample_dd.value = image
-            if self.loaded is None:
-                self._set_image(image)
+        if isinstance(image, str) and image in SAMPLES and image != self.sample_dd.value:
+            self.sample_dd.value = image  # the observer reads it
         else:
             self._set_image(image)
-
-    # ------------------------------------------------------------------ status
-    def _info(self, text: str):
-        self._clear_details()
-        self.status.value = f"<div style='font-size:12px;color:#444'>{text}</div>"
 
     # ------------------------------------------------------------------ inputs
     @_guarded
     def _load_model(self, refresh: bool = True):
-        name = self.model_box.value.strip()
-        self._info(f"Loading <b>{html.escape(name)}</b>…")
-        self.adapter = load_model(name, device=self.device_dd.value)
+        self.adapter = self.load_selected(load_model)
         self.maps = None
         if refresh and self.loaded is not None:
             self._compute()
@@ -147,24 +134,26 @@ class AttentionApp(StatusMixin, W.VBox):
     def _compute(self):
         if self.adapter is None or self.loaded is None:
             return
-        self.maps = attention_maps(self.adapter, self.loaded)
+        with self.computing():
+            self.maps = attention_maps(self.adapter, self.loaded)
         self._explain_cache.clear()
         L, H = self.maps.num_layers, self.maps.num_heads
-        with self.layer.hold_trait_notifications():
-            self.layer.max = L - 1
-            self.layer.value = min(self.layer.value, L - 1)
-        self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(H)]
-        self.query = "cls"
+        with self.quiet():  # the new ranges redraw once, below
+            with self.layer.hold_trait_notifications():
+                self.layer.max = L - 1
+                self.layer.value = min(self.layer.value, L - 1)
+            self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(H)]
+        self.query = self.maps.layout.default_query  # "cls", or "mean" for models without one (VideoMAE)
         self._draw_all()
 
     def _draw_all(self):
         self._update_main(rebuild=True)
         g = VA.attention_grid(self.maps, self.query, colorscale=self.cscale.value, cell=70)
-        _replace(self.grid, g)
+        replace_figure(self.grid, g)
         for tr in self.grid.data:
             if tr.type == "heatmap":
                 tr.on_click(self._on_grid_click)
-        _replace(self.summary, VA.head_summary(self.maps))
+        replace_figure(self.summary, VA.head_summary(self.maps))
         self.summary.data[0].on_click(self._on_summary_click)
         self._update_methods()
         self.prov_box.layout.display = None if self.adapter.family == "mae" else "none"
@@ -196,7 +185,7 @@ class AttentionApp(StatusMixin, W.VBox):
         if rebuild or len(self.main.data) != 3:
             fig = VA.query_overlay(self.maps.image, m, patch_size=self.maps.patch_size, title=title, opacity=self.opacity.value,
                                    colorscale=self.cscale.value, marker=marker)
-            _replace(self.main, fig)
+            replace_figure(self.main, fig)
             self.main.data[0].on_click(self._on_image_click)
         else:
             with self.main.batch_update():
@@ -259,7 +248,7 @@ class AttentionApp(StatusMixin, W.VBox):
     def _update_methods(self):
         if self.maps is None:
             return
-        _replace(self.methods, VA.method_row(self.maps.image, self.method_maps(), opacity=self.opacity.value,
+        replace_figure(self.methods, VA.method_row(self.maps.image, self.method_maps(), opacity=self.opacity.value,
                                              colorscale=self.cscale.value))
 
     def _map_for(self, method: str) -> np.ndarray:
@@ -271,7 +260,7 @@ class AttentionApp(StatusMixin, W.VBox):
     def run_faithfulness(self):
         """Deletion / insertion curves for the chosen method's map (computed on demand)."""
         curves = deletion_insertion(self.adapter, self.loaded, self._map_for(self.faith_method.value))
-        _replace(self.extra, VA.faithfulness_curves(curves, title=f"faithfulness of {self.faith_method.value}"))
+        replace_figure(self.extra, VA.faithfulness_curves(curves, title=f"faithfulness of {self.faith_method.value}"))
         better = curves.deletion_auc < curves.random_deletion_auc and curves.insertion_auc > curves.random_insertion_auc
         self.faith_text.value = (f"<div style='font-size:12px'>{html.escape(self.faith_method.value)}: deletion AUC "
                                  f"{curves.deletion_auc:.3f} (random {curves.random_deletion_auc:.3f}), insertion AUC "
@@ -317,7 +306,7 @@ class AttentionApp(StatusMixin, W.VBox):
             centre = (gh // 2) * gw + gw // 2
             query = int(hidden[np.argmin(np.abs(hidden - centre))])
         prov = provenance(self.adapter, self.loaded, query, ratio=self.prov_ratio.value, seed=self.prov_seed.value)
-        _replace(self.prov, VA.provenance_figure(prov))
+        replace_figure(self.prov, VA.provenance_figure(prov))
         self.prov.data[0].on_click(self._on_prov_click)
         self.last_provenance = prov
 
@@ -338,14 +327,11 @@ class AttentionApp(StatusMixin, W.VBox):
     def export_request(self) -> dict:
         if self.maps is None:
             raise ValueError("Nothing to export yet: load a model and an image first.")
-        stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.maps.input.name.rsplit(".", 1)[0])[:40]
-        return dict(recipe="attention_methods", model=self.adapter, inputs=[self._source], name=f"{stem}-attention",
+        return dict(recipe="attention_methods", model=self.adapter, inputs=[self._source],
+                    name=f"{file_stem(self.maps.input.name)}-attention",
                     options=dict(query=self.query, layer=int(self.layer.value), head=self.head.value, fusion=self.fusion.value,
                                  discard=float(self.discard.value), residual=bool(self.residual.value), steps=16))
 
 
-def _replace(widget: go.FigureWidget, fig: go.Figure) -> None:
-    with widget.batch_update():
-        widget.data = ()
-        widget.layout = fig.layout
-        widget.add_traces(fig.data)
+#: Kept for modules that still import it from here (the fusion app); the helper lives in :mod:`.base`.
+_replace = replace_figure

@@ -1,8 +1,14 @@
 """The "Export" row shared by every app: preset, formats, dpi, folder, name, overwrite.
 
-Composition only: the app hands over a *request* (recipe name, model, inputs, options,
-suggested file name) and :func:`explorer.export.export_recipe` does the work, so what is
-exported is rebuilt from the recipe — exactly what ``python -m explorer reproduce`` rebuilds.
+Composition only: the app hands over a *request* (recipe name, model, inputs, options, in-memory
+inputs to attach, suggested file name) and :func:`explorer.export.export_recipe` does the work, so
+what is exported is rebuilt from the recipe — exactly what ``python -m explorer reproduce``
+rebuilds.  The panel writes no file itself: the export stores uploaded inputs next to the figure
+once it has decided to write it.
+
+Names: with the automatic name an export never replaces an earlier one (``-2``, ``-3``, …); a
+name typed in *Name* is replaced only when *overwrite* is ticked, otherwise the export is refused
+and says so.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ class ExportPanel(W.VBox):
 
     Args:
         request: called on every click; returns ``dict(recipe=..., model=adapter, inputs=[...],
-            options={...}, name="suggested-stem")`` for the view on screen.
+            options={...}, name="suggested-stem")`` for the view on screen, optionally with
+            ``attach={option: in-memory input}`` (see :func:`explorer.export.export_recipe`).
         folder: default output folder.
 
     Attributes:
@@ -58,12 +65,14 @@ class ExportPanel(W.VBox):
             if not formats:
                 raise ValueError("Tick at least one format.")
             req = self.request()
-            stem = Path(self.folder.value.strip() or ".") / (self.name.value.strip() or req["name"])
+            typed = self.name.value.strip()
+            stem = Path(self.folder.value.strip() or ".") / (typed or req["name"])
             self.status.value = "Exporting…"
             self.button.disabled = True
             res = export_recipe(req["recipe"], stem, model=req["model"], inputs=req["inputs"], options=req["options"],
-                                preset=self.preset.value, formats=formats, dpi=int(self.dpi.value),
-                                letters=self.letters.value, overwrite=self.overwrite.value)
+                                attach=req.get("attach"), preset=self.preset.value, formats=formats,
+                                dpi=int(self.dpi.value), letters=self.letters.value, overwrite=self.overwrite.value,
+                                rename=not typed)
         except (ExportError, ValueError, FileExistsError, OSError) as e:
             self._show_error(str(e))
             return None

@@ -17,12 +17,13 @@ import plotly.graph_objects as go
 from .. import viz
 from ..io import ImageLoadError, LoadedImage
 from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
-from ..models import DeviceError, ModelLoadError, available_devices, list_models, load_model
+from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..data.samples import SAMPLES, sample_label
+from .base import AppBase, file_stem
 from .export_panel import ExportPanel
-from .messages import StatusMixin, guarded
+from .messages import guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
@@ -31,7 +32,7 @@ USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueErro
 _guarded = guarded(USER_ERRORS)
 
 
-class MAEApp(StatusMixin, W.VBox):
+class MAEApp(AppBase):
     """Interactive masked reconstruction.
 
     Args:
@@ -57,54 +58,42 @@ class MAEApp(StatusMixin, W.VBox):
         self.sweep = None
         self.last_update_ms = float("nan")
         self._pixels = None
-        self._info: InputInfo | None = None
+        self._input_info: InputInfo | None = None
         self._err_max = None
-        self._switching = False
 
-        style = {"description_width": "initial"}
-        self.model_box = W.Combobox(value=str(model), options=list_models(), description="Model", ensure_option=False,
-                                    placeholder="mini-mae, facebook/vit-mae-base or a folder", style=style,
-                                    layout=W.Layout(width="380px"))
-        self.device_dd = W.Dropdown(options=["auto"] + available_devices(), value=device if device in ["auto"] + available_devices() else "auto",
-                                    description="Device", layout=W.Layout(width="160px"))
-        self.dtype_dd = W.Dropdown(options=["float32", "bfloat16"], value="float32", description="dtype", layout=W.Layout(width="170px"))
-        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
-        self.sample_dd = W.Dropdown(options=[(sample_label(n), n) for n in SAMPLES], description="Sample", style=style,
-                                    layout=W.Layout(width="420px"))
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload image")
         self.fit_dd = W.Dropdown(options=list(POLICIES), value=fit, description="Fit", layout=W.Layout(width="190px"))
+        head = self.header(model=model, models=list_models(), placeholder="mini-mae, facebook/vit-mae-base or a folder",
+                           device=device, dtypes=["float32", "bfloat16"], dtype="float32",
+                           samples=[(sample_label(n), n) for n in SAMPLES], sample_value=next(iter(SAMPLES)),
+                           sample_extra=[self.fit_dd])
         self.strategy_tb = W.ToggleButtons(options=list(STRATEGIES), value=strategy, description="Mask",
                                            tooltips=["MAE uniform random", "BEiT/SimMIM blocks", "regular lattice", "click patches to hide / show"])
         self.ratio = W.FloatSlider(value=ratio, min=SWEEP_RATIOS[0], max=SWEEP_RATIOS[-1], step=0.05, description="Masking ratio",
-                                   readout_format=".2f", continuous_update=True, style=style, layout=W.Layout(width="420px"))
+                                   readout_format=".2f", continuous_update=True, style={"description_width": "initial"},
+                                   layout=W.Layout(width="420px"))
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
-        self.status = W.HTML()
-        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.fig = go.FigureWidget()
         self.curve = go.FigureWidget()
         self.export_panel = ExportPanel(self.export_request)
 
         super().__init__([
-            W.HBox([self.model_box, self.device_dd, self.dtype_dd, self.load_btn]),
-            W.HBox([self.sample_dd, self.upload, self.fit_dd]),
+            *head,
             W.HBox([self.strategy_tb]),
             W.HBox([self.ratio, self.seed]),
-            self.status, self.details, self.fig, self.export_panel, self.curve,
+            self.status_area, self.fig, self.export_panel, self.curve,
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.sample_dd.observe(lambda ch: self._set_image_from(ch["new"]), names="value")
-        self.upload.observe(self._on_upload, names="value")
-        self.fit_dd.observe(lambda _c: self._refresh(), names="value")
-        self.strategy_tb.observe(lambda _c: None if self._switching else self._refresh(), names="value")
-        self.seed.observe(lambda _c: self._refresh(), names="value")
-        self.ratio.observe(self._on_ratio, names="value")
+        self.on_change(self.sample_dd, lambda ch: self._set_image_from(ch["new"]))
+        self.on_change(self.upload, self._on_upload)
+        self.on_change([self.fit_dd, self.strategy_tb, self.seed], lambda _c: self._refresh())
+        self.on_change(self.ratio, self._on_ratio)
+        self.start(lambda: self._first(image))
 
+    def _first(self, image):
         self._load_model(refresh=False)
-        if isinstance(image, str) and image in SAMPLES:
-            self.sample_dd.value = image  # fires _set_image unless already selected
-            if self.loaded is None:
-                self._set_image_from(image)
+        if isinstance(image, str) and image in SAMPLES and image != self.sample_dd.value:
+            self.sample_dd.value = image  # the observer reads it
         else:
             self._set_image_from(image)
 
@@ -120,20 +109,15 @@ class MAEApp(StatusMixin, W.VBox):
                 parts.append(f"model <b>{html.escape(self.adapter.model_id)}</b> on {self.adapter.device} ({str(self.adapter.dtype).replace('torch.', '')})")
         if extra:
             parts.append(extra)
-        self._clear_details()
-        self.status.value = "<div style='font-size:12px;line-height:1.5'>" + "<br>".join(parts) + "</div>"
+        self._info("<br>".join(parts))
 
     # ------------------------------------------------------------------ inputs
     @_guarded
     def _load_model(self, refresh: bool = True):
-        name = self.model_box.value.strip()
-        if not name:
-            raise ModelLoadError("Type a model name, a Hugging Face id or a folder first.")
-        self.status.value = f"Loading <b>{html.escape(name)}</b>…"
-        adapter = load_model(name, device=self.device_dd.value, dtype=self.dtype_dd.value)
+        adapter = self.load_selected(load_model)
         if adapter.family != "mae":
-            raise ModelLoadError(f"{name!r} is a {adapter.family} model, not a masked autoencoder: open it in the "
-                                 "attention explorer (notebook 03) instead.")
+            raise ModelLoadError(f"{self.model_box.value.strip()!r} is a {adapter.family} model, not a masked autoencoder: "
+                                 "open it in the attention explorer (notebook 03) instead.")
         self.adapter = adapter
         if refresh and self.loaded is not None:
             self._set_image(self.loaded)
@@ -161,17 +145,18 @@ class MAEApp(StatusMixin, W.VBox):
         if self.adapter is None or self.loaded is None:
             return
         if self.strategy_tb.value == "manual":
-            self._pixels, self._info = as_input(self.loaded, self.fit_dd.value, self.adapter.image_size)
+            self._pixels, self._input_info = as_input(self.loaded, self.fit_dd.value, self.adapter.image_size)
             self.ratio.disabled = True
             hidden = np.flatnonzero(self.result.mask) if self.result is not None and self.result.mask.size == self.adapter.num_patches else []
             self.sweep = None
-            self._show(reconstruct_manual(self.adapter, self._pixels, self._info, hidden, self.seed.value), rebuild=True)
+            self._show(reconstruct_manual(self.adapter, self._pixels, self._input_info, hidden, self.seed.value), rebuild=True)
             return
         self.ratio.disabled = False
         t0 = time.perf_counter()
-        self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
+        with self.computing("computing the ratio sweep"):
+            self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
         # The sweep already holds the fitted input: clicks paint on exactly what it was computed from.
-        self._pixels, self._info = self.sweep.results[0].image, self.sweep.results[0].input
+        self._pixels, self._input_info = self.sweep.results[0].image, self.sweep.results[0].input
         self._err_max = float(max(r.patch_error[r.mask].max() for r in self.sweep.results))
         self._show(self.sweep.at(self.ratio.value), rebuild=True, extra_ms=(time.perf_counter() - t0) * 1e3)
 
@@ -195,13 +180,10 @@ class MAEApp(StatusMixin, W.VBox):
         self._paint(mask)
 
     def _paint(self, mask: np.ndarray):
-        rec = reconstruct_manual(self.adapter, self._pixels, self._info, np.flatnonzero(mask), self.seed.value)
+        rec = reconstruct_manual(self.adapter, self._pixels, self._input_info, np.flatnonzero(mask), self.seed.value)
         if self.strategy_tb.value != "manual":
-            self._switching = True  # keep the current mask: do not recompute on the toggle change
-            try:
+            with self.quiet():  # keep the current mask: do not recompute on the toggle change
                 self.strategy_tb.value = "manual"
-            finally:
-                self._switching = False
             self.ratio.disabled = True
             self.sweep = None
         self._show(rec)
@@ -256,8 +238,7 @@ class MAEApp(StatusMixin, W.VBox):
         options = dict(ratio=float(r.spec.ratio), seed=int(r.spec.seed), strategy=r.spec.strategy, fit=r.input.fit_policy,
                        manual=[int(i) for i in np.flatnonzero(r.mask)] if manual else [],
                        error_max=self._err_max if self.sweep is not None else None)
-        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in r.input.name.rsplit(".", 1)[0])[:40] or "image"
-        name = f"{stem}-{self.adapter.model_id.split('/')[-1]}-{r.spec.strategy}-{round(100 * r.hidden_fraction)}"
+        name = f"{file_stem(r.input.name)}-{self.adapter.model_id.split('/')[-1]}-{r.spec.strategy}-{round(100 * r.hidden_fraction)}"
         return dict(recipe="reconstruction", model=self.adapter, inputs=[self._source if self._source is not None else self.loaded],
                     options=options, name=name)
 

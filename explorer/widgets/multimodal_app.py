@@ -12,18 +12,17 @@ import html
 import time
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 
 from ..io import ImageLoadError
-from ..models import DeviceError, ModelLoadError, available_devices
+from ..models import DeviceError, ModelLoadError
 from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_models, load_multimodal_model, reconstruct_multimodal
 from ..multimodal.baselines import baseline_metrics
-from ..multimodal.inputs import prepare_av, prepare_rgbd, sample_inputs, sample_names
+from ..multimodal.inputs import av_from_files, prepare_files, rgbd_from_files, sample_inputs, sample_names
 from ..viz import multimodal as MV
-from .attention_app import _replace
+from .base import AppBase, file_stem, replace_figure
 from .export_panel import ExportPanel
-from .messages import StatusMixin, guarded
+from .messages import guarded
 
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, BudgetError, MultiModalInputError, ValueError)
 _guarded = guarded(USER_ERRORS)
@@ -39,7 +38,7 @@ METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth":
           "spectrogram": ("rmse_db", "dB RMSE", False)}
 
 
-class MultiMAEApp(StatusMixin, W.VBox):
+class MultiMAEApp(AppBase):
     """Interactive cross-modal reconstruction with a multimodal MAE.
 
     Args:
@@ -63,16 +62,12 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self._cache: dict = {}
         self._key = None
         self.last_update_ms = float("nan")
-        self.model_dd = W.Combobox(value=str(model), options=list_multimodal_models(), description="Model", ensure_option=False,
-                                   layout=W.Layout(width="340px"))
-        devs = ["auto"] + available_devices()
-        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
-                                    layout=W.Layout(width="160px"))
-        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
-        self.sample_dd = W.Dropdown(options=[], description="Sample", layout=W.Layout(width="420px"))
         self.upload_a = W.FileUpload(multiple=False)
         self.upload_b = W.FileUpload(multiple=False)
         self.use_uploads = W.Button(description="Use uploads", icon="upload")
+        head = self.header(model=model, models=list_multimodal_models(), device=device, model_width="340px", upload_accept=None,
+                           sample_extra=[self.upload_a, self.upload_b, self.use_uploads])
+        self.model_dd = self.model_box
         self.sliders = W.HBox()
         self.presets = W.HBox()
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
@@ -82,32 +77,29 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self.play = W.Play(value=0, min=0, max=0, interval=300, description="Play")
         W.jslink((self.play, "value"), (self.frame, "value"))
         self.time_box = W.HBox([self.play, self.frame])
-        self.status = W.HTML()
-        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.table = W.HTML()
         self.fig = go.FigureWidget()
         self._request = None
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
-            W.HBox([self.model_dd, self.device_dd, self.load_btn]),
-            W.HBox([self.sample_dd, self.upload_a, self.upload_b, self.use_uploads]),
+            *head,
             self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
-            self.status, self.details, self.fig, self.table, self.export_panel,
+            self.status_area, self.fig, self.table, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.sample_dd.observe(lambda ch: self._set_sample(ch["new"]) if ch["new"] else None, names="value")
+        self.on_change(self.sample_dd, lambda ch: self._set_sample(ch["new"]) if ch["new"] else None)
         self.use_uploads.on_click(lambda _b: self._set_uploads())
-        self.seed.observe(lambda _c: self._compute(), names="value")
+        self.on_change(self.seed, lambda _c: self._compute())
         self.dirichlet_btn.on_click(lambda _b: self._dirichlet())
-        self.frame.observe(lambda _c: self._show_frame(), names="value")
+        self.on_change(self.frame, lambda _c: self._show_frame())
         self._initial = (sample, budgets)
-        self._load_model()
+        self.start(self._load_model)
 
     # ------------------------------------------------------------------ model and inputs
     @_guarded
     def _load_model(self):
         self.adapter = None
-        self.adapter = load_multimodal_model(self.model_dd.value.strip(), device=self.device_dd.value)
+        self.adapter = self.load_selected(load_multimodal_model)
         task = self.adapter.task
         sample, budgets = self._initial
         self._initial = (None, None)
@@ -121,7 +113,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self.time_box.layout.display = "" if any(s.kind == "video" for s in self.adapter.modalities) else "none"
         self.total.max = sum(s.num_patches for s in self.adapter.modalities)
         names = sample_names(task)
-        with self.hold_trait_notifications():
+        with self.quiet():
             self.sample_dd.options = names
             self.sample_dd.value = None
         self.sample_dd.value = sample if sample in [v for _l, v in names] else names[0][1]
@@ -132,7 +124,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
             sl = W.FloatSlider(value=round(float(budgets.get(s.name, 0.0)) * s.num_patches) / s.num_patches, min=0, max=1, step=1 / s.num_patches, readout_format=".0%",
                                description=f"{s.name} visible", continuous_update=False, style={"description_width": "90px"},
                                layout=W.Layout(width="360px"))
-            sl.observe(lambda _c: self._compute(), names="value")
+            self.on_change(sl, lambda _c: self._compute())
             self._sliders[s.name] = sl
         self.sliders.children = list(self._sliders.values())
         buttons = []
@@ -150,114 +142,43 @@ class MultiMAEApp(StatusMixin, W.VBox):
 
     @_guarded
     def _set_uploads(self):
-        a, b = self.upload_a.value, self.upload_b.value
-        if not a and not b:
-            raise MultiModalInputError("Upload a file first (either box, or both).")
-        if self.adapter.task == "rgbd":
-            self.set_rgbd(a or None, b or None)
-        else:
-            self.set_av(a or None, b or None)
+        a, b = self.upload_a.value or None, self.upload_b.value or None
+        self._use_files(lambda size: prepare_files(self.adapter.task, a, b, size=size))
 
     def set_rgbd(self, image=None, depth=None, *, stereo_right: bool | None = None):
         """Use an RGB image and/or a depth map (any source :func:`explorer.load_image` / :func:`explorer.depth.load_depth`
         takes).  A colour second image is taken as the right view of a stereo pair (depth from OpenCV's SGBM disparity,
-        relative)."""
-        return self._set_rgbd(image, depth, stereo_right)
-
-    @_guarded
-    def _set_rgbd(self, image, depth, stereo_right):
-        from ..depth import load_depth, stereo_disparity
-        from ..io import load_image
-
-        notes, key = [], []
-        img = None
-        if image is not None:
-            li = load_image(image)
-            img, key = li.pixels, key + [li.sha256]
-            notes += list(li.notes)
-        dep = None
-        if depth is not None:
-            right = load_image(depth) if stereo_right else None if stereo_right is False else self._colour_image(depth)
-            if right is not None:
-                if img is None:
-                    raise MultiModalInputError("A right stereo image needs the left image in the RGB box.")
-                d = stereo_disparity(img, right.pixels)
-                dep = np.where(d.valid, 1.0 / np.maximum(d.depth, 1e-6), np.nan) * 50.0
-                notes.append("depth from the stereo pair: 50 / disparity (relative, not metres; no calibration given)")
-                key.append(right.sha256)
-            else:
-                ld = load_depth(depth)
-                dep, key = ld.depth, key + [ld.sha256]
-                notes += list(ld.notes)
-                if ld.kind != "metric depth":
-                    notes.append(f"{ld.kind}: the model was trained on metres, so its numbers are not comparable")
-        x, more = prepare_rgbd(img, dep, self.adapter.spec("rgb").shape[0])
-        self.inputs, self.notes, self._key = x, notes + more, "upload:" + ":".join(key)
-        missing = [s.name for s in self.adapter.modalities if s.name not in x]
-        if missing:
-            self.set_budgets({m: 0.0 for m in missing} | {k: max(self._sliders[k].value, 0.5) for k in x}, compute=False)
-        self._compute()
-
-    @staticmethod
-    def _colour_image(source):
-        """``source`` decoded as a colour image (the right view of a stereo pair), or ``None`` (grey or not an image: depth)."""
-        from ..io import load_image
-
-        try:
-            li = load_image(source)
-        except ImageLoadError:
-            return None
-        return li if li.channels >= 3 else None
+        relative); see :func:`explorer.multimodal.inputs.rgbd_from_files`."""
+        return self._use_files(lambda size: rgbd_from_files(image, depth, size=size, stereo_right=stereo_right))
 
     def set_av(self, video=None, audio=None, *, start_s: float = 0.0):
-        """Use a video (or a still image) and/or a WAV sound; the model takes one second from ``start_s``."""
-        return self._set_av(video, audio, start_s)
+        """Use a video (or a still image) and/or a WAV sound; the model takes one second from ``start_s``
+        (see :func:`explorer.multimodal.inputs.av_from_files`)."""
+        return self._use_files(lambda size: av_from_files(video, audio, start_s=start_s))
 
     @_guarded
-    def _set_av(self, video, audio, start_s):
-        from ..audio import load_audio
-        from ..video import VideoLoadError, load_video
-
-        notes, key, frames, fps, samples = [], [], None, float("nan"), None
-        if video is not None:
-            try:
-                v = load_video(video, max_frames=int(64 + 16 * start_s))
-                frames, fps = v.frames, v.fps
-                key.append(v.sha256)
-                notes += list(v.notes)
-            except VideoLoadError as e:
-                from ..io import load_image
-
-                try:
-                    li = load_image(video)
-                except ImageLoadError:
-                    raise e from None
-                frames, key = li.pixels[None], key + [li.sha256]
-        if audio is not None:
-            a = load_audio(audio)
-            samples, key = a.samples, key + [a.sha256]
-            notes += list(a.notes)
-        x, more = prepare_av(frames, fps, samples, start_s=start_s)
-        self.inputs, self.notes, self._key = x, notes + more, "upload:" + ":".join(key)
-        if "audio" not in x:
+    def _use_files(self, prepare):
+        """``prepare(size)`` → :class:`explorer.multimodal.inputs.PreparedInputs`: use them, hidden modalities at budget 0."""
+        if self.adapter is None:
+            raise ModelLoadError("Load a multimodal model first.")
+        with self.working("reading the files…"):
+            p = prepare(self.adapter.spec("rgb").shape[0] if self.adapter.task == "rgbd" else 64)
+        self.inputs, self.notes, self._key = p.arrays, list(p.notes), p.key
+        missing = [s.name for s in self.adapter.modalities if s.name not in p.arrays]
+        if "audio" in missing:
             self.notes.append("no sound given: the model predicts it from the video (sound budget 0)")
-            self.set_budgets({"audio": 0.0, "video": max(self._sliders["video"].value, 0.5)}, compute=False)
-        if "video" not in x:
-            self.set_budgets({"video": 0.0, "audio": max(self._sliders["audio"].value, 0.5)}, compute=False)
+        if missing:
+            self.set_budgets({m: 0.0 for m in missing} | {k: max(self._sliders[k].value, 0.5) for k in p.arrays}, compute=False)
         self._compute()
 
     # ------------------------------------------------------------------ budgets
     def set_budgets(self, budgets: dict, *, compute: bool = True):
         """Set the visible ratio of each modality (missing ones keep their value) and recompute once."""
         self._dirichlet_total = None
-        with self.hold_trait_notifications():
-            self._muted = True
-            try:
-                for k, v in budgets.items():  # snapped to whole patches: the slider shows what is used
-                    n = self.adapter.spec(k).num_patches
-                    self._sliders[k].value = round(float(v) * n) / n
-            finally:
-                self._muted = False
+        with self.quiet():
+            for k, v in budgets.items():  # snapped to whole patches: the slider shows what is used
+                n = self.adapter.spec(k).num_patches
+                self._sliders[k].value = round(float(v) * n) / n
         if compute:
             self._compute()
 
@@ -266,13 +187,8 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self._compute(dirichlet=True)
 
     # ------------------------------------------------------------------ compute and show
-    def _compute(self, dirichlet: bool = False):
-        if getattr(self, "_muted", False):
-            return
-        self._do_compute(dirichlet)
-
     @_guarded
-    def _do_compute(self, dirichlet: bool = False):
+    def _compute(self, dirichlet: bool = False):
         if self.adapter is None or not self.inputs:
             return
         seed = int(self.seed.value)
@@ -286,36 +202,35 @@ class MultiMAEApp(StatusMixin, W.VBox):
         self._request = dict(kwargs, seed=seed)
         if key not in self._cache:
             t0 = time.perf_counter()
-            rec = reconstruct_multimodal(self.adapter, self.inputs, seed=seed, **kwargs)
-            self._cache[key] = (rec, baseline_metrics(rec), time.perf_counter() - t0)
+            with self.computing():
+                rec = reconstruct_multimodal(self.adapter, self.inputs, seed=seed, **kwargs)
+                self._cache[key] = (rec, baseline_metrics(rec), time.perf_counter() - t0)
         self.result, self.baselines, secs = self._cache[key]
         if dirichlet:  # show the split the draw gave on the sliders, without recomputing
             self.set_budgets({k: v / self.adapter.spec(k).num_patches for k, v in self.result.counts.items()}, compute=False)
         vid = next((s for s in self.adapter.modalities if s.kind == "video"), None)
         if vid is not None:
-            with self.hold_trait_notifications():
+            with self.quiet():  # shown once, below
                 self.frame.max = self.play.max = vid.shape[0] - 1
         self._show_frame(rows="all")
         self.table.value = self.metrics_table()
-        self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · seed {seed} · "
-                             + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
-                             + f" · computed in {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes)))
-                             + "</div>")
+        self._info(f"{html.escape(self.adapter.model_id)} · seed {seed} · "
+                   + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
+                   + f" · computed in {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes))))
 
     def export_request(self) -> dict:
-        """What the Export button exports: the ``multimodal`` recipe for the view on screen (uploads are stored as
-        ``inputs/<sha>.npz`` next to the figure so that ``reproduce`` can rebuild it)."""
-        from ..export.inputs import store_arrays
-
+        """What the Export button exports: the ``multimodal`` recipe for the view on screen.  Uploaded inputs are handed
+        over as arrays (``attach``): the export stores them as ``inputs/<sha>.npz`` next to the figure, once it writes the
+        figure, so that ``reproduce`` can rebuild it."""
         if self.result is None or self._request is None:
             raise ValueError("Nothing to export yet: load a model and a sample first.")
         opts = dict(self._request, frame=int(self.frame.value))
+        attach = {}
         if self._key.startswith("upload:"):
-            opts["arrays"], opts["arrays_sha256"] = store_arrays(self.inputs, self.export_panel.folder.value.strip() or ".")
-            what = "upload-" + self._key.split(":")[1][:8]
+            attach["arrays"], what = self.inputs, "upload-" + self._key.split(":")[1][:8]
         else:
-            opts["sample"], what = self._key, self._key.replace(":", "-")
-        return dict(recipe="multimodal", model=self.adapter, inputs=[], options=opts,
+            opts["sample"], what = self._key, file_stem(self._key)
+        return dict(recipe="multimodal", model=self.adapter, inputs=[], options=opts, attach=attach,
                     name=f"{self.adapter.task}-{what}-seed{opts['seed']}")
 
     def metrics_table(self) -> str:
@@ -344,7 +259,7 @@ class MultiMAEApp(StatusMixin, W.VBox):
         names = list(self.result.results)
         layout_key = (self.adapter.model_id, tuple(names))
         if rebuild or len(self.fig.data) != 4 * len(names) or getattr(self, "_layout_key", None) != layout_key:
-            _replace(self.fig, MV.multimodal_figure(self.result, frame=i))
+            replace_figure(self.fig, MV.multimodal_figure(self.result, frame=i))
             self._layout_key = layout_key
         else:
             with self.fig.batch_update():

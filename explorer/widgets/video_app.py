@@ -18,15 +18,15 @@ import plotly.graph_objects as go
 
 from ..io import ImageLoadError
 from ..masking import MaskError
-from ..models import DeviceError, ModelLoadError, available_devices, load_model
+from ..models import DeviceError, ModelLoadError, load_model
 from ..reconstruction.video import model_clip
 from ..video import SAMPLINGS, VideoLoadError
 from ..masking.video import VIDEO_STRATEGIES
 from ..reconstruction.video import reconstruct_video
 from ..viz import video as VV
-from .attention_app import _replace
+from .base import AppBase, file_stem, replace_figure
 from .export_panel import ExportPanel
-from .messages import StatusMixin, guarded
+from .messages import guarded
 
 USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
 #: The ratios of the slider (VideoMAE works at 90–95 %).
@@ -39,7 +39,7 @@ EXPORT_VIEWS = (("frames (first, current, last)", "video_frames"), ("filmstrip",
 _guarded = guarded(USER_ERRORS)
 
 
-class VideoMAEApp(StatusMixin, W.VBox):
+class VideoMAEApp(AppBase):
     """Interactive masked video reconstruction.
 
     Args:
@@ -47,7 +47,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
         clip: ``"generated:<seed>"`` or anything :func:`explorer.video.load_video` takes.
         sampling: ``"uniform"`` or ``"strided"`` (see :data:`explorer.video.SAMPLINGS`); stride: frames apart when strided
             (default: the model's :attr:`frame_stride`, 1 for our mini models, 4 for Kinetics VideoMAE checkpoints).
-        dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs).
+        dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs); the dtype dropdown starts there.
 
     Attributes:
         result: the :class:`explorer.reconstruction.video.VideoReconstruction` on screen.
@@ -60,7 +60,6 @@ class VideoMAEApp(StatusMixin, W.VBox):
                  seed: int = 0, device: str = "auto", dtype: str = "float32", sampling: str = "strided",
                  stride: int | None = None):
         self.adapter = None
-        self.dtype = dtype
         self.frames = None
         self.video = None
         self._source = None
@@ -69,15 +68,11 @@ class VideoMAEApp(StatusMixin, W.VBox):
         self._cache: dict[tuple, dict] = {}
         self.result = None
         self.last_update_ms = float("nan")
-        self.model_box = W.Combobox(value=str(model), options=["mini-video-mae", "MCG-NJU/videomae-base"], description="Model",
-                                    ensure_option=False, layout=W.Layout(width="380px"))
-        devs = ["auto"] + available_devices()
-        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
-                                    layout=W.Layout(width="160px"))
-        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
-        self.clip_dd = W.Dropdown(options=[(f"generated clip {s} (held out)", f"generated:{s}") for s in CLIP_SEEDS], value=None,
-                                  description="Clip", layout=W.Layout(width="420px"))
-        self.upload = W.FileUpload(accept="video/*,.gif,.avi,.mp4,.webm", multiple=False, description="Upload video")
+        head = self.header(model=model, models=["mini-video-mae", "MCG-NJU/videomae-base"], device=device,
+                           dtypes=["float32", "bfloat16", "float16"], dtype=dtype,
+                           samples=[(f"generated clip {s} (held out)", f"generated:{s}") for s in CLIP_SEEDS], sample_label="Clip",
+                           upload_accept="video/*,.gif,.avi,.mp4,.webm", upload_label="Upload video")
+        self.clip_dd = self.sample_dd
         self.strategy = W.Dropdown(options=list(VIDEO_STRATEGIES), value=strategy, description="Masking", layout=W.Layout(width="240px"))
         self.sampling = W.Dropdown(options=[("uniform in time", "uniform"), ("strided (as trained)", "strided")],
                                    value=sampling if sampling in SAMPLINGS else "strided", description="Sampling",
@@ -90,8 +85,6 @@ class VideoMAEApp(StatusMixin, W.VBox):
         self.frame = W.IntSlider(value=0, min=0, max=0, description="Frame", continuous_update=True)
         self.play = W.Play(value=0, min=0, max=0, interval=250, description="Play")
         W.jslink((self.play, "value"), (self.frame, "value"))
-        self.status = W.HTML()
-        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.fig = go.FigureWidget()
         self.strip = go.FigureWidget()
         self.curve = go.FigureWidget()
@@ -100,43 +93,49 @@ class VideoMAEApp(StatusMixin, W.VBox):
                                       layout=W.Layout(width="320px"))
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
-            W.HBox([self.model_box, self.device_dd, self.load_btn]), W.HBox([self.clip_dd, self.upload]),
+            *head,
             W.HBox([self.sampling, self.stride, self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
-            self.status, self.details, self.fig, self.timeline, self.curve, self.strip, self.export_view, self.export_panel,
+            self.status_area, self.fig, self.timeline, self.curve, self.strip, self.export_view, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.clip_dd.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
-        self.upload.observe(lambda ch: self._set_clip(ch["new"]) if ch["new"] else None, names="value")
-        for w in (self.strategy, self.seed):
-            w.observe(lambda _c: self._compute(), names="value")
-        self._quiet = False
-        for w in (self.sampling, self.stride):
-            w.observe(lambda _c: self._set_clip(self._source) if self._source is not None and not self._quiet else None,
-                      names="value")
-        self.ratio.observe(lambda _c: self._show(), names="value")
-        self.frame.observe(lambda _c: self._show_frame(), names="value")
+        self.on_change([self.clip_dd, self.upload], lambda ch: self._set_clip(ch["new"]) if ch["new"] else None)
+        self.on_change([self.strategy, self.seed], lambda _c: self._compute())
+        self.on_change([self.sampling, self.stride], lambda _c: self._set_clip(self._source) if self._source is not None else None)
+        self.on_change(self.ratio, lambda _c: self._show())
+        self.on_change(self.frame, lambda _c: self._show_frame())
+        self.start(lambda: self._first(clip))
+
+    def _first(self, clip):
         self._load_model(refresh=False)
-        if isinstance(clip, str) and clip.startswith("generated:") and any(v == clip for _l, v in self.clip_dd.options):
+        listed = isinstance(clip, str) and any(v == clip for _l, v in self.clip_dd.options)
+        if self.adapter is None:  # the load failed and says why: keep the clip for the next "Load model"
+            self._source = clip
+            if listed:
+                with self.quiet():
+                    self.clip_dd.value = clip
+        elif listed:
             self.clip_dd.value = clip
         else:
             self._set_clip(clip)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype chosen for the next model load."""
+        return self.dtype_dd.value
 
     # ------------------------------------------------------------------ inputs
     @_guarded
     def _load_model(self, refresh: bool = True):
         self.adapter = None
-        m = load_model(self.model_box.value.strip(), device=self.device_dd.value, dtype=self.dtype)
+        m = self.load_selected(load_model)
         if getattr(m, "family", None) != "videomae-pretraining":
             raise ModelLoadError(f"{self.model_box.value!r} is not a VideoMAEForPreTraining checkpoint (it has no decoder to "
                                  "reconstruct hidden tubelets); try mini-video-mae or MCG-NJU/videomae-base.")
         self.adapter = m
         self._cache.clear()
         if self.stride.value is None or refresh:  # the new model's own stride
-            self._quiet = True
-            try:
+            with self.quiet():
                 self.stride.value = m.frame_stride if m.frame_stride in STRIDES else 4
-            finally:
-                self._quiet = False
         if refresh and self._source is not None:
             self._set_clip(self._source)
 
@@ -149,7 +148,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
         self.frames = self.video.frames
         self.notes = (["generated clip (moving shapes, held out)"] if _is_generated(clip) else []) + list(self.video.notes)
         self._clip_key = (self.video.sha256, self.video.sampling, self.video.stride)
-        _replace(self.timeline, VV.sampling_figure(self.video))
+        replace_figure(self.timeline, VV.sampling_figure(self.video))
         self._compute()
 
     def load_clip(self, clip):
@@ -157,26 +156,24 @@ class VideoMAEApp(StatusMixin, W.VBox):
         return model_clip(self.adapter, clip, sampling=self.sampling.value, stride=int(self.stride.value or 1))
 
     # ------------------------------------------------------------------ compute
-    def _compute(self):
-        self._do_compute()
-
     @_guarded
-    def _do_compute(self):
+    def _compute(self):
         if self.adapter is None or self.frames is None:
             return
         key = (self._clip_key, self.adapter.model_id, self.strategy.value, int(self.seed.value))
         t0 = time.perf_counter()
         if key not in self._cache:
-            self._cache[key] = {r: reconstruct_video(self.adapter, self.frames, ratio=r, strategy=self.strategy.value,
-                                                     seed=int(self.seed.value)) for r in VIDEO_RATIOS}
+            with self.computing("computing the ratio sweep"):
+                self._cache[key] = {r: reconstruct_video(self.adapter, self.frames, ratio=r, strategy=self.strategy.value,
+                                                         seed=int(self.seed.value)) for r in VIDEO_RATIOS}
         self.sweep = self._cache[key]
         self._sweep_s = time.perf_counter() - t0
         n = len(next(iter(self.sweep.values())).frames)
-        with self.hold_trait_notifications():
+        with self.quiet():  # shown once, below
             self.frame.max = n - 1
             self.play.max = n - 1
         self._show(rebuild=True)
-        _replace(self.curve, self.ratio_curve())
+        replace_figure(self.curve, self.ratio_curve())
 
     def ratio_curve(self) -> go.Figure:
         """Masked-patch PSNR of the clip against the ratio, from the cached sweep."""
@@ -195,16 +192,15 @@ class VideoMAEApp(StatusMixin, W.VBox):
         self._show_frame(rebuild=rebuild)
         n = 3 * len(self.result.frames)
         if rebuild or len(self.strip.data) != n:
-            _replace(self.strip, VV.filmstrip(self.result))
+            replace_figure(self.strip, VV.filmstrip(self.result))
         else:  # a ratio move: same layout, new thumbnails
             with self.strip.batch_update():
                 for trace, src in zip(self.strip.data, VV.filmstrip_sources(self.result)):
                     trace.source = src
-        self.status.value = (f"<div style='font-size:12px;color:#444'>{html.escape(self.adapter.model_id)} · "
-                             f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
-                             f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
-                             f"({self._sweep_s:.1f} s, cached) · " + html.escape("; ".join(self.notes + self.result.notes[-1:]))
-                             + "</div>")
+        self._info(f"{html.escape(self.adapter.model_id)} · "
+                   f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
+                   f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
+                   f"({self._sweep_s:.1f} s, cached) · " + html.escape("; ".join(self.notes + self.result.notes[-1:])))
 
     @_guarded
     def _show_frame(self, rebuild: bool = False):
@@ -213,7 +209,7 @@ class VideoMAEApp(StatusMixin, W.VBox):
         t0 = time.perf_counter()
         i = int(self.frame.value)
         if rebuild or len(self.fig.data) != 4:
-            _replace(self.fig, VV.video_frame_figure(self.result, i))
+            replace_figure(self.fig, VV.video_frame_figure(self.result, i))
         else:  # in place: three PNG sources, the error grid and two titles
             v = VV.frame_panels(self.result, i)
             with self.fig.batch_update():
@@ -224,39 +220,31 @@ class VideoMAEApp(StatusMixin, W.VBox):
                 self.fig.layout.annotations[3].text = v["error_title"]
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
 
-
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:
         """What the Export button exports: the view chosen in ``export_view`` for the clip, sampling and mask on screen.
 
-        Clips without a file of their own (uploads, bytes, arrays) are stored as ``inputs/<sha>.<ext>`` next to the figure
-        so that ``python -m explorer reproduce`` can rebuild it from the same clip + seed."""
+        A generated clip is named in the options; any other clip (upload, file, array) is handed over as it is
+        (``attach``): the export stores it as ``inputs/<sha>.<ext>`` next to the figure, once it writes the figure, so that
+        ``python -m explorer reproduce`` can rebuild it from the same clip + seed."""
         if self.result is None or self.video is None:
             raise ValueError("Nothing to export yet: load a model and a clip first.")
         r, T = self.result, len(self.result.frames)
         opts = dict(sampling=self.video.sampling, stride=int(self.video.stride), ratio=float(r.ratio), strategy=r.strategy,
                     seed=int(r.seed))
-        opts.update(clip_options(self._source, self.export_panel.folder.value.strip() or "."))
+        generated = _is_generated(self._source)
+        if generated:
+            opts["clip"] = self._source
         view = self.export_view.value
         if view == "video_frames":
             opts["frames"] = sorted({0, int(self.frame.value), T - 1})
         if view == "video_sampling":
             opts = {k: v for k, v in opts.items() if k not in ("ratio", "strategy", "seed")}
-        what = opts["clip"].replace(":", "-") if opts.get("clip") else "clip-" + opts["video_sha256"][:8]
+        what = file_stem(self._source) if generated else "clip-" + self.video.sha256[:8]
         name = f"{what}-{view.split('_', 1)[1]}-{r.strategy}-{round(100 * r.ratio)}-seed{r.seed}"
-        return dict(recipe=view, model=self.adapter, inputs=[], options=opts, name=name)
+        return dict(recipe=view, model=self.adapter, inputs=[], options=opts, name=name,
+                    attach={} if generated else {"video": self._source})
 
 
 def _is_generated(clip) -> bool:
     return isinstance(clip, str) and clip.startswith("generated:")
-
-
-def clip_options(source, folder) -> dict:
-    """Recipe options naming ``source`` for :func:`explorer.export.video_recipes.video_from_options`: a generated clip by
-    name; anything else by its bytes, stored (atomically, once per content) as ``<folder>/inputs/<sha16><ext>``."""
-    from ..export.video_recipes import store_video
-
-    if _is_generated(source):
-        return {"clip": source}
-    rel, sha = store_video(source, folder)
-    return {"video": rel, "video_sha256": sha}
