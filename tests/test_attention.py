@@ -382,3 +382,129 @@ def test_capture_ignores_other_threads(vit):
         t.join()
         vit.logits(x)
     assert cap.count == 3 and len(other) == 1
+
+
+# ---------------------------------------------------------------------------- VideoMAEForPreTraining (encoder, no mask)
+def test_videomae_pretraining_checkpoint_shows_its_unmasked_encoder(tmp_path):
+    """A VideoMAEForPreTraining folder (as MCG-NJU/videomae-base is) opens in the attention views: the encoder's attention
+    with every tubelet visible, equal to transformers' eager ``videomae`` forward without ``bool_masked_pos``."""
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    from explorer.video import write_video
+
+    torch.manual_seed(1)
+    VideoMAEForPreTraining(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32,
+                                          num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                          decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                                          decoder_intermediate_size=32)).save_pretrained(tmp_path / "vmae")
+    adapter = explorer.load_model(str(tmp_path / "vmae"), device="cpu")
+    assert type(adapter).__name__ == "VideoMAEPreTrainingAdapter"
+    write_video(tmp_path / "v.avi", np.random.default_rng(1).random((6, 40, 48, 3)).astype(np.float32))
+    maps = A.attention_maps(adapter, tmp_path / "v.avi")
+    assert maps.layout.grid == (2, 4, 4) and maps.layout.prefix == 0 and maps.num_layers == 2  # the decoder is not shown
+    assert any("no mask" in n and "every tubelet visible" in n for n in maps.notes)
+    m = adapter.model
+    m.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            out = m.videomae(pixel_values=adapter.normalise_video(maps.image), output_attentions=True)
+    finally:
+        m.set_attn_implementation("sdpa")
+    np.testing.assert_allclose(maps.probs, torch.stack([a[0] for a in out.attentions]).numpy(), atol=2e-6)
+    rel = A.explain(adapter, tmp_path / "v.avi", "relevance", query="mean")
+    assert rel.map.shape == (2, 4, 4) and any("no mask" in n for n in rel.notes)
+    c = deletion_insertion(adapter, tmp_path / "v.avi", rel.map, steps=2)  # tubelets take the clip's mean colour
+    assert c.score.startswith("cosine similarity of the mean-pooled encoder output to the full clip")
+
+
+def test_shipped_video_mae_opens_in_attention_maps_and_the_app():
+    from explorer.data.clips import make_clip
+    from explorer.widgets.attention_app import AttentionApp
+
+    model = explorer.load_model("mini-video-mae", device="cpu")
+    clip = make_clip(3, frames=8, size=64).frames
+    maps = A.attention_maps(model, clip)
+    assert maps.layout.grid == (4, 8, 8) and maps.probs.shape == (4, 4, 256, 256)
+    assert any("VideoMAEForPreTraining" in n for n in maps.notes)
+    app = AttentionApp(model="mini-video-mae", image="chelsea")  # an image: a still clip
+    assert "⚠" not in app.status.value, app.status.value
+    assert app.query == "mean" and app.maps.layout.grid == (4, 8, 8)
+    assert np.asarray(app.main.data[2].z).shape == (8, 8)  # drawn over the first frame, mean over time steps
+
+
+# ---------------------------------------------------------------------------- your own torch module
+class MixerBlock(nn.Module):
+    """Attention in a class whose name does not end in 'Attention' (it calls SDPA itself)."""
+
+    def __init__(self, d=16, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        return x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, D)
+
+
+class Mixer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([MixerBlock(), MixerBlock()])
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_own_module_with_multihead_attention():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    x = torch.randn(1, 7, 16)
+    maps = A.attention_maps(mha, x, forward=lambda x: mha(x, x, x))
+    _, ref = mha(x, x, x, need_weights=True, average_attn_weights=False)
+    np.testing.assert_allclose(maps.probs[0], ref[0].detach().numpy(), atol=1e-6)
+    assert maps.layout == A.TokenLayout(0, (7,), ()) and maps.path == "mha-weights"
+    assert maps.layer_names == ("MultiheadAttention",) and maps.model.family == "custom" and maps.image.shape == (1, 7, 16)
+    np.testing.assert_allclose(maps.query_map(0, 2, 3), ref[0, 2, 3].detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(maps.rollout(), _rollout_reference(maps.probs, "mean", 0.0, True), atol=1e-6)
+
+
+def test_own_module_with_a_custom_attention_class_and_a_layout():
+    torch.manual_seed(0)
+    model = Mixer().eval()
+    x = torch.randn(1, 1 + 6, 16)
+    maps = A.attention_maps(model, x)  # default forward: model(x)
+    assert maps.layer_names == ("blocks.0", "blocks.1") and maps.path == "sdpa-recomputed"  # module paths
+    with torch.no_grad():
+        b = model.blocks[0]
+        q, k, _ = b.qkv(b.norm(x)).view(1, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
+        ref = torch.softmax(q @ k.transpose(-1, -2) / 2.0, -1)[0].numpy()
+    np.testing.assert_allclose(maps.probs[0], ref, atol=1e-6)
+    lay = A.TokenLayout(1, (2, 3), ("cls",), image_size=(16, 24), patch_size=8)
+    maps = A.attention_maps(model, x, layout=lay)
+    np.testing.assert_allclose(maps.query_map(1, 0, "cls"), maps.probs[1, 0, 0, 1:].reshape(2, 3), atol=1e-7)
+    assert maps.head_distance().shape == (2, 4)
+    with pytest.raises(A.AttentionError, match="layout has 5 tokens"):
+        A.attention_maps(model, x, layout=A.TokenLayout(1, (2, 2)))
+
+
+def test_own_module_errors_say_what_to_pass(vit):
+    from explorer.widgets.attention_app import AttentionApp
+
+    model = Mixer().eval()
+    cases = [
+        (lambda: A.attention_maps(model, "chelsea"), "forward=lambda x"),
+        (lambda: A.explain(model, torch.randn(1, 7, 16)), r"attention_maps\(module, x, forward=\.\.\.\)"),
+        (lambda: A.attention_maps(vit, IMG, forward=lambda x: x), "for your own torch modules"),
+        (lambda: A.attention_maps(object(), IMG), "got object"),
+        (lambda: A.attention_maps(nn.Linear(4, 4), torch.randn(1, 4)), "No attention was captured from Linear"),
+        (lambda: AttentionApp(model=model), r"model name, hub id or folder \(not a Mixer\)"),
+        (lambda: A.attention_maps(str(model) * 20, IMG), "is not a model name"),
+    ]
+    for call, match in cases:
+        with pytest.raises(A.AttentionError, match=match) as e:
+            call()
+        assert str(e.value).count(". ") <= 1 or "Use query" in str(e.value), str(e.value)  # one sentence

@@ -201,3 +201,26 @@ def test_hub_id_loads_from_a_hub_cache_offline(tmp_path, tiny_dir, monkeypatch):
     assert adapter.model_id == "test-org/tiny-mae"
     assert adapter.weights_sha256 == load_model(tiny_dir).weights_sha256
     assert adapter._mean.flatten().tolist() == [0.5] * 3  # the checkpoint's processor config was read
+
+
+def test_deit_and_dinov2_families_and_non_square_vit_load_through_the_registry(tmp_path):
+    """Entries of the registry's table: DeiT (CLS + distillation token), DINOv2 with registers; a ViT's (H, W) input."""
+    import transformers
+
+    small = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    transformers.DeiTForImageClassificationWithTeacher(transformers.DeiTConfig(**small, num_labels=2)).save_pretrained(tmp_path / "d")
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    del cfg["architectures"]  # a DeiT config naming no head: the distilled classifier, the hub's usual DeiT
+    (tmp_path / "d" / "config.json").write_text(json.dumps(cfg))
+    deit = load_model(tmp_path / "d", device="cpu")
+    assert type(deit.model).__name__ == "DeiTForImageClassificationWithTeacher" and deit.classifier
+    assert deit.info.family == "deit" and deit.layout.names == ("cls", "dist") and deit.layout.prefix == 2
+    transformers.Dinov2WithRegistersForImageClassification(
+        transformers.Dinov2WithRegistersConfig(**small, num_register_tokens=3, num_labels=2)).save_pretrained(tmp_path / "r")
+    dino = load_model(tmp_path / "r", device="cpu")
+    assert dino.layout.names == ("cls", "reg0", "reg1", "reg2") and dino.num_registers == 3 and dino.classifier
+    transformers.ViTForImageClassification(transformers.ViTConfig(**{**small, "image_size": [32, 48]})).save_pretrained(tmp_path / "w")
+    wide = load_model(tmp_path / "w", device="cpu")
+    assert wide.grid == (4, 6) and wide.num_patches == 24 and wide.image_size == (32, 48) and wide.info.image_size == (32, 48)
+    x = wide.normalise(random_image(48)[:32])
+    assert x.shape == (1, 3, 32, 48) and wide.logits(x).shape == (1, 2)

@@ -139,10 +139,9 @@ class AttentionCapture:
     # ------------------------------------------------------------------ recording
     def _name(self) -> str:
         """Module path of the call being made now (see the module docstring)."""
-        if self._stack:
-            return self._stack[-1]
-        if self._other and self._other[-1]:
-            return self._other[-1]
+        for stack in (self._stack, self._other):
+            if stack:
+                return stack[-1] or type(self.model).__name__  # "" is the watched model itself
         return type(self.model).__name__
 
     def _emit(self, probs: torch.Tensor, path: str, grad_ctx=None) -> int:

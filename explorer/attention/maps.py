@@ -379,8 +379,8 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
     """
     adapter = _adapter(model, "explain")
     layout = adapter.layout
-    if not (isinstance(query, str) and query.lower() == "mean"):
-        layout.token(query)  # validates before any forward
+    if method in ("rollout", "relevance") and not (isinstance(query, str) and query.lower() == "mean"):
+        layout.token(query)  # validates before any forward (integrated gradients has no query)
     pixels, info, x = _prepare(adapter, image, fit)
     module = adapter.attention_module
     t0 = time.perf_counter()

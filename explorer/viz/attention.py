@@ -6,6 +6,10 @@
 * :func:`method_row` — raw / rollout / relevance / IG side by side, each scaled to [0, 1].
 * :func:`faithfulness_curves` — deletion and insertion curves with AUCs and the random-order reference.
 * :func:`provenance_figure` — MAE provenance of one masked patch (attention and gradient views).
+
+Images may be non-square (``(H, W, 3)``; the patch grid ``(gh, gw)`` follows).  Video results (frames
+``(T, H, W, 3)``, maps ``(t, gh, gw)``) are drawn over the first frame with the map averaged over time steps
+(:func:`video_maps` shows every step).
 """
 
 from __future__ import annotations
@@ -20,22 +24,36 @@ from .maps import map_strip
 COLORSCALES = ("Viridis", "Cividis", "Inferno", "Greys")
 
 
-def _image_axes(fig, S, rows, cols):
+def _image_axes(fig, size, rows, cols):
+    """Image axes for every panel: ``size`` is the side ``S`` or ``(H, W)``."""
+    H, W = (size, size) if np.isscalar(size) else size
     for r in range(1, rows + 1):
         for c in range(1, cols + 1):
             i = (r - 1) * cols + c
             ax = "" if i == 1 else str(i)
-            fig.update_xaxes(range=[0, S], showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=r, col=c)
-            fig.update_yaxes(range=[S, 0], showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
+            fig.update_xaxes(range=[0, W], showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=r, col=c)
+            fig.update_yaxes(range=[H, 0], showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
                              scaleanchor=f"x{ax}", scaleratio=1, row=r, col=c)
 
 
+def _still(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` image, or the first frame of ``(T, H, W, 3)`` frames."""
+    image = np.asarray(image)
+    return image[0] if image.ndim == 4 else image
+
+
+def _flat(patch_map: np.ndarray) -> np.ndarray:
+    """``(gh, gw)`` map, or the mean over time steps of a ``(t, gh, gw)`` map."""
+    m = np.asarray(patch_map)
+    return m.mean(0) if m.ndim == 3 else m
+
+
 def _query_marker(layout, patch_size: int, query) -> dict | None:
-    """Rectangle around the query patch (None for a prefix token)."""
+    """Rectangle around the query patch (None for a prefix token or ``"mean"``; video: the patch's row / column)."""
     if isinstance(query, str):
         return None
     t = layout.token(query) - layout.n_prefix
-    r, c = divmod(t, layout.grid[1])
+    r, c = (int(v) for v in np.unravel_index(t, layout.grid)[-2:])
     p = patch_size
     return dict(type="rect", x0=c * p, x1=(c + 1) * p, y0=r * p, y1=(r + 1) * p, line=dict(color="red", width=2))
 
@@ -43,10 +61,14 @@ def _query_marker(layout, patch_size: int, query) -> dict | None:
 def query_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, title: str = "", opacity: float = 0.6,
                   colorscale: str = "Viridis", marker: dict | None = None, zmax: float | None = None, width: int = 760,
                   height: int = 400, label: str = "attention") -> go.Figure:
-    """Two panels: the image (click a patch to choose the query) and ``patch_map`` ``(gh, gw)`` over it."""
-    S = image.shape[0]
+    """Two panels: the image (click a patch to choose the query) and ``patch_map`` ``(gh, gw)`` over it.
+
+    Video: ``image`` ``(T, H, W, 3)`` and ``patch_map`` ``(t, gh, gw)`` are shown as the first frame and the mean over time.
+    """
+    image, patch_map = _still(image), _flat(patch_map)
+    H, W = image.shape[:2]
     gh, gw = patch_map.shape
-    k = upscale_factor(S, S, 224)
+    k = upscale_factor(H, W, 224)
     src = data_uri(image, min_side=224)
     fig = make_subplots(rows=1, cols=2, subplot_titles=["image (click a patch = query)", title], horizontal_spacing=0.04)
     fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hovertemplate="x %{x:.0f}, y %{y:.0f}<extra></extra>"), 1, 1)
@@ -55,7 +77,7 @@ def query_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, 
                              opacity=opacity, colorscale=colorscale, zmin=0, zmax=zmax, name=label,
                              colorbar=dict(title=dict(text=label, side="right"), thickness=10),
                              hovertemplate="patch (%{y:.0f}, %{x:.0f}) px: %{z:.4f}<extra></extra>"), 1, 2)
-    _image_axes(fig, S, 1, 2)
+    _image_axes(fig, (H, W), 1, 2)
     shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
     fig.update_layout(shapes=shapes, width=width, height=height, margin=dict(l=10, r=10, t=40, b=10),
                       template="plotly_white", dragmode=False)
@@ -67,15 +89,16 @@ def attention_grid(maps, query="cls", *, layers=None, heads=None, colorscale: st
     """Layers (rows) × heads (columns) of ``maps.query_map(layer, head, query)``, one shared colour scale."""
     layers = list(range(maps.num_layers)) if layers is None else list(layers)
     heads = list(range(maps.num_heads)) if heads is None else list(heads)
-    grids = {(l, h): maps.query_map(l, h, query) for l in layers for h in heads}
+    grids = {(l, h): _flat(maps.query_map(l, h, query)) for l in layers for h in heads}
     zmax = float(max(g.max() for g in grids.values()))
-    S, p = maps.image.shape[0], maps.patch_size
-    gh, gw = maps.layout.grid
+    image, p = _still(maps.image), maps.patch_size
+    H, W = image.shape[:2]
+    gh, gw = maps.layout.grid[-2:]
     titles = [f"L{l} H{h}" for l in layers for h in heads]
     fig = make_subplots(rows=len(layers), cols=len(heads), subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.03 if len(layers) > 1 else 0.0)
-    small = data_uri(maps.image, min_side=64) if with_image else None
-    k = upscale_factor(S, S, 64)
+    small = data_uri(image, min_side=64) if with_image else None
+    k = upscale_factor(H, W, 64)
     for i, l in enumerate(layers, start=1):
         for j, h in enumerate(heads, start=1):
             if small:
@@ -84,8 +107,10 @@ def attention_grid(maps, query="cls", *, layers=None, heads=None, colorscale: st
                                      coloraxis="coloraxis", opacity=0.75 if small else 1.0, name=f"L{l} H{h}",
                                      customdata=np.full((gh, gw, 2), (l, h)),
                                      hovertemplate=f"layer {l} head {h}: " + "%{z:.4f}<extra></extra>"), i, j)
-    _image_axes(fig, S, len(layers), len(heads))
+    _image_axes(fig, (H, W), len(layers), len(heads))
     q = query if isinstance(query, str) else f"patch {query}"
+    if len(maps.layout.grid) == 3:
+        q += f", mean over {maps.layout.grid[0]} time steps"
     fig.update_layout(coloraxis=dict(colorscale=colorscale, cmin=0, cmax=zmax,
                                      colorbar=dict(title=dict(text="attention", side="right"), thickness=10)),
                       title=dict(text=f"attention of {q} — layers × heads ({maps.path})", font=dict(size=13)),
@@ -116,7 +141,14 @@ def head_summary(maps) -> go.Figure:
 
 def method_row(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float = 0.6, colorscale: str = "Viridis",
                cell: int = 190) -> go.Figure:
-    """Maps of several methods over the image, each scaled to [0, 1] (their units differ)."""
+    """Maps of several methods over the image, each scaled to [0, 1] (their units differ).
+
+    ``image`` ``(H, W, 3)`` with ``(gh, gw)`` maps, or video frames ``(T, H, W, 3)`` with ``(t, gh, gw)`` maps (the
+    first frame, the mean over time steps).
+    """
+    image = _still(image)
+    maps = {k: _flat(v) for k, v in maps.items()}
+
     def unit(m):
         m = np.asarray(m, np.float64)
         fin = m[np.isfinite(m)]
@@ -125,8 +157,33 @@ def method_row(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: flo
         lo, hi = fin.min(), fin.max()
         return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
 
-    return map_strip(image, {k: unit(v) for k, v in maps.items()}, opacity=opacity, colorscale=colorscale, zmin=0, zmax=1,
-                     colorbar_title="relative importance", show_image=False, cell=cell)
+    scaled = {k: unit(v) for k, v in maps.items()}
+    if image.shape[0] == image.shape[1]:
+        return map_strip(image, scaled, opacity=opacity, colorscale=colorscale, zmin=0, zmax=1,
+                         colorbar_title="relative importance", show_image=False, cell=cell)
+    return _strip(image, scaled, opacity=opacity, colorscale=colorscale, colorbar_title="relative importance", cell=cell)
+
+
+def _strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float, colorscale: str, colorbar_title: str,
+           cell: int, zmin: float = 0.0, zmax: float = 1.0) -> go.Figure:
+    """One panel per ``(gh, gw)`` map over an ``(H, W, 3)`` image of any aspect ratio, one shared colour scale."""
+    H, W = image.shape[:2]
+    k = upscale_factor(H, W, 224)
+    src = data_uri(image, min_side=224)
+    labels = list(maps)
+    fig = make_subplots(rows=1, cols=len(labels), subplot_titles=labels, horizontal_spacing=0.015)
+    for c, label in enumerate(labels, start=1):
+        gh, gw = maps[label].shape
+        fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), row=1, col=c)
+        fig.add_trace(go.Heatmap(z=json_grid(maps[label]), x=(np.arange(gw) + 0.5) * W / gw, y=(np.arange(gh) + 0.5) * H / gh,
+                                 coloraxis="coloraxis", opacity=opacity, name=label,
+                                 hovertemplate=label + ": %{z:.4f}<extra></extra>"), row=1, col=c)
+    _image_axes(fig, (H, W), 1, len(labels))
+    fig.update_layout(coloraxis=dict(colorscale=colorscale, cmin=zmin, cmax=zmax,
+                                     colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=10)),
+                      width=int(cell * len(labels) * max(1.0, W / H)) + 80, height=int(cell * min(1.0, H / W)) + 60,
+                      margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+    return fig
 
 
 def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
@@ -148,14 +205,15 @@ def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
 
 def provenance_figure(prov, *, opacity: float = 0.7, colorscale: str = "Viridis", cell: int = 220) -> go.Figure:
     """Masked input with the query outlined | reconstruction | attention provenance | gradient provenance."""
-    S, p = prov.image.shape[0], prov.patch_size
+    H, W = prov.image.shape[:2]
+    p = prov.patch_size
     gh, gw = prov.mask.shape
     masked = prov.image.copy()
     px = np.kron(prov.mask, np.ones((p, p), bool))
     masked[px] = 0.5
     pasted = prov.image.copy()
     pasted[px] = prov.prediction[px]
-    k = upscale_factor(S, S, 224)
+    k = upscale_factor(H, W, 224)
     titles = ["masked input (click a grey patch)", "reconstruction + visible",
               f"attention rollout (via CLS {prov.via_cls:.0%}, mask tokens {prov.via_mask_tokens:.0%})", "input gradient |∂/∂x|"]
     fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.02)
@@ -174,7 +232,7 @@ def provenance_figure(prov, *, opacity: float = 0.7, colorscale: str = "Viridis"
     for c, (m, name) in enumerate([(prov.attention, "attention"), (grad, "gradient")], start=3):
         fig.add_trace(go.Heatmap(z=json_grid(unit(m)), x=xs, y=ys, coloraxis="coloraxis", opacity=opacity, name=name,
                                  hovertemplate=name + " %{z:.3f}<extra></extra>"), 1, c)
-    _image_axes(fig, S, 1, 4)
+    _image_axes(fig, (H, W), 1, 4)
     r, cq = divmod(prov.query, gw)
     box = dict(type="rect", x0=cq * p, x1=(cq + 1) * p, y0=r * p, y1=(r + 1) * p, line=dict(color="red", width=2))
     fig.update_layout(shapes=[dict(box, xref=f"x{'' if i == 1 else i}", yref=f"y{'' if i == 1 else i}") for i in range(1, 5)],
