@@ -231,3 +231,71 @@ def test_attention_figures_export_and_reproduce(tmp_path, model):
                                    preset="double-column", formats=["png", "svg"])
         rep = export.reproduce(res.files["json"])
         assert rep.identical, rep.summary()
+
+
+# ---------------------------------------------------------------------------- input copies: only when the figure is written
+def _png_upload(seed: int, name: str = "mine.png"):
+    import cv2
+
+    ok, buf = cv2.imencode(".png", (np.random.default_rng(seed).random((40, 48, 3)) * 255).astype(np.uint8))
+    return ({"name": name, "type": "image/png", "size": len(buf), "content": memoryview(buf.tobytes())},)
+
+
+def _stored(folder: Path) -> set[str]:
+    return {p.name for p in (folder / "inputs").iterdir()} if (folder / "inputs").is_dir() else set()
+
+
+@pytest.mark.parametrize("how", ["upload", "attached arrays"])
+def test_inputs_are_stored_only_after_the_overwrite_decision(tmp_path, model, how):
+    """An existing export and overwrite off: refused, no new inputs/ file; overwrite on: written with its input."""
+    opts = dict(ratio=0.5, seed=1)
+    if how == "upload":
+        call = lambda seed, **kw: export.export_recipe("reconstruction", tmp_path / "fig", model=model,  # noqa: E731
+                                                       inputs=[_png_upload(seed)], options=opts, formats=["png"], **kw)
+    else:
+        rgbd = explorer.load_multimodal_model("mini-rgbd-mae", device="cpu")
+        rng = np.random.default_rng(0)
+        arrays = lambda seed: {"rgb": np.random.default_rng(seed).random((64, 64, 3)).astype(np.float32),  # noqa: E731
+                               "depth": rng.uniform(1, 4, (64, 64)).astype(np.float32)}
+        call = lambda seed, **kw: export.export_recipe("multimodal", tmp_path / "fig", model=rgbd, inputs=[],  # noqa: E731
+                                                       options=dict(budgets={"rgb": 16, "depth": 0}),
+                                                       attach={"arrays": arrays(seed)}, formats=["png"], **kw)
+    first = call(1)
+    before = _stored(tmp_path)
+    png = first.files["png"].read_bytes()
+    assert len(before) == 1
+    with pytest.raises(FileExistsError, match="not overwritten.*nothing was written"):
+        call(2, rename=False)
+    assert _stored(tmp_path) == before and first.files["png"].read_bytes() == png
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.json", "fig.png", "inputs"]
+    again = call(2, overwrite=True)
+    assert again.files["png"] == first.files["png"] and again.files["png"].read_bytes() != png
+    added = _stored(tmp_path) - before
+    assert len(added) == 1
+    rec = again.sidecar["provenance"]["inputs"][0]["path"] if how == "upload" else again.sidecar["recipe"]["options"]["arrays"]
+    assert rec == "inputs/" + added.pop()
+    assert export.reproduce(again.files["json"], out=tmp_path / "re").identical
+
+
+def test_a_failed_write_leaves_no_new_input(tmp_path, model, monkeypatch):
+    import explorer.export.figure as F
+
+    real = F.write_atomic
+
+    def failing(path, data, **kw):
+        if Path(path).suffix == ".png" and "inputs" not in Path(path).parts:
+            raise OSError(28, "No space left on device")
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(F, "write_atomic", failing)
+    with pytest.raises(OSError, match="No space"):
+        export.export_recipe("reconstruction", tmp_path / "fig", model=model, inputs=[_png_upload(3)], formats=["png"])
+    assert _stored(tmp_path) == set() and not (tmp_path / "fig.png").exists()
+
+
+def test_unknown_attachment_is_refused_before_anything_runs(tmp_path, model):
+    with pytest.raises(ValueError, match="Cannot attach an input as 'clip'"):
+        export.export_recipe("reconstruction", tmp_path / "x", model=model, inputs=["chelsea"], attach={"clip": b"x"})
+    with pytest.raises(ValueError, match="has no option 'video'"):
+        export.export_recipe("reconstruction", tmp_path / "x", model=model, inputs=["chelsea"], attach={"video": b"x"})
+    assert not any(tmp_path.iterdir())

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from explorer.multimodal import Modality
+from explorer.multimodal import Modality, MultiModalInputError
 from explorer.video import write_video
 from explorer.widgets import multimodal_app as MA
 from explorer.widgets.multimodal_app import MultiMAEApp
@@ -174,3 +174,47 @@ def test_export_and_reproduce_samples_and_uploads_byte_identically(rgbd_folder, 
     av.export_panel.folder.value = str(tmp_path / "figs")
     res4 = av.export_panel.export()
     assert res4.sidecar["recipe"]["options"]["frame"] == 4 and reproduce(res4.files["json"]).identical
+
+
+def test_app_export_refused_without_overwrite_stores_no_arrays(rgbd_folder, tmp_path):
+    """Uploaded inputs go to the export as arrays; a refused export (typed name exists, overwrite off) stores none."""
+    app = MultiMAEApp(rgbd_folder, device="cpu")
+    panel = app.export_panel
+    figs = tmp_path / "figs"
+    panel.folder.value, panel.name.value = str(figs), "upload"
+    panel.formats["pdf"].value = panel.formats["svg"].value = False
+    rng = np.random.default_rng(4)
+    app.set_rgbd(_png((rng.random((40, 40, 3)) * 255).astype(np.uint8)), _png(np.full((40, 40), 2500, np.uint16)))
+    assert not (figs / "inputs").exists()  # using an upload stores nothing
+    first = panel.export()
+    assert first is not None, panel.status.value
+    stored = sorted((figs / "inputs").iterdir())
+    assert [p.suffix for p in stored] == [".npz"]
+    app.set_rgbd(_png((rng.random((40, 40, 3)) * 255).astype(np.uint8)))
+    assert panel.export() is None and "not overwritten" in panel.status.value
+    assert sorted((figs / "inputs").iterdir()) == stored
+    panel.overwrite.value = True
+    assert panel.export() is not None, panel.status.value
+    assert len(list((figs / "inputs").iterdir())) == 2
+
+
+def test_files_become_inputs_outside_the_app(tmp_path):
+    """explorer.multimodal.inputs decides stereo right view vs depth map and video vs still from the files alone."""
+    from explorer.multimodal.inputs import av_from_files, prepare_files, rgbd_from_files
+
+    rng = np.random.default_rng(0)
+    left = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    stereo = rgbd_from_files(_png(left), _png(np.roll(left, -4, axis=1)), size=16)
+    assert "stereo pair" in " ".join(stereo.notes) and stereo.arrays["depth"].shape == (16, 16)
+    depth = rgbd_from_files(_png(left), _png(np.full((48, 64), 2000, np.uint16)), size=16)
+    assert "stereo" not in " ".join(depth.notes) and np.nanmax(depth.arrays["depth"]) == pytest.approx(2.0)
+    assert depth.key.startswith("upload:") and depth.key.count(":") == 2 and depth.key != stereo.key
+    with pytest.raises(MultiModalInputError, match="right stereo image needs the left"):
+        rgbd_from_files(None, _png(left), size=16)
+    still = av_from_files(_png(left))
+    assert still.arrays["video"].shape[0] == 8 and "still image" in " ".join(still.notes) and "audio" not in still.arrays
+    write_video(tmp_path / "c.avi", rng.random((16, 32, 32, 3)).astype(np.float32), fps=8)
+    clip = prepare_files("audio-visual", str(tmp_path / "c.avi"))
+    assert "still image" not in " ".join(clip.notes) and clip.arrays["video"].shape == (8, 48, 48, 3)
+    with pytest.raises(MultiModalInputError, match="Upload a file first"):
+        prepare_files("rgbd")

@@ -148,3 +148,39 @@ def test_python_export_of_an_array_clip(folder, tmp_path):
     assert export.reproduce(res.files["json"]).identical
     with pytest.raises(ValueError, match="either clip="):
         export.export_recipe("video_frames", tmp_path / "x", model=model, inputs=[], options={}, formats=["png"])
+
+
+def test_app_export_refused_without_overwrite_stores_no_clip(folder, tmp_path):
+    """The app hands the uploaded clip to the export; with a typed name that exists and overwrite off the export is
+    refused and says so, and no clip is stored; with overwrite on the figure and its clip are written."""
+    from explorer import export
+    from explorer.video import write_video
+
+    def upload(seed):
+        write_video(tmp_path / f"up{seed}.avi", np.random.default_rng(seed).random((12, 32, 32, 3)).astype(np.float32))
+        data = (tmp_path / f"up{seed}.avi").read_bytes()
+        return ({"name": f"up{seed}.avi", "type": "video/x-msvideo", "size": len(data), "content": memoryview(data),
+                 "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)},)
+
+    figs = tmp_path / "figs"
+    app = VideoMAEApp(model=str(folder), clip="generated:10000003")
+    app.export_view.value = "video_sampling"
+    panel = app.export_panel
+    panel.folder.value, panel.name.value = str(figs), "clip"
+    for f in ("pdf", "svg"):
+        panel.formats[f].value = False
+    app.upload.value = upload(1)
+    assert not (figs / "inputs").exists()  # loading a clip stores nothing
+    first = panel.export()
+    assert first is not None, panel.status.value
+    stored = sorted((figs / "inputs").iterdir())
+    assert len(stored) == 1 and first.sidecar["recipe"]["options"]["video"] == "inputs/" + stored[0].name
+    app.upload.value = upload(2)
+    assert panel.export() is None
+    assert "Export failed" in panel.status.value and "not overwritten" in panel.status.value
+    assert sorted((figs / "inputs").iterdir()) == stored and not (figs / "clip-2.png").exists()
+    panel.overwrite.value = True
+    again = panel.export()
+    assert again is not None and again.files["png"] == first.files["png"], panel.status.value
+    assert len(list((figs / "inputs").iterdir())) == 2
+    assert export.reproduce(again.files["json"], out=figs / "re").identical
