@@ -222,3 +222,15 @@ def test_old_module_paths_keep_their_names():
     assert multimae.list_multimodal_models() == ["mini-av-mae", "mini-rgbd-mae"]
     assert {"mini-mae", "facebook/vit-mae-base"} <= set(explorer.models.list_models())
     assert explorer.models.HUB_MODELS and explorer.models.ModelLoadError is hub.ModelLoadError
+
+
+def test_a_checkpoint_with_a_head_no_family_reads_is_named(tmp_path):
+    """A family that claims architectures refuses others by name (before any weights are read)."""
+    folder = tmp_path / "deit-mim"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "deit", "architectures": ["DeiTForMaskedImageModeling"]}))
+    with pytest.raises(ModelLoadError, match="with head DeiTForMaskedImageModeling; the explorer reads "
+                                             "DeiTForImageClassificationWithTeacher or .* only"):
+        load_model(folder, device="cpu")
+    with pytest.raises(ModelLoadError, match="image-only model .*'deit'"):
+        load_fusion_model(folder, device="cpu")

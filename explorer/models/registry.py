@@ -119,7 +119,7 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 #: Image-only model types no family reads (so the image+text loader can say they have no text input).
-OTHER_IMAGE_TYPES = ("dinov2", "deit", "beit", "swin")
+OTHER_IMAGE_TYPES = ("beit", "swin")
 
 #: Published checkpoints that no family can load, and why (shown instead of a download that cannot help).
 UNSUPPORTED_HUB = {
@@ -253,7 +253,7 @@ def _load(name_or_path, loader: _Loader, *, device, dtype, cache_dir=None, **opt
     ckpt = hub.open_checkpoint(name, folder, cache_dir=cache_dir, shipped=shipped)
     hit = find_family(ckpt.model_type, ckpt.architectures, loader.kinds)
     if hit is None:
-        raise _wrong_kind(name, ckpt.model_type, loader, family_of(ckpt.config))
+        raise _wrong_kind(name, ckpt.model_type, loader, next((f for f in FAMILIES if ckpt.model_type in f.model_types), None))
     family, class_name = hit
     if family is None:
         raise ModelLoadError(f"{name!r} is a {ckpt.model_type!r} checkpoint with head {', '.join(ckpt.architectures)}; "
