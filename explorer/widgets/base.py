@@ -142,6 +142,16 @@ class AppBase(StatusMixin, W.VBox):
         with self.working(f"loading {name}…"):
             return loader(name, **kw, **kwargs)
 
+    def show_first(self, source, use: Callable) -> None:
+        """Show ``source`` at start: a sample listed in the sample dropdown by selecting it (its observer reads it),
+        anything else (or the sample already selected) through ``use(source)``."""
+        listed = isinstance(source, str) and any(
+            (o[1] if isinstance(o, tuple) else o) == source for o in self.sample_dd.options)
+        if listed and source != self.sample_dd.value:
+            self.sample_dd.value = source
+        else:
+            use(source)
+
     # ------------------------------------------------------------------ status
     def _info(self, text: str) -> None:
         """Show ``text`` (HTML) in the status line and clear the details of an earlier error."""

@@ -92,10 +92,7 @@ class MAEApp(AppBase):
 
     def _first(self, image):
         self._load_model(refresh=False)
-        if isinstance(image, str) and image in SAMPLES and image != self.sample_dd.value:
-            self.sample_dd.value = image  # the observer reads it
-        else:
-            self._set_image_from(image)
+        self.show_first(image, self._set_image_from)
 
     # ------------------------------------------------------------------ status
     def _info_line(self, extra: str = ""):

@@ -107,16 +107,12 @@ class VideoMAEApp(AppBase):
 
     def _first(self, clip):
         self._load_model(refresh=False)
-        listed = isinstance(clip, str) and any(v == clip for _l, v in self.clip_dd.options)
-        if self.adapter is None:  # the load failed and says why: keep the clip for the next "Load model"
+        if self.adapter is not None:
+            self.show_first(clip, self._set_clip)
+        else:  # the load failed and says why: keep the clip for the next "Load model"
             self._source = clip
-            if listed:
-                with self.quiet():
-                    self.clip_dd.value = clip
-        elif listed:
-            self.clip_dd.value = clip
-        else:
-            self._set_clip(clip)
+            with self.quiet():
+                self.show_first(clip, lambda _c: None)
 
     @property
     def dtype(self) -> str:
