@@ -57,6 +57,36 @@ def test_hovering_a_patch_lists_every_word_for_it(app):
     assert sorted(order) == list(range(al.matrix.shape[1]))
 
 
+def test_word_bars_read_every_word_at_a_patch_from_the_alignment(app, monkeypatch):
+    """The bars come from Alignment.patch_words with the on-screen settings; the selected word is never touched,
+    and Integrated Gradients shows the words computed so far instead of running the model for every word."""
+    al = app.alignment
+    calls = []
+    orig = type(al).patch_words
+    monkeypatch.setattr(type(al), "patch_words", lambda self, *a, **k: calls.append((a, k)) or orig(self, *a, **k))
+    monkeypatch.setattr(type(app), "word", property(lambda s: s.__dict__["word"], _set_word_once_per_click), raising=False)
+    app.method.value = "attention"
+    app.layer.value = 0
+    app.head.value = 1
+    app.select_patch(9)
+    r, c = divmod(9, al.grid[1])
+    assert calls[-1] == (("attention", 9), {"layer": 0, "head": 1})
+    np.testing.assert_array_equal(app.bars.data[0].x, al.attention[0, 1, :, r, c])
+    app.method.value = "ig"
+    app.select_word(1)
+    x = np.array(app.bars.data[0].x, dtype=float)
+    assert x[1] == al.word_map("ig", 1).ravel()[9] and np.isnan(np.delete(x, 1)).all()
+    assert [k[:2] for k in al.computed] == [("ig", 1)]  # one word computed, for the map on screen
+    assert "computed so far" in app.bars.layout.title.text
+
+
+def _set_word_once_per_click(self, value):
+    """``app.word`` may only be set to what the user picked (the old bars cycled it through every word)."""
+    self.__dict__.setdefault("_word_sets", []).append(value)
+    assert len(self.__dict__["_word_sets"]) <= 2, self.__dict__["_word_sets"]
+    self.__dict__["word"] = value
+
+
 def test_ground_truth_counterfactual_and_modality(app):
     assert "pointing game" in app.truth.value and app.pointing
     d = app.run_deletion()
@@ -106,7 +136,7 @@ def test_photos_get_a_caption_and_maps(app):
     assert app.truth.value == ""  # no ground truth for photos
 
 
-def test_export_writes_a_reproducible_word_strip(app, tmp_path):
+def test_export_writes_a_reproducible_word_view(app, tmp_path):
     app.method.value = "relevance"
     app.export_panel.folder.value = str(tmp_path)
     res = app.export_panel.export()
@@ -118,3 +148,58 @@ def test_export_writes_a_reproducible_word_strip(app, tmp_path):
     assert rep.identical, rep.summary()
     fresh = align(app.adapter, app.loaded, app.alignment.meta["text"])
     np.testing.assert_allclose(fresh.maps["relevance"], app.alignment.maps["relevance"], rtol=1e-5, atol=1e-7)
+
+
+def _on_screen(app) -> dict:
+    """What the main figure shows: method, word, and the settings that method reads."""
+    from explorer.fusion import get_method
+
+    m = get_method(app.method.value)
+    return dict(method=m.name, word=app.word, layer=int(app.layer.value) if m.layer else None,
+                head=app.head.value if m.head else "mean", patch=app.patch)
+
+
+def test_export_of_integrated_gradients_exports_integrated_gradients(app, tmp_path):
+    """The fault: with 'Integrated Gradients' on screen, Export wrote a 'relevance' figure and said nothing."""
+    app.method.value = "ig"
+    app.select_word(1)
+    app.export_panel.folder.value = str(tmp_path)
+    for f, cb in app.export_panel.formats.items():
+        cb.value = f == "svg"
+    res = app.export_panel.export()
+    assert res is not None, app.export_panel.status.value
+    o = read_sidecar(res.files["json"])["recipe"]["options"]
+    assert o["method"] == "ig" and o["word"] == 1 and o["method_options"] == {"steps": 16}, o
+    assert "ig" in res.files["json"].name and "relevance" not in res.files["json"].name
+    svg = res.files["svg"].read_text()
+    assert "Integrated Gradients" in svg and "relevance" not in svg
+    rep = reproduce(res.files["json"], out=tmp_path / "again")
+    assert rep.identical, rep.summary()
+
+
+def test_export_request_is_what_is_on_screen_for_every_method(app):
+    """For every method of the registry the app offers: the recipe options are the on-screen settings, and the
+    recipe's figure has the on-screen title and map."""
+    from explorer.export.registry import get_recipe, options_for
+    from explorer.fusion import REGISTRY
+
+    offered = [v for _label, v in app.method.options]
+    assert offered == [n for n, m in REGISTRY.items() if m.applies_to(app.adapter.kind)]
+    assert [label for label, _v in app.method.options][:len(app.alignment.available)] == [
+        REGISTRY[n].label for n in app.alignment.available]
+    app.select_word(1)
+    app.layer.value = 0
+    app.head.value = 1
+    app.select_patch(9)
+    for method in offered:
+        app.method.value = method
+        req = app.export_request()
+        o = req["options"]
+        assert o["method"] == method, f"on screen {method!r}, exported {o['method']!r}"
+        shown = _on_screen(app)
+        assert {k: o.get(k) for k in shown} == shown
+        fig = get_recipe("word_maps").build(app.adapter, [app.loaded], options_for("word_maps", o))
+        title = app.main.layout.annotations[1].text
+        assert REGISTRY[method].label in title and title in [a.text for a in fig.layout.annotations]
+        np.testing.assert_allclose(np.array(fig.data[2].z, dtype=float), _z(app), rtol=1e-6)
+        assert len(fig.layout.shapes) == len(app.main.layout.shapes) > 0  # the selected patch is marked too

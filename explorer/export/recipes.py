@@ -96,15 +96,27 @@ def _attention_methods(adapter, images, o) -> go.Figure:
     return method_row(maps.image, row)
 
 
-@recipe("word_maps", family="fusion", defaults=dict(text="", method="relevance", layer=None, head="mean", fit="center-crop",
-                                                   colorscale="Viridis", opacity=0.6))
+@recipe("word_maps", family="fusion", defaults=dict(text="", method="relevance", word=None, patch=None, layer=None, head="mean",
+                                                   method_options=None, fit="center-crop", colorscale="Viridis", opacity=0.6))
 def _word_maps(adapter, images, o) -> go.Figure:
-    """Every word's map over the image (image+text models), one shared colour scale."""
-    from ..fusion import align
-    from ..viz.fusion import word_strip
+    """Image+text models: one word's map over the image as the fusion app shows it, or every word's map (``word=None``).
+
+    ``method`` is a name of the fusion method registry; ``layer`` / ``head`` / ``method_options`` (e.g. IG ``steps``,
+    default: the registry's) are read by the methods that take them; ``patch`` outlines a patch.
+    """
+    from ..fusion import align, get_method
+    from ..viz.fusion import word_strip, word_view
 
     al = align(adapter, images[0], o["text"], fit=o["fit"])
-    return word_strip(al, o["method"], layer=o["layer"], head=o["head"], colorscale=o["colorscale"], opacity=o["opacity"])
+    m = get_method(o["method"])
+    s = m.settings(layer=o["layer"], head=o["head"], **(o["method_options"] or {}))
+    words = range(len(al.words)) if o["word"] is None else [int(o["word"])]
+    for w in words:  # on-demand methods (IG) run here, with the model; the figures only read the maps
+        al.word_map(m.name, w, adapter=adapter, **s)
+    if o["word"] is None:
+        return word_strip(al, m.name, colorscale=o["colorscale"], opacity=o["opacity"], **s)
+    return word_view(al, int(o["word"]), m.name, patch=o["patch"], colorscale=o["colorscale"], opacity=o["opacity"],
+                     interactive=False, **s)
 
 
 # ---------------------------------------------------------------------------- multimodal MAE recipe

@@ -39,7 +39,8 @@ class FusionMethod:
         layer: takes a layer (``None`` = ``default_layer``); head: takes a head (index or ``"mean"``).
         default_layer: with ``layer=None``: ``"mean"`` over layers, or the ``"last"`` one.
         gradients: needs the backward pass.
-        signed: maps can be negative (diverging colour scale).
+        diverging: shown on a diverging colour scale around 0 (signed attributions; other maps get one
+            only when they have negative values).
         options: its own options and their defaults (e.g. IG ``steps``); recorded in export sidecars.
         matrix: the word × patch matrix's title when this method's maps fill it (the first available one does).
         reference: where it comes from.
@@ -55,7 +56,7 @@ class FusionMethod:
     head: bool = False
     default_layer: str = "last"
     gradients: bool = False
-    signed: bool = False
+    diverging: bool = False
     options: dict = field(default_factory=dict)
     matrix: str = ""
     reference: str = ""
@@ -132,10 +133,10 @@ register(FusionMethod("relevance", "gradient relevance (Chefer 2021)", "relevanc
 register(FusionMethod("gradcam", "Grad-CAM on cross-attention (ALBEF)", "Grad-CAM", build=capture.gradcam_stack,
                       layer=True, gradients=True, reference="Li et al. 2021 (ALBEF): E_h[A ⊙ (∂s/∂A)⁺] per layer"))
 register(FusionMethod("similarity", "token-wise similarity (FILIP)", "similarity", build=capture.similarity,
-                      kinds=("dual-encoder",), signed=True, matrix="token-wise cosine similarity (FILIP)",
+                      kinds=("dual-encoder",), matrix="token-wise cosine similarity (FILIP)",
                       reference="Yao et al. 2021 (FILIP): cosine of projected patch and word embeddings"))
 register(FusionMethod("ig", "Integrated Gradients (captum)", "IG", compute=attribution.ig_word_map, kinds=ALL_KINDS,
-                      gradients=True, signed=True, options={"steps": 16},
+                      gradients=True, diverging=True, options={"steps": 16},
                       reference="Sundararajan et al. 2017 over pixels, of s(x, text) − s(x, text without the word)"))
 
 #: names in menu order, and their labels (kept for ``from explorer.fusion import METHODS, METHOD_NAMES``)

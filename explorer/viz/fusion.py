@@ -1,6 +1,11 @@
 """Figures for cross-modal alignment (pure: :class:`explorer.fusion.Alignment` in, plotly figures out).
 
+Method labels come from the method registry through the Alignment (``al.method(name)``, ``al.describe(name, …)``),
+so this floor never imports :mod:`explorer.fusion`.  Maps of on-demand methods (Integrated Gradients) must have
+been computed by the caller (``al.word_map(name, word, adapter=…)``): figures never run a model.
+
 * :func:`word_overlay` — the image and one word's map over it (hover the image: words per patch).
+* :func:`word_view` — :func:`word_overlay` of one word of an Alignment as the fusion app shows it (and exports it).
 * :func:`word_bars` — how strongly each word goes with one patch (or per-word attributions).
 * :func:`alignment_matrix` — words × patches, sortable, on one colour scale.
 * :func:`word_strip` — every word's map side by side, one shared colour scale (paper figure).
@@ -28,15 +33,35 @@ def patch_marker(patch: int, grid: tuple[int, int], patch_size: int) -> dict:
 
 def word_overlay(image: np.ndarray, patch_map: np.ndarray, *, patch_size: int, title: str, opacity: float = 0.6,
                  colorscale: str = "Viridis", marker: dict | None = None, label: str = "association",
-                 zmax: float | None = None) -> go.Figure:
-    """Two panels: the image (hover or click a patch) and the word's ``(gh, gw)`` map over it."""
+                 zmax: float | None = None, diverging: bool = False, image_title: str = "hover / click a patch") -> go.Figure:
+    """Two panels: the image (hover or click a patch) and the word's ``(gh, gw)`` map over it.
+
+    ``diverging``: a diverging colour scale around 0 (signed attributions); a map with negative values gets one anyway.
+    """
     fig = query_overlay(image, patch_map, patch_size=patch_size, title=title, opacity=opacity, colorscale=colorscale,
                         marker=marker, label=label, zmax=zmax if zmax is not None else float(np.nanmax(patch_map)))
-    fig.layout.annotations[0].text = "hover / click a patch"
-    if np.nanmin(patch_map) < 0:  # signed maps (IG, relevance can be signed): diverging scale around 0
+    fig.layout.annotations[0].text = image_title
+    if diverging or np.nanmin(patch_map) < 0:
         m = float(np.nanmax(np.abs(patch_map))) or 1.0
         fig.data[2].update(colorscale="RdBu", zmin=-m, zmax=m, zmid=0, reversescale=True)
     return fig
+
+
+def word_title(al, word: int, method: str, **settings) -> str:
+    """``"'red': cross-attention (layer, head), layer 0, head 1"``: the word and the method with the settings it reads."""
+    return f"'{al.word_strings[word]}': {al.describe(method, **settings)}"
+
+
+def word_view(al, word: int, method: str, *, layer: int | None = None, head="mean", patch: int | None = None,
+              opacity: float = 0.6, colorscale: str = "Viridis", interactive: bool = True, **options) -> go.Figure:
+    """Word ``word``'s map under ``method`` over the image, titled with the method's label and settings, ``patch``
+    (row-major) outlined: what the fusion app shows, and what its Export writes (``interactive=False``)."""
+    m = al.method(method)
+    mp = al.word_map(method, word, layer=layer, head=head, **options)
+    marker = patch_marker(patch, al.grid, al.patch_size) if patch is not None else None
+    return word_overlay(al.image, mp, patch_size=al.patch_size, title=word_title(al, word, method, layer=layer, head=head, **options),
+                        opacity=opacity, colorscale=colorscale, marker=marker, label=m.short, diverging=m.diverging,
+                        image_title="hover / click a patch" if interactive else "image")
 
 
 def word_labels(words: list[str]) -> list[str]:
@@ -91,13 +116,12 @@ def alignment_matrix(matrix: np.ndarray, words: list[str], *, sort_by: int | Non
 
 
 def word_strip(al, method: str = "relevance", *, layer: int | None = None, head="mean", colorscale: str = "Viridis",
-               opacity: float = 0.6, cell: int = 160) -> go.Figure:
-    """Every clickable word's map over the image, one shared colour scale (maps scaled by the largest)."""
-    maps = {}
-    for k, w in enumerate(al.word_strings):
-        kw = {"layer": layer, "head": head} if method == "attention" else ({"layer": layer} if method == "gradcam" else {})
-        maps[f"{k}: {w}"] = al.word_map(method, k, **kw)
-    return map_strip(al.image, maps, opacity=opacity, colorscale=colorscale, colorbar_title=method, show_image=True, cell=cell)
+               opacity: float = 0.6, cell: int = 160, **options) -> go.Figure:
+    """Every clickable word's map over the image, one shared colour scale (maps scaled by the largest); the colour
+    bar names the method (``layer``, ``head`` and ``options`` go to the methods that read them)."""
+    maps = {f"{k}: {w}": al.word_map(method, k, layer=layer, head=head, **options) for k, w in enumerate(al.word_strings)}
+    return map_strip(al.image, maps, opacity=opacity, colorscale=colorscale, colorbar_title=al.method(method).short,
+                     show_image=True, cell=cell)
 
 
 def modality_figure(report, *, output_name: str = "output", width: int = 760, height: int = 300) -> go.Figure:

@@ -1,10 +1,12 @@
 """The cross-modal alignment app: which image region each word goes with, and how much the output
 depends on each modality.
 
-Composition only: results from :mod:`explorer.fusion`, figures from :mod:`explorer.viz.fusion`.
-One forward + backward per (model, image, text) feeds every word / method / layer / head /
-opacity / sort interaction from the cached :class:`explorer.fusion.Alignment`; Integrated
-Gradients per word, the modality report and the counterfactual are computed on demand and cached.
+Composition only: results from :mod:`explorer.fusion`, figures from :mod:`explorer.viz.fusion`, the views
+and checks from :mod:`.fusion_panels`.  One forward + backward per (model, image, text) feeds every word /
+method / layer / head / opacity / sort interaction from the cached :class:`explorer.fusion.Alignment`;
+Integrated Gradients per word, the modality report and the counterfactual are computed on demand and kept.
+The Method menu is the fusion method registry; Export writes the view on screen (method, its settings,
+word, patch) through the ``word_maps`` recipe.
 """
 
 from __future__ import annotations
@@ -13,30 +15,24 @@ import html
 import time
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 
 from ..models.fusion_registry import list_fusion_models
-from ..fusion import METHOD_NAMES, FusionInputError, align, deletion_auc, load_fusion_model, modality_report, pointing_hits, word_ig
-from ..io import ImageLoadError, LoadedImage, load_image
-from ..models import DeviceError, ModelLoadError, available_devices
+from ..fusion import align, get_method, load_fusion_model
+from ..io import LoadedImage, load_image
+from ..models import available_devices
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..data.scenes import make_scene
-from ..viz import fusion as VF
 from ..viz.attention import COLORSCALES
-from ..viz.images import json_grid
-from .attention_app import _replace
 from .export_panel import ExportPanel
-from .messages import StatusMixin, guarded
+from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu
+from .messages import StatusMixin
 
-USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
 #: Held-out generated scenes offered as samples (seeds never used in training), with ground truth.
 SCENE_SEEDS = (10_000_003, 10_000_011, 10_000_021, 10_000_042, 10_000_077, 10_000_101)
 PHOTO_CAPTIONS = {"chelsea": "a cat", "coffee": "a cup of coffee", "astronaut": "an astronaut", "rocket": "a rocket",
                   "china": "a white teapot", "flower": "a pink flower"}
-
-_guarded = guarded(USER_ERRORS)
 
 
 #: Words a first look should skip (the app opens on the first word not in this list).
@@ -55,7 +51,7 @@ def scene_sample(seed: int):
     return img, sc.caption(), sc
 
 
-class FusionApp(StatusMixin, W.VBox):
+class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
     """Interactive cross-modal alignment explorer.
 
     Args:
@@ -77,7 +73,6 @@ class FusionApp(StatusMixin, W.VBox):
         self.alignment = None
         self.word = 0
         self.patch: int | None = None
-        self._ig_cache: dict = {}
         self.report = None
         self.last_update_ms = float("nan")
         style = {"description_width": "initial"}
@@ -214,13 +209,12 @@ class FusionApp(StatusMixin, W.VBox):
         al = align(self.adapter, self.loaded, self.text_box.value)
         self.alignment = al
         self._compute_s = time.perf_counter() - t0
-        self._ig_cache.clear()
         self.report = None
         self.modality_text.value = ""
         self.cf_text.value = ""
         self.modality_box.children = []
         self.cf_box.children = []
-        methods = [(METHOD_NAMES[m], m) for m in al.available] + [(METHOD_NAMES["ig"] + " — on demand", "ig")]
+        methods = method_menu(al)
         n_layers = 0 if al.attention is None else al.attention.shape[0]
         heads = 0 if al.attention is None else al.attention.shape[1]
         with self.hold_trait_notifications():
@@ -250,211 +244,22 @@ class FusionApp(StatusMixin, W.VBox):
                    f"({self.adapter.kind}) · one forward + backward in {self._compute_s * 1e3:.0f} ms; words, layers, heads "
                    f"and methods are served from the cache")
 
-    # ------------------------------------------------------------------ views
-    def select_word(self, word: int):
-        """Show word ``word`` (0-based clickable word), as clicking it in the caption does."""
-        if self._busy:
-            return
-        self.word = int(word)
-        if self.words.value != self.word:
-            self._busy = True  # the toggle's observer would call back here: one update is enough
-            try:
-                self.words.value = self.word
-            finally:
-                self._busy = False
-        self._update()
-        if self.sort.value == "word":
-            self._update_matrix()
-
-    def current_map(self) -> np.ndarray:
-        """``(gh, gw)`` map on screen: selected word, method, layer and head."""
-        al = self.alignment
-        m = self.method.value
-        if m == "ig":
-            key = (self.word,)
-            if key not in self._ig_cache:
-                self._ig_cache[key] = word_ig(self.adapter, self.loaded, al.meta["text"], self.word)
-            return self._ig_cache[key]
-        if m == "attention":
-            return al.word_map("attention", self.word, layer=self.layer.value, head=self.head.value)
-        if m == "gradcam":
-            return al.word_map("gradcam", self.word, layer=self.layer.value)
-        return al.word_map(m, self.word)
-
-    def _title(self) -> str:
-        m = self.method.value
-        w = self.alignment.word_strings[self.word]
-        where = ""
-        if m == "attention":
-            where = f", layer {self.layer.value}, {'mean of heads' if self.head.value == 'mean' else f'head {self.head.value}'}"
-        elif m == "gradcam":
-            where = f", layer {self.layer.value}"
-        return f"'{w}': {METHOD_NAMES[m]}{where}"
-
-    @_guarded
-    def _update(self, rebuild: bool = False):
-        if self._busy or self.alignment is None:
-            return
-        t0 = time.perf_counter()
-        al = self.alignment
-        m = self.current_map()
-        marker = VF.patch_marker(self.patch, al.grid, self.adapter.patch_size) if self.patch is not None else None
-        signed = bool(np.nanmin(m) < 0)
-        if rebuild or len(self.main.data) != 3 or signed or self.main.data[2].zmid is not None:
-            fig = VF.word_overlay(al.image, m, patch_size=self.adapter.patch_size, title=self._title(),
-                                  opacity=self.opacity.value, colorscale=self.cscale.value, marker=marker)
-            _replace(self.main, fig)
-            self.main.data[0].on_click(self._on_image_click)
-            self.main.data[0].on_hover(self._on_image_click)
-        else:
-            with self.main.batch_update():
-                hm = self.main.data[2]
-                hm.z = json_grid(m)
-                hm.zmax = float(np.nanmax(m))
-                hm.opacity = self.opacity.value
-                hm.colorscale = self.cscale.value
-                self.main.layout.annotations[1].text = self._title()
-                self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
-        self._update_bars()
-        self.last_update_ms = (time.perf_counter() - t0) * 1e3
-
-    def patch_words(self) -> np.ndarray:
-        """``(W,)`` value of the selected patch (or of each word's peak) for every word, current method."""
-        al = self.alignment
-        vals = []
-        for k in range(len(al.words)):
-            keep, self.word = self.word, k
-            try:
-                mp = self.current_map() if self.method.value != "ig" else al.word_map(al.available[-1], k)
-            finally:
-                self.word = keep
-            vals.append(float(mp.ravel()[self.patch]) if self.patch is not None else float(np.nanmax(mp)))
-        return np.array(vals)
-
-    def _update_bars(self):
-        al = self.alignment
-        title = (f"words for patch {self.patch}" if self.patch is not None else "each word's peak (hover / click a patch)")
-        values = self.patch_words()
-        labels = VF.word_labels(al.word_strings)
-        if len(self.bars.data) == 1 and list(self.bars.data[0].y) == labels:  # same words: update in place
-            with self.bars.batch_update():
-                self.bars.data[0].x = values
-                self.bars.data[0].marker.color = VF.bar_colours(len(labels), self.word)
-                self.bars.layout.title.text = title
-        else:
-            _replace(self.bars, VF.word_bars(al.word_strings, values, selected=self.word, title=title))
-            self.bars.data[0].on_click(self._on_bar_click)
-
-    def select_patch(self, patch: int | None):
-        """Show how every word goes with ``patch`` (row-major index), as hovering / clicking it does."""
-        self.patch = None if patch is None else int(patch)
-        self._update()
-
-    def _on_image_click(self, trace, points, state):
-        if not points.xs or self.alignment is None:
-            return
-        p = self.adapter.patch_size
-        gh, gw = self.alignment.grid
-        r, c = int(points.ys[0] // p), int(points.xs[0] // p)
-        if 0 <= r < gh and 0 <= c < gw and r * gw + c != self.patch:
-            self.select_patch(r * gw + c)
-
-    def _on_bar_click(self, trace, points, state):
-        if points.point_inds:
-            self.select_word(points.point_inds[0])
-
-    @_guarded
-    def _update_matrix(self):
-        if self.alignment is None:
-            return
-        al = self.alignment
-        fig, self._order = VF.alignment_matrix(al.matrix, al.word_strings, sort_by=self.word if self.sort.value == "word" else None,
-                                               title=al.matrix_name, colorscale=self.cscale.value)
-        _replace(self.matrix, fig)
-        self.matrix.data[0].on_click(self._on_matrix_click)
-
-    def _on_matrix_click(self, trace, points, state):
-        if not points.point_inds:
-            return
-        r, c = points.point_inds[0]
-        self.patch = int(self._order[c])
-        self.select_word(int(r))
-
-    # ------------------------------------------------------------------ ground truth, attributions, counterfactual
-    def scene_word_masks(self) -> dict[int, np.ndarray]:
-        """Ground truth of a generated scene: clickable word → object mask (empty if the words are not the text's words)."""
-        if self.scene is None or self.alignment is None:
-            return {}
-        text_words = self.alignment.meta["text"].lower().split()
-        if [w.lower() for w in self.alignment.word_strings] != text_words[: len(self.alignment.words)]:
-            return {}
-        return {k: m for k, m in self.scene.word_masks(" ".join(text_words)).items() if k < len(self.alignment.words)}
-
-    def _ground_truth(self):
-        masks = self.scene_word_masks()
-        if not masks:
-            self.truth.value = ""
-            return
-        hits = pointing_hits(self.alignment, masks)
-        rows = "".join(f"<tr><td>{html.escape(METHOD_NAMES[m])}</td><td>{sum(h)}/{len(h)}</td></tr>" for m, h in hits.items())
-        self.truth.value = (f"<div style='font-size:12px'><b>Ground truth</b> (generated scene): pointing game — does each "
-                            f"object word's map peak on its object?<table>{rows}</table></div>")
-        self.pointing = hits
-
-    @_guarded
-    def run_deletion(self):
-        """Deletion AUC of the current word's map (and a random order) for the current input."""
-        al = self.alignment
-        d = deletion_auc(self.adapter, self.loaded, al.meta["text"], self.current_map())
-        verdict = "lower than random: the map found what the output needs" if d["map"] < d["random"] else "not lower than random"
-        self.truth.value += (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(al.word_strings[self.word])}' "
-                             f"({html.escape(METHOD_NAMES[self.method.value])}): {d['map']:.3f} vs random order "
-                             f"{d['random']:.3f} — {verdict}.</div>")
-        return d
-
-    @_guarded
-    def run_modality(self):
-        """How much the output depends on the image and on the text (masking + Integrated Gradients)."""
-        r = modality_report(self.adapter, self.loaded, self.alignment.meta["text"])
-        self.report = r
-        _replace(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
-        self.modality_box.children = [self.modality]
-        top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
-        self.modality_text.value = (
-            f"<div style='font-size:12px'>Integrated Gradients over both inputs at once: image {r.ig_image:+.3f}, text "
-            f"{r.ig_text:+.3f} (image share {100 * r.image_share:.0f} %; completeness gap {r.ig_delta:.1e}). Word with the "
-            f"largest attribution: '{html.escape(self.alignment.word_strings[top])}'. Masking the image moves the output "
-            f"{r.masked['image'] - r.score:+.3f}, masking the text {r.masked['text'] - r.score:+.3f}.</div>")
-        return r
-
-    @_guarded
-    def counterfactual(self, new_word: str):
-        """Replace the selected word by ``new_word``; show both texts' maps of that word side by side."""
-        al = self.alignment
-        new_word = (new_word or "").strip()
-        if not new_word or len(new_word.split()) != 1:
-            raise FusionInputError("Type one word to put in place of the selected word (e.g. 'blue' for 'red').")
-        edited_text = self.adapter.replace_word(self.adapter.tokenize(al.meta["text"]), al.words[self.word], new_word).text
-        other = align(self.adapter, self.loaded, edited_text)
-        k = min(self.word, len(other.words) - 1)
-        m = self.method.value if self.method.value in other.available else other.available[0]
-        a, b = al.word_map(m, self.word), other.word_map(m, k)
-        panels = {f"'{al.word_strings[self.word]}' · {al.score:+.2f}": a, f"'{other.word_strings[k]}' · {other.score:+.2f}": b}
-        _replace(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
-        self.cf_box.children = [self.cf]
-        self.cf_text.value = (f"<div style='font-size:12px'>“{html.escape(al.meta['text'])}” → {html.escape(al.answer)}<br>"
-                              f"“{html.escape(edited_text)}” → {html.escape(other.answer)}<br>"
-                              f"{html.escape(METHOD_NAMES[m])}; shared colour scale.</div>")
-        self.counterfactual_alignment = other
-        return other
-
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:
+        """The ``word_maps`` recipe of the view on screen: method, the settings it reads, word, patch, colours."""
         if self.alignment is None:
             raise ValueError("Nothing to export yet: load a model, an image and a text first.")
-        stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.loaded.name.rsplit(".", 1)[0])[:40]
-        method = self.method.value if self.method.value != "ig" else "relevance"
-        return dict(recipe="word_maps", model=self.adapter, inputs=[self._source], name=f"{stem}-words-{method}",
-                    options=dict(text=self.alignment.meta["text"], method=method,
-                                 layer=int(self.layer.value) if method in ("attention", "gradcam") else None,
-                                 head=self.head.value, colorscale=self.cscale.value, opacity=float(self.opacity.value)))
+        m = get_method(self.method.value)
+        s = m.settings(**self.settings())
+        own = {k: s.pop(k) for k in m.options}
+        word = self.alignment.word_strings[self.word]
+        stem = "-".join(_clean(p) for p in (self.loaded.name.rsplit(".", 1)[0], word, m.name))
+        return dict(recipe="word_maps", model=self.adapter, inputs=[self._source], name=stem,
+                    options=dict(text=self.alignment.meta["text"], method=m.name, word=int(self.word), patch=self.patch,
+                                 **s, method_options=own or None, colorscale=self.cscale.value,
+                                 opacity=float(self.opacity.value)))
+
+
+def _clean(part: str) -> str:
+    """A piece of a file stem: letters, digits, ``-`` and ``_`` kept, the rest ``-``, at most 40 characters."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in part)[:40]

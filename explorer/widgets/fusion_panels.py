@@ -1,0 +1,223 @@
+"""The fusion app's panels: the word / patch views, and the checks (ground truth, deletion, modality dependence,
+counterfactual).  Mixins of :class:`explorer.widgets.fusion_app.FusionApp`; composition only.
+
+Every view reads the cached :class:`explorer.fusion.Alignment` through the method registry: the map on screen
+is ``al.word_map(method, word, **settings)``, the bars ``al.patch_words(method, patch, **settings)``, titles and
+menus the registry's labels.  Only on-demand methods (Integrated Gradients) run the model, once per word.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+
+from ..fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits
+from ..io import ImageLoadError
+from ..models import DeviceError, ModelLoadError
+from ..viz import fusion as VF
+from ..viz.images import json_grid
+from .attention_app import _replace
+from .messages import guarded
+
+USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
+
+_guarded = guarded(USER_ERRORS)
+
+
+def method_menu(al) -> list[tuple[str, str]]:
+    """Method dropdown options for ``al``: the registry's labels of what it holds, then the on-demand methods."""
+    return [(al.method(m).label + (" — on demand" if al.method(m).on_demand else ""), m) for m in al.offered]
+
+
+class WordPatchViews:
+    """The word overlay, the per-patch word bars and the word × patch matrix (state: ``word``, ``patch``)."""
+
+    def settings(self) -> dict:
+        """The on-screen settings a method may read: ``{"layer", "head"}`` (each method keeps what it takes)."""
+        return dict(layer=int(self.layer.value), head=self.head.value)
+
+    def select_word(self, word: int):
+        """Show word ``word`` (0-based clickable word), as clicking it in the caption does."""
+        if self._busy:
+            return
+        self.word = int(word)
+        if self.words.value != self.word:
+            self._busy = True  # the toggle's observer would call back here: one update is enough
+            try:
+                self.words.value = self.word
+            finally:
+                self._busy = False
+        self._update()
+        if self.sort.value == "word":
+            self._update_matrix()
+
+    def current_map(self) -> np.ndarray:
+        """``(gh, gw)`` map on screen: selected word, method, layer and head (on-demand methods: computed now, kept)."""
+        return self.alignment.word_map(self.method.value, self.word, adapter=self.adapter, **self.settings())
+
+    def _title(self) -> str:
+        return VF.word_title(self.alignment, self.word, self.method.value, **self.settings())
+
+    @_guarded
+    def _update(self, rebuild: bool = False):
+        if self._busy or self.alignment is None:
+            return
+        t0 = time.perf_counter()
+        al = self.alignment
+        m = self.current_map()
+        method = al.method(self.method.value)
+        diverging = method.diverging or bool(np.nanmin(m) < 0)
+        if rebuild or len(self.main.data) != 3 or diverging or self.main.data[2].zmid is not None:
+            fig = VF.word_view(al, self.word, method.name, patch=self.patch, opacity=self.opacity.value,
+                               colorscale=self.cscale.value, **self.settings())
+            _replace(self.main, fig)
+            self.main.data[0].on_click(self._on_image_click)
+            self.main.data[0].on_hover(self._on_image_click)
+        else:
+            marker = VF.patch_marker(self.patch, al.grid, al.patch_size) if self.patch is not None else None
+            with self.main.batch_update():
+                hm = self.main.data[2]
+                hm.z = json_grid(m)
+                hm.zmax = float(np.nanmax(m))
+                hm.opacity = self.opacity.value
+                hm.colorscale = self.cscale.value
+                hm.colorbar.title.text = hm.name = method.short
+                self.main.layout.annotations[1].text = self._title()
+                self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
+        self._update_bars()
+        self.last_update_ms = (time.perf_counter() - t0) * 1e3
+
+    def patch_words(self) -> np.ndarray:
+        """``(W,)`` value of the selected patch (or of each word's peak) for every word, current method and settings;
+        on-demand methods: NaN for the words not computed yet (hovering never runs the model)."""
+        return self.alignment.patch_words(self.method.value, self.patch, **self.settings())
+
+    def _update_bars(self):
+        al = self.alignment
+        title = (f"words for patch {self.patch}" if self.patch is not None else "each word's peak (hover / click a patch)")
+        method = al.method(self.method.value)
+        if method.on_demand:
+            title += f" — {method.short}: words computed so far (click a word)"
+        values = self.patch_words()
+        labels = VF.word_labels(al.word_strings)
+        if len(self.bars.data) == 1 and list(self.bars.data[0].y) == labels:  # same words: update in place
+            with self.bars.batch_update():
+                self.bars.data[0].x = values
+                self.bars.data[0].marker.color = VF.bar_colours(len(labels), self.word)
+                self.bars.layout.title.text = title
+                self.bars.layout.xaxis.title.text = method.short
+        else:
+            _replace(self.bars, VF.word_bars(al.word_strings, values, selected=self.word, title=title, value_name=method.short))
+            self.bars.data[0].on_click(self._on_bar_click)
+
+    def select_patch(self, patch: int | None):
+        """Show how every word goes with ``patch`` (row-major index), as hovering / clicking it does."""
+        self.patch = None if patch is None else int(patch)
+        self._update()
+
+    def _on_image_click(self, trace, points, state):
+        if not points.xs or self.alignment is None:
+            return
+        p = self.alignment.patch_size
+        gh, gw = self.alignment.grid
+        r, c = int(points.ys[0] // p), int(points.xs[0] // p)
+        if 0 <= r < gh and 0 <= c < gw and r * gw + c != self.patch:
+            self.select_patch(r * gw + c)
+
+    def _on_bar_click(self, trace, points, state):
+        if points.point_inds:
+            self.select_word(points.point_inds[0])
+
+    @_guarded
+    def _update_matrix(self):
+        if self.alignment is None:
+            return
+        al = self.alignment
+        fig, self._order = VF.alignment_matrix(al.matrix, al.word_strings, sort_by=self.word if self.sort.value == "word" else None,
+                                               title=al.matrix_name, colorscale=self.cscale.value)
+        _replace(self.matrix, fig)
+        self.matrix.data[0].on_click(self._on_matrix_click)
+
+    def _on_matrix_click(self, trace, points, state):
+        if not points.point_inds:
+            return
+        r, c = points.point_inds[0]
+        self.patch = int(self._order[c])
+        self.select_word(int(r))
+
+
+class FusionChecks:
+    """Ground truth (pointing game), deletion AUC, modality dependence and the counterfactual word."""
+
+    def scene_word_masks(self) -> dict[int, np.ndarray]:
+        """Ground truth of a generated scene: clickable word → object mask (empty if the words are not the text's words)."""
+        if self.scene is None or self.alignment is None:
+            return {}
+        text_words = self.alignment.meta["text"].lower().split()
+        if [w.lower() for w in self.alignment.word_strings] != text_words[: len(self.alignment.words)]:
+            return {}
+        return {k: m for k, m in self.scene.word_masks(" ".join(text_words)).items() if k < len(self.alignment.words)}
+
+    def _ground_truth(self):
+        masks = self.scene_word_masks()
+        if not masks:
+            self.truth.value = ""
+            return
+        hits = pointing_hits(self.alignment, masks)
+        rows = "".join(f"<tr><td>{html.escape(self.alignment.method(m).label)}</td><td>{sum(h)}/{len(h)}</td></tr>"
+                       for m, h in hits.items())
+        self.truth.value = (f"<div style='font-size:12px'><b>Ground truth</b> (generated scene): pointing game — does each "
+                            f"object word's map peak on its object?<table>{rows}</table></div>")
+        self.pointing = hits
+
+    @_guarded
+    def run_deletion(self):
+        """Deletion AUC of the current word's map (and a random order) for the current input."""
+        al = self.alignment
+        d = deletion_auc(self.adapter, self.loaded, al.meta["text"], self.current_map())
+        verdict = "lower than random: the map found what the output needs" if d["map"] < d["random"] else "not lower than random"
+        self.truth.value += (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(al.word_strings[self.word])}' "
+                             f"({html.escape(al.describe(self.method.value, **self.settings()))}): {d['map']:.3f} vs random "
+                             f"order {d['random']:.3f} — {verdict}.</div>")
+        return d
+
+    @_guarded
+    def run_modality(self):
+        """How much the output depends on the image and on the text (masking + Integrated Gradients)."""
+        r = modality_report(self.adapter, self.loaded, self.alignment.meta["text"])
+        self.report = r
+        _replace(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
+        self.modality_box.children = [self.modality]
+        top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
+        self.modality_text.value = (
+            f"<div style='font-size:12px'>Integrated Gradients over both inputs at once: image {r.ig_image:+.3f}, text "
+            f"{r.ig_text:+.3f} (image share {100 * r.image_share:.0f} %; completeness gap {r.ig_delta:.1e}). Word with the "
+            f"largest attribution: '{html.escape(self.alignment.word_strings[top])}'. Masking the image moves the output "
+            f"{r.masked['image'] - r.score:+.3f}, masking the text {r.masked['text'] - r.score:+.3f}.</div>")
+        return r
+
+    @_guarded
+    def counterfactual(self, new_word: str):
+        """Replace the selected word by ``new_word``; show both texts' maps of that word side by side (the on-screen
+        method and settings)."""
+        al = self.alignment
+        new_word = (new_word or "").strip()
+        if not new_word or len(new_word.split()) != 1:
+            raise FusionInputError("Type one word to put in place of the selected word (e.g. 'blue' for 'red').")
+        edited_text = self.adapter.replace_word(self.adapter.tokenize(al.meta["text"]), al.words[self.word], new_word).text
+        other = align(self.adapter, self.loaded, edited_text)
+        k = min(self.word, len(other.words) - 1)
+        m = self.method.value if self.method.value in other.offered else other.available[0]
+        s = self.settings()
+        a = al.word_map(m, self.word, adapter=self.adapter, **s)
+        b = other.word_map(m, k, adapter=self.adapter, **s)
+        panels = {f"'{al.word_strings[self.word]}' · {al.score:+.2f}": a, f"'{other.word_strings[k]}' · {other.score:+.2f}": b}
+        _replace(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
+        self.cf_box.children = [self.cf]
+        self.cf_text.value = (f"<div style='font-size:12px'>“{html.escape(al.meta['text'])}” → {html.escape(al.answer)}<br>"
+                              f"“{html.escape(edited_text)}” → {html.escape(other.answer)}<br>"
+                              f"{html.escape(al.describe(m, **s))}; shared colour scale.</div>")
+        self.counterfactual_alignment = other
+        return other
