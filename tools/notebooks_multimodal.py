@@ -252,7 +252,7 @@ stereo: it is resampled to 16 kHz mono).  Without a WAV, the model predicts the 
     ("code", """
 import tempfile, wave, pathlib
 from explorer.video import write_video
-from explorer.widgets.multimodal_app import MultiMAEApp
+from explorer.multimodal.inputs import av_from_files
 
 tmp = pathlib.Path(tempfile.mkdtemp())
 write_video(tmp / "clip.avi", clip.frames, fps=8)
@@ -260,18 +260,23 @@ stereo = np.repeat((clip.audio * 32767).astype("<i2")[:, None], 2, 1)
 with wave.open(str(tmp / "clip.wav"), "wb") as w:
     w.setnchannels(2); w.setsampwidth(2); w.setframerate(16_000); w.writeframes(stereo.tobytes())
 
-app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.0})
-app.set_av(str(tmp / "clip.avi"), str(tmp / "clip.wav"))
-print(app.status.value)
+files = av_from_files(str(tmp / "clip.avi"), str(tmp / "clip.wav"))   # what the app does with two uploads
+print({k: v.shape for k, v in files.arrays.items()})
+print("\\n".join(files.notes))
 """),
     ("md", """
 ## 4 · The app
 
 Sliders set the visible share of video and of sound; presets give the cross-modal cases; the frame slider (or Play)
-moves through the clip from the cached result.
+moves through the clip from the cached result.  The app appears as soon as the cell runs and shows its progress
+while the model loads.
 """),
     ("code", """
-app
+from explorer.widgets.multimodal_app import MultiMAEApp
+
+app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.0})
+app.set_av(str(tmp / "clip.avi"), str(tmp / "clip.wav"))
+print(app.status.value)
 """),
     ("md", """
 ## 5 · Bad input
