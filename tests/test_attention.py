@@ -430,6 +430,29 @@ def test_shipped_video_mae_opens_in_attention_maps_and_the_app():
     assert "⚠" not in app.status.value, app.status.value
     assert app.query == "mean" and app.maps.layout.grid == (4, 8, 8)
     assert np.asarray(app.main.data[2].z).shape == (8, 8)  # drawn over the first frame, mean over time steps
+    assert app.cls_btn.description == "Query: all tokens"
+    # a click on the shown frame picks that patch (the grid is (t, gh, gw): the click reads its last two)
+    before = np.asarray(app.main.data[2].z).copy()
+    p = app.maps.patch_size
+    app._on_image_click(None, type("P", (), {"xs": [2.5 * p], "ys": [5.5 * p]})(), None)
+    assert "⚠" not in app.status.value, app.status.value
+    assert app.query == 5 * 8 + 2
+    assert not np.allclose(np.asarray(app.main.data[2].z), before)
+    app.set_query("mean")
+    assert app.query == "mean"
+
+
+def test_attention_recipes_default_to_the_models_own_query(tmp_path):
+    """The attention recipes' default query is the layout's (CLS, or all tokens for VideoMAE), not a fixed "cls"."""
+    from explorer.data.clips import make_clip
+    from explorer.export.figure import build_recipe
+
+    model = explorer.load_model("mini-video-mae", device="cpu")
+    clip = make_clip(3, frames=8, size=64).frames
+    fig = build_recipe("attention_grid", model, [clip[0]], {"layers": [0], "heads": [0]})
+    z = next(np.asarray(t.z) for t in fig.data if getattr(t, "z", None) is not None)
+    want = A.attention_maps(model, clip[0]).query_map(0, 0, "mean").mean(0)  # (t, gh, gw): drawn as the mean over time
+    np.testing.assert_allclose(z, want, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------- your own torch module

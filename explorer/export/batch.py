@@ -213,7 +213,7 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
         if maps is not None:  # the attention forward ran unbatched, on this image alone
             from ..viz.attention import attention_grid
 
-            figure(attention_grid(maps, "cls"), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
+            figure(attention_grid(maps, maps.layout.default_query), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
                    batched=False)
         record = {"key": key, "input": in_spec, "files": sorted(Path(w).name for w in written),
                   # a perfect fill has an infinite PSNR, which JSON cannot hold: recorded as null

@@ -68,7 +68,7 @@ def _error_strip(adapter, images, o) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------- attention recipes
-@recipe("attention_grid", defaults=dict(query="cls", layers=None, heads=None, fit="center-crop", colorscale="Viridis"),
+@recipe("attention_grid", defaults=dict(query=None, layers=None, heads=None, fit="center-crop", colorscale="Viridis"),
         letters=False)
 def _attention_grid(adapter, images, o) -> go.Figure:
     """One input: layers × heads attention maps of one query token on one shared colour scale."""
@@ -76,10 +76,11 @@ def _attention_grid(adapter, images, o) -> go.Figure:
     from ..viz.attention import attention_grid
 
     maps = attention_maps(adapter, images[0], fit=o["fit"])
-    return attention_grid(maps, o["query"], layers=o["layers"], heads=o["heads"], colorscale=o["colorscale"])
+    query = maps.layout.default_query if o["query"] is None else o["query"]  # None: "cls", or "mean" without one
+    return attention_grid(maps, query, layers=o["layers"], heads=o["heads"], colorscale=o["colorscale"])
 
 
-@recipe("attention_methods", defaults=dict(query="cls", layer=0, head="mean", fusion="mean", discard=0.0, residual=True,
+@recipe("attention_methods", defaults=dict(query=None, layer=0, head="mean", fusion="mean", discard=0.0, residual=True,
                                            steps=16, fit="center-crop"))
 def _attention_methods(adapter, images, o) -> go.Figure:
     """One input: raw attention (one layer / head), rollout, relevance and integrated gradients side by side."""
@@ -88,8 +89,9 @@ def _attention_methods(adapter, images, o) -> go.Figure:
 
     im = images[0]
     maps = attention_maps(adapter, im, fit=o["fit"])
-    kw = dict(query=o["query"], fit=o["fit"])
-    row = {f"raw L{o['layer']} {o['head']}": maps.query_map(int(o["layer"]), o["head"], o["query"]),
+    query = maps.layout.default_query if o["query"] is None else o["query"]
+    kw = dict(query=query, fit=o["fit"])
+    row = {f"raw L{o['layer']} {o['head']}": maps.query_map(int(o["layer"]), o["head"], query),
            "rollout": explain(adapter, im, "rollout", fusion=o["fusion"], discard=float(o["discard"]), residual=bool(o["residual"]), **kw).map,
            "relevance": explain(adapter, im, "relevance", **kw).map,
            "integrated gradients": explain(adapter, im, "integrated-gradients", steps=int(o["steps"]), **kw).map}

@@ -277,6 +277,8 @@ class ImageAdapter(PixelModel):
     """
 
     family = "image"
+    #: the masked reconstruction this model can do from visible patches: ``"image"``, ``"video"`` or ``None``
+    reconstructs: "str | None" = None
     #: transformers' implementation of this family works with square inputs only
     square_only = False
     #: the model has class logits (:meth:`logits`); otherwise targets come from :meth:`embedding`

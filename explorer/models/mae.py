@@ -23,6 +23,7 @@ class MAEAdapter(ImageAdapter):
     """A ``ViTMAEForPreTraining`` ready for the explorer (see :class:`ImageAdapter` for the attributes)."""
 
     family = "mae"
+    reconstructs = "image"
     square_only = True  # transformers' ViTMAE position embeddings assume a square grid
     embedding_name = "encoder's CLS output"
 

@@ -76,6 +76,7 @@ class VideoMAEPreTrainingAdapter(VideoMAEAdapter):
     """
 
     family = "videomae-pretraining"
+    reconstructs = "video"
 
     @property
     def blocks(self):

@@ -168,8 +168,8 @@ def _resolve_model(model):
     from ..models import ModelLoadError
 
     adapter = _resolve_any(model)
-    if getattr(adapter, "family", "mae") != "mae":
-        raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder ({adapter.family}); "
+    if getattr(adapter, "reconstructs", None) != "image":
+        raise ModelLoadError(f"{adapter.model_id!r} is not an image masked autoencoder ({getattr(adapter, 'family', '?')}); "
                              "masked reconstruction needs a ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")
     return adapter
 

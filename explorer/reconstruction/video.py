@@ -71,7 +71,7 @@ def reconstruct_video(model, clip, ratio: float = 0.9, strategy: str = "tube", s
             model's ``num_frames`` (load files with ``load_video(..., num_frames=model.num_frames)``).
         ratio: fraction of tubelets hidden; strategy: one of :data:`explorer.masking.video.VIDEO_STRATEGIES`.
     """
-    if getattr(model, "family", None) != "videomae-pretraining":
+    if getattr(model, "reconstructs", None) != "video":
         raise ValueError("reconstruct_video needs a VideoMAEForPreTraining checkpoint (e.g. MCG-NJU/videomae-base).")
     if strategy not in VIDEO_STRATEGIES:
         raise ValueError(f"Unknown video mask strategy {strategy!r}; choose one of {', '.join(VIDEO_STRATEGIES)}.")

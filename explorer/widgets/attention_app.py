@@ -102,7 +102,7 @@ class AttentionApp(AppBase):
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change(self.sample_dd, lambda ch: self._set_image(ch["new"]))
         self.on_change(self.upload, lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
-        self.cls_btn.on_click(lambda _b: self.set_query("cls"))
+        self.cls_btn.on_click(lambda _b: self.set_query(self.maps.layout.default_query if self.maps else "cls"))
         self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update_main())
         self.on_change([self.fusion, self.discard, self.residual], lambda _c: self._update_methods())
         self.faith_btn.on_click(lambda _b: self.run_faithfulness())
@@ -141,6 +141,7 @@ class AttentionApp(AppBase):
                 self.layer.value = min(self.layer.value, L - 1)
             self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(H)]
         self.query = self.maps.layout.default_query  # "cls", or "mean" for models without one (VideoMAE)
+        self.cls_btn.description = "Query: CLS" if self.query == "cls" else "Query: all tokens"
         self._draw_all()
 
     def _draw_all(self):
@@ -153,8 +154,8 @@ class AttentionApp(AppBase):
         replace_figure(self.summary, VA.head_summary(self.maps))
         self.summary.data[0].on_click(self._on_summary_click)
         self._update_methods()
-        self.prov_box.layout.display = None if self.adapter.family == "mae" else "none"
-        if self.adapter.family == "mae":
+        self.prov_box.layout.display = None if self.adapter.reconstructs == "image" else "none"
+        if self.adapter.reconstructs == "image":
             self._draw_provenance(None)
 
     # ------------------------------------------------------------------ main view
@@ -166,8 +167,11 @@ class AttentionApp(AppBase):
     def _set_query(self, query):
         if self.maps is None:
             return
-        tok = self.maps.layout.token(query)  # validates
-        self.query = "cls" if isinstance(query, str) else tok - self.maps.layout.n_prefix
+        if isinstance(query, str) and query.lower() == "mean":
+            self.query = "mean"
+        else:
+            tok = self.maps.layout.token(query)  # validates
+            self.query = query.lower() if isinstance(query, str) else tok - self.maps.layout.n_prefix
         self._draw_all()
 
     @_guarded
@@ -200,7 +204,7 @@ class AttentionApp(AppBase):
         if not points.xs or self.maps is None:
             return
         p = self.maps.patch_size
-        gh, gw = self.maps.layout.grid
+        gh, gw = self.maps.layout.grid[-2:]  # video: (t, gh, gw); the image shows one frame
         r, c = int(points.ys[0] // p), int(points.xs[0] // p)
         if 0 <= r < gh and 0 <= c < gw:
             self._set_query(r * gw + c)
@@ -294,7 +298,7 @@ class AttentionApp(AppBase):
 
     @_guarded
     def _draw_provenance(self, query):
-        if self.adapter is None or self.adapter.family != "mae" or self.loaded is None:
+        if self.adapter is None or self.adapter.reconstructs != "image" or self.loaded is None:
             return
         mask = self.provenance_mask()
         if query is None:

@@ -112,7 +112,7 @@ class MAEApp(AppBase):
     @_guarded
     def _load_model(self, refresh: bool = True):
         adapter = self.load_selected(load_model)
-        if adapter.family != "mae":
+        if adapter.reconstructs != "image":
             raise ModelLoadError(f"{self.model_box.value.strip()!r} is a {adapter.family} model, not a masked autoencoder: "
                                  "open it in the attention explorer (notebook 03) instead.")
         self.adapter = adapter

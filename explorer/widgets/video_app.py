@@ -124,7 +124,7 @@ class VideoMAEApp(AppBase):
     def _load_model(self, refresh: bool = True):
         self.adapter = None
         m = self.load_selected(load_model)
-        if getattr(m, "family", None) != "videomae-pretraining":
+        if getattr(m, "reconstructs", None) != "video":
             raise ModelLoadError(f"{self.model_box.value!r} is not a VideoMAEForPreTraining checkpoint (it has no decoder to "
                                  "reconstruct hidden tubelets); try mini-video-mae or MCG-NJU/videomae-base.")
         self.adapter = m
