@@ -55,25 +55,27 @@ def module_name(path: Path) -> tuple[str, bool]:
     return ".".join(parts), False
 
 
-def imports_of(path: Path) -> list[tuple[str, int]]:
-    """Absolute names of every ``explorer`` module (or name in a module) ``path`` imports, with line numbers."""
+def node_targets(node, mod: str, is_pkg: bool) -> list[tuple[str, int]]:
+    """Absolute names one ``import`` / ``from … import`` node of module ``mod`` reaches, with its line number."""
+    if isinstance(node, ast.Import):
+        return [(a.name, node.lineno) for a in node.names]
+    if node.level:
+        base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    if node.module is None or target == "explorer":  # from . import x: x may be a submodule
+        return [(f"{target}.{a.name}", node.lineno) for a in node.names]
+    return [(target, node.lineno)]
+
+
+def imports_of(path: Path, *, top_level_only: bool = False) -> list[tuple[str, int]]:
+    """Absolute names of every module (or name in a module) ``path`` imports, with line numbers."""
     mod, is_pkg = module_name(path)
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if node.module is None or target == "explorer":  # from . import x: x may be a submodule
-                out += [(f"{target}.{a.name}", node.lineno) for a in node.names]
-            else:
-                out.append((target, node.lineno))
-        elif isinstance(node, ast.Import):
-            out += [(a.name, node.lineno) for a in node.names]
-    return out
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    return [t for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom)) for t in node_targets(n, mod, is_pkg)]
 
 
 def known_module(name: str, modules: set[str]) -> str | None:
@@ -111,22 +113,8 @@ def test_nothing_imports_upward():
     assert not bad, "imports that run upward:\n" + "\n".join(bad)
 
 
-def test_no_import_cycles_at_module_level():
-    """Top-level imports between explorer modules form no cycle (imports inside functions are allowed to close one)."""
-    modules = all_modules()
-    graph: dict[str, set[str]] = {}
-    for mod, path in modules.items():
-        tree = ast.parse(path.read_text())
-        deps = set()
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                for name, _ in imports_of_node(node, mod, modules):
-                    if name != mod:
-                        deps.add(name)
-        graph[mod] = deps
-    # packages import their submodules by construction; drop edges from a module to its ancestor packages
-    for mod in graph:
-        graph[mod] = {d for d in graph[mod] if not mod.startswith(d + ".")}
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Cycles of a directed graph (module → modules it imports), each as a closed path."""
     seen, stack, cycles = set(), [], []
 
     def visit(m):
@@ -143,28 +131,26 @@ def test_no_import_cycles_at_module_level():
 
     for m in sorted(graph):
         visit(m)
+    return cycles
+
+
+def test_find_cycles_sees_a_cycle():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert find_cycles({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+
+
+def test_no_import_cycles_at_module_level():
+    """Top-level imports between explorer modules form no cycle (imports inside functions are allowed to close one)."""
+    modules = all_modules()
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        found = (known_module(n, set(modules)) for n, _ in imports_of(path, top_level_only=True) if n.startswith("explorer"))
+        graph[mod] = {k for k in found if k and k != mod}
+    # packages import their submodules by construction; drop edges from a module to its ancestor packages
+    for mod in graph:
+        graph[mod] = {d for d in graph[mod] if not mod.startswith(d + ".")}
+    cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
-
-
-def imports_of_node(node, mod: str, modules: dict[str, Path]):
-    path = modules[mod]
-    is_pkg = path.name == "__init__.py"
-    names = []
-    if isinstance(node, ast.ImportFrom):
-        if node.level:
-            base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-            base = base[: len(base) - (node.level - 1)]
-            target = ".".join(base + ([node.module] if node.module else []))
-        else:
-            target = node.module or ""
-        cands = [f"{target}.{a.name}" for a in node.names] if node.module is None or target == "explorer" else [target]
-    else:
-        cands = [a.name for a in node.names]
-    for c in cands:
-        k = known_module(c, set(modules)) if c.startswith("explorer") else None
-        if k:
-            names.append((k, node.lineno))
-    return names
 
 
 def test_compute_never_imports_ui_libraries():
