@@ -32,7 +32,7 @@ Load it with `explorer.fusion.load_fusion_model("mini-fusion")`.
 `{command}` (`make train-mini-fusion`) — {steps} steps of batch {batch} on the CPU ({minutes:.0f} min on 1 core of an AMD EPYC), AdamW, one-cycle
 learning rate {lr}, seed {seed}.
 
-* **Data**: generated scenes (`explorer/training/scenes.py`, OpenCV): 1–3 non-overlapping circles, squares and
+* **Data**: generated scenes (`explorer/data/scenes.py`, OpenCV): 1–3 non-overlapping circles, squares and
   triangles in 6 colours and 2 sizes on a textured background, each named uniquely by colour + shape; training
   scenes use seeds `0..{scenes_max}`, evaluation scenes start at seed 10,000,000. Made by code, so no licence
   question arises: the data is as free as this repository.

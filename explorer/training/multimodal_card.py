@@ -16,7 +16,7 @@ from ..models.multimae import load_multimodal_model
 
 DATA = {
     "rgbd": """\
-* **Generated rooms** (`explorer/training/rgbd.py`, OpenCV drawing, made by code: no licence question): a pinhole
+* **Generated rooms** (`explorer/data/rgbd.py`, OpenCV drawing, made by code: no licence question): a pinhole
   camera 1.5 m above a checkered floor, a textured back wall 7–14 m away, 1–4 spheres, boxes and cut-out triangles
   standing on the floor, drawn far to near, light haze; exact metric depth. Training seeds `0..N-1` (90 %), evaluation
   from seed 10,000,000.
@@ -24,7 +24,7 @@ DATA = {
   dataset asks to be cited): depth = f·B/(d + doffs) from its true disparity and calibration. Random square crops of
   the left 65 % of the image are 10 % of training; the right 35 % is held out.""",
     "audio-visual": """\
-* **Generated clips** (`explorer/training/av_clips.py`, made by code: no licence question): 1–2 shapes moving over a
+* **Generated clips** (`explorer/data/av_clips.py`, made by code: no licence question): 1–2 shapes moving over a
   textured background (8 frames, 48², 8 fps); each object hums at a pitch set by its colour (C-major notes) with a
   timbre set by its shape, and rings when it bounces off a border. One second of 16 kHz sound, 128-bin log-mel
   (25 ms windows, 10 ms hop). Training seeds `0..N-1`, evaluation from seed 10,000,000.""",
