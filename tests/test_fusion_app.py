@@ -11,7 +11,7 @@ from explorer.export import read_sidecar, reproduce
 from explorer.fusion import align
 from explorer.widgets.fusion_app import FusionApp
 
-from test_widgets import upload_value
+from test_widgets import _slow_loader, is_error, notebook, upload_value  # noqa: F401 (notebook: a fixture)
 
 
 @pytest.fixture()
@@ -203,3 +203,31 @@ def test_export_request_is_what_is_on_screen_for_every_method(app):
         assert REGISTRY[method].label in title and title in [a.text for a in fig.layout.annotations]
         np.testing.assert_allclose(np.array(fig.data[2].z, dtype=float), _z(app), rtol=1e-6)
         assert len(fig.layout.shapes) == len(app.main.layout.shapes) > 0  # the selected patch is marked too
+
+
+def test_the_app_starts_with_progress_and_one_forward(notebook, monkeypatch):
+    """On the shared app base: displayed first, "loading mini-fusion…" with a progress bar before any figure, then
+    exactly one forward for the model, the scene and its caption (the image and text are set quietly)."""
+    events, _ = notebook
+    _slow_loader(monkeypatch, FA, "load_fusion_model", events, "main")
+    forwards = []
+    real_align = FA.align
+    monkeypatch.setattr(FA, "align", lambda *a, **k: forwards.append(a[2]) or real_align(*a, **k))
+    app = FusionApp(model="mini-fusion", image="scene:10000011")
+    assert [k for k, _ in events][:3] == ["app", "display", "loading"]
+    seen = events[2][1]
+    assert seen["progress"] and seen["traces"] == 0 and "loading mini-fusion…" in seen["status"]
+    assert forwards == [app.text_box.value] and len(app.main.data) == 3 and not is_error(app), app.status.value
+    assert not app.loading and "fa-spin" not in app.status.value and app.started
+    app.sample_dd.value = "scene:10000021"  # a new scene sets its caption quietly: one more forward, not two
+    assert len(forwards) == 2 and forwards[-1] == app.text_box.value == app.alignment.meta["text"]
+
+
+def test_a_failed_start_shows_the_error_and_no_spinner(notebook, monkeypatch):
+    from explorer.models import ModelLoadError
+
+    events, _ = notebook
+    _slow_loader(monkeypatch, FA, "load_fusion_model", events, "main", error=ModelLoadError("simulated: the checkpoint is gone"))
+    app = FusionApp(model="mini-fusion", image="scene:10000003")
+    assert is_error(app) and "simulated: the checkpoint is gone" in app.status.value
+    assert not app.loading and "fa-spin" not in app.status.value and app.adapter is None and app.alignment is None

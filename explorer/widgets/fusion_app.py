@@ -20,14 +20,13 @@ import plotly.graph_objects as go
 from ..models.fusion_registry import list_fusion_models
 from ..fusion import align, get_method, load_fusion_model
 from ..io import LoadedImage, load_image
-from ..models import available_devices
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..data.scenes import make_scene
 from ..viz.attention import COLORSCALES
+from .base import AppBase, file_stem
 from .export_panel import ExportPanel
-from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu
-from .messages import StatusMixin
+from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu  # noqa: F401 (USER_ERRORS: public here)
 
 #: Held-out generated scenes offered as samples (seeds never used in training), with ground truth.
 SCENE_SEEDS = (10_000_003, 10_000_011, 10_000_021, 10_000_042, 10_000_077, 10_000_101)
@@ -51,7 +50,7 @@ def scene_sample(seed: int):
     return img, sc.caption(), sc
 
 
-class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
+class FusionApp(WordPatchViews, FusionChecks, AppBase):
     """Interactive cross-modal alignment explorer.
 
     Args:
@@ -76,16 +75,10 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
         self.report = None
         self.last_update_ms = float("nan")
         style = {"description_width": "initial"}
-        self.model_box = W.Combobox(value=str(model), options=list_fusion_models(), description="Model",
-                                    ensure_option=False, style=style, layout=W.Layout(width="380px"))
-        devs = ["auto"] + available_devices()
-        self.device_dd = W.Dropdown(options=devs, value=device if device in devs else "auto", description="Device",
-                                    layout=W.Layout(width="160px"))
-        self.load_btn = W.Button(description="Load model", icon="download", button_style="primary")
         opts = [(f"generated scene {s} (held out, with ground truth)", f"scene:{s}") for s in SCENE_SEEDS]
         opts += [(sample_label(n), n) for n in SAMPLES]
-        self.sample_dd = W.Dropdown(options=opts, value=None, description="Image", style=style, layout=W.Layout(width="480px"))
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload image")
+        head = self.header(model=model, models=list_fusion_models(), device=device, samples=opts, sample_label="Image",
+                           sample_width="480px", upload_accept="image/*", upload_label="Upload image")
         self.text_box = W.Text(value=text or "", description="Text", placeholder="a caption or a question",
                                continuous_update=False, layout=W.Layout(width="520px"))
         self.run_btn = W.Button(description="Run", icon="play", button_style="success")
@@ -102,8 +95,6 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
                                   layout=W.Layout(width="auto"))
         self.cf_word = W.Text(value="", description="replace selected word with", style=style, layout=W.Layout(width="330px"))
         self.cf_btn = W.Button(description="Compare", icon="exchange")
-        self.status = W.HTML()
-        self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.answer = W.HTML()
         self.main = go.FigureWidget()
         self.bars = go.FigureWidget()
@@ -119,10 +110,9 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
         self._order = None
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
-            W.HBox([self.model_box, self.device_dd, self.load_btn]),
-            W.HBox([self.sample_dd, self.upload]),
+            *head,
             W.HBox([self.text_box, self.run_btn]),
-            self.status, self.details, self.answer, self.words,
+            self.status_area, self.answer, self.words,
             W.HBox([self.method, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
             W.HBox([self.main, self.bars]), self.export_panel, self.truth,
@@ -132,47 +122,41 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
             W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf_box,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.sample_dd.observe(lambda ch: self._set_image(ch["new"]) if ch["new"] else None, names="value")
-        self.upload.observe(lambda ch: self._set_image(ch["new"]) if ch["new"] else None, names="value")
+        self.on_change([self.sample_dd, self.upload], lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
         self.run_btn.on_click(lambda _b: self._compute())
-        self.text_box.observe(lambda _c: self._compute(), names="value")
-        self.words.observe(lambda ch: self.select_word(ch["new"]) if ch["new"] is not None else None, names="value")
-        for w in (self.method, self.layer, self.head, self.opacity, self.cscale):
-            w.observe(lambda _c: self._update(), names="value")
-        self.sort.observe(lambda _c: self._update_matrix(), names="value")
+        self.on_change(self.text_box, lambda _c: self._compute())
+        self.on_change(self.words, lambda ch: self.select_word(ch["new"]) if ch["new"] is not None else None)
+        self.on_change([self.method, self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update())
+        self.on_change(self.sort, lambda _c: self._update_matrix())
         self.modality_btn.on_click(lambda _b: self.run_modality())
         self.truth_btn.on_click(lambda _b: self.run_deletion())
         self.cf_btn.on_click(lambda _b: self.counterfactual(self.cf_word.value))
-        self._busy = True
-        self._load_model(refresh=False)
-        if isinstance(image, str) and any(v == image for _l, v in opts):
-            self.sample_dd.value = image  # sets the image (and the scene's caption)
-        else:
-            self._set_image(image)
-        if text:
-            self.text_box.value = text
-        self._busy = False
-        self._compute()
+        self.start(lambda: self._first(image, text))
 
-    # ------------------------------------------------------------------ status
-    def _info(self, text: str):
-        self._clear_details()
-        self.status.value = f"<div style='font-size:12px;color:#444'>{text}</div>"
+    def _first(self, image, text: str | None):
+        """Model, image (and its caption), the typed text, then one forward: the image and text are set quietly."""
+        self._load_model(refresh=False)
+        with self.quiet():
+            if isinstance(image, str) and any(v == image for _l, v in self.sample_dd.options):
+                self.sample_dd.value = image
+            self._set_image(image, run=False)  # the scene's or the photo's caption
+            if text:
+                self.text_box.value = text
+        self._compute()
 
     # ------------------------------------------------------------------ inputs
     @_guarded
     def _load_model(self, refresh: bool = True):
-        name = self.model_box.value.strip()
-        self._info(f"Loading <b>{html.escape(name)}</b>…")
         self.adapter = None
-        self.adapter = load_fusion_model(name, device=self.device_dd.value)
+        self.adapter = self.load_selected(load_fusion_model)
         self.alignment = None
-        self._info(f"Loaded <b>{html.escape(name)}</b> ({self.adapter.kind}; output: {html.escape(self.adapter.output_name)}).")
+        self._info(f"Loaded <b>{html.escape(self.adapter.model_id)}</b> ({self.adapter.kind}; output: "
+                   f"{html.escape(self.adapter.output_name)}).")
         if refresh:
             self._compute()
 
     @_guarded
-    def _set_image(self, image):
+    def _set_image(self, image, run: bool = True):
         self.scene = None
         if isinstance(image, str) and image.startswith("scene:"):
             loaded, caption, self.scene = scene_sample(int(image.split(":", 1)[1]))
@@ -184,14 +168,13 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
             self._source = image
             if isinstance(image, str) and image in PHOTO_CAPTIONS:
                 self._set_text(PHOTO_CAPTIONS[image])
-        self._compute()
+        if run:
+            self._compute()
 
     def _set_text(self, text: str):
-        busy, self._busy = self._busy, True
-        try:
+        """Put ``text`` in the box without running the model (the caller runs it once)."""
+        with self.quiet():
             self.text_box.value = text
-        finally:
-            self._busy = busy
 
     def set_text(self, text: str):
         """Type ``text`` in the text box and run (what pressing Enter does)."""
@@ -202,11 +185,12 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
 
     @_guarded
     def _compute(self):
-        if self._busy or self.adapter is None or self.loaded is None:
+        if self.adapter is None or self.loaded is None:
             return
         self.alignment = None
         t0 = time.perf_counter()
-        al = align(self.adapter, self.loaded, self.text_box.value)
+        with self.computing("forward + backward"):
+            al = align(self.adapter, self.loaded, self.text_box.value)
         self.alignment = al
         self._compute_s = time.perf_counter() - t0
         self.report = None
@@ -217,23 +201,19 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
         methods = method_menu(al)
         n_layers = 0 if al.attention is None else al.attention.shape[0]
         heads = 0 if al.attention is None else al.attention.shape[1]
-        with self.hold_trait_notifications():
-            self._busy = True
-            try:
-                keep = self.method.value
-                self.method.options = methods
-                self.method.value = keep if keep in [m for _l, m in methods] else methods[0][1]
-                self.layer.max = max(0, n_layers - 1)
-                self.layer.value = max(0, n_layers - 1)
-                self.layer.disabled = n_layers == 0
-                self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(heads)]
-                self.head.value = "mean"
-                self.words.options = [(w, k) for k, w in enumerate(al.word_strings)]
-                self.word = default_word(al.word_strings)
-                self.words.value = self.word
-                self.patch = None
-            finally:
-                self._busy = False
+        with self.quiet():  # new menus and ranges: one redraw, below
+            keep = self.method.value
+            self.method.options = methods
+            self.method.value = keep if keep in [m for _l, m in methods] else methods[0][1]
+            self.layer.max = max(0, n_layers - 1)
+            self.layer.value = max(0, n_layers - 1)
+            self.layer.disabled = n_layers == 0
+            self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(heads)]
+            self.head.value = "mean"
+            self.words.options = [(w, k) for k, w in enumerate(al.word_strings)]
+            self.word = default_word(al.word_strings)
+            self.words.value = self.word
+            self.patch = None
         self.answer.value = (f"<div style='font-size:14px'><b>Output:</b> {html.escape(al.answer)}</div>"
                              + "".join(f"<div style='font-size:12px;color:#8a5300'>ⓘ {html.escape(n)}</div>" for n in al.notes
                                        if "centre-cropped to" not in n or "cut" in n))
@@ -253,13 +233,9 @@ class FusionApp(StatusMixin, WordPatchViews, FusionChecks, W.VBox):
         s = m.settings(**self.settings())
         own = {k: s.pop(k) for k in m.options}
         word = self.alignment.word_strings[self.word]
-        stem = "-".join(_clean(p) for p in (self.loaded.name.rsplit(".", 1)[0], word, m.name))
+        stem = "-".join((file_stem(self.loaded.name), file_stem(word, default="word", length=20), m.name))
         return dict(recipe="word_maps", model=self.adapter, inputs=[self._source], name=stem,
                     options=dict(text=self.alignment.meta["text"], method=m.name, word=int(self.word), patch=self.patch,
                                  **s, method_options=own or None, colorscale=self.cscale.value,
                                  opacity=float(self.opacity.value)))
 
-
-def _clean(part: str) -> str:
-    """A piece of a file stem: letters, digits, ``-`` and ``_`` kept, the rest ``-``, at most 40 characters."""
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in part)[:40]

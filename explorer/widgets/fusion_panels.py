@@ -1,5 +1,6 @@
 """The fusion app's panels: the word / patch views, and the checks (ground truth, deletion, modality dependence,
-counterfactual).  Mixins of :class:`explorer.widgets.fusion_app.FusionApp`; composition only.
+counterfactual).  Mixins of :class:`explorer.widgets.fusion_app.FusionApp` (an :class:`~explorer.widgets.base.AppBase`:
+``quiet()`` is its re-entrancy guard); composition only.
 
 Every view reads the cached :class:`explorer.fusion.Alignment` through the method registry: the map on screen
 is ``al.word_map(method, word, **settings)``, the bars ``al.patch_words(method, patch, **settings)``, titles and
@@ -18,7 +19,7 @@ from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
 from ..viz import fusion as VF
 from ..viz.images import json_grid
-from .attention_app import _replace
+from .base import replace_figure
 from .messages import guarded
 
 USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
@@ -40,15 +41,10 @@ class WordPatchViews:
 
     def select_word(self, word: int):
         """Show word ``word`` (0-based clickable word), as clicking it in the caption does."""
-        if self._busy:
-            return
         self.word = int(word)
         if self.words.value != self.word:
-            self._busy = True  # the toggle's observer would call back here: one update is enough
-            try:
+            with self.quiet():  # the toggle's observer would call back here: one update is enough
                 self.words.value = self.word
-            finally:
-                self._busy = False
         self._update()
         if self.sort.value == "word":
             self._update_matrix()
@@ -62,7 +58,7 @@ class WordPatchViews:
 
     @_guarded
     def _update(self, rebuild: bool = False):
-        if self._busy or self.alignment is None:
+        if self.alignment is None:
             return
         t0 = time.perf_counter()
         al = self.alignment
@@ -72,7 +68,7 @@ class WordPatchViews:
         if rebuild or len(self.main.data) != 3 or diverging or self.main.data[2].zmid is not None:
             fig = VF.word_view(al, self.word, method.name, patch=self.patch, opacity=self.opacity.value,
                                colorscale=self.cscale.value, **self.settings())
-            _replace(self.main, fig)
+            replace_figure(self.main, fig)
             self.main.data[0].on_click(self._on_image_click)
             self.main.data[0].on_hover(self._on_image_click)
         else:
@@ -109,7 +105,7 @@ class WordPatchViews:
                 self.bars.layout.title.text = title
                 self.bars.layout.xaxis.title.text = method.short
         else:
-            _replace(self.bars, VF.word_bars(al.word_strings, values, selected=self.word, title=title, value_name=method.short))
+            replace_figure(self.bars, VF.word_bars(al.word_strings, values, selected=self.word, title=title, value_name=method.short))
             self.bars.data[0].on_click(self._on_bar_click)
 
     def select_patch(self, patch: int | None):
@@ -137,7 +133,7 @@ class WordPatchViews:
         al = self.alignment
         fig, self._order = VF.alignment_matrix(al.matrix, al.word_strings, sort_by=self.word if self.sort.value == "word" else None,
                                                title=al.matrix_name, colorscale=self.cscale.value)
-        _replace(self.matrix, fig)
+        replace_figure(self.matrix, fig)
         self.matrix.data[0].on_click(self._on_matrix_click)
 
     def _on_matrix_click(self, trace, points, state):
@@ -188,7 +184,7 @@ class FusionChecks:
         """How much the output depends on the image and on the text (masking + Integrated Gradients)."""
         r = modality_report(self.adapter, self.loaded, self.alignment.meta["text"])
         self.report = r
-        _replace(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
+        replace_figure(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
         self.modality_box.children = [self.modality]
         top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
         self.modality_text.value = (
@@ -214,7 +210,7 @@ class FusionChecks:
         a = al.word_map(m, self.word, adapter=self.adapter, **s)
         b = other.word_map(m, k, adapter=self.adapter, **s)
         panels = {f"'{al.word_strings[self.word]}' · {al.score:+.2f}": a, f"'{other.word_strings[k]}' · {other.score:+.2f}": b}
-        _replace(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
+        replace_figure(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
         self.cf_box.children = [self.cf]
         self.cf_text.value = (f"<div style='font-size:12px'>“{html.escape(al.meta['text'])}” → {html.escape(al.answer)}<br>"
                               f"“{html.escape(edited_text)}” → {html.escape(other.answer)}<br>"
