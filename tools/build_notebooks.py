@@ -687,7 +687,7 @@ VF.counterfactual_figure(al.image, {f"'{al.word_strings[word]}' {al.score:+.2f}"
 Pick an image (generated scenes carry ground truth; photos and uploads work too), type a caption, press Enter.
 Click a word (or its bar) to see its map; hover or click a patch on the left image to see how every word goes
 with it; switch method, layer and head; sort the matrix by the selected word; ask for the modality dependence,
-the deletion AUC, or a counterfactual; export the per-word strip for a paper. Everything after the first
+the deletion AUC, or a counterfactual; *Export* writes the view on screen (the selected word's map by the selected method, layer and head) for a paper. Everything after the first
 forward is served from the cache (`bench/fusion_latency.py`).
 """),
     ("code", """
