@@ -11,7 +11,8 @@ from transformers import ViTMAEForPreTraining
 
 from explorer.models import shipped_models
 from explorer.training.model_card import POSITION_KEYS
-from explorer.training.train_mini_mae import position_tables, sincos_table, trainable_parameters
+from explorer.models.mae import sincos_table
+from explorer.training.train_mini_mae import position_tables, trainable_parameters
 
 from _tiny import random_image, save_tiny_mae
 

@@ -215,3 +215,12 @@ class MAEAdapter(ImageAdapter):
         h, keep_t, valid_t = self.encode(x, masks)
         logits = self.decode(h, keep_t, valid_t)
         return self._to_pixels(logits, x.expand(len(masks), -1, -1, -1))
+
+
+def sincos_table(grid: int, dim: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos position table for a ``grid x grid`` patch grid with a CLS row: ``(1 + grid**2, dim)``."""
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+
+    table = build_2d_sinusoidal_position_embedding(height=grid, width=grid, embed_dim=dim, cls_token=True)
+    half = dim // 2  # the original MAE layout puts the width half first (see transformers' comment)
+    return torch.cat([table[..., half:], table[..., :half]], dim=-1).reshape(1 + grid * grid, dim)

@@ -106,7 +106,7 @@ def position_drift(folder: Path) -> dict[str, tuple[float, float]]:
     """How far the stored position tables are from MAE's sin-cos tables: name → (relative L2 change, largest |change|)."""
     from safetensors.torch import load_file
 
-    from .train_mini_mae import sincos_table
+    from ..models.mae import sincos_table
 
     cfg = json.loads((folder / "config.json").read_text())
     g = cfg["image_size"] // cfg["patch_size"]

@@ -24,6 +24,7 @@ import torch
 from ..reconstruction.baselines import mean_fill, telea_fill
 from ..masking import mask_from_order, mask_to_noise, num_masked, random_order
 from ..metrics import masked_psnr
+from ..models.mae import sincos_table
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
 from ..data.photos import PHOTOS, photos
 from ..data.procedural import random_scene
@@ -126,15 +127,6 @@ def evaluate(model, size: int, patch: int, ratio: float = 0.75, seeds=(0, 1, 2),
         "heldout_photos": sorted({n for n, _ in crops}),
         "psnr_db": {k: round(float(np.mean(v)), 3) for k, v in scores.items()},
     }
-
-
-def sincos_table(grid: int, dim: int) -> torch.Tensor:
-    """MAE's fixed 2-D sin-cos position table for a ``grid x grid`` patch grid with a CLS row: ``(1 + grid**2, dim)``."""
-    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
-
-    table = build_2d_sinusoidal_position_embedding(height=grid, width=grid, embed_dim=dim, cls_token=True)
-    half = dim // 2  # the original MAE layout puts the width half first (see transformers' comment)
-    return torch.cat([table[..., half:], table[..., :half]], dim=-1).reshape(1 + grid * grid, dim)
 
 
 def init_sincos_positions(model) -> None:
