@@ -29,7 +29,7 @@ MOVED = {
     "explorer.baselines": "explorer.reconstruction.baselines",
     "explorer.multimodal.modalities": "explorer.modalities",
     "explorer.multimodal.masking": "explorer.masking.budgets",
-    "explorer.multimodal.model": "explorer.models.multimae",
+    "explorer.multimodal.model": "explorer.models.registry",  # its loader moved there, its adapter to models.multimae
     "explorer.multimodal.reconstruction": "explorer.reconstruction.multimodal",
     "explorer.multimodal.evaluate": "explorer.training.multimodal_evaluate",
     "explorer.multimodal.tasks": "explorer.training.tasks",

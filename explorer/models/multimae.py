@@ -1,4 +1,6 @@
-"""Loading multimodal MAEs (RGB-D, audio-visual) and running them on numpy inputs.
+"""The multimodal MAE adapter (RGB-D, audio-visual): runs a loaded model on numpy inputs.
+
+Loading is :func:`explorer.models.registry.load_multimodal_model` (family ``"mini-multimae"``):
 
     mm = load_multimodal_model("mini-rgbd-mae")          # or "mini-av-mae", or a folder
     mm.modalities                                         # [Modality rgb (64, 64, 3), Modality depth (64, 64)]
@@ -20,18 +22,6 @@ import torch
 from .base import HashedWeights
 from .hub import ModelLoadError, read_json
 from ..modalities import Modality
-
-#: Loading lives in :mod:`explorer.models.registry` (family ``"mini-multimae"``); these names are kept here.
-_FROM_REGISTRY = ("UNSUPPORTED_HUB", "list_multimodal_models", "load_multimodal_model")
-
-
-def __getattr__(name):
-    if name in _FROM_REGISTRY:
-        from . import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 class MultiMAEAdapter(HashedWeights):
     """A loaded multimodal MAE.

@@ -7,7 +7,8 @@
 
 from ..masking.budgets import BudgetError, dirichlet_counts, visible_counts, visible_masks
 from ..modalities import Modality
-from ..models.multimae import MultiMAEAdapter, list_multimodal_models, load_multimodal_model
+from ..models.multimae import MultiMAEAdapter
+from ..models.registry import list_multimodal_models, load_multimodal_model
 from ..reconstruction.multimodal import ModalityResult, MultiModalInputError, MultiModalReconstruction, modality_metrics, reconstruct_multimodal
 
 __all__ = ["BudgetError", "Modality", "ModalityResult", "MultiMAEAdapter", "MultiModalInputError", "MultiModalReconstruction",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..files import write_atomic
 from .multimodal_evaluate import PROTOCOLS, evaluate, held_out, object_pixels, same_pixels_gain
-from ..models.multimae import load_multimodal_model
+from ..models.registry import load_multimodal_model
 
 DATA = {
     "rgbd": """\

@@ -112,7 +112,7 @@ def object_pixels(adapter, n: int, budgets_list=None) -> dict:
 
 
 def main(argv=None) -> None:
-    from ..models.multimae import load_multimodal_model
+    from ..models.registry import load_multimodal_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mini-rgbd-mae")
