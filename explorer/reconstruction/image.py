@@ -169,7 +169,7 @@ def _resolve_model(model):
 
     adapter = _resolve_any(model)
     if getattr(adapter, "reconstructs", None) != "image":
-        raise ModelLoadError(f"{adapter.model_id!r} is not an image masked autoencoder ({getattr(adapter, 'family', '?')}); "
+        raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder of images ({getattr(adapter, 'family', '?')}); "
                              "masked reconstruction needs a ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")
     return adapter
 
