@@ -24,6 +24,13 @@ from .maps import map_strip
 COLORSCALES = ("Viridis", "Cividis", "Inferno", "Greys")
 
 
+
+def query_text(query) -> str:
+    """A query token in words: ``"cls"`` → ``"CLS"``, ``"reg0"`` → ``"REG0"``, ``"mean"`` → ``"all tokens"``, 7 → ``"patch 7"``."""
+    if isinstance(query, str):
+        return "all tokens" if query.lower() == "mean" else query.upper()
+    return f"patch {query}"
+
 def _image_axes(fig, size, rows, cols):
     """Image axes for every panel: ``size`` is the side ``S`` or ``(H, W)``."""
     H, W = (size, size) if np.isscalar(size) else size
@@ -108,7 +115,7 @@ def attention_grid(maps, query="cls", *, layers=None, heads=None, colorscale: st
                                      customdata=np.full((gh, gw, 2), (l, h)),
                                      hovertemplate=f"layer {l} head {h}: " + "%{z:.4f}<extra></extra>"), i, j)
     _image_axes(fig, (H, W), len(layers), len(heads))
-    q = query if isinstance(query, str) else f"patch {query}"
+    q = query_text(query)
     if len(maps.layout.grid) == 3:
         q += f", mean over {maps.layout.grid[0]} time steps"
     fig.update_layout(coloraxis=dict(colorscale=colorscale, cmin=0, cmax=zmax,
