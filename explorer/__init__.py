@@ -6,7 +6,10 @@ The public API, short on purpose::
     model = explorer.load_model("mini-mae")                 # or "facebook/vit-mae-base", or a folder
     rec = explorer.reconstruct(model, "chelsea", ratio=0.75, seed=0, strategy="random")
     fig = explorer.viz.reconstruction_figure(rec)            # a plotly Figure
-    explorer.MAEApp().show()                                 # the interactive widget (in Jupyter)
+    explorer.MAEApp()                                        # the interactive widget (in Jupyter)
+    maps = explorer.attention_maps(model, "coffee")          # every layer's and head's attention
+    explorer.explain(model, "coffee", "relevance")           # rollout / relevance / integrated gradients
+    explorer.align(explorer.load_fusion_model("mini-fusion"), "scene:10000011", "a large orange triangle")
 
     from explorer import export                              # paper figures: PDF/SVG/PNG + sidecars
     export.export_recipe("reconstruction", "figs/cat", model=model, inputs=["chelsea"], preset="double-column")
@@ -54,6 +57,14 @@ def __getattr__(name):
         from .widgets.multimodal_app import MultiMAEApp
 
         return MultiMAEApp
+    if name in ("attention_maps", "explain"):
+        from . import attention
+
+        return getattr(attention, name)
+    if name in ("align", "load_fusion_model"):
+        from . import fusion
+
+        return getattr(fusion, name)
     if name in ("load_multimodal_model", "reconstruct_multimodal"):
         from . import multimodal
 

@@ -226,3 +226,28 @@ def test_moved_modules_keep_working_with_a_deprecation_warning():
     for old, new in MOVED.items():
         assert importlib.util.find_spec(new) is not None, new
         assert not (ROOT.parent / (old.replace(".", "/") + ".py")).exists(), f"{old} is both moved and present"
+
+
+def test_public_api_is_flat_and_lazy():
+    """``explorer.<name>`` reaches every entry point the notebooks teach; importing explorer loads no UI library."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, explorer\n"
+        "assert not {'plotly', 'ipywidgets'} & set(sys.modules), 'import explorer pulled in a UI library'\n"
+        "from explorer.attention import attention_maps, explain\n"
+        "from explorer.fusion import align, load_fusion_model\n"
+        "from explorer.models.registry import load_multimodal_model\n"
+        "assert explorer.attention_maps is attention_maps and explorer.explain is explain\n"
+        "assert explorer.align is align and explorer.load_fusion_model is load_fusion_model\n"
+        "assert explorer.load_multimodal_model is load_multimodal_model\n"
+        "for n in ('MAEApp', 'AttentionApp', 'FusionApp', 'VideoMAEApp', 'MultiMAEApp'):\n"
+        "    assert isinstance(getattr(explorer, n), type), n\n"
+        "try:\n"
+        "    explorer.no_such_name\n"
+        "except AttributeError:\n"
+        "    print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
