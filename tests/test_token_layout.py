@@ -20,7 +20,7 @@ from _tiny import random_image, save_tiny_clip
 import explorer
 from explorer import attention as A
 from explorer.attention.faithfulness import _scorer, deletion_insertion
-from explorer.models.base import TokenLayout
+from explorer.models.layout import TokenLayout
 
 SMALL = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 DECODER = dict(decoder_hidden_size=24, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=48)

@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..models.base import AttentionError  # noqa: F401 - defined with the token layout, which raises it too
+from ..models.layout import AttentionError  # noqa: F401 - defined with the token layout, which raises it too
 
 
 @dataclass

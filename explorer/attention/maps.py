@@ -28,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..models.base import ModelInfo, TokenLayout, state_dict_sha256
+from ..models.base import ModelInfo, state_dict_sha256
+from ..models.layout import TokenLayout
 from .capture import AttentionCapture, AttentionError
 from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import ImageAdapter, TokenLayout
+from .base import ImageAdapter
+from .layout import TokenLayout
 
 
 class VideoMAEAdapter(ImageAdapter):
