@@ -38,8 +38,13 @@ def _export(args) -> int:
 def _reproduce(args) -> int:
     from explorer.export import reproduce
 
-    report = reproduce(args.sidecar, out=args.out, inputs=args.input, device=args.device,
-                       check_weights=not args.skip_weight_check, overwrite=args.overwrite)
+    try:
+        report = reproduce(args.sidecar, out=args.out, inputs=args.input, device=args.device,
+                           check_weights=not args.skip_weight_check, overwrite=args.overwrite,
+                           allow_download=args.allow_download, model=args.model, input_dirs=args.input_dir or ())
+    except OSError as e:  # a file that cannot be read or written: said, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(report.summary())
     return 0 if report.equivalent else 3
 
@@ -79,7 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="rebuild an exported figure from its sidecar and compare the bytes")
     rp.add_argument("sidecar", help="FIGURE.json (or an exported .png/.pdf/.svg with embedded sidecar)")
     rp.add_argument("--out", default=None, help="output stem (default: <figure>-reproduced)")
-    rp.add_argument("--input", nargs="+", default=None, help="new locations of the recorded inputs, in order")
+    rp.add_argument("--input", nargs="+", default=None, help="new locations of the recorded inputs, in order "
+                    "(read where they are; the sidecar's own paths are read only inside its folder)")
+    rp.add_argument("--input-dir", action="append", default=None, metavar="DIR",
+                    help="a folder where the recorded inputs may also be read (by path or file name); repeatable")
+    rp.add_argument("--model", default=None, help="use this model (shipped name, folder or hub id) instead of the "
+                    "recorded one; its weights are still checked")
+    rp.add_argument("--allow-download", action="store_true",
+                    help="let a Hugging Face id named in the sidecar be downloaded (default: shipped models, folders "
+                         "inside the sidecar's folder and the local Hugging Face cache only)")
     rp.add_argument("--device", default=None)
     rp.add_argument("--skip-weight-check", action="store_true")
     rp.add_argument("--overwrite", action="store_true")

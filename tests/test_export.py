@@ -158,7 +158,8 @@ def test_same_name_never_overwritten_without_the_flag(tmp_path, model):
 
 
 def test_a_killed_export_leaves_no_partial_file(tmp_path):
-    # The child dies (SIGKILL) after writing the first file's bytes, before it gets its name.
+    # The child dies (SIGKILL) while writing the second file: every file is written under a temporary name first and
+    # named only once all are written, so no file of the export has its name (all or none).
     code = textwrap.dedent(f"""
         import os, signal
         import plotly.graph_objects as go
@@ -176,11 +177,9 @@ def test_a_killed_export_leaves_no_partial_file(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == -9, run.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert "k.pdf" in names  # complete: written and named before the kill
-    assert "k.png" not in names and "k.json" not in names
+    assert "k.pdf" not in names and "k.png" not in names and "k.json" not in names
     parts = [n for n in names if ".part-" in n]
-    assert parts and all(n.startswith(".") for n in parts)
-    assert Image.open(tmp_path / "k.pdf").format if False else (tmp_path / "k.pdf").read_bytes().rstrip().endswith(b"%%EOF")
+    assert parts and all(n.startswith(".") for n in parts) and len(parts) == len(names)
     removed = export.remove_stale_parts(tmp_path)
     assert sorted(p.name for p in removed) == parts
 
@@ -278,19 +277,18 @@ def test_inputs_are_stored_only_after_the_overwrite_decision(tmp_path, model, ho
 
 
 def test_a_failed_write_leaves_no_new_input(tmp_path, model, monkeypatch):
-    import explorer.export.figure as F
+    real = xfiles._write_part
 
-    real = F.write_atomic
-
-    def failing(path, data, **kw):
-        if Path(path).suffix == ".png" and "inputs" not in Path(path).parts:
+    def failing(path, data, durable=True):
+        if Path(path).suffix == ".json":  # the last file of the export: its figure and input were already staged
             raise OSError(28, "No space left on device")
-        return real(path, data, **kw)
+        return real(path, data, durable)
 
-    monkeypatch.setattr(F, "write_atomic", failing)
+    monkeypatch.setattr(xfiles, "_write_part", failing)
     with pytest.raises(OSError, match="No space"):
         export.export_recipe("reconstruction", tmp_path / "fig", model=model, inputs=[_png_upload(3)], formats=["png"])
     assert _stored(tmp_path) == set() and not (tmp_path / "fig.png").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporary file either
 
 
 def test_unknown_attachment_is_refused_before_anything_runs(tmp_path, model):

@@ -8,25 +8,33 @@
     python -m explorer reproduce figs/cat.json      # rebuilds it and compares the bytes
 
 Inputs without a file of their own (uploads, bytes, arrays; clips and arrays passed as ``attach``) are copied to
-``<folder>/inputs/`` only once the export has settled the figure's name (after the no-overwrite check), just before the
-figure's files, and removed again if those cannot be written: a refused or failed export leaves no new file.
+``<folder>/inputs/`` only once the export has settled the figure's name (after the no-overwrite check).  Every file of
+an export (the figure in each format, its sidecar, its stored inputs) is written under a temporary name first and then
+moved into place with the others: all of them, or none (:func:`explorer.files.write_all`).  Names are checked before any
+work (:func:`explorer.files.check_name`): control characters, path separators, and names too long for the file system
+once the suffix and the temporary name are added are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import plotly.graph_objects as go
 
-from ..files import free_stem, remove_stale_parts, write_atomic
-from .inputs import ReproduceError, StoredInput, attach_inputs, file_sha256, input_spec, pending_inputs, write_inputs
+from ..files import check_name, free_stem, remove_stale_parts, write_all
+from .inputs import ReproduceError, StoredInput, attach_inputs, input_spec, pending_inputs
 from ..viz.presets import Preset, get_preset
-from .registry import get_recipe, input_folder, options_for
+from .registry import OutsideFolderError, get_recipe, input_folder, inside, options_for
 from .render import FORMATS, normalise_pdf, normalise_png, normalise_svg, render_raw
-from .sidecar import PDF_KEY, PNG_KEY, SCHEMA, dumps, embedded, versions
+from .sidecar import MAX_HEIGHT_IN, PDF_KEY, PNG_KEY, SCHEMA, dumps, embedded, validate, versions
+
+#: Most pixels a PNG export may have (width × height at the preset's dpi).
+MAX_PNG_PIXELS = 100_000_000
 
 
 @dataclass
@@ -43,9 +51,9 @@ class ExportResult:
     sidecar: dict
     notes: list[str] = field(default_factory=list)
 
-    def _repr_html_(self) -> str:  # a readable summary in notebooks
-        items = "".join(f"<li><code>{p}</code></li>" for p in self.files.values())
-        return f"<b>Exported</b><ul>{items}</ul>" + "".join(f"<div>note: {n}</div>" for n in self.notes)
+    def _repr_html_(self) -> str:  # a readable summary in notebooks (names come from uploads: escaped)
+        items = "".join(f"<li><code>{html.escape(str(p))}</code></li>" for p in self.files.values())
+        return f"<b>Exported</b><ul>{items}</ul>" + "".join(f"<div>note: {html.escape(str(n))}</div>" for n in self.notes)
 
 
 def _stem(path: "str | os.PathLike") -> Path:
@@ -87,12 +95,28 @@ def _settle_stem(path, formats, *, overwrite: bool, rename: bool) -> Path:
     """The stem the files will take: ``path``'s (``overwrite``), the next free one (``rename``), or refused."""
     stem = _stem(path)
     suffixes = [f".{f}" for f in formats] + [".json"]
+    check_name(stem.name, suffixes=suffixes, folder=stem.parent)
     if not overwrite and not rename:
         taken = [stem.with_name(stem.name + s) for s in suffixes if stem.with_name(stem.name + s).exists()]
         if taken:
             raise FileExistsError(f"{taken[0]} exists: not overwritten (tick overwrite / pass overwrite=True to replace it, "
                                   "or choose another name); nothing was written.")
-    return free_stem(stem, suffixes, overwrite=overwrite)
+    stem = free_stem(stem, suffixes, overwrite=overwrite)
+    check_name(stem.name, suffixes=suffixes, folder=stem.parent)  # "-2", "-3"… made it longer
+    return stem
+
+
+def check_size(style: dict, formats) -> None:
+    """Refuse a figure taller than :data:`MAX_HEIGHT_IN` inches or a PNG of more than :data:`MAX_PNG_PIXELS` pixels."""
+    height_in = float(style["height_pt"]) / 72.0
+    if height_in > MAX_HEIGHT_IN:
+        raise ValueError(f"The figure would be {height_in:.1f} in tall; at most {MAX_HEIGHT_IN:g} in are exported.")
+    if "png" in formats:
+        dpi = float(style["preset"]["dpi"])
+        pixels = float(style["preset"]["width_in"]) * dpi * height_in * dpi
+        if pixels > MAX_PNG_PIXELS:
+            raise ValueError(f"The PNG would have {pixels / 1e6:.0f} million pixels; at most {MAX_PNG_PIXELS / 1e6:.0f} "
+                             "million are exported (lower the dpi or the height).")
 
 
 def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | Preset" = "double-column",
@@ -116,7 +140,12 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
             without a recipe the sidecar still records style and versions, but
             ``reproduce`` cannot rebuild the figure.
         store: inputs to keep next to the figure (filled by :func:`export_recipe`): written once the name is settled,
-            before the figure's files, and removed again if those cannot be written.
+            together with the figure's files (all or none).
+
+    Raises:
+        ValueError: a bad name (checked before any work), options or sizes out of range (the sidecar's schema,
+            :func:`explorer.export.sidecar.validate`), a figure too large (:func:`check_size`).
+        FileExistsError: the name is taken and neither ``overwrite`` nor ``rename``; nothing was written.
     """
     from ..viz.paper import paper_style
 
@@ -130,21 +159,18 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
                   "width_pt": round(p.width_in * 72, 3), "height_pt": round(float(styled.layout.height) * 0.75, 3)},
         "formats": list(formats), "notes": notes, "versions": versions(),
     }
+    validate(sidecar)  # what reproduce will accept: refused here, before the work, if it would not be
+    check_size(sidecar["style"], formats)
     blobs = render_files(styled, p, formats, sidecar)
     remove_stale_parts(_stem(path).parent)
     stem = _settle_stem(path, formats, overwrite=overwrite, rename=rename)
-    created = write_inputs(stem.parent, list(store))
-    files: dict[str, Path] = {}
-    try:
-        for fmt, data in blobs.items():
-            files[fmt] = write_atomic(stem.with_name(f"{stem.name}.{fmt}"), data, overwrite=overwrite)
-        sidecar["files"] = {fmt: {"name": pth.name, "sha256": file_sha256(pth)} for fmt, pth in files.items()}
-        files["json"] = write_atomic(stem.with_name(f"{stem.name}.json"), (dumps(sidecar) + "\n").encode(), overwrite=overwrite)
-    except BaseException:
-        for pth in created:  # the export did not happen: leave no input it brought
-            with contextlib.suppress(OSError):
-                pth.unlink()
-        raise
+    files = {fmt: stem.with_name(f"{stem.name}.{fmt}") for fmt in blobs}
+    sidecar["files"] = {fmt: {"name": files[fmt].name, "sha256": hashlib.sha256(data).hexdigest()}
+                        for fmt, data in blobs.items()}
+    files["json"] = stem.with_name(f"{stem.name}.json")
+    inputs = {stem.parent / s.path: s.data for s in store}
+    write_all([*inputs.items(), *((files[fmt], data) for fmt, data in blobs.items()),
+               (files["json"], (dumps(sidecar) + "\n").encode())], overwrite=overwrite, keep_existing=set(inputs))
     return ExportResult(files, sidecar, notes)
 
 
@@ -174,19 +200,113 @@ def _load_any(name, *, family: str | None = None, device: str = "auto", dtype: s
 
 
 _MODELS: dict[tuple, object] = {}
+#: Model folders the user named in this process (to :func:`export_recipe`, as an adapter or a path): a sidecar that
+#: names one of them may load it again, wherever it lies.
+_TRUSTED_MODELS: set[str] = set()
 
 
-def resolve_model(spec: dict, *, device: str | None = None, check: bool = True):
-    """Load the model a sidecar recorded (cached per id/device/dtype) and check its weights' hash."""
+def _trust_model(model) -> None:
+    name = model if isinstance(model, (str, os.PathLike)) else getattr(getattr(model, "info", None), "model_id", None)
+    if name is None:
+        return
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        path = Path(name).expanduser()
+        if path.exists():
+            _TRUSTED_MODELS.add(str(path.resolve()))
+
+
+def _hub_cached(model_id: str) -> bool:
+    """Whether the Hugging Face cache holds ``model_id``'s config (never touches the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid id, an unreadable cache: not cached
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Within this block the model loaders treat the Hugging Face hub as offline (cache only)."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def model_source(name: str, base: "str | os.PathLike | None", *, allow_download: bool = False) -> tuple[str, bool]:
+    """What to load for the model a sidecar in ``base`` names, and whether to load it from the local cache only.
+
+    * a shipped name loads as it is;
+    * a folder loads when it lies inside the sidecar's folder (a relative path is resolved against it), or when the
+      user named that folder in this process (:func:`export_recipe`); any other path is refused;
+    * a Hugging Face id loads from the local cache (the hub is not asked), or from the hub with ``allow_download``.
+
+    Raises:
+        ReproduceError: a folder outside, or an id that would have to be downloaded without ``allow_download``.
+    """
+    from ..data.shipped import shipped_models
+
+    if name in shipped_models():
+        return name, False
+    if base is not None:
+        with contextlib.suppress(OutsideFolderError, OSError, ValueError):
+            target = inside(base, name)
+            if target.exists():
+                return str(target), False
+    path = Path(name).expanduser()
+    try:
+        is_path = path.is_absolute() or name.startswith((".", "~")) or path.exists() or name.count("/") != 1
+        resolved = str(path.resolve()) if is_path else None
+    except (OSError, ValueError, RuntimeError):
+        is_path, resolved = True, None
+    if is_path:
+        if resolved in _TRUSTED_MODELS and Path(resolved).exists():
+            return resolved, False
+        raise ReproduceError(
+            f"The sidecar names the model {name!r}, which is not a shipped model and not a folder inside the sidecar's "
+            f"folder{f' ({base})' if base is not None else ''}: a sidecar's paths are read only inside the folder it "
+            "lies in. If you trust it, name the model yourself: --model PATH (reproduce(model=...)).")
+    if allow_download:
+        return name, False
+    if _hub_cached(name):
+        return name, True
+    raise ReproduceError(
+        f"The sidecar names the Hugging Face model {name!r}, which is not in this machine's Hugging Face cache; "
+        "reproduce does not download a model a sidecar names unless you say so: pass --allow-download "
+        "(reproduce(allow_download=True)), or --model FOLDER with a local copy.")
+
+
+def resolve_model(spec: dict, *, device: str | None = None, check: bool = True, base: "str | os.PathLike | None" = None,
+                  allow_download: bool = False, model=None):
+    """Load the model a sidecar recorded (cached per source/device/dtype) and check its weights' hash.
+
+    Args:
+        base: the sidecar's folder (where recorded folders must lie; see :func:`model_source`).
+        allow_download: let a Hugging Face id the sidecar names be fetched from the hub.
+        model: the user's own choice instead of the recorded id (an adapter, a shipped name, a folder, a hub id):
+            loaded as given; its weights are still checked against the recorded hash.
+    """
     from ..models.device import available_devices
 
     dev = device or spec.get("device", "auto")
     if dev not in available_devices() and dev.split(":")[0] not in available_devices():
         dev = "auto"
-    key = (spec["id"], spec.get("family"), dev, spec.get("dtype", "float32"))
-    if key not in _MODELS:
-        _MODELS[key] = _load_any(spec["id"], family=spec.get("family"), device=dev, dtype=spec.get("dtype", "float32"))
-    adapter = _MODELS[key]
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        adapter = model
+    else:
+        source, offline = (str(model), False) if model is not None else model_source(spec["id"], base,
+                                                                                      allow_download=allow_download)
+        key = (source, spec.get("family"), dev, spec.get("dtype", "float32"))
+        if key not in _MODELS:
+            with _hub_offline() if offline else contextlib.nullcontext():
+                _MODELS[key] = _load_any(source, family=spec.get("family"), device=dev, dtype=spec.get("dtype", "float32"))
+        adapter = _MODELS[key]
     if check and spec.get("weights_sha256") and adapter.weights_sha256 != spec["weights_sha256"]:
         raise ReproduceError(
             f"Model {spec['id']!r} loaded here has weights {adapter.weights_sha256[:12]}…, the figure was made with "
@@ -226,11 +346,14 @@ def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, 
     from ..reconstruction import load_input
 
     family = get_recipe(name).family if get_recipe(name).family in ("fusion", "multimodal") else None
-    attached, stored = attach_inputs(attach)
-    opts = options_for(name, {**(options or {}), **attached})
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"The options of recipe {name!r} must be a dict, got {type(options).__name__}.")
     _settle_stem(path, _formats(export_kwargs.get("formats", FORMATS)), overwrite=export_kwargs.get("overwrite", False),
                  rename=export_kwargs.get("rename", True))  # refused before the model runs
+    attached, stored = attach_inputs(attach)
+    opts = options_for(name, {**(options or {}), **attached})
     adapter = _load_any(model, family=family) if isinstance(model, (str, os.PathLike)) else model
+    _trust_model(model if isinstance(model, (str, os.PathLike)) else adapter)
     out_dir = _stem(path).parent
     loaded = [load_input(s) for s in inputs]
     specs = []

@@ -14,6 +14,11 @@ in-memory input over (:data:`ATTACHMENTS`), the export records ``<option>="input
 ``<option>_sha256``.  Nothing is written here while an export is being decided: every copy is a :class:`StoredInput`
 that :func:`explorer.export.export_recipe` writes (:func:`write_inputs`) only once it has settled the figure's name
 (after the no-overwrite check); until then recipes read them from memory (:func:`pending_inputs`, :func:`input_bytes`).
+
+Sidecars come from other people, so reading them back is guarded (:func:`resolve_input`, :func:`load_arrays`,
+:func:`load_npy`): every input needs its recorded SHA-256; a recorded path is read only inside the sidecar's folder
+(or a folder or file the user names: ``--input-dir`` / ``--input``); stored arrays are read only after their
+declared sizes (zip members, ``.npy`` headers) are checked against the bytes that are really there and a limit.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextvars
 import hashlib
 import io
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +40,14 @@ from ..io import LoadedImage, array_sha256, load_image
 from ..data.samples import SAMPLES, load_sample
 from ..files import write_atomic
 from ..reconstruction.multimodal import MultiModalInputError
+from .registry import OutsideFolderError, inside
+
+#: Largest file a sidecar's input (image, clip, stored arrays) may be: larger ones are refused before reading.
+MAX_INPUT_BYTES = 2 << 30
+#: Largest array a stored ``.npy`` / ``.npz`` member may declare, and largest sum of an ``.npz``'s members.
+MAX_ARRAY_BYTES = 2 << 30
+#: Most members a stored ``.npz`` may have.
+MAX_NPZ_MEMBERS = 64
 
 
 class ReproduceError(RuntimeError):
@@ -67,7 +81,11 @@ class StoredInput:
 
 
 def stored_input(sha256: str, suffix: str, data: bytes) -> StoredInput:
-    """The :class:`StoredInput` of ``data`` with hash ``sha256``: ``inputs/<sha256[:16]><suffix>``."""
+    """The :class:`StoredInput` of ``data`` with hash ``sha256``: ``inputs/<sha256[:16]><suffix>``.
+
+    ``suffix`` comes from an upload's name: anything but ``.`` and 1-7 letters or digits becomes ``.bin``.
+    """
+    suffix = suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,7}", suffix.lower()) else ".bin"
     return StoredInput(f"inputs/{sha256[:16]}{suffix}", bytes(data), sha256)
 
 
@@ -114,7 +132,79 @@ def input_bytes(path: "str | os.PathLike") -> bytes | None:
     if data is not None:
         return data
     p = Path(path)
-    return p.read_bytes() if p.is_file() else None
+    if not p.is_file():
+        return None
+    _check_file_size(p)
+    return p.read_bytes()
+
+
+def _check_file_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise ReproduceError(f"{path} is {size / 2**30:.1f} GiB, above the {MAX_INPUT_BYTES / 2**30:.0f} GiB an input may "
+                             "be: not read.")
+
+
+def load_npy(data: bytes, what: str = "the stored array") -> np.ndarray:
+    """A ``.npy`` file's array, read only after its header is checked: a numeric dtype (never pickled objects), at most
+    :data:`MAX_ARRAY_BYTES`, and exactly as many bytes of data as the shape declares.
+
+    Raises:
+        ValueError: a header that does not fit the data or the limits (before any array is allocated).
+    """
+    from numpy.lib import format as npf
+
+    fp = io.BytesIO(data)
+    try:
+        version = npf.read_magic(fp)
+        if version == (1, 0):
+            shape, _fortran, dtype = npf.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _fortran, dtype = npf.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, EOFError, OSError) as e:
+        raise ValueError(f"{what} is not a readable .npy array ({e}).") from e
+    if dtype.hasobject or dtype.kind not in "biufc" or dtype.fields is not None:
+        raise ValueError(f"{what} holds {dtype} data; only plain numeric arrays are read.")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    nbytes = count * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise ValueError(f"{what} declares {nbytes / 2**30:.1f} GiB of data, above the {MAX_ARRAY_BYTES / 2**30:.0f} GiB "
+                         "limit: not read.")
+    if nbytes != len(data) - fp.tell():
+        raise ValueError(f"{what} declares {nbytes} bytes of data but holds {len(data) - fp.tell()}: damaged, not read.")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def load_npz(data: bytes, what: str = "the stored arrays") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, checked before anything is decompressed: at most :data:`MAX_NPZ_MEMBERS`
+    ``.npy`` members whose declared sizes add up to at most :data:`MAX_ARRAY_BYTES` (a zip bomb is refused here);
+    each member is read no further than its declared size and then checked as :func:`load_npy` does.
+
+    Raises:
+        ValueError: anything that does not fit (``zipfile.BadZipFile`` for a damaged archive).
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise ValueError(f"{what} has {len(infos)} members, above the {MAX_NPZ_MEMBERS} allowed: not read.")
+        total = sum(i.file_size for i in infos)
+        if total > MAX_ARRAY_BYTES:
+            raise ValueError(f"{what} declares {total / 2**30:.1f} GiB once decompressed, above the "
+                             f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB limit: not read.")
+        out = {}
+        for info in infos:
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise ValueError(f"{what} holds {info.filename!r}, not a .npy array: not read.")
+            with zf.open(info) as f:
+                member = f.read(info.file_size + 1)
+            if len(member) != info.file_size:
+                raise ValueError(f"{what}: member {info.filename!r} does not have its declared size: damaged, not read.")
+            out[info.filename[:-4]] = load_npy(member, f"{what} ({info.filename})")
+    return out
 
 
 def npy_bytes(arr: np.ndarray) -> bytes:
@@ -181,37 +271,81 @@ def attach_inputs(attach: "dict | None") -> tuple[dict, list[StoredInput]]:
     return options, stored
 
 
-def resolve_input(spec: dict, base_dir: "str | os.PathLike | None" = None, override=None) -> tuple[LoadedImage, object]:
-    """Load the input a sidecar recorded and check its SHA-256.
+def _outside_hint(rec: str, base_dir) -> str:
+    return (f"Input {rec!r} lies outside the sidecar's folder{f' ({base_dir})' if base_dir is not None else ''}: a "
+            "sidecar's paths are read only inside the folder it lies in. If you trust this sidecar, name the file "
+            f"yourself: --input {rec} (or its folder with --input-dir; reproduce(inputs=..., input_dirs=...)).")
+
+
+def _find_recorded(rec: str, base_dir, search: "list | tuple") -> Path:
+    """The file a sidecar's ``path`` names, looked up only inside the sidecar's folder (``rec``, then
+    ``inputs/<file name>``) and the folders the user named in ``search`` (``rec``, then ``<file name>``)."""
+    recorded = Path(rec)
+    roots = [(Path(base_dir), "inputs")] if base_dir is not None else []
+    roots += [(Path(d), "") for d in search]
+    looked = []
+    for root, sub in roots:
+        for cand in (recorded, Path(sub) / recorded.name):
+            try:
+                path = inside(root, cand)
+            except OutsideFolderError:
+                continue
+            looked.append(str(path))
+            if path.is_file():
+                return path
+    if not any(_is_inside(root, recorded) for root, _ in roots):
+        raise ReproduceError(_outside_hint(rec, base_dir))
+    raise ReproduceError(f"Input {rec!r} was not found (looked in: {', '.join(dict.fromkeys(looked))}). "
+                         "Pass its new location with --input.")
+
+
+def _is_inside(root: Path, recorded: Path) -> bool:
+    try:
+        inside(root, recorded)
+        return True
+    except OutsideFolderError:
+        return False
+
+
+def resolve_input(spec: dict, base_dir: "str | os.PathLike | None" = None, override=None, *,
+                  search: "list | tuple" = ()) -> tuple[LoadedImage, object]:
+    """Load the input a sidecar recorded and check its SHA-256 (which the sidecar must record).
 
     Args:
         spec: a dict from :func:`input_spec`.
-        base_dir: folder of the sidecar (relative paths are looked up there first).
-        override: a path to use instead of the recorded one (same content required).
+        base_dir: folder of the sidecar: a recorded path is read only inside it (relative paths are resolved against
+            it, then ``inputs/<file name>`` is tried); never relative to the working directory.
+        override: a path the user gives instead of the recorded one (read where it is; same content required).
+        search: folders the user names (``--input-dir``): the recorded file name is also looked up there.
     Returns:
         ``(LoadedImage, source)`` where ``source`` is what to pass on to :func:`input_spec`.
+    Raises:
+        ReproduceError: no recorded hash, a path outside the allowed folders, a missing file, another content.
     """
     want = spec.get("sha256")
+    what = spec.get("sample") or spec.get("path")
+    if not want:
+        raise ReproduceError(f"Input {what!r} has no recorded SHA-256: it cannot be checked against the figure, so it "
+                             "is not read.")
     if override is not None:
         path = Path(override)
     elif "sample" in spec:
+        if spec["sample"] not in SAMPLES:
+            raise ReproduceError(f"Unknown sample {spec['sample']!r}; shipped samples: {', '.join(SAMPLES)}.")
         loaded = load_sample(spec["sample"])
         _check_sha(loaded.sha256, want, f"sample {spec['sample']!r}")
         return loaded, spec["sample"]
     else:
-        rec = Path(spec["path"])
-        candidates = [rec] if rec.is_absolute() else []
-        if base_dir is not None:
-            candidates.append(Path(base_dir) / rec)
-            candidates.append(Path(base_dir) / "inputs" / rec.name)
-        candidates.append(rec)
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise ReproduceError(
-                f"Input {spec['path']!r} was not found (looked in: {', '.join(map(str, candidates))}). "
-                "Pass its new location with --input.")
+        path = _find_recorded(spec["path"], base_dir, search)
+    if path.is_file():
+        _check_file_size(path)
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = load_npy(path.read_bytes(), str(path))
+        except OSError as e:
+            raise ReproduceError(f"Cannot read {path}: {e}") from e
+        except ValueError as e:
+            raise ReproduceError(str(e)) from e
         loaded = load_image(arr, name=spec.get("name"))
         _check_sha(loaded.sha256, want, str(path))
         return loaded, arr
@@ -221,7 +355,9 @@ def resolve_input(spec: dict, base_dir: "str | os.PathLike | None" = None, overr
 
 
 def _check_sha(got: str, want: str | None, what: str) -> None:
-    if want and got != want:
+    if not want:
+        raise ReproduceError(f"{what} has no recorded SHA-256: it cannot be checked, so it is not used.")
+    if got != want:
         raise ReproduceError(f"{what} has SHA-256 {got[:12]}…, the figure was made from {want[:12]}…: not the same input.")
 
 
@@ -253,17 +389,19 @@ def arrays_input(arrays: dict[str, np.ndarray]) -> StoredInput:
     return stored_input(_arrays_sha256(arrays), ".npz", buf.getvalue())
 
 
-def load_arrays(path, sha256: str | None = None) -> dict[str, np.ndarray]:
+def load_arrays(path, sha256: str | None) -> dict[str, np.ndarray]:
     """Read :func:`arrays_input`'s file (never unpickles; from memory while its export is being built) and check its
-    hash."""
+    hash, which must be given; declared sizes are checked before anything is decompressed (:func:`load_npz`)."""
+    if not sha256:
+        raise MultiModalInputError(f"The stored inputs {path} have no recorded SHA-256: they cannot be checked, so they "
+                                   "are not read.")
     try:
         data = input_bytes(path)
         if data is None:
             raise OSError(f"{path} does not exist")
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        arrays = load_npz(data, f"the stored inputs {Path(path).name}")
+    except (OSError, ValueError, EOFError, ReproduceError, zipfile.BadZipFile) as e:
         raise MultiModalInputError(f"Cannot read the stored inputs {path}: {e}") from e
-    if sha256 and _arrays_sha256(arrays) != sha256:
+    if _arrays_sha256(arrays) != sha256:
         raise MultiModalInputError(f"The stored inputs {path} changed since the export (SHA-256 differs).")
     return arrays

@@ -7,14 +7,32 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .registry import RECIPES, Recipe, get_recipe, input_folder, input_path, options_for, recipe  # noqa: F401
+from ..masking.image import STRATEGIES
+from ..preprocess import POLICIES
+from .registry import (RECIPES, SEED, SHA256_OR_NONE, AnyOf, Bool, Choice, DictOf, Fields, Int, ListOf,  # noqa: F401
+                       Num, Recipe, StoredPath, Text, get_recipe, input_folder, input_path, options_for, recipe)
+
+# ---------------------------------------------------------------------------- option schemas shared by recipes
+#: Bounds keep what a sidecar can ask for to the size of a paper figure: a few seconds and a few hundred MB.
+RATIO = Num(0.0, 1.0)
+RATIOS = ListOf(RATIO, max_len=16, min_len=1)
+FIT = Choice(POLICIES)
+STRATEGY = Choice(STRATEGIES)
+COLORSCALE = Text(40, r"[A-Za-z][A-Za-z0-9]*(_r)?", what="a plotly colour-scale name (e.g. Viridis)")
+OPACITY = Num(0.0, 1.0)
+LAYER = Int(0, 255)
+HEAD = AnyOf((Choice(("mean",)), Int(0, 255)))
+#: A query token: a prefix token's name ("cls", "mean" for all tokens), a patch index, or a patch's coordinates.
+QUERY = AnyOf((Text(16, r"[A-Za-z_]+", what="a token name"), Int(0, 1_000_000), ListOf(Int(0, 100_000), 3, 2)), none=True)
 
 # ---------------------------------------------------------------------------- MAE recipes
 COMPACT_PANELS = ("Original", "Masked", "Reconstruction", "Recon. + visible", "Error (MSE)")
 
 
 @recipe("reconstruction", defaults=dict(ratio=0.75, seed=0, strategy="random", manual=[], fit="center-crop",
-                                        error_max=None, compact=True, min_side=224))
+                                        error_max=None, compact=True, min_side=224),
+        schema=dict(ratio=RATIO, seed=SEED, strategy=STRATEGY, manual=ListOf(Int(0, 65_535), 16_384), fit=FIT,
+                    error_max=Num(0.0, 1000.0, none=True), compact=Bool(), min_side=Int(0, 2048)))
 def _reconstruction(adapter, images, o) -> go.Figure:
     """One input: original | masked | reconstruction | reconstruction + visible | error map."""
     from ..reconstruction import reconstruct
@@ -39,7 +57,9 @@ def reconstruction_view(rec, o: dict) -> go.Figure:
 
 
 @recipe("reconstruction_grid", n_inputs="many", letters=False,
-        defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", show="pasted", cell=150))
+        defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", show="pasted", cell=150),
+        schema=dict(ratios=RATIOS, seed=SEED, strategy=STRATEGY, fit=FIT, show=Choice(("pasted", "prediction", "masked")),
+                    cell=Int(16, 1024)))
 def _reconstruction_grid(adapter, images, o) -> go.Figure:
     """MAE-paper style grid: one row per input, columns = original and each masking ratio."""
     from ..reconstruction import reconstruct_sweep
@@ -53,7 +73,8 @@ def _reconstruction_grid(adapter, images, o) -> go.Figure:
     return reconstruction_grid(rows, show=o["show"], cell=int(o["cell"]))
 
 
-@recipe("error_strip", defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", opacity=0.75))
+@recipe("error_strip", defaults=dict(ratios=[0.5, 0.75, 0.9], seed=0, strategy="random", fit="center-crop", opacity=0.75),
+        schema=dict(ratios=RATIOS, seed=SEED, strategy=STRATEGY, fit=FIT, opacity=OPACITY))
 def _error_strip(adapter, images, o) -> go.Figure:
     """One input: the image, then its per-patch reconstruction error at each ratio on one shared colour scale."""
     import numpy as np
@@ -68,7 +89,16 @@ def _error_strip(adapter, images, o) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------- attention recipes
+def _fusion_methods() -> tuple:
+    """Names of the fusion method registry (looked up when a ``word_maps`` sidecar is checked)."""
+    from ..fusion.methods import REGISTRY
+
+    return tuple(REGISTRY)
+
+
 @recipe("attention_grid", defaults=dict(query=None, layers=None, heads=None, fit="center-crop", colorscale="Viridis"),
+        schema=dict(query=QUERY, layers=ListOf(LAYER, 64, 1, none=True), heads=ListOf(HEAD, 64, 1, none=True), fit=FIT,
+                    colorscale=COLORSCALE),
         letters=False)
 def _attention_grid(adapter, images, o) -> go.Figure:
     """One input: layers × heads attention maps of one query token on one shared colour scale."""
@@ -81,7 +111,9 @@ def _attention_grid(adapter, images, o) -> go.Figure:
 
 
 @recipe("attention_methods", defaults=dict(query=None, layer=0, head="mean", fusion="mean", discard=0.0, residual=True,
-                                           steps=16, fit="center-crop"))
+                                           steps=16, fit="center-crop"),
+        schema=dict(query=QUERY, layer=LAYER, head=HEAD, fusion=Choice(("mean", "max", "min")), discard=Num(0.0, 0.99),
+                    residual=Bool(), steps=Int(1, 128), fit=FIT))
 def _attention_methods(adapter, images, o) -> go.Figure:
     """One input: raw attention (one layer / head), rollout, relevance and integrated gradients side by side."""
     from ..attention import attention_maps, explain
@@ -99,7 +131,11 @@ def _attention_methods(adapter, images, o) -> go.Figure:
 
 
 @recipe("word_maps", family="fusion", defaults=dict(text="", method="relevance", word=None, patch=None, layer=None, head="mean",
-                                                   method_options=None, fit="center-crop", colorscale="Viridis", opacity=0.6))
+                                                   method_options=None, fit="center-crop", colorscale="Viridis", opacity=0.6),
+        schema=dict(text=Text(1000), method=Choice(_fusion_methods), word=Int(0, 4095, none=True),
+                    patch=AnyOf((Int(0, 1_000_000), ListOf(Int(0, 100_000), 3, 2)), none=True),
+                    layer=Int(0, 255, none=True), head=HEAD, method_options=Fields({"steps": Int(1, 64)}, none=True),
+                    fit=FIT, colorscale=COLORSCALE, opacity=OPACITY))
 def _word_maps(adapter, images, o) -> go.Figure:
     """Image+text models: one word's map over the image as the fusion app shows it, or every word's map (``word=None``).
 
@@ -122,8 +158,16 @@ def _word_maps(adapter, images, o) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------- multimodal MAE recipe
+MODALITY = Text(32, r"[a-z][a-z0-9_-]*", what="a modality name (rgb, depth, video, audio…)")
+
+
 @recipe("multimodal", n_inputs="none", family="multimodal", letters=False,
-        defaults=dict(sample=None, arrays=None, arrays_sha256=None, budgets=None, total=None, seed=0, strategy=None, frame=0))
+        defaults=dict(sample=None, arrays=None, arrays_sha256=None, budgets=None, total=None, seed=0, strategy=None, frame=0),
+        schema=dict(sample=Text(40, r"[a-z]+:-?[0-9]{1,12}", none=True, what="a generated sample ('room:<seed>')"),
+                    arrays=StoredPath(), arrays_sha256=SHA256_OR_NONE,
+                    budgets=DictOf(MODALITY, Num(0.0, 1_000_000.0), 8, none=True), total=Int(0, 1_000_000, none=True),
+                    seed=SEED, strategy=DictOf(MODALITY, Choice(("random", "tube")), 8, none=True),
+                    frame=Int(0, 100_000)))
 def _multimodal(adapter, images, o) -> go.Figure:
     """Cross-modal reconstruction (RGB-D / audio-visual): one row per modality, original | seen | reconstruction | error."""
     from ..multimodal import reconstruct_multimodal

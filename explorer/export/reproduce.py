@@ -1,6 +1,12 @@
 """Regenerate an exported figure from its sidecar and compare it with the original files.
 
-    python -m explorer reproduce figs/cat.json [--out DIR] [--input NEW_PATH ...]
+    python -m explorer reproduce figs/cat.json [--out DIR] [--input NEW_PATH ...] [--input-dir DIR]
+                                               [--model PATH] [--allow-download]
+
+Sidecars travel with shared figures, so ``reproduce`` treats them as untrusted: the whole sidecar is checked against
+its schema before anything runs (:func:`explorer.export.sidecar.validate`), every path it names is read only inside
+its own folder (files elsewhere only when the user names them: ``--input``, ``--input-dir``, ``--model``), every
+input must carry its SHA-256, and a Hugging Face id it names is not downloaded without ``--allow-download``.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .figure import ExportResult, build_recipe, export_figure, resolve_model
+from ..files import check_name
+from .figure import ExportResult, _stem, build_recipe, check_size, export_figure, resolve_model
 from .inputs import ReproduceError, file_sha256, resolve_input
 from ..viz.presets import Preset
-from .registry import input_folder
+from .registry import OutsideFolderError, input_folder, inside
 from .sidecar import read_sidecar, versions
 
 
@@ -63,45 +70,67 @@ class ReproduceReport:
 def _png_difference(a: Path, b: Path) -> tuple[str, int | None]:
     from PIL import Image
 
-    with Image.open(a) as ia, Image.open(b) as ib:
-        x, y = np.asarray(ia.convert("RGBA"), np.int16), np.asarray(ib.convert("RGBA"), np.int16)
-    if x.shape != y.shape:
-        return f"differs: size {x.shape[1]}x{x.shape[0]} vs {y.shape[1]}x{y.shape[0]}", None
+    try:
+        with Image.open(a) as ia, Image.open(b) as ib:
+            if ia.size != ib.size:  # compared on the header alone: a huge "original" is never decoded
+                return f"differs: size {ia.size[0]}x{ia.size[1]} vs {ib.size[0]}x{ib.size[1]}", None
+            x, y = np.asarray(ia.convert("RGBA"), np.int16), np.asarray(ib.convert("RGBA"), np.int16)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return f"differs: the original cannot be read as a PNG ({type(e).__name__})", None
     d = np.abs(x - y)
     return f"differs: {int((d.max(-1) > 0).sum())} pixels, at most {int(d.max())}/255", int(d.max())
 
 
 def reproduce(sidecar_path: "str | Path", *, out: "str | Path | None" = None, inputs: "list | None" = None,
-              device: str | None = None, check_weights: bool = True, overwrite: bool = False) -> ReproduceReport:
+              device: str | None = None, check_weights: bool = True, overwrite: bool = False,
+              allow_download: bool = False, model=None, input_dirs: "list | tuple" = ()) -> ReproduceReport:
     """Rebuild the figure described by ``sidecar_path`` (a ``.json`` sidecar or an exported file).
+
+    The sidecar is checked as a whole before anything runs, and read as untrusted: paths it names are read only inside
+    its own folder, each input needs its recorded SHA-256, and a model id it names is not downloaded unless
+    ``allow_download``.
 
     Args:
         out: output stem; default ``<original stem>-reproduced`` next to the original.
-        inputs: replacement paths for the recorded inputs (same order; ``None`` keeps one).
+        inputs: replacement paths for the recorded inputs (same order; ``None`` keeps one); read where they are.
+        input_dirs: folders (besides the sidecar's) where the recorded inputs may be read, by their recorded path or
+            file name (e.g. the input folder of a batch export).
         device: run the model here instead of the recorded device.
         check_weights: refuse a checkpoint whose weights' SHA-256 differs from the recorded one.
+        allow_download: let a Hugging Face id named in the sidecar be fetched from the hub (default: only a shipped
+            model, a folder inside the sidecar's folder, a model folder used in this process, or the local cache).
+        model: use this model instead of the recorded one (an adapter, a shipped name, a folder or a hub id; its
+            weights are still checked unless ``check_weights=False``).
     Raises:
-        ReproduceError: the sidecar has no recipe, or an input / model is not the recorded one.
+        SidecarError: no sidecar, or one that does not fit the schema.
+        ReproduceError: the sidecar has no recipe, a path outside its folder, an input / model that is not the
+            recorded one or that would need a download.
+        ValueError: an output name that cannot be written, a figure too large.
     """
     sidecar_path = Path(sidecar_path)
     given = sidecar_path
     if sidecar_path.suffix.lower() != ".json" and sidecar_path.with_suffix(".json").is_file():
         sidecar_path = sidecar_path.with_suffix(".json")  # the full sidecar lists every file's hash
-    sc = read_sidecar(sidecar_path)
+    sc = read_sidecar(sidecar_path)  # checked against the schema as a whole
     if not sc.get("recipe"):
         raise ReproduceError(f"{sidecar_path} was exported from a bare figure (no recipe), so it cannot be rebuilt.")
     base = sidecar_path.parent
     prov = sc["provenance"]
-    adapter = resolve_model(prov["model"], device=device, check=check_weights)
     specs = prov["inputs"]
+    if inputs is not None and len(inputs) > len(specs):
+        raise ReproduceError(f"{len(inputs)} inputs given, but the figure was made from {len(specs)}.")
+    style = sc["style"]
+    stem = sidecar_path.with_suffix("")
+    target = _stem(out) if out is not None else stem.with_name(stem.name + "-reproduced")
+    check_name(target.name, suffixes=[f".{f}" for f in sc["formats"]] + [".json"], folder=target.parent)
+    check_size(style, sc["formats"])  # as recorded; checked again on the rebuilt figure
     overrides = list(inputs or []) + [None] * (len(specs) - len(inputs or []))
-    images = [resolve_input(spec, base, ov)[0] for spec, ov in zip(specs, overrides)]
+    images = [resolve_input(spec, base, ov, search=tuple(input_dirs))[0] for spec, ov in zip(specs, overrides)]
+    adapter = resolve_model(prov["model"], device=device, check=check_weights, base=base, allow_download=allow_download,
+                            model=model)
     with input_folder(base):
         fig = build_recipe(sc["recipe"]["name"], adapter, images, sc["recipe"]["options"])
-    style = sc["style"]
     preset = Preset(**style["preset"])
-    stem = sidecar_path.with_suffix("")
-    target = Path(out) if out is not None else stem.with_name(stem.name + "-reproduced")
     result = export_figure(fig, target, preset=preset, formats=sc["formats"], height_in=style["height_in"],
                            letters=style["letters"], recipe=sc["recipe"], provenance=prov, title=sc.get("title"),
                            overwrite=overwrite)
@@ -110,14 +139,22 @@ def reproduce(sidecar_path: "str | Path", *, out: "str | Path | None" = None, in
     if not recorded and given.suffix.lower().lstrip(".") in result.files:  # an exported file alone
         recorded[given.suffix.lower().lstrip(".")] = {"name": given.name, "sha256": file_sha256(given)}
     for fmt, rec in recorded.items():
-        orig = base / rec["name"]
-        new = result.files[fmt]
-        if file_sha256(new) == rec["sha256"]:
+        new = result.files.get(fmt)
+        if new is None:
+            report.comparison[fmt] = "not rebuilt (not among the sidecar's formats)"
+            continue
+        got = file_sha256(new)
+        if got == rec["sha256"]:
             report.comparison[fmt] = "identical"
-        elif fmt == "png" and orig.is_file():
+            continue
+        try:
+            orig = inside(base, rec["name"])  # a plain file name (schema), and no link out of the folder
+        except OutsideFolderError:
+            orig = None
+        if fmt == "png" and orig is not None and orig.is_file():
             report.comparison[fmt], report.max_png_difference = _png_difference(orig, new)
         else:
-            report.comparison[fmt] = f"differs (SHA-256 {file_sha256(new)[:12]}…, recorded {rec['sha256'][:12]}…)"
+            report.comparison[fmt] = f"differs (SHA-256 {got[:12]}…, recorded {rec['sha256'][:12]}…)"
     here = versions()
     report.version_changes = {k: (v, here.get(k)) for k, v in sc.get("versions", {}).items() if here.get(k) != v}
     return report

@@ -15,18 +15,25 @@ The recipe decodes and samples it again (``sampling``, ``stride``, ``short``) an
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from .inputs import ReproduceError, StoredInput, _raw_bytes, attachment, input_bytes, npy_bytes, stored_input
-from .registry import input_path, recipe
+from .inputs import ReproduceError, StoredInput, _raw_bytes, attachment, input_bytes, load_npy, npy_bytes, stored_input
+from ..masking.video import VIDEO_STRATEGIES
+from ..preprocess import POLICIES
+from ..video import SAMPLINGS, SHORT_CLIP
+from .registry import SEED, SHA256_OR_NONE, Choice, Int, ListOf, Num, StoredPath, Text, input_path, recipe
 
 CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
 MASK = dict(ratio=0.9, strategy="tube", seed=0, fit="center-crop")
+#: Option schemas: a generated clip is named by its seed, a stored one is a relative path with its hash.
+CLIP_SCHEMA = dict(clip=Text(32, r"generated:[0-9]{1,12}", none=True, what="'generated:<seed>'"), video=StoredPath(),
+                   video_sha256=SHA256_OR_NONE, sampling=Choice(SAMPLINGS), stride=Int(1, 64),
+                   short=Choice(SHORT_CLIP, none=True))
+MASK_SCHEMA = dict(ratio=Num(0.0, 1.0), strategy=Choice(VIDEO_STRATEGIES), seed=SEED, fit=Choice(POLICIES))
 
 
 @attachment("video")
@@ -59,13 +66,16 @@ def video_from_options(adapter, o: dict):
     kw = dict(sampling=o["sampling"], stride=int(o["stride"]), short=o["short"])
     if o["clip"] is not None:
         return model_clip(adapter, o["clip"], **kw)
-    path = input_path(o["video"])
+    if not o["video_sha256"]:
+        raise ReproduceError(f"The clip {o['video']!r} has no recorded SHA-256 (video_sha256): it cannot be checked, so "
+                             "it is not read.")
+    path = input_path(o["video"])  # refused if it leads out of the figure's folder
     data = input_bytes(path)  # from memory while the export that stores it is being built
     if data is None:
         raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({path}).")
-    src = np.load(io.BytesIO(data), allow_pickle=False) if path.suffix == ".npy" else {"name": path.name, "content": data}
+    src = load_npy(data, f"the stored clip {path.name}") if path.suffix == ".npy" else {"name": path.name, "content": data}
     v = model_clip(adapter, src, **kw)
-    if o["video_sha256"] and v.sha256 != o["video_sha256"]:
+    if v.sha256 != o["video_sha256"]:
         raise ReproduceError(f"{path} has SHA-256 {v.sha256[:12]}…, the figure was made from {o['video_sha256'][:12]}….")
     return v
 
@@ -77,7 +87,8 @@ def _reconstruction(adapter, o):
     return reconstruct_video(adapter, v, ratio=float(o["ratio"]), strategy=o["strategy"], seed=int(o["seed"]), fit=o["fit"])
 
 
-@recipe("video_frames", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, frames=None))
+@recipe("video_frames", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, frames=None),
+        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, frames=ListOf(Int(0, 4095), 64, 1, none=True)))
 def _video_frames(adapter, images, o) -> go.Figure:
     """Masked video: chosen frames as rows of original | masked input | reconstruction | error."""
     from ..viz.video import frames_figure
@@ -85,7 +96,8 @@ def _video_frames(adapter, images, o) -> go.Figure:
     return frames_figure(_reconstruction(adapter, o), o["frames"])
 
 
-@recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, step=1))
+@recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, step=1),
+        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, step=Int(1, 1024)))
 def _video_filmstrip(adapter, images, o) -> go.Figure:
     """Masked video: every frame (or every ``step``-th) as rows original / masked input / reconstruction."""
     from ..viz.video import filmstrip
@@ -93,7 +105,7 @@ def _video_filmstrip(adapter, images, o) -> go.Figure:
     return filmstrip(_reconstruction(adapter, o), step=int(o["step"]))
 
 
-@recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP))
+@recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP), schema=dict(CLIP_SCHEMA))
 def _video_sampling(adapter, images, o) -> go.Figure:
     """Which frames of the clip the video model reads, on a time line."""
     from ..viz.video import sampling_figure
