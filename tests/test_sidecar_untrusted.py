@@ -300,15 +300,36 @@ def test_embedded_sidecar_readers_take_linear_time(tmp_path):
     png = tmp_path / "many.png"
     chunk = struct.pack(">I", 1) + b"tEXt" + b"k" + b"\0\0\0\0"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk * 70_000 + struct.pack(">I", 0) + b"IEND" + b"\0" * 4)
-    pdf = tmp_path / "many.pdf"
-    pdf.write_bytes(b"%PDF-1.4\n" + b"1 0 obj << /Info 1 0 R >> " * 24_000 + b"\ntrailer << /Info 1 0 R >>\n%%EOF\n")
+    tail = b"trailer << /Info 1 0 R /Root 1 0 R >>\nstartxref\n12\n%%EOF\n"
+    pdf = tmp_path / "nested.pdf"  # 800 KB: 2.3 s in pypdf, and growing faster than the file
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj " + b"<< /A " * 100_000 + b">>" * 100_000 + b"\nendobj\n" + tail)
+    escapes = tmp_path / "escapes.pdf"
+    escapes.write_bytes(b"%PDF-1.4\n1 0 obj << /explorer:sidecar (" + b"\\(" * 300_000 + b") >>\nendobj\n" + tail)
+    unclosed = tmp_path / "unclosed.pdf"
+    unclosed.write_bytes(b"%PDF-1.4\n1 0 obj << /explorer:sidecar (" + b"(x\\)" * 150_000 + b"\nendobj\n" + tail)
     deep = tmp_path / "deep.json"
     deep.write_text('{"schema": "explorer-figure/1", "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
-    for path in (svg, png, pdf, deep):
+    for path in (svg, png, pdf, escapes, unclosed, deep):
         t = time.perf_counter()
         with pytest.raises(SidecarError):
             read_sidecar(path)
         assert time.perf_counter() - t < 2.0, path.name
+
+
+def test_the_pdf_reader_reads_what_pypdf_writes(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    from explorer.export.sidecar import PDF_KEY, _pdf_text
+
+    for text in ('{"a": "plain (x) \\\\ y\\n"}', '{"a": "naïve — ×"}', '{"a": "emoji 🐈 and ( unbalanced"}'):
+        w = PdfWriter()
+        w.add_blank_page(72, 72)
+        w.add_metadata({PDF_KEY: text, "/Title": "t"})
+        buf = io.BytesIO()
+        w.write(buf)
+        assert _pdf_text(buf.getvalue(), PDF_KEY) == text == str(PdfReader(io.BytesIO(buf.getvalue())).metadata[PDF_KEY])
+    assert _pdf_text(b"%PDF-1.4 /explorer:sidecarX (no) /explorer:sidecar <FEFF0041 00e9>", PDF_KEY) == "A\u00e9"
+    assert _pdf_text(b"%PDF-1.4 no entry", PDF_KEY) is None
 
 
 # ---------------------------------------------------------------------------------------------- export names and files

@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import platform
+import re
 import shutil
 import struct
 import subprocess
@@ -26,9 +27,11 @@ from pathlib import Path
 
 SCHEMA = "explorer-figure/1"
 #: Largest ``.json`` sidecar read, and largest sidecar text embedded in a figure.
-MAX_SIDECAR_BYTES = 16 << 20
+MAX_SIDECAR_BYTES = 1 << 20
+#: Most PNG chunks read before the image data (an export writes a handful).
+MAX_PNG_CHUNKS = 1000
 #: Largest exported file (PNG / PDF / SVG) a sidecar is read from.
-MAX_FIGURE_BYTES = 512 << 20
+MAX_FIGURE_BYTES = 256 << 20
 PNG_KEY = "explorer:sidecar"
 PDF_KEY = "/explorer:sidecar"
 
@@ -76,18 +79,21 @@ class SidecarError(ValueError):
 
 
 def _png_text(data: bytes, key: str) -> str | None:
-    """The text chunk (``iTXt``, ``tEXt`` or ``zTXt``) named ``key`` of PNG ``data``, or ``None``; one pass over the
-    chunks, the image itself is not decoded."""
+    """The text chunk (``iTXt``, ``tEXt`` or ``zTXt``) named ``key`` of PNG ``data``, or ``None``: one pass over the
+    chunks before the image data (where an export writes it), at most :data:`MAX_PNG_CHUNKS` of them; the image itself
+    is not decoded."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise SidecarError("not a PNG file")
     want = key.encode("latin-1")
     pos = 8
-    while pos + 8 <= len(data):
+    for _ in range(MAX_PNG_CHUNKS):
+        if pos + 8 > len(data):
+            return None
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         body = data[pos + 8:pos + 8 + length]
         pos += 12 + length
-        if len(body) != length or kind == b"IEND":
-            break
+        if len(body) != length or kind in (b"IDAT", b"IEND"):
+            return None
         if kind not in (b"iTXt", b"tEXt", b"zTXt"):
             continue
         name, sep, rest = body.partition(b"\0")
@@ -104,7 +110,7 @@ def _png_text(data: bytes, key: str) -> str | None:
             return (_inflate(text) if compressed else text).decode("utf-8")
         except (UnicodeDecodeError, zlib.error, IndexError) as e:
             raise SidecarError(f"its {key!r} text chunk cannot be read ({e})") from e
-    return None
+    raise SidecarError(f"it has more than {MAX_PNG_CHUNKS} chunks before its image data")
 
 
 def _inflate(data: bytes) -> bytes:
@@ -113,6 +119,63 @@ def _inflate(data: bytes) -> bytes:
     if len(out) > MAX_SIDECAR_BYTES:
         raise SidecarError(f"its sidecar text is larger than {MAX_SIDECAR_BYTES >> 20} MiB")
     return out
+
+
+#: A literal string as pypdf writes it: characters, escapes, no unescaped parentheses; atomic, so it never backtracks.
+_PDF_LITERAL = re.compile(rb"\(((?>[^\\()]+|\\[\s\S])*+)\)")
+_PDF_ESCAPE = re.compile(rb"\\([0-7]{1,3}|\r\n?|[\s\S])")
+#: Escape → byte: octal (1-3 digits), the named ones, end of line (a continuation); any other: the character itself.
+_PDF_ESCAPES = {**{f"{v:o}".zfill(n).encode(): bytes([v & 0xFF]) for n in (1, 2, 3) for v in range(8 ** n)},
+                b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"\r": b"", b"\n": b"", b"\r\n": b""}
+
+
+def _pdf_unescape(m: "re.Match") -> bytes:
+    e = m[1]
+    return _PDF_ESCAPES.get(e, e)
+
+
+def _pdf_text(data: bytes, key: str) -> str | None:
+    """The text string stored under ``key`` in a PDF's document information (as pypdf writes it: a literal
+    ``( … )`` or hex ``< … >`` string), or ``None``.  The PDF is not parsed as a whole: the last ``key`` token is
+    found and its string read in one pass (no object graph, no cross-reference repair, no recursion)."""
+    if not data.startswith(b"%PDF-"):
+        raise SidecarError("not a PDF file")
+    name = key.encode("latin-1")
+    end = len(data)
+    while True:
+        i = data.rfind(name, 0, end)
+        if i < 0:
+            return None
+        j = i + len(name)
+        if j >= len(data) or data[j:j + 1] in b" \t\r\n\f\0(<":
+            break
+        end = i  # a longer name that starts with the key
+    while j < len(data) and data[j:j + 1] in b" \t\r\n\f\0":
+        j += 1
+    if data[j:j + 1] == b"<":
+        k = data.find(b">", j)
+        if k < 0:
+            raise SidecarError(f"its {key} string is not closed")
+        hexdigits = data[j + 1:k].translate(None, b" \t\r\n\f\0")
+        if len(hexdigits) > 8 * MAX_SIDECAR_BYTES:
+            raise SidecarError(f"its {key} string is larger than {MAX_SIDECAR_BYTES >> 20} MiB")
+        try:
+            raw = bytes.fromhex((hexdigits + b"0" * (len(hexdigits) % 2)).decode("ascii"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SidecarError(f"its {key} string is not valid hex ({e})") from e
+    elif data[j:j + 1] == b"(":
+        m = _PDF_LITERAL.match(data, j)
+        if m is None:
+            raise SidecarError(f"its {key} string is not closed (or not written as explorer writes it)")
+        body = m.group(1)
+        if len(body) > 4 * MAX_SIDECAR_BYTES:
+            raise SidecarError(f"its {key} string is larger than {MAX_SIDECAR_BYTES >> 20} MiB")
+        raw = _PDF_ESCAPE.sub(_pdf_unescape, body)
+    else:
+        raise SidecarError(f"its {key} entry is not a string")
+    from pypdf.generic import create_string_object
+
+    return str(create_string_object(raw))  # UTF-16 with a byte-order mark, else PDFDocEncoding (as pypdf reads it)
 
 
 def _svg_text(text: str) -> str | None:
@@ -156,19 +219,12 @@ def read_sidecar(path: "str | Path") -> dict:
             if text is None:
                 raise SidecarError(f"{path} has no {PNG_KEY!r} text chunk: not exported by explorer.")
         elif suffix == ".pdf":
-            from pypdf import PdfReader
-
-            from .render import quiet_pypdf
-
             try:
-                with quiet_pypdf():
-                    info = PdfReader(io.BytesIO(_read_bytes(path, MAX_FIGURE_BYTES))).metadata or {}
-                    value = info[PDF_KEY] if PDF_KEY in info else None
-            except Exception as e:  # noqa: BLE001 - whatever a malformed PDF makes the parser raise: said, not raised
-                raise SidecarError(f"{path} is not a readable PDF ({type(e).__name__}: {e}).") from e
-            if value is None:
+                text = _pdf_text(_read_bytes(path, MAX_FIGURE_BYTES), PDF_KEY)
+            except SidecarError as e:
+                raise SidecarError(f"{path}: {e}.") from e
+            if text is None:
                 raise SidecarError(f"{path} has no {PDF_KEY} entry: not exported by explorer.")
-            text = str(value)
         elif suffix == ".svg":
             from xml.sax.saxutils import unescape
 
