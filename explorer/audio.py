@@ -23,6 +23,13 @@ import numpy as np
 from .io import ImageLoadError, array_sha256, read_source
 
 TARGET_RATE = 16_000
+#: What :func:`load_audio` accepts: source sample rates (Hz), channels, and samples decoded in all (every channel:
+#: 2**26 is 11.6 minutes of 48 kHz stereo, 268 MB as float32); ``max_seconds`` caps the duration.
+MIN_RATE, MAX_RATE = 1_000, 768_000
+MAX_CHANNELS = 64
+MAX_SAMPLES = 1 << 26
+#: Sample frames mixed down at a time (bounds the float copy of a many-channel file).
+_CHUNK_FRAMES = 1 << 18
 
 
 class AudioLoadError(ImageLoadError):
@@ -69,19 +76,69 @@ def _pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
     return x.reshape(-1, channels)
 
 
+def _check_format(name: str, rate: int, channels: int, frames: int, max_seconds: float) -> None:
+    """Refuse what cannot be audio, or would be too much of it, before any sample is decoded."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioLoadError(f"{name} declares a sample rate of {rate} Hz: not a usable rate (accepted: {MIN_RATE:,} to "
+                             f"{MAX_RATE:,} Hz). The file is damaged or not really a WAV recording.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioLoadError(f"{name} declares {channels} channels; at most {MAX_CHANNELS} are accepted.")
+    if frames / rate > max_seconds:
+        raise AudioLoadError(f"{name} lasts {frames / rate:.0f} s; the limit is {max_seconds:.0f} s (max_seconds; cut it first).")
+    if frames * channels > MAX_SAMPLES:
+        raise AudioLoadError(f"{name} holds {frames:,} samples in each of {channels} channels, above the limit of "
+                             f"{MAX_SAMPLES:,} samples in all: cut it, or mix it down / resample it first.")
+
+
+def _decode_wav(data: bytes, name: str, max_seconds: float, notes: list[str]) -> tuple[np.ndarray, int, int]:
+    """Mono float32 samples, the source rate and channel count of a PCM WAV; checked before decoding."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            channels, width, src_rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            frame_bytes = width * channels
+            if not 1 <= width <= 4:
+                raise AudioLoadError(f"{width * 8}-bit samples are not supported (8, 16, 24 or 32-bit PCM WAV).")
+            present = min(n, len(data) // max(frame_bytes, 1))  # a declared size larger than the file is common
+            _check_format(name, src_rate, channels, present, max_seconds)
+            mono = np.empty(present, np.float32)
+            got = 0
+            while got < present:
+                raw = w.readframes(min(_CHUNK_FRAMES, present - got))
+                raw = raw[: len(raw) - len(raw) % frame_bytes]
+                if not raw:
+                    break
+                x = _pcm_to_float(raw, width, channels)
+                mono[got:got + len(x)] = x[:, 0] if channels == 1 else x.mean(1)
+                got += len(x)
+    except (wave.Error, EOFError) as e:
+        raise AudioLoadError(f"{name}: cannot decode this WAV file ({e}); only uncompressed PCM is read.") from None
+    if got < n:
+        notes.append(f"the file is truncated: {got} of {n} samples present")
+    return mono[:got], int(src_rate), int(channels)
+
+
 def load_audio(source: Any, *, rate: int = TARGET_RATE, name: str | None = None, max_seconds: float = 600.0) -> LoadedAudio:
     """Decode a PCM WAV file (path, bytes, upload) or take ``(N,)`` / ``(N, C)`` float samples (then pass ``rate``
     as the array's rate and it is kept); mix down to mono and resample to ``rate``.
 
+    Refused before decoding: sample rates outside :data:`MIN_RATE` – :data:`MAX_RATE`, more than :data:`MAX_CHANNELS`
+    channels, more than ``max_seconds`` or than :data:`MAX_SAMPLES` samples (all channels together).
+
     Raises:
-        AudioLoadError: missing, empty, not WAV, unsupported sample width, no samples, or longer than ``max_seconds``.
+        AudioLoadError: missing, empty, not WAV, unsupported sample width, no samples, an impossible rate or channel
+            count, or too long.
     """
     data, name = read_source(source, name, error=AudioLoadError, noun="an audio")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
         x = np.asarray(data, np.float32)
         x = x[:, None] if x.ndim == 1 else x
+        if x.ndim != 2:
+            raise AudioLoadError(f"Audio samples must be (N,) or (N, channels), got shape {data.shape}.")
         src_rate, digest = rate, array_sha256(x)
+        _check_format(name, int(src_rate), x.shape[1] or 1, x.shape[0], max_seconds)
+        channels = x.shape[1]
+        mono = x.mean(1) if channels > 1 else x[:, 0]
     else:
         if not data:
             raise AudioLoadError(f"{name} is empty (0 bytes): there is no audio.")
@@ -89,23 +146,11 @@ def load_audio(source: Any, *, rate: int = TARGET_RATE, name: str | None = None,
         if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
             raise AudioLoadError(f"{name} is not a WAV file. Convert other formats first, e.g. "
                                  "`ffmpeg -i clip.mp4 -ac 1 -ar 16000 clip.wav`.")
-        try:
-            with wave.open(io.BytesIO(data)) as w:
-                channels, width, src_rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-                if n / max(src_rate, 1) > max_seconds:
-                    raise AudioLoadError(f"{name} lasts {n / src_rate:.0f} s; the limit is {max_seconds:.0f} s (cut it first).")
-                raw = w.readframes(n)
-        except (wave.Error, EOFError) as e:
-            raise AudioLoadError(f"{name}: cannot decode this WAV file ({e}); only uncompressed PCM is read.") from None
-        x = _pcm_to_float(raw[: len(raw) - len(raw) % (width * channels)], width, channels)
-        if len(x) < n:
-            notes.append(f"the file is truncated: {len(x)} of {n} samples present")
-    if x.shape[0] == 0:
+        mono, src_rate, channels = _decode_wav(data, name, max_seconds, notes)
+    if mono.shape[0] == 0:
         raise AudioLoadError(f"{name} holds no audio samples.")
-    channels = x.shape[1]
     if channels > 1:
         notes.append(f"{channels} channels mixed down to mono")
-    mono = x.mean(1)
     if src_rate != rate:
         from scipy.signal import resample_poly
 

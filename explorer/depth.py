@@ -24,7 +24,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must be set before Ope
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import ImageLoadError, array_sha256, read_source  # noqa: E402
+from .io import CV2_PIXEL_CAP, DEFAULT_MAX_PIXELS, ImageLoadError, array_sha256, header_size, read_source  # noqa: E402
 
 
 class DepthLoadError(ImageLoadError):
@@ -50,62 +50,114 @@ class LoadedDepth:
     notes: tuple[str, ...]
 
 
-def _finish(arr: np.ndarray, kind: str, name: str, digest: str, notes: list[str]) -> LoadedDepth:
-    a = np.asarray(arr, np.float32)
+def _finish(arr: np.ndarray, kind: str, name: str, digest: str, notes: list[str], *, owned: bool = False) -> LoadedDepth:
+    """``arr`` (float32 when ``owned``: then modified in place) → a :class:`LoadedDepth`; peak memory ≈ 6 bytes a pixel
+    on top of ``arr``."""
+    a = arr if owned and arr.dtype == np.float32 else np.array(arr, np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim != 2:
         raise DepthLoadError(f"A depth map must be one channel (H, W), got shape {a.shape}"
                              + (": this looks like a colour image; pass the depth image instead." if a.ndim == 3 else "."))
-    valid = np.isfinite(a) & (a > 0)
-    bad = int(a.size - valid.sum())
-    if not valid.any():
+    valid = np.isfinite(a)
+    valid &= a > 0
+    n_valid = int(np.count_nonzero(valid))
+    bad = int(a.size - n_valid)
+    if not n_valid:
         raise DepthLoadError(f"{name}: no valid depth (every pixel is zero, negative, NaN or infinite).")
     if bad:
         notes.append(f"{bad} of {a.size} pixels ({100 * bad / a.size:.1f} %) have no valid depth (zero, negative, NaN or "
                      "infinite): they are marked invalid and left out of every metric")
-    out = np.where(valid, a, np.nan).astype(np.float32)
-    return LoadedDepth(out, valid, kind, name, digest, tuple(notes))
+        a[~valid] = np.nan
+    return LoadedDepth(np.ascontiguousarray(a), valid, kind, name, digest, tuple(notes))
 
 
-def load_depth(source: Any, *, scale: float | None = None, name: str | None = None, max_pixels: int = 80_000_000) -> LoadedDepth:
+def _scaled(img: np.ndarray, s: float) -> np.ndarray:
+    """``img`` as a new float32 array times ``s`` (in place: one copy of the pixels, not two)."""
+    out = img.astype(np.float32)
+    if s != 1.0:
+        out *= np.float32(s)
+    return out
+
+
+def _check_pixels(name: str, w: int, h: int, max_pixels: int) -> None:
+    if w * h > max_pixels:
+        raise DepthLoadError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels:,} (max_pixels).")
+    if w * h > CV2_PIXEL_CAP:
+        raise DepthLoadError(f"{name}: {w}x{h} pixels is over OpenCV's own limit of {CV2_PIXEL_CAP:,} "
+                             "(OPENCV_IO_MAX_IMAGE_PIXELS, read when cv2 is first imported).")
+
+
+def _load_npy(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """A ``.npy`` file's array; its header (shape, dtype) is checked before the array is read."""
+    from numpy.lib import format as npy
+
+    f = io.BytesIO(data)
+    try:
+        version = npy.read_magic(f)
+        shape, _fortran, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(f)
+    except Exception as e:  # noqa: BLE001 - not a valid .npy header
+        raise DepthLoadError(f"{name}: cannot read this .npy file ({type(e).__name__}: {e}).") from None
+    if dtype.hasobject:
+        raise DepthLoadError(f"{name}: a .npy file holding Python objects is refused (it would need unpickling).")
+    if not np.issubdtype(dtype, np.number):
+        raise DepthLoadError(f"{name}: a depth array must be numeric, got dtype {dtype}.")
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if count > max_pixels:
+        raise DepthLoadError(f"{name}: an array of shape {shape} ({count:,} values) is over the limit of {max_pixels:,} "
+                             "pixels (max_pixels).")
+    if count * dtype.itemsize > len(data) - f.tell():
+        raise DepthLoadError(f"{name}: the .npy file is truncated (its header declares shape {shape}, {dtype}, "
+                             f"{count * dtype.itemsize:,} bytes; {len(data) - f.tell():,} are present).")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - corrupt npy
+        raise DepthLoadError(f"{name}: cannot read this .npy file ({type(e).__name__}: {e}).") from None
+
+
+def load_depth(source: Any, *, scale: float | None = None, name: str | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedDepth:
     """Decode a depth map from a path, bytes, an upload or an array.
 
     Args:
         scale: multiply raw values by this (default: 0.001 for 16-bit images, i.e. millimetres → metres; 1 otherwise).
+        max_pixels: refuse maps with more pixels (checked from the file's header, before decoding).
     Raises:
         DepthLoadError: unreadable, not one channel, too large, or no valid pixel.
     """
     data, name = read_source(source, name, error=DepthLoadError, noun="a depth map")
     notes: list[str] = []
+    s1 = 1.0 if scale is None else scale
     if isinstance(data, np.ndarray):
         digest = array_sha256(data)
         if not np.issubdtype(data.dtype, np.number):
             raise DepthLoadError(f"A depth array must be numeric, got dtype {data.dtype}.")
-        arr = data.astype(np.float32) * (1.0 if scale is None else scale)
-        return _finish(arr, "metric depth", name, digest, notes)
+        if data.size > max_pixels:
+            raise DepthLoadError(f"A depth array of shape {data.shape} is over the limit of {max_pixels:,} pixels (max_pixels).")
+        return _finish(_scaled(data, s1), "metric depth", name, digest, notes, owned=True)
     if not data:
         raise DepthLoadError(f"{name} is empty (0 bytes).")
     digest = hashlib.sha256(data).hexdigest()
     if data[:6] == b"\x93NUMPY":
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as e:
-            raise DepthLoadError(f"{name}: a .npy file holding Python objects is refused (it would need unpickling): {e}") from None
-        except Exception as e:  # noqa: BLE001 - truncated / corrupt npy
-            raise DepthLoadError(f"{name}: cannot read this .npy file ({type(e).__name__}: {e}).") from None
-        if not np.issubdtype(arr.dtype, np.number):
-            raise DepthLoadError(f"{name}: a depth array must be numeric, got dtype {arr.dtype}.")
-        return _finish(arr.astype(np.float32) * (1.0 if scale is None else scale), "metric depth", name, digest, notes)
-    buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        arr = _load_npy(data, name, max_pixels)
+        return _finish(_scaled(arr, s1), "metric depth", name, digest, notes, owned=True)
+    size = header_size(data)
+    if size is not None:
+        _check_pixels(name, *size, max_pixels)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as e:
+        if "MAX_IMAGE" in str(e):
+            raise DepthLoadError(f"{name} is larger than OpenCV's own limit of {CV2_PIXEL_CAP:,} pixels "
+                                 "(OPENCV_IO_MAX_IMAGE_PIXELS) or of 1,048,576 pixels a side.") from None
+        img = None
     if img is None:
         if data[:4] == b"\x76\x2f\x31\x01":
             raise DepthLoadError(f"{name} is an OpenEXR file, and this OpenCV build cannot read OpenEXR. Convert it to a "
                                  "32-bit float TIFF or a .npy array (e.g. with the `OpenEXR` or `imageio` package) and load that.")
         raise DepthLoadError(f"{name}: not a depth image OpenCV can decode (16-bit PNG, 8-bit image, float TIFF or .npy).")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise DepthLoadError(f"{name}: {img.shape[1]}x{img.shape[0]} pixels is over the limit of {max_pixels:,}.")
+    del data
+    _check_pixels(name, img.shape[1], img.shape[0], max_pixels)
     if img.ndim == 3 and img.shape[2] in (3, 4) and img.dtype != np.float32:
         if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
             img = img[..., 0]
@@ -118,11 +170,11 @@ def load_depth(source: Any, *, scale: float | None = None, name: str | None = No
     if img.dtype == np.uint16:
         s = 0.001 if scale is None else scale
         notes.append("16-bit image read as millimetres (× 0.001 → metres)" if scale is None else f"16-bit image × {s}")
-        return _finish(img.astype(np.float32) * s, "metric depth", name, digest, notes)
+        return _finish(_scaled(img, s), "metric depth", name, digest, notes, owned=True)
     if img.dtype == np.uint8:
         notes.append("8-bit image: relative depth (0–255, larger = farther assumed), not metres")
-        return _finish(img.astype(np.float32) * (1.0 if scale is None else scale), "relative depth", name, digest, notes)
-    return _finish(img.astype(np.float32) * (1.0 if scale is None else scale), "metric depth", name, digest, notes)
+        return _finish(_scaled(img, s1), "relative depth", name, digest, notes, owned=True)
+    return _finish(_scaled(img, s1), "metric depth", name, digest, notes, owned=True)
 
 
 def stereo_disparity(left: np.ndarray, right: np.ndarray, *, num_disparities: int = 64, block: int = 5) -> LoadedDepth:

@@ -8,6 +8,9 @@ Long clips are never held whole: one pass ``grab()``s every frame (reading its t
 frames that will be kept, so memory is bounded by ``num_frames`` decoded frames, not by the clip's length. The frames
 to keep are planned from the frame count and rate the file declares; when the timestamps show that plan was wrong
 (variable frame rate, a wrong or missing frame count, a truncated file), a second pass retrieves the right ones.
+
+Memory is bounded by what is kept: ``max_side`` shrinks each kept frame as soon as it is decoded (to what the model
+reads), and kept frames × their pixels may not exceed ``max_total_pixels`` (refused, with a message, before decoding).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ SAMPLINGS = ("uniform", "strided")
 SHORT_CLIP = ("stretch", "loop", "pad")
 #: Frame gaps that differ by more than this fraction of the median gap (and by over 1 ms) mean a variable frame rate.
 VFR_TOLERANCE = 0.1
+#: Default caps of :func:`load_video`: pixels of one stored frame, and kept frames × pixels of a kept frame (the
+#: float32 result plus the decoded frames stay under about 1 GB).
+MAX_FRAME_PIXELS = 8_000_000
+MAX_TOTAL_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,15 @@ class LoadedVideo:
         fps: frames per second stored in the file (``nan`` for arrays without ``fps``).
         sha256: of the raw bytes (arrays: bytes + shape + dtype).
         name: file name or ``"<array>"``.
-        decoded: frames in the clip (grabbed from the file; only the kept ones are decoded to pixels).
+        decoded: frames in the clip (grabbed from the file; only the kept ones are decoded to pixels; with ``at_s``,
+            the frames read, up to a second past the last time asked for).
         indices: ``(T,)`` which frames of the clip were kept.
         notes: conversions and caveats, for the user.
         times_s: ``(T,)`` timestamp of each kept frame in seconds (``nan`` for arrays without ``fps``).
         clip_times_s: ``(decoded,)`` timestamp of every frame of the clip.
         vfr: the frame gaps vary (variable frame rate): frames were picked by timestamp.
-        sampling, stride, short: how the frames were chosen (``sampling="all"`` when every frame was kept).
+        sampling, stride, short: how the frames were chosen (``sampling="all"`` when every frame was kept, ``"times"``
+            when they were picked by ``at_s``).
     """
 
     frames: np.ndarray
@@ -140,6 +149,18 @@ def is_variable_rate(times_s: np.ndarray) -> bool:
     return bool(g.max() - g.min() > max(1e-3, VFR_TOLERANCE * float(np.median(g))))
 
 
+def nearest_indices(times_s: np.ndarray, at_s: np.ndarray) -> np.ndarray:
+    """``(len(at_s),)`` index of the frame whose timestamp is nearest each time (ties: the later frame).
+
+    Args:
+        times_s: ``(N,)`` increasing timestamps of the clip's frames, seconds from its first frame.
+        at_s: times in seconds; before the first frame → 0, after the last → ``N - 1``.
+    """
+    t = np.asarray(times_s, np.float64)
+    mids = (t[:-1] + t[1:]) / 2
+    return np.searchsorted(mids, np.asarray(at_s, np.float64), side="right").astype(int)
+
+
 def choose_frames(times_s: np.ndarray, num_frames: "int | None", sampling: str = "uniform", stride: int = 4,
                   short: "str | None" = None) -> tuple[np.ndarray, list[str]]:
     """Which of the clip's frames to keep, and notes for the user.
@@ -186,34 +207,79 @@ def _progress(total: int, show: "bool | None", desc: str):
     return tqdm(total=total or None, disable=not show, unit="frame", desc=desc, leave=False)
 
 
-def _scan(path: str, want: "set[int] | None", max_frames: int, *, stop_early: bool = False, total: int = 0,
-          progress: "bool | None" = None, desc: str = "") -> tuple[dict[int, np.ndarray], list[float], bool]:
-    """One pass over the file: ``grab()`` every frame, ``retrieve()`` only those in ``want`` (``None``: all);
-    ``stop_early``: stop after the last wanted frame (otherwise read to the end, for every timestamp).
+def _fit_size(w: int, h: int, max_side: "int | None") -> tuple[int, int]:
+    """``(w, h)`` shrunk (aspect kept) so that the longer side is at most ``max_side``."""
+    if not max_side or max(w, h) <= max_side:
+        return w, h
+    f = max_side / max(w, h)
+    return max(1, int(round(w * f))), max(1, int(round(h * f)))
 
-    Returns ``({index: (H, W, 3) uint8 RGB}, timestamps in seconds of every grabbed frame, failed)`` where
-    ``failed`` says a grabbed frame could not be retrieved (the scan stops there).
+
+class _Keep:
+    """What happens to each retrieved frame: size checks, BGR → RGB, shrinking to ``max_side``, the pixel budget."""
+
+    def __init__(self, max_pixels: int, max_side: "int | None", budget: int):
+        self.max_pixels, self.max_side, self.budget = max_pixels, max_side, budget
+        self.size: "tuple[int, int] | None" = None  # (w, h) of a stored frame
+        self.kept = 0  # pixels held
+
+    def __call__(self, fr: np.ndarray) -> np.ndarray:
+        h, w = fr.shape[:2]
+        if self.size is None:
+            self.size = (w, h)
+        elif self.size != (w, h):
+            raise VideoLoadError(f"The video's frames change size ({self.size[0]}x{self.size[1]}, then {w}x{h}): "
+                                 "re-encode it at one size first.")
+        if w * h > self.max_pixels:
+            raise VideoLoadError(f"Frames of {w}x{h} are larger than the limit of {self.max_pixels / 1e6:.0f} megapixels "
+                                 "(the file's header claimed less).")
+        ow, oh = _fit_size(w, h, self.max_side)
+        self.kept += ow * oh
+        if self.kept > self.budget:
+            raise VideoLoadError(f"Keeping these frames of {ow}x{oh} needs more than max_total_pixels = {self.budget:,} "
+                                 "pixels: ask for fewer frames (num_frames=) or smaller ones (max_side=).")
+        if (ow, oh) != (w, h):
+            fr = cv2.resize(fr, (ow, oh), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(fr, cv2.COLOR_BGR2RGB)
+
+
+def _scan(path: str, want: "set[int] | None", max_frames: int, *, stop_early: bool = False, total: int = 0,
+          progress: "bool | None" = None, desc: str = "", keep=None,
+          stop_s: "float | None" = None) -> tuple[dict[int, np.ndarray], list[float], bool, bool]:
+    """One pass over the file: ``grab()`` every frame, ``retrieve()`` only those in ``want`` (``None``: all);
+    ``stop_early``: stop after the last wanted frame (otherwise read to the end, for every timestamp);
+    ``stop_s``: stop after the first frame more than this many seconds after the first one; ``keep``: applied to each
+    retrieved BGR frame (default: BGR → RGB).
+
+    Returns ``({index: (H, W, 3) uint8 RGB}, timestamps in seconds of every grabbed frame, failed, ended)`` where
+    ``failed`` says a grabbed frame could not be retrieved (the scan stops there) and ``ended`` that the clip ended.
     """
+    keep = keep or (lambda fr: cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
     cap = cv2.VideoCapture(path)
     frames: dict[int, np.ndarray] = {}
     times: list[float] = []
     last = max(want) if (want and stop_early) else max_frames
-    failed = False
-    with _progress(total, progress, desc) as bar:
-        while len(times) < max_frames and len(times) <= last:
-            if not cap.grab():
-                break
-            j = len(times)
-            if want is None or j in want:
-                ok, fr = cap.retrieve()
-                if not ok or fr is None:
-                    failed = True
+    failed = ended = False
+    try:
+        with _progress(total, progress, desc) as bar:
+            while len(times) < max_frames and len(times) <= last:
+                if not cap.grab():
+                    ended = True
                     break
-                frames[j] = cv2.cvtColor(fr, cv2.COLOR_BGR2RGB)
-            times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
-            bar.update(1)
-    cap.release()
-    return frames, times, failed
+                j = len(times)
+                if want is None or j in want:
+                    ok, fr = cap.retrieve()
+                    if not ok or fr is None:
+                        failed = True
+                        break
+                    frames[j] = keep(fr)
+                times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+                bar.update(1)
+                if stop_s is not None and times[-1] - times[0] > stop_s:
+                    break
+    finally:
+        cap.release()
+    return frames, times, failed, ended
 
 
 def _timestamps(times: list[float], fps: float, notes: list[str]) -> np.ndarray:
@@ -227,8 +293,9 @@ def _timestamps(times: list[float], fps: float, notes: list[str]) -> np.ndarray:
     return np.arange(len(t)) * step
 
 
-def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_frames, max_pixels, progress):
-    """Decode ``num_frames`` frames of the file at ``tmp``; see :func:`load_video`."""
+def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_frames, max_pixels, progress,
+                 max_side=None, max_total_pixels=MAX_TOTAL_PIXELS, at_s=None):
+    """Decode ``num_frames`` frames (or the frames at ``at_s``) of the file at ``tmp``; see :func:`load_video`."""
     cap = cv2.VideoCapture(tmp)
     if not cap.isOpened():
         raise VideoLoadError("OpenCV cannot open this video: the file is corrupt or its codec is not supported.")
@@ -238,15 +305,30 @@ def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_f
     cap.release()
     if w * hgt > max_pixels:
         raise VideoLoadError(f"Frames of {w}x{hgt} are larger than the limit of {max_pixels / 1e6:.0f} megapixels.")
+    if not (np.isfinite(fps) and 0 < fps <= 10_000):
+        fps = float("nan")  # 0, negative or absurd: unknown (timestamps or a 1 frame/s ramp are used instead)
+    claimed, declared = declared, min(max(declared, 0), max_frames)  # a header may claim billions of frames
+    wanted = len(at_s) if at_s is not None else num_frames
+    ow, oh = _fit_size(w, hgt, max_side)
+    if wanted is not None and wanted * ow * oh > max_total_pixels:
+        raise VideoLoadError(
+            f"{wanted} frames of {ow}x{oh} are {wanted * ow * oh / 1e6:.0f} megapixels in all, above max_total_pixels = "
+            f"{max_total_pixels / 1e6:.0f} megapixels: ask for fewer frames or pass max_side= to shrink them while reading.")
+    keep = _Keep(max_pixels, max_side, max_total_pixels)
     notes: list[str] = []
+    step = 1.0 / fps if np.isfinite(fps) else 1.0
     # Plan from what the file declares (a constant-rate clip of `declared` frames); check it against the timestamps.
     planned = None
-    if num_frames is not None:
+    stop_s = None
+    if at_s is not None:
+        planned = set(nearest_indices(np.arange(declared) * step, at_s).tolist()) if declared > 0 else set()
+        stop_s = float(np.max(at_s)) + 1.0
+    elif num_frames is not None:
         planned = set()
         if declared > 0:
-            step = 1.0 / fps if np.isfinite(fps) and fps > 0 else 1.0
-            planned = set(choose_frames(np.arange(min(declared, max_frames)) * step, num_frames, sampling, stride, short)[0].tolist())
-    got, times, failed = _scan(tmp, planned, max_frames, total=declared, progress=progress, desc=name)
+            planned = set(choose_frames(np.arange(declared) * step, num_frames, sampling, stride, short)[0].tolist())
+    got, times, failed, ended = _scan(tmp, planned, max_frames, total=declared, progress=progress, desc=name, keep=keep,
+                                      stop_s=stop_s)
     if failed:
         notes.append(f"frame {len(times) + 1} could not be decoded: the file may be truncated")
     n = len(times)
@@ -254,8 +336,8 @@ def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_f
         raise VideoLoadError("No frame could be decoded: the video is empty, truncated or uses an unsupported codec.")
     if n == max_frames and not failed:
         notes.append(f"decoding stopped at {max_frames} frames")
-    elif declared > n + 1 and not failed:
-        notes.append(f"the file declares {declared} frames but only {n} could be decoded: it may be truncated")
+    elif claimed > n + 1 and not failed and ended:
+        notes.append(f"the file declares {claimed} frames but only {n} could be decoded: it may be truncated")
     t = _timestamps(times, fps, notes)
     vfr = is_variable_rate(t)
     if vfr:
@@ -264,32 +346,67 @@ def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_f
                      "their timestamps")
     if n < 2:
         return got, t, n, fps, vfr, notes, np.arange(n)
-    idx, more = choose_frames(t, num_frames, sampling, stride, short)
+    if at_s is not None:
+        rel = t - t[0]
+        idx, more = nearest_indices(rel, at_s), []
+        gap = float(np.median(np.diff(rel)))
+        if ended and float(np.max(at_s)) > rel[-1] + gap / 2:
+            more.append(f"the clip ends at {rel[-1] + gap:.2f} s, before {float(np.max(at_s)):.2f} s: its last frame "
+                        "stands for the later times")
+    else:
+        idx, more = choose_frames(t, num_frames, sampling, stride, short)
     missing = set(idx.tolist()) - set(got)
     if missing:  # the declared frame count / rate was wrong: a second, shorter pass for the right frames
         got = {j: f for j, f in got.items() if j in set(idx.tolist())}
-        extra, _t, _f = _scan(tmp, missing, max_frames, stop_early=True, total=max(missing) + 1, progress=progress, desc=name)
+        keep.kept = sum(f.shape[0] * f.shape[1] for f in got.values())
+        extra, _t, _f, _e = _scan(tmp, missing, max_frames, stop_early=True, total=max(missing) + 1, progress=progress,
+                                  desc=name, keep=keep)
         got.update(extra)
         if set(idx.tolist()) - set(got):
             raise VideoLoadError("The video decodes differently on a second pass: the file is corrupt.")
     return got, t, n, fps, vfr, notes + more, idx
 
 
+def _assemble(got: dict, idx: np.ndarray, max_total_pixels: int) -> np.ndarray:
+    """``(len(idx), H, W, 3)`` float32 in [0, 1] from the kept uint8 frames, which are released as they are copied."""
+    first = got[int(idx[0])]
+    h, w = first.shape[:2]
+    if len(idx) * h * w > max_total_pixels:
+        raise VideoLoadError(f"{len(idx)} frames of {w}x{h} are above max_total_pixels = {max_total_pixels:,}: ask for "
+                             "fewer frames or pass max_side= to shrink them while reading.")
+    out = np.empty((len(idx), h, w, 3), np.float32)
+    last_use = {j: k for k, j in enumerate(idx.tolist())}
+    for k, j in enumerate(idx.tolist()):
+        out[k] = got[j].astype(np.float32) / 255.0
+        if last_use[j] == k:
+            del got[j]
+    return out
+
+
 def _from_array(arr: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str]:
-    """``(T, H, W, 1 | 3)`` uint8 / float array → float32 RGB frames in [0, 1] and its digest."""
+    """Check a ``(T, H, W, 1 | 3)`` uint8 / float array; return it (not converted yet) and its digest."""
     arr = np.asarray(arr)
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
         raise VideoLoadError(f"A video array must be (T, H, W, 3) or (T, H, W, 1), got shape {arr.shape}.")
-    if arr.dtype == np.uint8:
-        frames = arr.astype(np.float32) / 255.0
-    elif np.issubdtype(arr.dtype, np.floating):
-        frames = np.clip(arr.astype(np.float32), 0, 1)
-    else:
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
         raise VideoLoadError(f"Video arrays must be uint8 or float in [0, 1], got {arr.dtype}.")
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, -1)
+    if arr.shape[-1] == 1:
         notes.append("grey frames repeated to RGB")
-    return frames, array_sha256(arr)
+    return arr, array_sha256(arr)
+
+
+def _array_frames(arr: np.ndarray, idx: np.ndarray, max_side: "int | None") -> np.ndarray:
+    """The kept frames ``arr[idx]`` as float32 RGB in [0, 1], shrunk to ``max_side`` (only the kept ones converted)."""
+    t, h, w = len(idx), arr.shape[1], arr.shape[2]
+    ow, oh = _fit_size(w, h, max_side)
+    out = np.empty((t, oh, ow, 3), np.float32)
+    for k, j in enumerate(idx.tolist()):
+        f = arr[j].astype(np.float32) / 255.0 if arr.dtype == np.uint8 else np.clip(arr[j].astype(np.float32), 0, 1)
+        if (ow, oh) != (w, h):
+            f = cv2.resize(f, (ow, oh), interpolation=cv2.INTER_AREA)
+            f = f[..., None] if f.ndim == 2 else f
+        out[k] = f  # (H, W, 1) broadcasts: grey repeated to RGB
+    return out
 
 
 def _refuse_short(n: int) -> None:
@@ -300,7 +417,9 @@ def _refuse_short(n: int) -> None:
 
 def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "uniform", stride: int = 4,
                short: str | None = None, fps: float | None = None, max_frames: int = 100_000,
-               max_pixels: int = 8_000_000, name: str | None = None, progress: bool | None = None) -> LoadedVideo:
+               max_pixels: int = MAX_FRAME_PIXELS, max_side: int | None = None, max_total_pixels: int = MAX_TOTAL_PIXELS,
+               at_s: "np.ndarray | list[float] | None" = None, name: str | None = None,
+               progress: bool | None = None) -> LoadedVideo:
     """Decode a video file (path, bytes, FileUpload value) or take a ``(T, H, W, 3)`` array.
 
     Args:
@@ -310,24 +429,42 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
         short: what to do with a clip shorter than the sampling needs (:data:`SHORT_CLIP`); noted.
         fps: frame rate of an array input (gives it timestamps); ignored for files.
         max_frames: stop reading a file after this many frames (noted).
-        max_pixels: refuse frames larger than this (width × height).
+        max_pixels: refuse frames larger than this (width × height, as stored).
+        max_side: shrink each kept frame (area interpolation, aspect kept) so that its longer side is at most this,
+            as soon as it is decoded: pass what the model reads, so a large video never sits in memory whole.
+        max_total_pixels: refuse when the kept frames × their pixels (after ``max_side``) would exceed this; checked
+            before decoding from the header, and again while reading.
+        at_s: instead of ``num_frames`` / ``sampling``: keep the frame nearest each of these times (seconds from the
+            first frame; later than the clip's end → its last frame, noted). Reading stops a second after the last.
         progress: a progress bar over the file's declared frames (``None``: only for clips of 500 frames or more).
     Raises:
         VideoLoadError: empty, not a video, undecodable, too large, or fewer than two frames.
     """
     data, name = read_source(source, name, error=VideoLoadError, noun="a video")
     notes: list[str] = []
+    if at_s is not None:
+        at_s = np.atleast_1d(np.asarray(at_s, np.float64))
+        if at_s.ndim != 1 or not len(at_s) or not np.isfinite(at_s).all():
+            raise VideoLoadError(f"at_s must be a non-empty list of finite times in seconds, got {at_s!r}.")
+    how = "times" if at_s is not None else "all" if num_frames is None else sampling
     if isinstance(data, np.ndarray):
-        frames, digest = _from_array(data, notes)
-        n = len(frames)
+        arr, digest = _from_array(data, notes)
+        n = len(arr)
         _refuse_short(n)
         rate = float(fps) if fps else float("nan")
         t = np.arange(n) / rate if np.isfinite(rate) else np.arange(n, dtype=np.float64)
-        idx, more = choose_frames(t, num_frames, sampling, stride, short)
-        kept = np.ascontiguousarray(frames[idx])
+        if at_s is not None:
+            idx, more = nearest_indices(t, at_s), []
+        else:
+            idx, more = choose_frames(t, num_frames, sampling, stride, short)
+        ow, oh = _fit_size(arr.shape[2], arr.shape[1], max_side)
+        if len(idx) * ow * oh > max_total_pixels:
+            raise VideoLoadError(f"{len(idx)} frames of {ow}x{oh} are above max_total_pixels = {max_total_pixels:,}: "
+                                 "ask for fewer frames or pass max_side=.")
+        kept = _array_frames(arr, idx, max_side)
         times = t if np.isfinite(rate) else np.full(n, np.nan)
         return LoadedVideo(kept, rate, digest, name, n, idx, tuple(notes + more), times[idx], times, False,
-                           "all" if num_frames is None else sampling, int(stride), short or "")
+                           how, int(stride), short or "")
     if not data:
         raise VideoLoadError("The file is empty.")
     if not _looks_like_video(data):
@@ -337,14 +474,14 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        del data
         got, t, n, rate, vfr, notes, idx = _decode_file(tmp, name, num_frames, sampling, stride, short, max_frames,
-                                                        max_pixels, progress)
+                                                        max_pixels, progress, max_side, max_total_pixels, at_s)
     finally:
         os.unlink(tmp)
     _refuse_short(n)
-    kept = np.stack([got[j] for j in idx.tolist()]).astype(np.float32) / 255.0
-    return LoadedVideo(kept, rate, digest, name, n, idx, tuple(notes), t[idx], t, vfr,
-                       "all" if num_frames is None else sampling, int(stride), short or "")
+    kept = _assemble(got, idx, max_total_pixels)
+    return LoadedVideo(kept, rate, digest, name, n, idx, tuple(notes), t[idx], t, vfr, how, int(stride), short or "")
 
 
 def write_video(path: "str | os.PathLike", frames: np.ndarray, fps: float = 8.0) -> None:

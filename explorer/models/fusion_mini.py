@@ -33,14 +33,32 @@ class MiniFusionAdapter(FusionAdapter):
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, model_id: str | None = None, device="cpu", dtype=torch.float32) -> "MiniFusionAdapter":
-        """Load ``config.json`` + ``model.safetensors`` (no pickle)."""
+        """Load ``config.json`` + ``model.safetensors`` (no pickle).
+
+        Raises:
+            ModelLoadError: no weights, damaged weights (not a valid safetensors file), or weights that do not fit
+                the config.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
+
+        from .hub import ModelLoadError
 
         folder = Path(folder)
         d = json.loads((folder / "config.json").read_text())
         d.pop("model_type", None)
         model = MiniFusion(FusionConfig.from_dict(d))
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from None
         return cls(model.to(device, dtype), model_id=model_id or folder.name, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ text

@@ -46,8 +46,10 @@ class MultiMAEAdapter(HashedWeights):
         """Load ``config.json`` (model_type ``"mini-multimae"``) + ``model.safetensors`` (nothing is unpickled).
 
         Raises:
-            ModelLoadError: no safetensors weights, or weights that do not fit the config.
+            ModelLoadError: no safetensors weights, damaged weights (not a valid safetensors file), or weights that do
+                not fit the config.
         """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from .mini.multimae import MiniMultiMAE, MultiMAEConfig
@@ -58,8 +60,12 @@ class MultiMAEAdapter(HashedWeights):
             raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
         model = MiniMultiMAE(MultiMAEConfig.from_dict(read_json(folder / "config.json")))
         try:
-            model.load_state_dict(load_file(str(weights)))
-        except (RuntimeError, OSError) as e:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
             raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from e
         return cls(model, model_id=model_id or folder.name, device=device, dtype=dtype)
 

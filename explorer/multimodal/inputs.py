@@ -23,6 +23,11 @@ from ..io import ImageLoadError, array_sha256
 from ..reconstruction.multimodal import MultiModalInputError
 
 AV_FPS = 8.0
+#: Frames of an uploaded video are shrunk to this longer side while they are read (4x the 48 pixels the shipped
+#: audio-visual model reads), so a large video never sits in memory at full size.
+AV_READ_SIDE = 192
+#: Stored frames up to this size are accepted here (8K video): each is shrunk as soon as it is decoded.
+AV_MAX_FRAME_PIXELS = 36_000_000
 SAMPLE_KINDS = {"rgbd": ("room", "motorcycle"), "audio-visual": ("clip",)}
 
 
@@ -62,6 +67,11 @@ def prepare_rgbd(image: np.ndarray | None, depth: np.ndarray | None, size: int =
     return out, notes
 
 
+def _square_frames(frames: np.ndarray, idx, size: int) -> np.ndarray:
+    """``(len(idx), size, size, 3)``: the frames ``idx``, centre-cropped to a square and resized by area, in [0, 1]."""
+    return np.stack([cv2.resize(_square(frames[i]), (size, size), interpolation=cv2.INTER_AREA) for i in idx]).clip(0, 1)
+
+
 def prepare_av(frames: np.ndarray | None, fps: float, audio: np.ndarray | None, *, rate: int = 16_000, num_frames: int = 8,
                size: int = 48, start_s: float = 0.0) -> tuple[dict, list[str]]:
     """The model's second of video and sound from ``start_s``.
@@ -94,7 +104,7 @@ def prepare_av(frames: np.ndarray | None, fps: float, audio: np.ndarray | None, 
         else:
             idx = np.floor((np.arange(num_frames) + 0.5) * len(frames) / num_frames).astype(int)
             notes.append("no frame rate known: frames spread over the clip, taken as one second")
-        out["video"] = np.stack([cv2.resize(_square(frames[i]), (size, size), interpolation=cv2.INTER_AREA) for i in idx]).clip(0, 1)
+        out["video"] = _square_frames(frames, idx, size)
     if audio is not None:
         a = np.asarray(audio, np.float32)
         lo = int(round(start_s * rate))
@@ -209,6 +219,9 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
     """Audio-visual inputs from a video (or a still image: repeated over the frames) and a WAV sound, one second from
     ``start_s``.
 
+    Only the frames the model reads are kept (the frame nearest each of its 8 times, shrunk to
+    :data:`AV_READ_SIDE` pixels as they are decoded): memory does not grow with the video's size or length.
+
     Raises:
         MultiModalInputError: nothing given; the video loader's error when ``video`` is neither a video nor an image;
         the audio loader's for a bad sound.
@@ -216,13 +229,20 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
     from ..audio import load_audio
     from ..video import VideoLoadError, load_video
 
-    notes, key, frames, fps, samples = [], [], None, float("nan"), None
+    num_frames, size = 8, 48
+    notes, key, frames, fps, samples, video_x = [], [], None, float("nan"), None, None
     if video is not None:
         try:
-            v = load_video(video, max_frames=int(64 + 16 * start_s))
-            frames, fps = v.frames, v.fps
+            read = dict(max_side=AV_READ_SIDE, max_pixels=AV_MAX_FRAME_PIXELS)
+            v = load_video(video, at_s=start_s + np.arange(num_frames) / AV_FPS, **read)
+            if not np.isfinite(v.fps):  # no frame rate known: spread over the clip, taken as one second (as before)
+                v = load_video(video, num_frames=num_frames, **read)
+                extra = ["no frame rate known: frames spread over the clip, taken as one second"]
+            else:
+                extra = [f"frames at {AV_FPS:g} fps from {start_s:.2f} s (clip at {v.fps:.3g} fps)"]
+            video_x = _square_frames(v.frames, range(len(v.frames)), size)
             key.append(v.sha256)
-            notes += list(v.notes)
+            notes += list(v.notes) + extra
         except VideoLoadError as e:
             from ..io import load_image
 
@@ -235,7 +255,11 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
         a = load_audio(audio)
         samples, key = a.samples, key + [a.sha256]
         notes += list(a.notes)
-    x, more = prepare_av(frames, fps, samples, start_s=start_s)
+    x, more = {}, []
+    if video_x is None or samples is not None:
+        x, more = prepare_av(frames, fps, samples, start_s=start_s, num_frames=num_frames, size=size)
+    if video_x is not None:
+        x = {"video": video_x, **x}
     return PreparedInputs(x, notes + more, "upload:" + ":".join(key))
 
 
