@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "tiles and/or paper figures with sidecars. Reruns skip finished inputs.")
     ex.add_argument("--model", required=True, help="shipped name (mini-mae), hub id or folder")
     ex.add_argument("--inputs", required=True, help="folder of images")
-    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--out", required=True, help="output folder (one run at a time writes into it; a second one stops "
+                                                 "with an error, exit code 2)")
     ex.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.75, 0.9])
     ex.add_argument("--views", nargs="+", choices=VIEWS, default=["tiles"])
     ex.add_argument("--formats", nargs="+", choices=["pdf", "svg", "png"], default=["pdf", "svg", "png"],
@@ -76,8 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     ex.add_argument("--batch-size", type=int, default=16, help="images per forward (each with every ratio)")
     ex.add_argument("--workers", type=int, default=None, help="decode / write threads (default: cores, at most 8)")
-    ex.add_argument("--recursive", action="store_true")
-    ex.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
+    ex.add_argument("--recursive", action="store_true", help="also images in sub-folders (never those of an export's "
+                                                              "output folder)")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace outputs made with other settings or of another file (their files the new settings "
+                         "do not write are removed)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(fn=_export)
 

@@ -13,16 +13,30 @@ Views:
 * ``attention``: the CLS token's attention in every layer and head (``attention_grid`` recipe),
   from the encoder on all patches; its forward runs in the main thread after the batch.
 
-Each input gets a folder ``OUT/<name>/`` and a ``done.json`` written last; a rerun with the same
-settings skips finished inputs (resume), a rerun with other settings refuses to overwrite
-them unless ``--overwrite``.  Inputs that fail are listed with their error and the run goes
-on; ``OUT/summary.json`` records everything.
+Each input gets a folder ``OUT/<name>/`` and a ``done.json`` written last.  ``<name>`` is the
+input's relative path with ``/`` → ``__`` and ``.`` → ``_`` when that cannot be mistaken for another
+path (lower-case letters, digits, ``-``, single dots), else that cleaned path plus ``-`` and 10 hex
+digits of the path's SHA-256: ``a.b.png`` → ``a_b_png``, ``a_b.png`` → ``a_b_png-1f2e…``.  Two inputs
+that still meet in one folder are reported, never written over each other.
+
+A rerun skips an input whose ``done.json`` records the same settings and the same file content
+(SHA-256), re-exports an input whose file was replaced since, and refuses to write over an
+export made with other settings or of another file unless ``--overwrite``; an overwrite removes
+the files of the old export that the new settings do not write (only files listed in this
+pipeline's own records: nothing else in the folder is touched).  One run at a time writes into
+``OUT`` (:class:`explorer.export.lock.OutputLock`); temporary files of killed runs are removed.
+With ``--recursive``, folders written by this pipeline (``OUT`` itself, or any with its lock,
+summary or records) are not read as inputs.  Inputs that fail are listed with their error and
+the run goes on; ``OUT/summary.json`` records everything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -34,7 +48,8 @@ import numpy as np
 from ..io import ImageLoadError
 from ..masking import MaskSpec, mask_from_order, masking_order
 from .figure import export_figure, model_spec
-from ..files import write_atomic
+from ..files import remove_stale_parts, write_atomic
+from .lock import LOCK_NAME, OutputLock
 from ..viz.presets import get_preset
 from .recipes import reconstruction_view
 from .registry import get_recipe, options_for
@@ -42,6 +57,9 @@ from .sidecar import dumps
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
 VIEWS = ("tiles", "reconstruction", "grid", "attention")
+DONE = "done.json"  # an input's record, written last
+PENDING = ".explorer-export-pending.json"  # files an input's export may have written, while it runs
+SUMMARY = "summary.json"
 
 
 @dataclass
@@ -69,11 +87,16 @@ class BatchConfig:
 
 @dataclass
 class BatchSummary:
-    """What a batch run did."""
+    """What a batch run did.
+
+    ``replaced``: inputs (also in ``done``) re-exported because their file changed since the export recorded for them.
+    """
 
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    replaced: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     forward_seconds: float = 0.0
     images_per_second: float = 0.0
@@ -81,23 +104,87 @@ class BatchSummary:
     def text(self) -> str:
         lines = [f"{len(self.done)} exported, {len(self.skipped)} already done (skipped), {len(self.failed)} failed "
                  f"in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s end to end)."]
+        if self.replaced:
+            lines.append(f"  {len(self.replaced)} of the exported inputs changed since their last export and were redone.")
+        lines.extend(f"  note: {n}" for n in self.notes)
         for name, err in self.failed.items():
             lines.append(f"  FAILED {name}: {err}")
         return "\n".join(lines)
 
 
-def list_inputs(folder: "str | Path", recursive: bool = False) -> list[Path]:
-    """Files in ``folder`` that look like images (by suffix), sorted; other files are ignored."""
+def _read_record(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None (missing, unreadable, not an object)."""
+    try:
+        rec = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def is_output_folder(folder: "str | Path") -> bool:
+    """Whether ``folder`` was written by this pipeline: an ``--out`` (lock or summary) or one input's folder (records)."""
+    folder = Path(folder)
+    if (folder / LOCK_NAME).exists() or (folder / PENDING).exists():
+        return True
+    for name, keys in ((SUMMARY, {"config", "done", "failed"}), (DONE, {"key", "input", "files"})):
+        if (folder / name).is_file():
+            rec = _read_record(folder / name)
+            if rec is not None and keys <= rec.keys():
+                return True
+    return False
+
+
+def list_inputs(folder: "str | Path", recursive: bool = False, *, exclude: "tuple[str | Path, ...]" = ()) -> list[Path]:
+    """Files in ``folder`` that look like images (by suffix), sorted; other files are ignored.
+
+    With ``recursive``, sub-folders written by this pipeline (:func:`is_output_folder`) and the folders in
+    ``exclude`` are not entered: an ``--out`` inside ``--inputs`` never feeds its own tiles back.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Input folder {folder} does not exist.")
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not recursive:
+        found = [p for p in folder.iterdir() if p.is_file()]
+    else:
+        skip = set()
+        for e in exclude:
+            with contextlib.suppress(OSError):
+                st = os.stat(e)
+                skip.add((st.st_dev, st.st_ino))
+        found = []
+        for dirpath, dirnames, filenames in os.walk(folder):  # symbolic links to folders are not followed, as rglob
+            d = Path(dirpath)
+            keep = []
+            for n in dirnames:
+                try:
+                    st = os.stat(d / n)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in skip and not is_output_folder(d / n):
+                    keep.append(n)
+            dirnames[:] = keep
+            found.extend(p for p in (d / n for n in filenames) if p.is_file())
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def _slug(path: Path, root: Path) -> str:
+_PLAIN_PART = re.compile(r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*")
+
+
+def output_name(path: Path, root: Path) -> str:
+    """The folder name of input ``path`` (under ``root``); different relative paths never share one.
+
+    ``sub/img.1.png`` → ``sub__img_1_png``: each part lower-case letters, digits and ``-`` between single dots,
+    so the name reads back to exactly one path.  Anything else (``_``, capitals, spaces, ``..``) gets the
+    cleaned path plus ``-`` and 10 hex digits of the relative path's SHA-256: ``a_b.png`` → ``a_b_png-<hash>``,
+    which no plain name ends like (those end in ``_<image suffix>``).
+    """
     rel = path.relative_to(root)
-    return "__".join(rel.parts[:-1] + (rel.name.replace(".", "_"),))
+    plain = "__".join(p.replace(".", "_") for p in rel.parts)
+    if len(plain) <= 120 and all(_PLAIN_PART.fullmatch(p) for p in rel.parts):
+        return plain
+    digest = hashlib.sha256(rel.as_posix().encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    clean = re.sub(r"[^A-Za-z0-9-]", "_", "__".join(rel.parts))[-100:].lstrip("-") or "_"
+    return f"{clean}-{digest}"
 
 
 def _key(cfg: BatchConfig, weights: str) -> dict:
@@ -108,6 +195,44 @@ def _key(cfg: BatchConfig, weights: str) -> dict:
     d["ratios"] = [float(r) for r in cfg.ratios]
     d["views"], d["formats"] = list(cfg.views), list(cfg.formats)
     return d
+
+
+def _tag(ratio: float) -> str:
+    return f"r{round(ratio * 100):02d}"
+
+
+def _planned(cfg: BatchConfig, ratios: tuple[float, ...]) -> set[str]:
+    """Names of the files one input's export writes with these settings (besides its records)."""
+    names: set[str] = set()
+    if "tiles" in cfg.views:
+        names.add("original.png")
+        names.update(f"{_tag(r)}_{k}.png" for r in ratios for k in ("masked", "reconstruction", "pasted"))
+    stems = [f"reconstruction_{_tag(r)}" for r in ratios] if "reconstruction" in cfg.views else []
+    stems += [v for v in ("grid", "attention") if v in cfg.views]
+    formats = dict.fromkeys(f.lower().lstrip(".") for f in cfg.formats)
+    names.update(f"{s}.{x}" for s in stems for x in (*formats, "json"))
+    return names
+
+
+def _listed(record: dict | None) -> set[str]:
+    """File names a record of ours lists: plain names in the folder, never a path out of it or a record."""
+    files = record.get("files") if record else None
+    if not isinstance(files, list):
+        return set()
+    return {n for n in files if isinstance(n, str) and n not in ("", ".", "..", DONE, PENDING) and Path(n).name == n
+            and "/" not in n and "\\" not in n}
+
+
+def _file_sha256(path: Path) -> str | None:
+    """SHA-256 of the file's bytes (as :func:`explorer.io.load_image` records it); None if it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None  # exported again, where reading it fails with its own message
+    return h.hexdigest()
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -130,26 +255,42 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
 
     Args:
         adapter: an already loaded model to use instead of loading ``cfg.model`` (benchmarks, notebooks).
+
+    Raises:
+        explorer.export.lock.OutputLocked: another run is writing into ``cfg.out``.
     """
-    from tqdm.auto import tqdm
-
-    from ..models import load_model
-    from ..reconstruction.image import Reconstruction, _notes
-
-    t_start = time.perf_counter()
     for v in cfg.views:
         if v not in VIEWS:
             raise ValueError(f"Unknown view {v!r}; choose from {', '.join(VIEWS)}.")
     ratios = tuple(float(r) for r in cfg.ratios)
     if not ratios or any(not 0 <= r < 1 for r in ratios):
         raise ValueError("--ratios must be fractions in [0, 1).")
+    tags: dict[str, float] = {}
+    for r in ratios:
+        if tags.setdefault(_tag(r), r) != r:
+            raise ValueError(f"--ratios {tags[_tag(r)]:g} and {r:g} would both write {_tag(r)}_* files; "
+                             "give ratios that differ in percent.")
     if any(v != "tiles" for v in cfg.views):
         get_preset(cfg.preset)
     root = Path(cfg.inputs)
-    files = list_inputs(root, cfg.recursive)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    files = list_inputs(root, cfg.recursive, exclude=(out,))
+    with OutputLock(out) as lock:
+        return _run_locked(cfg, ratios, root, out, files, lock.note, progress=progress, log=log, adapter=adapter)
+
+
+def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Path, files: list[Path], lock_note,
+                *, progress: bool, log, adapter) -> BatchSummary:
+    from tqdm.auto import tqdm
+
+    from ..models import load_model
+    from ..reconstruction.image import Reconstruction, _notes
+
+    t_start = time.perf_counter()
     summary = BatchSummary()
+    if lock_note:
+        summary.notes.append(lock_note)
+    removed = remove_stale_parts(out)
     if not files:
         log(f"No image files in {root}.")
     if adapter is None:
@@ -158,78 +299,96 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
     mspec = model_spec(adapter)
     order = masking_order(adapter.grid, cfg.strategy, cfg.seed)
     masks = np.stack([mask_from_order(order, adapter.grid, r) for r in ratios])  # (R, gh, gw)
+    planned = _planned(cfg, ratios)
 
-    todo: list[Path] = []
+    # One folder per input; two inputs meeting in one (a hash collision, or names differing only in
+    # case on a case-insensitive disk) are refused rather than written over each other.
+    names: dict[Path, str] = {}
+    owner: dict[str, Path] = {}
     for f in files:
-        done = out / _slug(f, root) / "done.json"
-        if done.is_file():
-            try:
-                prev = json.loads(done.read_text())
-            except (OSError, json.JSONDecodeError):
-                prev = None
-            if prev and prev.get("key") == key:
-                summary.skipped.append(str(f))
-                continue
-            if not cfg.overwrite:
-                summary.failed[str(f)] = (f"{done.parent} holds an export made with other settings; pass --overwrite "
-                                          "or choose another --out.")
-                continue
-        todo.append(f)
+        name = output_name(f, root)
+        first = owner.setdefault(name.casefold(), f)
+        if first is not f:
+            summary.failed[str(f)] = (f"its output folder {out / name} is already that of {first}; "
+                                      "rename one of the two inputs.")
+            continue
+        names[f] = name
 
     reader = ThreadPoolExecutor(max(1, cfg.workers))
     writer = ThreadPoolExecutor(max(1, cfg.workers))
     pending_writes = []
-    bar = tqdm(total=len(todo), desc="export", unit="img", disable=not progress)
-
-    def write_outputs(f: Path, pixels, info, preds, maps=None):
-        folder = out / _slug(f, root)
-        recs = [Reconstruction(pixels, m, np.clip(p, 0, 1).astype(np.float32), adapter.patch_size,
-                               MaskSpec(cfg.strategy, r, cfg.seed), adapter.info, info, _notes(adapter))
-                for r, m, p in zip(ratios, masks, preds)]
-        written = []
-        in_spec = {"path": str(f.resolve()), "name": info.name, "sha256": info.sha256}
-        if "tiles" in cfg.views:
-            written.append(str(write_atomic(folder / "original.png", _png(pixels), overwrite=True, durable=False)))
-            for rec in recs:
-                tag = f"r{round(rec.spec.ratio * 100):02d}"
-                for kind, im in (("masked", rec.masked_input), ("reconstruction", rec.prediction), ("pasted", rec.pasted)):
-                    written.append(str(write_atomic(folder / f"{tag}_{kind}.png", _png(im), overwrite=True, durable=False)))
-        def figure(fig, stem: str, recipe_name: str, opts: dict, batched: bool = True) -> None:
-            res = export_figure(fig, folder / stem, preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
-                                letters=get_recipe(recipe_name).letters, recipe={"name": recipe_name, "options": opts},
-                                provenance={"model": mspec, "inputs": [in_spec], **({"batched": True} if batched else {})})
-            written.extend(str(p) for p in res.files.values())
-
-        if "reconstruction" in cfg.views:
-            for rec in recs:
-                opts = options_for("reconstruction", dict(ratio=rec.spec.ratio, seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
-                figure(reconstruction_view(rec, opts), f"reconstruction_r{round(rec.spec.ratio * 100):02d}", "reconstruction", opts)
-        if "grid" in cfg.views:
-            from ..viz.mae import reconstruction_grid
-
-            opts = options_for("reconstruction_grid", dict(ratios=list(ratios), seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
-            figure(reconstruction_grid([(info.name, recs)], show=opts["show"], cell=int(opts["cell"])), "grid",
-                   "reconstruction_grid", opts)
-        if maps is not None:  # the attention forward ran unbatched, on this image alone
-            from ..viz.attention import attention_grid
-
-            figure(attention_grid(maps, maps.layout.default_query), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
-                   batched=False)
-        record = {"key": key, "input": in_spec, "files": sorted(Path(w).name for w in written),
-                  # a perfect fill has an infinite PSNR, which JSON cannot hold: recorded as null
-                  "psnr_masked_db": {f"{r:g}": rec.psnr_masked if np.isfinite(rec.psnr_masked) else None
-                                     for r, rec in zip(ratios, recs)}}
-        write_atomic(folder / "done.json", (dumps(record) + "\n").encode(), overwrite=True)
-        return str(f)
-
-    def on_written(fut, f):
-        try:
-            summary.done.append(fut.result())
-        except Exception as e:  # noqa: BLE001 - reported per file, the run goes on
-            summary.failed[str(f)] = f"{type(e).__name__}: {e}"
-        bar.update(1)
-
+    bar = None
     try:
+        todo, prior, removed = _resume_plan(cfg, key, out, names, summary, reader, removed)
+        if removed:
+            summary.notes.append(f"removed {len(removed)} temporary file(s) left by a run that was stopped")
+        bar = tqdm(total=len(todo), desc="export", unit="img", disable=not progress)
+
+        def write_outputs(f: Path, pixels, info, preds, maps=None):
+            folder = out / names[f]
+            before = prior.get(f, set())
+            folder.mkdir(parents=True, exist_ok=True)
+            # What this export may leave here, recorded first: a run stopped half-way is cleaned up by the next.
+            write_atomic(folder / PENDING, (dumps({"files": sorted(planned | before)}) + "\n").encode(), overwrite=True,
+                         durable=False)
+            with contextlib.suppress(FileNotFoundError):
+                (folder / DONE).unlink()  # from here on the folder is not a finished export
+            for stale in before - planned:  # the old export's files the new settings do not write
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                    (folder / stale).unlink()
+            recs = [Reconstruction(pixels, m, np.clip(p, 0, 1).astype(np.float32), adapter.patch_size,
+                                   MaskSpec(cfg.strategy, r, cfg.seed), adapter.info, info, _notes(adapter))
+                    for r, m, p in zip(ratios, masks, preds)]
+            written = []
+            in_spec = {"path": str(f.resolve()), "name": info.name, "sha256": info.sha256}
+            if "tiles" in cfg.views:
+                written.append(str(write_atomic(folder / "original.png", _png(pixels), overwrite=True, durable=False)))
+                for rec in recs:
+                    tag = _tag(rec.spec.ratio)
+                    for kind, im in (("masked", rec.masked_input), ("reconstruction", rec.prediction), ("pasted", rec.pasted)):
+                        written.append(str(write_atomic(folder / f"{tag}_{kind}.png", _png(im), overwrite=True, durable=False)))
+
+            def figure(fig, stem: str, recipe_name: str, opts: dict, batched: bool = True) -> None:
+                res = export_figure(fig, folder / stem, preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
+                                    letters=get_recipe(recipe_name).letters, recipe={"name": recipe_name, "options": opts},
+                                    provenance={"model": mspec, "inputs": [in_spec], **({"batched": True} if batched else {})})
+                written.extend(str(p) for p in res.files.values())
+
+            if "reconstruction" in cfg.views:
+                for rec in recs:
+                    opts = options_for("reconstruction", dict(ratio=rec.spec.ratio, seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
+                    figure(reconstruction_view(rec, opts), f"reconstruction_{_tag(rec.spec.ratio)}", "reconstruction", opts)
+            if "grid" in cfg.views:
+                from ..viz.mae import reconstruction_grid
+
+                opts = options_for("reconstruction_grid", dict(ratios=list(ratios), seed=cfg.seed, strategy=cfg.strategy, fit=cfg.fit))
+                figure(reconstruction_grid([(info.name, recs)], show=opts["show"], cell=int(opts["cell"])), "grid",
+                       "reconstruction_grid", opts)
+            if maps is not None:  # the attention forward ran unbatched, on this image alone
+                from ..viz.attention import attention_grid
+
+                figure(attention_grid(maps, maps.layout.default_query), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
+                       batched=False)
+            wrote = sorted(Path(w).name for w in written)
+            for stale in (planned | before) - set(wrote):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                    (folder / stale).unlink()
+            record = {"key": key, "input": in_spec, "files": wrote,
+                      # a perfect fill has an infinite PSNR, which JSON cannot hold: recorded as null
+                      "psnr_masked_db": {f"{r:g}": rec.psnr_masked if np.isfinite(rec.psnr_masked) else None
+                                         for r, rec in zip(ratios, recs)}}
+            write_atomic(folder / DONE, (dumps(record) + "\n").encode(), overwrite=True)
+            with contextlib.suppress(FileNotFoundError):
+                (folder / PENDING).unlink()
+            return str(f)
+
+        def on_written(fut, f):
+            try:
+                summary.done.append(fut.result())
+            except Exception as e:  # noqa: BLE001 - reported per file, the run goes on
+                summary.failed[str(f)] = f"{type(e).__name__}: {e}"
+            bar.update(1)
+
         B = max(1, int(cfg.batch_size))
         groups = [todo[i : i + B] for i in range(0, len(todo), B)]
         futures = [[reader.submit(_prepare, f, adapter.image_size, cfg.fit) for f in g] for g in groups[:2]]
@@ -276,10 +435,60 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True)
-        bar.close()
+        if bar is not None:
+            bar.close()
     summary.seconds = time.perf_counter() - t_start
     summary.images_per_second = len(summary.done) / summary.seconds if summary.seconds else 0.0
-    record = {"config": {**asdict(cfg), "ratios": list(ratios)}, "done": summary.done, "skipped": summary.skipped,
-              "failed": summary.failed, "seconds": round(summary.seconds, 3)}
-    write_atomic(out / "summary.json", (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
+    record = {"tool": "explorer export", "config": {**asdict(cfg), "ratios": list(ratios)}, "done": summary.done,
+              "skipped": summary.skipped, "failed": summary.failed, "replaced": summary.replaced, "notes": summary.notes,
+              "folders": {str(f): n for f, n in names.items()}, "seconds": round(summary.seconds, 3)}
+    write_atomic(out / SUMMARY, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), overwrite=True)
     return summary
+
+
+def _resume_plan(cfg: BatchConfig, key: dict, out: Path, names: dict, summary: BatchSummary, pool,
+                 removed: list) -> tuple[list[Path], dict[Path, set[str]], list]:
+    """Which inputs to export (``todo``, in input order), and the files earlier exports left in their folders.
+
+    Skipped: same settings and same file content (hashed in ``pool``).  Redone: no record (never
+    finished: its temporary files are removed), or the same file with new content.  Refused unless
+    ``--overwrite``: other settings, or the record of another file.
+    """
+    todo: list[Path] = []
+    prior: dict[Path, set[str]] = {}  # files of an earlier export in the input's folder, by our records
+    recorded: list[tuple[Path, dict]] = []  # same settings: resumed if the file is unchanged
+    for f, name in names.items():
+        folder = out / name
+        if not (folder / DONE).is_file():
+            if folder.is_dir():  # an export that did not finish: its leftovers
+                prior[f] = _listed(_read_record(folder / PENDING))
+                removed = removed + remove_stale_parts(folder)
+            todo.append(f)
+            continue
+        prev = _read_record(folder / DONE) or {}
+        prev_input = prev.get("input") if isinstance(prev.get("input"), dict) else {}
+        if prev.get("key") == key and prev_input.get("sha256"):
+            recorded.append((f, prev))
+            continue
+        if not cfg.overwrite:
+            summary.failed[str(f)] = (f"{folder} holds an export made with other settings; pass --overwrite "
+                                      "or choose another --out.")
+            continue
+        prior[f] = _listed(prev) | _listed(_read_record(folder / PENDING))
+        todo.append(f)
+    for (f, prev), sha in zip(recorded, pool.map(_file_sha256, [f for f, _ in recorded])):
+        prev_input = prev["input"]
+        if sha == prev_input["sha256"]:
+            summary.skipped.append(str(f))
+            continue
+        same_file = prev_input.get("path") == str(f.resolve())
+        if not same_file and not cfg.overwrite:
+            summary.failed[str(f)] = (f"{out / names[f]} holds the export of another file ({prev_input.get('path')}); "
+                                      "pass --overwrite or choose another --out.")
+            continue
+        if same_file:
+            summary.replaced.append(str(f))
+        prior[f] = _listed(prev) | _listed(_read_record(out / names[f] / PENDING))
+        todo.append(f)
+    todo.sort()  # input order, whatever the checks above did
+    return todo, prior, removed
