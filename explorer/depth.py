@@ -191,7 +191,13 @@ def stereo_disparity(left: np.ndarray, right: np.ndarray, *, num_disparities: in
         raise DepthLoadError(f"The stereo images differ in size: {a.shape} vs {b.shape}.")
 
     def grey(x):
-        x8 = np.clip(np.round(x * 255), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
+        if x.dtype != np.uint8:  # by bands of rows: no float temporaries the size of the image
+            x8 = np.empty(x.shape, np.uint8)
+            step = max(1, (1 << 20) // max(1, x.shape[1]))
+            for r in range(0, x.shape[0], step):
+                x8[r:r + step] = np.clip(np.round(x[r:r + step] * 255), 0, 255)
+        else:
+            x8 = x
         return cv2.cvtColor(x8, cv2.COLOR_RGB2GRAY) if x8.ndim == 3 else x8
 
     nd = int(np.ceil(num_disparities / 16) * 16)

@@ -92,3 +92,25 @@ def test_log_mel_equals_transformers_spectrogram():
     ours = log_mel(x)
     assert ours.shape == ref.shape == (1 + (4000 - 400) // 160, 128)
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("field, value, match", [(24, 0, "sample rate of 0 Hz"), (24, 2**32 - 1, "sample rate of 4294967295 Hz"),
+                                                  (22, 65535, "65535 channels")])
+def test_impossible_headers_are_refused_before_decoding(field, value, match):
+    import struct
+
+    data = bytearray(_wav(_tone(440, 16_000), 16_000))
+    assert data[12:16] == b"fmt "
+    data[field:field + (4 if field == 24 else 2)] = struct.pack("<I" if field == 24 else "<H", value)
+    with pytest.raises(AudioLoadError, match=match):
+        load_audio(bytes(data), name="x.wav")
+
+
+def test_a_header_claiming_more_data_than_the_file_holds_is_read_as_truncated():
+    import struct
+
+    data = bytearray(_wav(_tone(440, 16_000), 16_000))
+    d = data.index(b"data") + 4
+    data[d:d + 4] = struct.pack("<I", 0xFFFFFFF0)  # as streaming writers leave it
+    a = load_audio(bytes(data))
+    assert abs(a.seconds - 1.0) < 0.01 and any("truncated" in n for n in a.notes)

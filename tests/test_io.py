@@ -467,3 +467,31 @@ def test_animated_gif_first_frame():
     np.testing.assert_allclose(img.pixels[0, 0], [1, 0, 0], atol=0.02)
     assert any("animated GIF: first frame used" in n for n in img.notes)
     assert not any("alpha" in n for n in img.notes)  # GIF had no transparency
+
+
+def test_damaged_png_header_still_refused_before_decoding(monkeypatch):
+    """Pillow refuses a PNG whose text chunk has a bad checksum (libpng only warns and decodes): the size is then
+    read from the IHDR bytes by explorer.io itself."""
+    def boom(*a, **k):
+        raise AssertionError("cv2.imdecode must not be called for a decompression bomb")
+
+    data = bytearray(_bomb_png(30_000, 30_000))
+    text = b"tEXt" + b"Comment\x00lies"
+    data[33:33] = struct.pack(">I", len(text) - 4) + text + b"\x00\x00\x00\x00"  # after IHDR, wrong CRC
+    assert eio._read_header(bytes(data)) is None and eio.image_size(bytes(data)) == (30_000, 30_000)
+    monkeypatch.setattr(eio.cv2, "imdecode", boom)
+    with pytest.raises(ImageLoadError, match="30000 x 30000 = 900 megapixels"):
+        load_image(bytes(data))
+
+
+def test_conversion_by_bands_equals_the_whole_image_at_once(monkeypatch):
+    rng = np.random.default_rng(0)
+    rgba16 = rng.integers(0, 65536, (53, 37, 4)).astype(np.uint16)
+    grey = rng.random((53, 37)).astype(np.float32) * 1.4 - 0.2
+    grey[3, 4] = np.nan
+    whole = [load_image(a) for a in (rgba16, grey)]
+    monkeypatch.setattr(eio, "_BAND_PIXELS", 100)  # 2 rows a band
+    banded = [load_image(a) for a in (rgba16, grey)]
+    for w, b in zip(whole, banded):
+        assert np.array_equal(w.pixels, b.pixels) and w.notes == b.notes
+    assert "1 NaN values replaced by 0" in whole[1].notes

@@ -212,3 +212,27 @@ def test_zero_frame_and_corrupt_files_are_refused(tmp_path):
         v = load_video(bytes(data), name="bad.avi", num_frames=4)
         assert any("truncated" in n for n in v.notes), v.notes  # if some frames survive, it must say so
         raise VideoLoadError("truncated")
+
+
+def test_max_side_shrinks_kept_frames_while_reading_and_the_total_is_capped(tmp_path, spy):
+    write_video(tmp_path / "wide.avi", _numbered(12, h=60, w=160))
+    v = load_video(tmp_path / "wide.avi", num_frames=4, max_side=40)
+    assert v.frames.shape == (4, 15, 40, 3) and spy["retrieve"] == 4
+    full = _naive_decode(tmp_path / "wide.avi")[v.indices]
+    assert np.abs(v.frames.mean((1, 2)) - full.mean((1, 2))).max() < 0.02  # flat colours survive the shrinking
+    with pytest.raises(VideoLoadError, match="max_total_pixels"):  # 4 x 60 x 160 = 38,400 pixels: refused before decoding
+        load_video(tmp_path / "wide.avi", num_frames=4, max_total_pixels=30_000)
+    assert spy["retrieve"] == 4
+    with pytest.raises(VideoLoadError, match="max_total_pixels"):  # every frame: refused while reading
+        load_video(tmp_path / "wide.avi", max_total_pixels=50_000)
+    assert load_video(_numbered(6, h=60, w=160), num_frames=2, max_side=80).frames.shape == (2, 30, 80, 3)
+
+
+def test_frames_at_given_times_stop_reading_after_the_last(tmp_path, spy):
+    write_video(tmp_path / "long.avi", _numbered(600), fps=30)
+    v = load_video(tmp_path / "long.avi", at_s=[0.0, 0.5, 1.0, 1.02])
+    assert list(v.indices) == [0, 15, 30, 31] and v.sampling == "times"
+    assert spy["grab"] < 100 and spy["retrieve"] == 4  # read up to a second past 1.02 s, not the 20 s clip
+    assert np.array_equal(v.frames, _naive_decode(tmp_path / "long.avi")[[0, 15, 30, 31]])
+    short = load_video(tmp_path / "long.avi", at_s=[25.0])  # past the end: the last frame, said so
+    assert list(short.indices) == [599] and any("ends at" in n for n in short.notes)
