@@ -12,8 +12,9 @@ An input is recorded as one of
 Inputs a recipe names in its options (a video clip, a multimodal model's arrays) are *attached*: the caller hands the
 in-memory input over (:data:`ATTACHMENTS`), the export records ``<option>="inputs/<sha>.<ext>"`` and
 ``<option>_sha256``.  Nothing is written here while an export is being decided: every copy is a :class:`StoredInput`
-that :func:`explorer.export.export_recipe` writes (:func:`write_inputs`) only once it has settled the figure's name
-(after the no-overwrite check); until then recipes read them from memory (:func:`pending_inputs`, :func:`input_bytes`).
+that :func:`explorer.export.export_figure` writes only once it has settled the figure's name (after the no-overwrite
+check), together with the figure's files, all or none; until then recipes read them from memory
+(:func:`pending_inputs`, :func:`input_bytes`).
 
 Sidecars come from other people, so reading them back is guarded (:func:`resolve_input`, :func:`load_arrays`,
 :func:`load_npy`): every input needs its recorded SHA-256; a recorded path is read only inside the sidecar's folder
