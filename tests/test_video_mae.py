@@ -180,3 +180,20 @@ def test_mini_video_mae_training_script_runs_and_evaluates(tmp_path):
     assert metrics["random"]["nearest visible frame"] != metrics["random"]["OpenCV inpainting per frame"]
     model = explorer.load_model(tmp_path / "vmae")
     assert model.family == "videomae-pretraining" and model.num_frames == 8 and model.grid == (8, 8)
+
+
+def test_model_clip_reads_frames_at_what_the_model_needs(tmp_path):
+    """Frames of a large clip are shrunk while they are read (twice the model's side on the longer side), so a clip's
+    memory is bounded by what the model needs, not by the file's resolution."""
+    import explorer
+    from explorer.reconstruction.video import model_clip
+    from explorer.video import write_video
+
+    model = explorer.load_model("mini-video-mae", device="cpu")
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.random((12, 30, 40, 3), dtype=np.float32), 16, axis=1).repeat(16, axis=2)  # (12, 480, 640, 3)
+    write_video(tmp_path / "big.avi", frames, fps=8)
+    clip = model_clip(model, str(tmp_path / "big.avi"))
+    assert clip.frames.shape == (model.num_frames, 96, 128, 3)  # 640x480 -> longer side 2 * 64
+    rec = explorer.reconstruction.video.reconstruct_video(model, clip, ratio=0.75, seed=0)
+    assert np.isfinite(rec.psnr_masked)

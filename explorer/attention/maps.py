@@ -183,13 +183,15 @@ def _video_input(adapter, image, fit: str):
     """``(frames (T, H, W, 3), InputInfo)`` for a video model: a clip sampled to ``T`` frames, or a still image."""
     from ..preprocess import fit_image
     from ..reconstruction import InputInfo
+    from ..reconstruction.video import reading_side
     from ..video import LoadedVideo, VideoLoadError, load_video, sample_indices
 
     layout = adapter.layout
     if _is_still(image):
         return _still_clip(image, fit, layout)
     try:
-        video = image if isinstance(image, LoadedVideo) else load_video(image, num_frames=layout.num_frames)
+        video = image if isinstance(image, LoadedVideo) else load_video(image, num_frames=layout.num_frames,
+                                                                                  max_side=reading_side(layout.image_size))
     except VideoLoadError:
         try:
             return _still_clip(image, fit, layout)

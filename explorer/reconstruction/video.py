@@ -112,4 +112,12 @@ def model_clip(adapter, clip, *, sampling: str = "uniform", stride: int = 4, sho
         c = make_clip(int(clip.split(":", 1)[1]), frames=GENERATED_LENGTH * adapter.num_frames, size=adapter.image_size)
         return load_video(c.frames, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short,
                           fps=GENERATED_FPS, name=clip)
-    return load_video(clip, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short)
+    return load_video(clip, num_frames=adapter.num_frames, sampling=sampling, stride=stride, short=short,
+                      max_side=reading_side(adapter.image_size))
+
+
+def reading_side(image_size) -> int:
+    """The longer side kept frames are shrunk to while a clip is read: twice the model's input side, so that frames up to
+    2:1 still cover the model's square input after a centre crop (memory stays bounded by what the model needs)."""
+    size = image_size if isinstance(image_size, int) else max(image_size)
+    return 2 * int(size)
