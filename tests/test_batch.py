@@ -234,6 +234,21 @@ def test_overwrite_leaves_only_what_the_new_settings_write(tmp_path, tiny, monke
     assert {p.name for p in folder.iterdir()} == {"original.png", "r10_masked.png", "r10_reconstruction.png",
                                                   "r10_pasted.png", "done.json", "my_notes.txt"}
 
+    # A run killed half-way leaves no record in the folder it did not finish; its lock, taken over by the next run,
+    # names what it may have left there.  Here the state a kill leaves: an overwrite with ratio 0.33 had removed
+    # the r10 tiles and the record and written original.png and r33_masked.png.
+    from explorer.export.lock import LOCK_NAME
+
+    for p in folder.glob("r10_*.png"):
+        p.unlink()
+    (folder / "done.json").unlink()
+    (folder / "r33_masked.png").write_bytes(b"from the killed run")
+    (tmp_path / "out" / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "files": ["original.png", "r33_masked.png"]}))
+    s = _quiet(_cfg(tiny, tmp_path / "in", tmp_path / "out", ratios=(0.2,)))
+    assert len(s.done) == 1 and any("Took over" in n for n in s.notes)
+    assert {p.name for p in folder.iterdir()} == {"original.png", "r20_masked.png", "r20_reconstruction.png",
+                                                  "r20_pasted.png", "done.json", "my_notes.txt"}
+
 
 def test_a_replaced_input_is_exported_again(tmp_path, tiny):
     """An input replaced by another image of the same name was skipped as done, its old tiles kept."""

@@ -24,7 +24,8 @@ A rerun skips an input whose ``done.json`` records the same settings and the sam
 export made with other settings or of another file unless ``--overwrite``; an overwrite removes
 the files of the old export that the new settings do not write (only files listed in this
 pipeline's own records: nothing else in the folder is touched).  One run at a time writes into
-``OUT`` (:class:`explorer.export.lock.OutputLock`); temporary files of killed runs are removed.
+``OUT`` (:class:`explorer.export.lock.OutputLock`); the lock records the names the run may write, so
+the run after a killed one cleans its unfinished folders, and removes its temporary files.
 With ``--recursive``, folders written by this pipeline (``OUT`` itself, or any with its lock,
 summary or records) are not read as inputs.  Inputs that fail are listed with their error and
 the run goes on; ``OUT/summary.json`` records everything.
@@ -58,7 +59,7 @@ from .sidecar import dumps
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
 VIEWS = ("tiles", "reconstruction", "grid", "attention")
 DONE = "done.json"  # an input's record, written last
-PENDING = ".explorer-export-pending.json"  # files an input's export may have written, while it runs
+PENDING = ".explorer-export-pending.json"  # files an unfinished export may have left in its folder
 SUMMARY = "summary.json"
 
 
@@ -219,8 +220,18 @@ def _listed(record: dict | None) -> set[str]:
     files = record.get("files") if record else None
     if not isinstance(files, list):
         return set()
-    return {n for n in files if isinstance(n, str) and n not in ("", ".", "..", DONE, PENDING) and Path(n).name == n
+    return {n for n in files if isinstance(n, str) and n and not n.startswith(".") and n != DONE and Path(n).name == n
             and "/" not in n and "\\" not in n}
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        path.unlink()
+
+
+def _pending(folder: Path, files: set[str]) -> None:
+    """Record in ``folder`` the names an unfinished export may have left there (read by the next run)."""
+    write_atomic(folder / PENDING, (json.dumps({"files": sorted(files)}) + "\n").encode(), overwrite=True, durable=False)
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -276,10 +287,10 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
     out = Path(cfg.out)
     files = list_inputs(root, cfg.recursive, exclude=(out,))
     with OutputLock(out) as lock:
-        return _run_locked(cfg, ratios, root, out, files, lock.note, progress=progress, log=log, adapter=adapter)
+        return _run_locked(cfg, ratios, root, out, files, lock, progress=progress, log=log, adapter=adapter)
 
 
-def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Path, files: list[Path], lock_note,
+def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Path, files: list[Path], lock: OutputLock,
                 *, progress: bool, log, adapter) -> BatchSummary:
     from tqdm.auto import tqdm
 
@@ -288,8 +299,12 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
 
     t_start = time.perf_counter()
     summary = BatchSummary()
-    if lock_note:
-        summary.notes.append(lock_note)
+    planned = _planned(cfg, ratios)
+    # Names a killed earlier run may have left in folders it did not finish, carried on until cleaned.
+    orphans = _listed(lock.previous)
+    lock.update(files=sorted(planned | orphans))
+    if lock.note:
+        summary.notes.append(lock.note)
     removed = remove_stale_parts(out)
     if not files:
         log(f"No image files in {root}.")
@@ -299,7 +314,6 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
     mspec = model_spec(adapter)
     order = masking_order(adapter.grid, cfg.strategy, cfg.seed)
     masks = np.stack([mask_from_order(order, adapter.grid, r) for r in ratios])  # (R, gh, gw)
-    planned = _planned(cfg, ratios)
 
     # One folder per input; two inputs meeting in one (a hash collision, or names differing only in
     # case on a case-insensitive disk) are refused rather than written over each other.
@@ -319,23 +333,33 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
     pending_writes = []
     bar = None
     try:
-        todo, prior, removed = _resume_plan(cfg, key, out, names, summary, reader, removed)
+        todo, prior, removed = _resume_plan(cfg, key, out, names, summary, reader, removed, orphans)
         if removed:
             summary.notes.append(f"removed {len(removed)} temporary file(s) left by a run that was stopped")
         bar = tqdm(total=len(todo), desc="export", unit="img", disable=not progress)
 
         def write_outputs(f: Path, pixels, info, preds, maps=None):
             folder = out / names[f]
-            before = prior.get(f, set())
-            folder.mkdir(parents=True, exist_ok=True)
-            # What this export may leave here, recorded first: a run stopped half-way is cleaned up by the next.
-            write_atomic(folder / PENDING, (dumps({"files": sorted(planned | before)}) + "\n").encode(), overwrite=True,
-                         durable=False)
-            with contextlib.suppress(FileNotFoundError):
-                (folder / DONE).unlink()  # from here on the folder is not a finished export
-            for stale in before - planned:  # the old export's files the new settings do not write
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-                    (folder / stale).unlink()
+            before = prior.get(f)  # None: a new folder (the lock records what a killed run may leave in it)
+            if before is None:
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                for stale in before - planned:  # the old export's files the new settings do not write
+                    _remove(folder / stale)
+                _remove(folder / DONE)  # from here on the folder is not a finished export
+            ours = planned | (before or set())
+            try:
+                _write_files(f, folder, pixels, info, preds, maps, ours)
+            except BaseException:
+                with contextlib.suppress(Exception):  # what the next run cleans up
+                    _pending(folder, ours)
+                raise
+            if before is not None:
+                _remove(folder / PENDING)
+            return str(f)
+
+        def _write_files(f: Path, folder: Path, pixels, info, preds, maps, ours: set[str]) -> None:
+            """Write the views, remove the names in ``ours`` not written again, then write the record."""
             recs = [Reconstruction(pixels, m, np.clip(p, 0, 1).astype(np.float32), adapter.patch_size,
                                    MaskSpec(cfg.strategy, r, cfg.seed), adapter.info, info, _notes(adapter))
                     for r, m, p in zip(ratios, masks, preds)]
@@ -370,17 +394,13 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
                 figure(attention_grid(maps, maps.layout.default_query), "attention", "attention_grid", options_for("attention_grid", dict(fit=cfg.fit)),
                        batched=False)
             wrote = sorted(Path(w).name for w in written)
-            for stale in (planned | before) - set(wrote):
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-                    (folder / stale).unlink()
+            for stale in ours.difference(wrote):
+                _remove(folder / stale)
             record = {"key": key, "input": in_spec, "files": wrote,
                       # a perfect fill has an infinite PSNR, which JSON cannot hold: recorded as null
                       "psnr_masked_db": {f"{r:g}": rec.psnr_masked if np.isfinite(rec.psnr_masked) else None
                                          for r, rec in zip(ratios, recs)}}
             write_atomic(folder / DONE, (dumps(record) + "\n").encode(), overwrite=True)
-            with contextlib.suppress(FileNotFoundError):
-                (folder / PENDING).unlink()
-            return str(f)
 
         def on_written(fut, f):
             try:
@@ -447,12 +467,14 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
 
 
 def _resume_plan(cfg: BatchConfig, key: dict, out: Path, names: dict, summary: BatchSummary, pool,
-                 removed: list) -> tuple[list[Path], dict[Path, set[str]], list]:
+                 removed: list, orphans: set[str]) -> tuple[list[Path], dict[Path, set[str]], list]:
     """Which inputs to export (``todo``, in input order), and the files earlier exports left in their folders.
 
     Skipped: same settings and same file content (hashed in ``pool``).  Redone: no record (never
     finished: its temporary files are removed), or the same file with new content.  Refused unless
-    ``--overwrite``: other settings, or the record of another file.
+    ``--overwrite``: other settings, or the record of another file.  ``prior`` has an entry for every
+    existing folder: the names its records list (``done.json``, the pending list, and ``orphans``, the
+    names a killed run's lock held, for unfinished folders; written to their pending list at once).
     """
     todo: list[Path] = []
     prior: dict[Path, set[str]] = {}  # files of an earlier export in the input's folder, by our records
@@ -461,7 +483,9 @@ def _resume_plan(cfg: BatchConfig, key: dict, out: Path, names: dict, summary: B
         folder = out / name
         if not (folder / DONE).is_file():
             if folder.is_dir():  # an export that did not finish: its leftovers
-                prior[f] = _listed(_read_record(folder / PENDING))
+                prior[f] = _listed(_read_record(folder / PENDING)) | orphans
+                if orphans:  # recorded in the folder before the lock that named them is gone
+                    _pending(folder, prior[f])
                 removed = removed + remove_stale_parts(folder)
             todo.append(f)
             continue

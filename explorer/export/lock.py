@@ -7,7 +7,8 @@ lock file left by a killed run is simply taken over (with a note naming that run
 created with ``O_CREAT | O_EXCL``, and taken over when the pid it names no longer runs on this host.
 
     with OutputLock(out) as lock:      # raises OutputLocked while another run holds it
-        if lock.note: log(lock.note)
+        if lock.note: log(lock.note)   # a stale lock was taken over; lock.previous: what it held
+        lock.update(files=[...])       # what this run may leave behind if it is killed
         ...
 """
 
@@ -54,17 +55,32 @@ def _parse(text: str) -> dict:
 
 
 class OutputLock:
-    """Exclusive lock on ``folder`` (created if missing); :attr:`note` says when a stale lock was taken over."""
+    """Exclusive lock on ``folder`` (created if missing).
+
+    :attr:`note` says when a stale lock was taken over and :attr:`previous` holds its record (``{}`` otherwise):
+    what a killed run stored with :meth:`update` is read back by the next one.
+    """
 
     def __init__(self, folder: "str | os.PathLike"):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.note: str | None = None
+        self.previous: dict = {}
         self._fd: int | None = None
+        self._info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
     def _record(self) -> bytes:
-        return (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}) + "\n").encode()
+        return (json.dumps(self._info) + "\n").encode()
+
+    def update(self, **info) -> None:
+        """Store ``info`` (JSON values) in the lock file beside the owner's pid, host and start time."""
+        if self._fd is None:
+            raise RuntimeError("update() needs the lock held.")
+        self._info.update(info)
+        data = self._record()
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, data)
 
     def _refuse(self, holder: dict) -> OutputLocked:
         return OutputLocked(f"{self.folder} is being written by another export ({_describe(holder)}); wait for it to "
@@ -82,15 +98,24 @@ class OutputLock:
 
     def _acquire_flock(self) -> "OutputLock":
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, created = os.open(self.path, os.O_RDWR), False
+                except FileNotFoundError:  # released meanwhile
+                    continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _parse(os.pread(fd, 4096, 0).decode(errors="replace"))
+                holder = _parse(os.pread(fd, 1 << 20, 0).decode(errors="replace"))
                 os.close(fd)
                 raise self._refuse(holder) from None
-            except BaseException:
+            except BaseException:  # no flock here: leave no empty file to block the fallback
                 os.close(fd)
+                if created:
+                    with contextlib.suppress(OSError):
+                        self.path.unlink()
                 raise
             # Its previous holder may have removed the file between our open and our lock: then
             # we hold a lock on a file nobody else sees; start again on the one at the path.
@@ -101,13 +126,13 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
-        previous = _parse(os.pread(fd, 4096, 0).decode(errors="replace"))
+        previous = _parse(os.pread(fd, 1 << 20, 0).decode(errors="replace"))
         if previous.get("pid"):
+            self.previous = previous
             self.note = (f"Took over the lock of an earlier export into {self.folder} ({_describe(previous)}) "
                          "that ended without releasing it.")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self._record(), 0)
         self._fd = fd
+        self.update()
         return self
 
     def _acquire_exclusive(self) -> "OutputLock":
@@ -124,12 +149,13 @@ class OutputLock:
                 if isinstance(pid, int) and same_host and pid != os.getpid() and not _alive(pid):
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
+                    self.previous = holder
                     self.note = (f"Took over the lock of an earlier export into {self.folder} ({_describe(holder)}) "
                                  "whose process no longer runs.")
                     continue
                 raise self._refuse(holder) from None
-            os.write(fd, self._record())
             self._fd = fd
+            self.update()
             return self
         raise OutputLocked(f"Could not lock {self.folder}: {self.path} keeps reappearing.")
 
