@@ -39,26 +39,12 @@ class MiniFusionAdapter(FusionAdapter):
             ModelLoadError: no weights, damaged weights (not a valid safetensors file), or weights that do not fit
                 the config.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from .hub import ModelLoadError
+        from .hub import load_safetensors_into
 
         folder = Path(folder)
         d = json.loads((folder / "config.json").read_text())
         d.pop("model_type", None)
-        model = MiniFusion(FusionConfig.from_dict(d))
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from None
+        model = load_safetensors_into(MiniFusion(FusionConfig.from_dict(d)), folder)
         return cls(model.to(device, dtype), model_id=model_id or folder.name, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ text

@@ -359,3 +359,27 @@ def normalisation(ckpt: Checkpoint) -> tuple[tuple, tuple]:
         return IMAGENET_MEAN, IMAGENET_STD
     pp = read_json(path)
     return tuple(pp.get("image_mean", IMAGENET_MEAN)), tuple(pp.get("image_std", IMAGENET_STD))
+
+
+def load_safetensors_into(model: torch.nn.Module, folder: "str | os.PathLike") -> torch.nn.Module:
+    """Fill ``model`` with ``folder/model.safetensors`` (nothing is unpickled) and return it.
+
+    Raises:
+        ModelLoadError: no weights file, a damaged one (not a readable safetensors file), or weights that do not fit
+            the model built from the folder's config.json.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(folder) / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from None
+    return model

@@ -49,24 +49,11 @@ class MultiMAEAdapter(HashedWeights):
             ModelLoadError: no safetensors weights, damaged weights (not a valid safetensors file), or weights that do
                 not fit the config.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        from .hub import load_safetensors_into
         from .mini.multimae import MiniMultiMAE, MultiMAEConfig
 
         folder = Path(folder)
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
-        model = MiniMultiMAE(MultiMAEConfig.from_dict(read_json(folder / "config.json")))
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ModelLoadError(f"The weights in {weights} do not fit its config.json: {str(e)[:300]}") from e
+        model = load_safetensors_into(MiniMultiMAE(MultiMAEConfig.from_dict(read_json(folder / "config.json"))), folder)
         return cls(model, model_id=model_id or folder.name, device=device, dtype=dtype)
 
     @property
