@@ -191,6 +191,11 @@ class FusionAdapter(PixelModel):
         """What a captured call relates (``None``: ignore it)."""
         raise NotImplementedError
 
+    def intervention_layers(self) -> "list[tuple[str, torch.nn.Module]] | None":
+        """``[(name, module)]``: one module per layer whose heads the interventions ablate and patch (each makes one
+        attention call per forward).  ``None`` (default): the cross-modal layers the alignment views show."""
+        return None
+
     def joint_layout(self, text: TextInput) -> JointLayout | None:
         """Single-stream models: positions of text and image tokens in the joint sequence."""
         return None

@@ -105,6 +105,11 @@ class CLIPFusionAdapter(HFFusionAdapter):
         scale = float(self.model.logit_scale.exp())
         return f"similarity {s / scale:+.3f} (× logit scale {scale:.1f} = {s:.2f})"
 
+    def intervention_layers(self) -> list:
+        """The towers never attend to each other: the image tower's self-attention layers are the ones ablated."""
+        return [(f"vision_model.encoder.layers.{i}.self_attn", layer.self_attn)
+                for i, layer in enumerate(self.model.vision_model.encoder.layers)]
+
     def role(self, call, text: TextInput) -> CallRole | None:
         """Vision self-attention → image ↔ image (``[CLS]`` + patches); text self-attention → text ↔ text."""
         Tq, Tk = call.probs.shape[-2:]
