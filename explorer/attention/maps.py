@@ -12,8 +12,8 @@ Nothing here knows a model family: the adapter says where the patch tokens are (
 (``attention_module``), what forward to show (``attention_forward``) and what scalar to explain
 (``relevance_target``).
 
-Raw attention and rollout come from one forward; relevance from one forward + backward;
-integrated gradients (captum) from ``steps`` forwards.  Rollout and relevance are accumulated
+Raw attention and rollout come from one forward; relevance from one forward + backward; the captum methods
+(:mod:`explorer.attention.registry`) from a few to a few hundred forwards.  Rollout and relevance are accumulated
 layer by layer (:mod:`explorer.attention.methods`), so ``streaming=True`` never holds more than
 one layer's attention.
 """
@@ -31,9 +31,8 @@ import torch
 from ..models.base import ModelInfo, state_dict_sha256
 from ..models.layout import TokenLayout
 from .capture import AttentionCapture, AttentionError
-from .methods import RelevanceAccumulator, RolloutAccumulator, attention_entropy, mean_attention_distance
-
-METHODS = ("raw", "rollout", "relevance", "integrated-gradients")
+from .methods import RolloutAccumulator, attention_entropy, mean_attention_distance
+from .registry import METHODS  # noqa: F401 - re-exported: names of the method registry, raw first
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,10 @@ class Relevance:
     """A per-patch explanation for one query / target.
 
     Attributes:
-        method: one of :data:`METHODS`.
+        method: a name of :data:`METHODS` (the registry in :mod:`explorer.attention.registry`).
         map: ``layout.grid``-shaped float32: ``(gh, gw)``, or ``(t, gh, gw)`` for video.
-        options: method options (fusion, discard, residual, target, steps, ...).
+        options: the query, the method's own options (fusion, steps, seed, ...), the class explained (``target``)
+            and what the method chose (e.g. ``stdev``).
         matrix: ``(T, T)`` token-to-token matrix where the method has one (rollout, relevance).
         layout, image, patch_size, model, input: as in :class:`AttentionMaps`.
         path: capture path; ``peak_attention_bytes``: attention memory held at once.
@@ -347,72 +347,52 @@ def attention_maps(model, image, *, fit: str = "center-crop", max_bytes: int | N
                          time.perf_counter() - t0, tuple(adapter.attention_notes) + tuple(info.notes))
 
 
-def _integrated_gradients(fn: Callable, x: torch.Tensor, layout: TokenLayout, steps: int) -> np.ndarray:
-    """Integrated gradients (captum) from a zero baseline, ``Σ |attribution|`` per patch → ``layout.grid``."""
-    from captum.attr import IntegratedGradients
-
-    ig = IntegratedGradients(lambda inp: fn(inp).float())
-    with torch.enable_grad():
-        attr = ig.attribute(x.float().requires_grad_(True), baselines=torch.zeros_like(x, dtype=torch.float32),
-                            n_steps=int(steps), internal_batch_size=min(int(steps), 16))
-    a = attr.detach().abs().sum(-3)[0].cpu().numpy()  # channels summed: (H, W), video (T, H, W)
-    p = layout.patch_size
-    if layout.is_video:
-        t, gh, gw = layout.grid
-        return a.reshape(t, layout.tubelet, gh, p, gw, p).sum((1, 3, 5)).astype(np.float32)
-    gh, gw = layout.grid
-    return a.reshape(gh, p, gw, p).sum((1, 3)).astype(np.float32)
-
-
 def explain(model, image, method: str = "rollout", *, query="cls", fusion: str = "mean", discard: float = 0.0,
             residual: bool = True, target: int | None = None, steps: int = 32, fit: str = "center-crop",
-            layers=None) -> Relevance:
-    """A per-patch map by ``method`` for ``query`` (rollout) or for the model's target (relevance, IG).
+            layers=None, **options) -> Relevance:
+    """A per-patch map by ``method`` for ``query`` (rollout, relevance) or for the model's target.
+
+    Methods come from :mod:`explorer.attention.registry` (:data:`METHODS`; ``raw`` is per layer and head, from
+    :func:`attention_maps`): ``"rollout"`` (attention only), ``"relevance"`` (Chefer et al. 2021), and captum's
+    ``"integrated-gradients"``, ``"saliency"``, ``"gradient-shap"``, ``"occlusion"`` (one patch at a time),
+    ``"smoothgrad"`` (NoiseTunnel over saliency or IG) and ``"gradcam"`` (LayerGradCam on the tokens entering the
+    last block), each summed per patch (video: per tubelet).
 
     Args:
-        method: ``"rollout"`` (attention only), ``"relevance"`` (Chefer et al. 2021, gradients × attention),
-            ``"integrated-gradients"`` (captum, on the input pixels; summed per patch).
         query: the token whose row is shown for rollout / relevance (a prefix name such as ``"cls"``, ``"mean"``
             or a patch).
-        target: class index for classifiers (default: the predicted class); ignored for models without labels.
-        steps: integration steps for integrated gradients.
+        target: class index for classifiers (default: the class predicted for the input, picked once before any
+            method runs the model on other points); ignored for models without labels.
+        fusion, discard, residual: rollout's options; ``steps``: integration steps (IG, SmoothGrad over IG).
         layers: restrict rollout / relevance to these layer indices (default: all).
+        options: the other methods' own options (``seed``, ``samples``, ``noise``, ``base``; see
+            ``registry.get_method(method).options``); options of other methods are ignored, unknown ones refused.
     Returns:
-        :class:`Relevance` whose map has the layout's grid shape (prefix tokens left out).
+        :class:`Relevance` whose map has the layout's grid shape (prefix tokens left out); its ``options`` hold the
+        method's settings and, for methods with a target, the class explained.
     """
+    from .registry import Inputs, get_method, option_defaults
+
+    m = get_method(method)
+    if m.compute is None:
+        raise AttentionError("Raw attention is per layer and head: use attention_maps(...).query_map(layer, head).")
+    unknown = sorted(set(options) - set(option_defaults()))
+    if unknown:
+        raise AttentionError(f"explain() has no option {', '.join(map(repr, unknown))}; {m.name}'s options: "
+                             f"{', '.join(m.options) or 'none'}.")
     adapter = _adapter(model, "explain")
     layout = adapter.layout
-    if method in ("rollout", "relevance") and not (isinstance(query, str) and query.lower() == "mean"):
-        layout.token(query)  # validates before any forward (integrated gradients has no query)
+    if m.query and not (isinstance(query, str) and query.lower() == "mean"):
+        layout.token(query)  # validates before any forward
+    s = m.settings(**{"fusion": fusion, "discard": discard, "residual": residual, "steps": steps, **options})
     pixels, info, x = _prepare(adapter, image, fit)
-    module = adapter.attention_module
     t0 = time.perf_counter()
+    t = adapter.pick_target(x, target) if m.target else None
+    out = m.compute(Inputs(adapter, layout, x, t, query, layers), **s)
     opts: dict = {"query": query if isinstance(query, str) else (list(query) if isinstance(query, (tuple, list)) else int(query))}
-    matrix = None
-    path = ""
-    if method in ("rollout", "relevance"):
-        if method == "rollout":
-            opts.update(fusion=fusion, discard=float(discard), residual=bool(residual))
-            acc = RolloutAccumulator(fusion=fusion, discard=discard, residual=residual, layers=layers)
-            with torch.no_grad(), AttentionCapture(module, on_forward=lambda c: acc.update(c.probs[0])) as cap:
-                adapter.attention_forward(x)
-        else:
-            opts.update(target=target)
-            acc = RelevanceAccumulator(layers=layers)
-            with torch.enable_grad(), AttentionCapture(module, gradients=True,
-                                                       on_backward=lambda c: acc.update(c.probs[0], c.grad[0], c.index)) as cap:
-                adapter.relevance_target(x.detach().clone(), target).sum().backward()
-        if acc.result is None:
-            raise AttentionError("No attention was captured from this model.")
-        matrix = acc.result.cpu().numpy()
-        path = ",".join(sorted(cap.paths))
-        pmap = layout.patch_map(layout.row(matrix, query))
-    elif method == "integrated-gradients":
-        opts.update(target=target, steps=int(steps))
-        pmap = _integrated_gradients(lambda inp: adapter.relevance_target(inp, target), x, layout, int(steps))
-    elif method == "raw":
-        raise AttentionError("Raw attention is per layer and head: use attention_maps(...).query_map(layer, head).")
-    else:
-        raise AttentionError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
-    return Relevance(method, np.asarray(pmap, np.float32), opts, layout, pixels, adapter.patch_size, adapter.info, info,
-                     matrix, path, time.perf_counter() - t0, tuple(adapter.attention_notes) + tuple(info.notes))
+    opts |= s
+    if m.target:
+        opts["target"] = t
+    opts |= out.record
+    return Relevance(method, np.asarray(out.map, np.float32), opts, layout, pixels, adapter.patch_size, adapter.info, info,
+                     out.matrix, out.path, time.perf_counter() - t0, tuple(adapter.attention_notes) + tuple(info.notes))

@@ -191,16 +191,31 @@ class ImageAdapter(PixelModel):
         raise NotImplementedError
 
     def _class(self, logits: torch.Tensor, target: "int | None") -> int:
+        """``target`` checked, or the top class of ``logits``' only row: a batch needs its class picked first."""
+        if target is None and logits.shape[0] != 1:
+            raise AttentionError(f"Which class to explain is ambiguous over a batch of {logits.shape[0]} inputs: pick it "
+                                 "once on the real input (pick_target) and pass it as target.")
         t = int(logits[0].argmax()) if target is None else int(target)
         if not 0 <= t < logits.shape[-1]:
             raise AttentionError(f"Class {t} is out of range 0..{logits.shape[-1] - 1}.")
         return t
 
-    def relevance_target(self, x: torch.Tensor, target: "int | None" = None) -> torch.Tensor:
-        """Normalised input ``(B, ...)`` → ``(B,)`` the scalar explained by relevance and integrated gradients.
+    def pick_target(self, x: torch.Tensor, target: "int | None" = None) -> "int | None":
+        """The class explained for the real input ``x`` ``(1, ...)``, picked once: ``target`` (checked) or the predicted
+        class; ``None`` for models without labels.  Methods that run the model on other points (integrated gradients'
+        path, noisy copies, occluded copies) pass it to :meth:`relevance_target` so the class never changes on the way.
+        """
+        if not self.classifier:
+            return None
+        with torch.no_grad():
+            return self._class(self.logits(x[:1]).float(), target)
 
-        Classifiers: the logit of ``target`` (default: the predicted class).  Other models (no labels): the output
-        vector's length along its own direction (``target`` is ignored).
+    def relevance_target(self, x: torch.Tensor, target: "int | None" = None) -> torch.Tensor:
+        """Normalised input ``(B, ...)`` → ``(B,)`` the scalar explained by relevance and the captum methods.
+
+        Classifiers: the logit of ``target``; ``None`` = the predicted class of a single input (``B = 1``; for a batch
+        pick it once with :meth:`pick_target`).  Other models (no labels): the output vector's length along its own
+        direction (``target`` is ignored).
         """
         if self.classifier:
             logits = self.logits(x).float()
