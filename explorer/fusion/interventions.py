@@ -40,6 +40,12 @@ def fusion_layers(adapter: FusionAdapter, pixels: torch.Tensor, text: TextInput)
     return names, [root.get_submodule(n) for n in names]
 
 
+def intervention_shape(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop") -> tuple[int, int]:
+    """``(L, H)``: the layers and heads per layer the interventions reach for this model and text."""
+    pixels, t, _f, _n, names, sites = _setup(adapter, image, text, fit)
+    return len(sites), _num_heads(adapter, pixels, t, sites)
+
+
 def fusion_probe(adapter: FusionAdapter, pixels: torch.Tensor, text: TextInput, names: list, sites: list) -> Probe:
     """The :class:`~explorer.attention.interventions.Probe` of ``adapter.score`` on one (image, text)."""
     num_heads = _num_heads(adapter, pixels, text, sites)
@@ -219,5 +225,5 @@ def patch_fusion_heads(adapter: FusionAdapter, image, text: str, counterfactual:
                         heads=list(heads))
 
 
-__all__ = ["FusionAblation", "ablate_fusion", "fusion_head_importance", "fusion_layers", "fusion_probe", "patch_fusion",
+__all__ = ["FusionAblation", "ablate_fusion", "fusion_head_importance", "fusion_layers", "fusion_probe", "intervention_shape", "patch_fusion",
            "patch_fusion_heads"]

@@ -25,9 +25,11 @@ from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..viz import attention as VA
+from ..viz import interventions as VI
 from ..viz.images import json_grid
 from .base import AppBase, file_stem, replace_figure
 from .export_panel import ExportPanel
+from .intervention_panel import ImageBackend, InterventionPanel
 from .messages import guarded
 
 USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
@@ -88,12 +90,14 @@ class AttentionApp(AppBase):
         self.prov_box = W.VBox([W.HTML("<b>Reconstruction provenance</b> (MAE): click a grey patch"),
                                 W.HBox([self.prov_ratio, self.prov_seed]), self.prov])
         self.export_panel = ExportPanel(self.export_request)
+        self.interventions = InterventionPanel(self, ImageBackend(self), on_marks=self._mark_ablated, on_pick=self.select,
+                                               own_grid=False)  # ablation / importance / patching (issue 16)
         super().__init__([
             *head,
             W.HBox([self.cls_btn, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
             self.status_area, self.main, self.export_panel,
-            W.HBox([self.grid, self.summary]),
+            W.HBox([self.grid, self.summary, self.interventions.heads_fig]), self.interventions,
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
             W.HBox([self.fusion, self.residual]), self.discard, self.methods,
             W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra,
@@ -142,6 +146,7 @@ class AttentionApp(AppBase):
             self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(H)]
         self.query = self.maps.layout.default_query  # "cls", or "mean" for models without one (VideoMAE)
         self.cls_btn.description = "Query: CLS" if self.query == "cls" else "Query: all tokens"
+        self.interventions.new_input()
         self._draw_all()
 
     def _draw_all(self):
@@ -151,6 +156,7 @@ class AttentionApp(AppBase):
         for tr in self.grid.data:
             if tr.type == "heatmap":
                 tr.on_click(self._on_grid_click)
+        self._mark_ablated(sorted(self.interventions.selected))
         replace_figure(self.summary, VA.head_summary(self.maps))
         self.summary.data[0].on_click(self._on_summary_click)
         self._update_methods()
@@ -214,7 +220,14 @@ class AttentionApp(AppBase):
             return
         name = trace.name  # "L{l} H{h}"
         l, h = (int(s[1:]) for s in name.split())
+        if self.interventions.active:  # Ablate mode: the click adds / removes the head
+            return self.interventions.toggle(l, h)
         self.select(l, h)
+
+    def _mark_ablated(self, selected):
+        """Outline the ablated heads on the layers × heads grid."""
+        if self.maps is not None:
+            self.grid.layout.shapes = VI.head_marks(selected, self.maps.num_layers, self.maps.num_heads)
 
     def _on_summary_click(self, trace, points, state):
         if not points.point_inds:

@@ -26,6 +26,7 @@ from ..data.scenes import make_scene
 from ..viz.attention import COLORSCALES
 from .base import AppBase, file_stem
 from .export_panel import ExportPanel
+from .intervention_panel import FusionBackend, InterventionPanel
 from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu  # noqa: F401 (USER_ERRORS: public here)
 
 #: Held-out generated scenes offered as samples (seeds never used in training), with ground truth.
@@ -109,6 +110,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.cf_box = W.VBox([])
         self._order = None
         self.export_panel = ExportPanel(self.export_request)
+        self.interventions = InterventionPanel(self, FusionBackend(self))  # ablation / importance / patching (issue 16)
         super().__init__([
             *head,
             W.HBox([self.text_box, self.run_btn]),
@@ -120,7 +122,9 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             W.HBox([self.modality_btn, self.truth_btn]), self.modality_text, self.modality_box,
             W.HTML("<b>Counterfactual</b>: change the selected word and compare"),
             W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf_box,
+            self.interventions,
         ])
+        self.words.observe(lambda _c: self.interventions.redraw(), names="value")  # the ablation figure follows the word
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change([self.sample_dd, self.upload], lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
         self.run_btn.on_click(lambda _b: self._compute())
@@ -220,6 +224,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self._update(rebuild=True)
         self._update_matrix()
         self._ground_truth()
+        self.interventions.new_input()
         self._info(f"<b>{html.escape(self.loaded.name)}</b> · model <b>{html.escape(self.adapter.model_id)}</b> "
                    f"({self.adapter.kind}) · one forward + backward in {self._compute_s * 1e3:.0f} ms; words, layers, heads "
                    f"and methods are served from the cache")
