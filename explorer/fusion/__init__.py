@@ -15,10 +15,12 @@ from ..models.registry import load_fusion_model
 from .alignment import Alignment, align
 from .attribution import ModalityReport, modality_report, word_ig
 from .faithfulness import deletion_auc, pointing_hits
+from .interventions import FusionAblation, ablate_fusion, fusion_head_importance, patch_fusion
 from .methods import METHOD_NAMES, METHODS, REGISTRY, FusionMethod, get_method, methods_for, register
 
 __all__ = [
     "Alignment", "CallRole", "FusionAdapter", "FusionInputError", "FusionMethod", "JointLayout", "METHODS", "METHOD_NAMES",
     "ModalityReport", "REGISTRY", "TextInput", "align", "deletion_auc", "get_method", "load_fusion_model", "methods_for",
     "modality_report", "pointing_hits", "register", "word_ig",
+    "FusionAblation", "ablate_fusion", "fusion_head_importance", "patch_fusion",
 ]
