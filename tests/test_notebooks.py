@@ -81,6 +81,11 @@ def test_notebook_runs(path):
         assert re.search(r"depth visible  10%: model AbsRel [\d.]+ \| inpainting [\d.]+", text)
         assert "handled: ('depth: 24 patches are mostly unknown and never shown',)" in text
         assert text.count("refused:") == 5 and "not in transformers" in text
+    if path.name == "10_interventions.ipynb":
+        assert "nothing ablated: Δ +0.000 dB" in text
+        assert re.search(r"most important head: L\d H\d, Δ masked-patch PSNR [-+][\d.]+ dB", text)
+        assert "every fusion head patched: 100% restored" in text
+        assert re.search(r"head L\d H\d restores \d+%", text) and re.search(r"pointing game \d+% → \d+%", text)
     if path.name == "08_audio_visual_mae.ipynb":
         assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
         assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text

@@ -881,11 +881,13 @@ if __name__ == "__main__":
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from notebooks_multimodal import AUDIO_VISUAL, RGBD
+    from notebooks_interventions import INTERVENTIONS
 
     ROOT.mkdir(exist_ok=True)
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_mae_masking.ipynb", MASKING),
                         ("03_attention_maps.ipynb", ATTENTION), ("04_cross_modal_alignment.ipynb", ALIGNMENT),
                         ("05_export_figures.ipynb", EXPORT), ("06_video_mae.ipynb", VIDEO),
-                        ("07_rgbd_mae.ipynb", RGBD), ("08_audio_visual_mae.ipynb", AUDIO_VISUAL)]:
+                        ("07_rgbd_mae.ipynb", RGBD), ("08_audio_visual_mae.ipynb", AUDIO_VISUAL),
+                        ("10_interventions.ipynb", INTERVENTIONS)]:
         nbf.write(nb(cells), ROOT / name)
         print("wrote", ROOT / name)
