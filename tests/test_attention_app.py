@@ -77,9 +77,13 @@ def test_methods_faithfulness_and_sanity(mae_dir):
     after = np.array(next(t.z for t in app.methods.data if t.type == "heatmap" and t.name.startswith("rollout")), float)
     assert not np.allclose(before, after)
     c = app.run_faithfulness()
-    assert c is not None and "deletion AUC" in app.faith_text.value and len(app.extra.data) == 2
+    assert c is not None and "deletion AUC" in app.faith_text.value and len(app.extra.data) == 4
+    assert c.deletion_verdict in app.faith_text.value and f"{c.deletion_auc:.3f}" in app.faith_text.value
+    assert np.allclose(app.extra.data[1].y, c.random_deletion)  # the random orders' mean curve, as computed
     s = app.run_sanity()
     assert s is not None and "Randomisation check" in app.faith_text.value
+    for r in s.spearman:  # every level's number is on screen, not only the smallest
+        assert f"{r:.2f}" in app.faith_text.value
 
 
 def test_provenance_click_and_visible_patch_message(mae_dir):

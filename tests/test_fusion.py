@@ -130,7 +130,13 @@ def test_word_ig_and_modality_report_are_complete(mini):
     assert rep.score == pytest.approx(s, abs=1e-5) and rep.masked["image"] == pytest.approx(no_img, abs=1e-5)
     assert rep.masked["both"] == pytest.approx(none, abs=1e-5)
     assert rep.ig_image + rep.ig_text == pytest.approx(s - none, rel=0.05, abs=1e-3)
-    assert rep.word_attribution.shape == (len(TEXT.split()),) and 0 <= rep.image_share <= 1
+    assert rep.word_attribution.shape == (len(TEXT.split()),)
+    # Exact Shapley values from the four masked outputs, written out for two players.
+    with torch.no_grad():
+        no_txt = float(mini.score(x, mini.blank_text(t))[0])
+    assert rep.shapley["image"] == pytest.approx(0.5 * ((s - no_img) + (no_txt - none)), abs=1e-5)
+    assert rep.shapley["text"] == pytest.approx(0.5 * ((s - no_txt) + (no_img - none)), abs=1e-5)
+    assert rep.image_share == pytest.approx(abs(rep.shapley["image"]) / (abs(rep.shapley["image"]) + abs(rep.shapley["text"])))
 
 
 def _alignment(maps: np.ndarray) -> Alignment:
@@ -176,7 +182,15 @@ def test_deletion_auc_ranks_the_true_map_first():
     good = deletion_auc(ad, img, "x", w)
     bad = deletion_auc(ad, img, "x", -w)
     assert good["map"] < good["random"] < bad["map"]
-    assert good["random"] == bad["random"]  # same seed, same random order
+    assert good["random"] == bad["random"]  # same seed, same random orders
+    assert good["verdict"] == "better than random" and bad["verdict"] == "worse than random"
+    assert good["band"][0] <= good["random"] <= good["band"][1] and good["random_aucs"].shape == (20,)
+    # A map that is one of the random orders is inside their band.
+    perm = np.random.default_rng(3).permutation(16)
+    as_map = np.empty(16)
+    as_map[perm] = np.arange(16, 0, -1)
+    same = deletion_auc(ad, img, "x", as_map.reshape(4, 4), seed=0)
+    assert same["map"] == pytest.approx(same["random_aucs"][3])
 
 
 @pytest.mark.parametrize("text, message", [("", "empty"), ("   \n", "empty")])
@@ -217,7 +231,8 @@ def test_the_method_registry_drives_align_and_keeps_the_old_names(mini):
     al = align(mini, make_scene(10_000_005).image, TEXT)
     cached = [m.name for m in methods_for(mini.kind) if not m.on_demand]
     assert al.available == cached == ["attention", "rollout", "relevance", "gradcam"]
-    assert al.offered == cached + ["ig"] and "similarity" not in al.offered  # dual encoders only
+    assert al.offered == cached + ["ig", "saliency", "gradient-shap", "occlusion", "smoothgrad"]
+    assert "similarity" not in al.offered  # dual encoders only
     for name in cached:  # with no settings, every method's map is its default map
         np.testing.assert_array_equal(al.word_map(name, 2), al.maps[name][2])
     assert get_method("gradcam").settings(layer=1, head=0) == {"layer": 1, "head": "mean"}  # no heads in Grad-CAM
@@ -225,7 +240,7 @@ def test_the_method_registry_drives_align_and_keeps_the_old_names(mini):
     assert get_method("ig").settings(steps=4) == {"layer": None, "head": "mean", "steps": 4}
     assert get_method("attention").describe(layer=0, head=1) == "cross-attention (layer, head), layer 0, head 1"
     with pytest.raises(KeyError, match="Unknown method"):
-        al.word_map("saliency", 0)
+        al.word_map("lrp", 0)
 
 
 def test_on_demand_ig_is_computed_with_the_adapter_and_kept(mini):

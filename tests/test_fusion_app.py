@@ -90,7 +90,8 @@ def _set_word_once_per_click(self, value):
 def test_ground_truth_counterfactual_and_modality(app):
     assert "pointing game" in app.truth.value and app.pointing
     d = app.run_deletion()
-    assert set(d) == {"map", "random"} and "Deletion AUC" in app.truth.value
+    assert {"map", "random", "band", "verdict"} <= set(d) and "Deletion AUC" in app.truth.value
+    assert d["verdict"] in app.truth.value and f"{d['band'][0]:.3f}" in app.truth.value
     app.select_word(1)
     old_word = app.alignment.word_strings[1]
     new = "green" if old_word != "green" else "red"
@@ -99,7 +100,9 @@ def test_ground_truth_counterfactual_and_modality(app):
     assert len([t for t in app.cf.data if t.type == "heatmap"]) == 2 and new in app.cf_text.value
     rep = app.run_modality()
     assert rep.masked["image"] != rep.score and "image share" in app.modality_text.value
-    assert len(app.modality.data) == 2
+    assert f"{rep.shapley['text']:+.3f}" in app.modality_text.value  # the exact Shapley split is the headline
+    assert all(w.split(":")[0][:30] in app.modality_text.value for w in rep.warnings)
+    assert len(app.modality.data) == 3 and list(app.modality.data[1].y) == pytest.approx([rep.shapley["image"], rep.shapley["text"]])
 
 
 def test_bad_text_is_explained_and_the_app_keeps_working(app):

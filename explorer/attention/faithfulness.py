@@ -1,17 +1,23 @@
-"""Is the map faithful to the model?  Deletion / insertion curves and the randomisation check.
+"""Is the map faithful to the model?  Deletion / insertion curves against many random orders, the
+randomisation check, and how the verdicts move with the way patches are removed.
 
 * :func:`deletion_insertion` — patches are removed (deletion) or added (insertion) in the map's
-  order, most important first, and the model's score is recorded (Petsiuk et al. 2018).  How a
-  patch is removed and what is scored is the adapter's knowledge
-  (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`): for an MAE the patches are
-  *hidden* (the encoder simply does not see them) and the score is the cosine similarity of the
-  encoder's CLS output to the full image's; for a classifier the patches are replaced by the
-  image's mean colour and the score is the target logit; for encoders without labels (CLIP,
-  DINOv2, VideoMAE tubelets) the mean colour and the embedding's cosine similarity.  A faithful
-  map gives a low deletion AUC and a high insertion AUC.
+  order, most important first, and the model's score is recorded (Petsiuk et al. 2018).  The
+  reference is not one random order but ``random_orders`` seeded ones: the map's area is compared
+  with the central 95% of theirs, and a map inside that band is *not distinguishable from random*.
+  How a patch is removed (``fill``) and what is scored is the adapter's knowledge
+  (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`): every model can fill removed
+  patches with the input's mean colour (``"mean"``) or a blurred copy (``"blur"``); an MAE can also
+  *hide* them (the encoder does not see them, ``"hide"``, its default) or fill them with its own
+  reconstruction from the kept patches (``"mae"``), so that deletion measures information rather than
+  the model's surprise at grey squares.  The score: the cosine similarity of the MAE encoder's CLS
+  output to the full image's; the target logit of a classifier; the embedding's cosine similarity for
+  encoders without labels.  A faithful map gives a low deletion AUC and a high insertion AUC.
+* :func:`compare_fills` — the same maps under every fill, and how the methods' ranking changes.
 * :func:`randomisation_check` — the model-parameter randomisation test of Adebayo et al. (2018):
   the top layers' weights are re-drawn (seeded) and the map recomputed.  A method that depends
-  on the model must change; Spearman rank correlation and SSIM between the two maps say how much.
+  on the model must change; Spearman rank correlation and SSIM between the two maps say how much,
+  level by level.
 """
 
 from __future__ import annotations
@@ -25,17 +31,39 @@ import torch
 
 from .capture import AttentionError
 
+#: the share of random orders inside the reference band (two-sided)
+BAND = 0.95
+
+
+def random_band(values: np.ndarray, band: float = BAND) -> tuple[float, float]:
+    """``(low, high)``: the central ``band`` of ``values`` (percentiles), the range a random order falls in."""
+    v = np.asarray(values, np.float64)
+    q = (1.0 - band) / 2.0
+    return float(np.quantile(v, q)), float(np.quantile(v, 1.0 - q))
+
+
+def verdict(value: float, values: np.ndarray, *, lower_is_better: bool, band: float = BAND) -> str:
+    """``"better than random"``, ``"worse than random"`` or ``"not distinguishable from random"``: where
+    ``value`` lies against the central ``band`` of the random orders' ``values``."""
+    lo, hi = random_band(values, band)
+    if lo <= value <= hi:
+        return "not distinguishable from random"
+    better = value < lo if lower_is_better else value > hi
+    return "better than random" if better else "worse than random"
+
 
 @dataclass(frozen=True)
 class Curves:
-    """Deletion / insertion curves of one map.
+    """Deletion / insertion curves of one map, with many random orders as the reference.
 
     Attributes:
         fractions: ``(K,)`` fraction of patches removed (deletion) / added (insertion).
         deletion, insertion: ``(K,)`` scores normalised so the full image scores 1.
         deletion_auc, insertion_auc: trapezoid areas over ``fractions`` (0..1).
-        random_deletion_auc, random_insertion_auc: the same for a random order (seeded), the reference.
-        score: what the score is, in words.
+        random_deletion_aucs, random_insertion_aucs: ``(N,)`` the same for ``N`` seeded random orders.
+        random_deletion, random_insertion: ``(K,)`` the random orders' mean curves.
+        score: what the score is, in words; fill: how removed patches were filled.
+        seed: seed of the first random order (order ``i`` uses ``seed + i``); band: the reference band's share.
     """
 
     fractions: np.ndarray
@@ -43,59 +71,177 @@ class Curves:
     insertion: np.ndarray
     deletion_auc: float
     insertion_auc: float
-    random_deletion_auc: float
-    random_insertion_auc: float
+    random_deletion_aucs: np.ndarray
+    random_insertion_aucs: np.ndarray
+    random_deletion: np.ndarray
+    random_insertion: np.ndarray
     score: str
+    fill: str = "mean"
+    seed: int = 0
+    band: float = BAND
+
+    @property
+    def random_deletion_auc(self) -> float:
+        """Mean deletion AUC of the random orders."""
+        return float(np.mean(self.random_deletion_aucs))
+
+    @property
+    def random_insertion_auc(self) -> float:
+        """Mean insertion AUC of the random orders."""
+        return float(np.mean(self.random_insertion_aucs))
+
+    @property
+    def random_deletion_band(self) -> tuple[float, float]:
+        return random_band(self.random_deletion_aucs, self.band)
+
+    @property
+    def random_insertion_band(self) -> tuple[float, float]:
+        return random_band(self.random_insertion_aucs, self.band)
+
+    @property
+    def deletion_verdict(self) -> str:
+        return verdict(self.deletion_auc, self.random_deletion_aucs, lower_is_better=True, band=self.band)
+
+    @property
+    def insertion_verdict(self) -> str:
+        return verdict(self.insertion_auc, self.random_insertion_aucs, lower_is_better=False, band=self.band)
+
+    def summary(self) -> str:
+        """One sentence with the numbers and the verdicts, e.g. ``"deletion AUC 0.947 (random 0.949, 95% of
+        20 orders in 0.921–0.975): not distinguishable from random; insertion AUC …"``."""
+        n = len(self.random_deletion_aucs)
+        pct = f"{round(self.band * 100)}%"
+        parts = []
+        for name, auc, mean, (lo, hi), v in (
+                ("deletion", self.deletion_auc, self.random_deletion_auc, self.random_deletion_band, self.deletion_verdict),
+                ("insertion", self.insertion_auc, self.random_insertion_auc, self.random_insertion_band, self.insertion_verdict)):
+            parts.append(f"{name} AUC {auc:.3f} (random orders: mean {mean:.3f}, {pct} of {n} in {lo:.3f}–{hi:.3f}): {v}")
+        return "; ".join(parts) + f". Removed patches: {FILL_NAMES.get(self.fill, self.fill)}."
 
 
-def _auc(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0)
+#: what each fill does, in words (figures, notes, the app)
+FILL_NAMES = {
+    "mean": "filled with the input's mean colour",
+    "blur": "filled with a blurred copy of the input",
+    "hide": "hidden from the encoder (an MAE simply does not see them)",
+    "mae": "filled with the MAE's own reconstruction from the kept patches",
+}
 
 
-def _scorer(adapter, pixels: np.ndarray, target: int | None) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def _auc(y: np.ndarray, x: np.ndarray):
+    """Trapezoid area of ``y (..., K)`` over ``x (K,)``: a float for one curve, an array for a stack."""
+    a = np.sum((y[..., 1:] + y[..., :-1]) * np.diff(x), axis=-1) / 2.0
+    return float(a) if np.ndim(a) == 0 else a
+
+
+def _scorer(adapter, pixels: np.ndarray, target: int | None, fill: str | None = None
+            ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """``f(keep (K, num_patches) bool) -> (K,) scores`` and what they are: the adapter's own
-    (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`: hidden patches for an MAE, the mean colour
-    and the target logit or embedding similarity for the others)."""
-    return adapter.faithfulness_scorer(adapter.normalise_input(pixels), target)
+    (:meth:`~explorer.models.base.ImageAdapter.faithfulness_scorer`), with ``fill`` (default: the adapter's)."""
+    fill = fill or adapter.default_fill
+    if fill not in adapter.fills:
+        raise AttentionError(f"Fill {fill!r} is not available for {adapter.model_id}; choose from {', '.join(adapter.fills)}.")
+    return adapter.faithfulness_scorer(adapter.normalise_input(pixels), target, fill=fill)
+
+
+def _masks(order: np.ndarray, counts: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(deletion keep (K, L), insertion keep (K, L))`` for one order."""
+    dele = np.ones((len(counts), L), bool)
+    ins = np.zeros((len(counts), L), bool)
+    for i, c in enumerate(counts):
+        dele[i, order[:c]] = False
+        ins[i, order[:c]] = True
+    return dele, ins
 
 
 def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, seed: int = 0, target: int | None = None,
-                       fit: str = "center-crop") -> Curves:
+                       fit: str = "center-crop", random_orders: int = 20, fill: str | None = None,
+                       band: float = BAND) -> Curves:
     """Deletion and insertion curves for ``patch_map`` (``layout.grid``-shaped, higher = more important).
 
-    ``steps + 1`` points from 0 to 100% of the patches (video: tubelets); ties are broken by patch index.
-    The random-order reference uses ``seed``.
+    Args:
+        steps: ``steps + 1`` points from 0 to 100% of the patches (video: tubelets); ties are broken by patch index.
+        random_orders: how many seeded random orders make the reference (order ``i`` uses seed ``seed + i``).
+        fill: how removed patches are filled (``adapter.fills``; default ``adapter.default_fill``).
+        band: share of the random orders' AUCs that make the "not distinguishable from random" band.
+    Costs ``2 · (steps + 1) · (random_orders + 1)`` forwards, batched.
     """
     from .maps import _adapter, _prepare
 
+    if int(random_orders) < 2:
+        raise AttentionError("At least 2 random orders are needed for a reference band (20 or more is better).")
     adapter = _adapter(model, "deletion_insertion")
     pixels, _, _ = _prepare(adapter, image, fit)
     L = adapter.layout.num_patches
     pm = np.asarray(patch_map, np.float64).reshape(-1)
     if pm.size != L:
         raise AttentionError(f"The map has {pm.size} patches, the model {L} ({'x'.join(map(str, adapter.layout.grid))}).")
-    f, what = _scorer(adapter, pixels, target)
+    fill = fill or adapter.default_fill
+    f, what = _scorer(adapter, pixels, target, fill)
     fractions = np.linspace(0, 1, steps + 1)
     counts = np.round(fractions * L).astype(int)
     order = np.lexsort((np.arange(L), -np.nan_to_num(pm, nan=-np.inf)))
-    rnd = np.random.default_rng(seed).permutation(L)
-
-    def curves(o):
-        dele = np.ones((len(counts), L), bool)
-        ins = np.zeros((len(counts), L), bool)
-        for i, c in enumerate(counts):
-            dele[i, o[:c]] = False
-            ins[i, o[:c]] = True
-        return dele, ins
-
-    d, i = curves(order)
-    rd, ri = curves(rnd)
-    scores = f(np.concatenate([d, i, rd, ri]))
+    orders = [order] + [np.random.default_rng(seed + i).permutation(L) for i in range(int(random_orders))]
+    keeps = [m for o in orders for m in _masks(o, counts, L)]
+    scores = f(np.concatenate(keeps))
     full = float(f(np.ones((1, L), bool))[0])
     norm = full if abs(full) > 1e-9 else 1.0
-    k = len(counts)
-    dd, ii, rdd, rii = (scores[j * k : (j + 1) * k] / norm for j in range(4))
-    return Curves(fractions, dd, ii, _auc(dd, fractions), _auc(ii, fractions), _auc(rdd, fractions), _auc(rii, fractions), what)
+    K = len(counts)
+    curves = (scores / norm).reshape(len(orders), 2, K)  # (order, deletion/insertion, K)
+    aucs = _auc(curves, fractions)  # (order, 2)
+    return Curves(fractions, curves[0, 0], curves[0, 1], float(aucs[0, 0]), float(aucs[0, 1]),
+                  np.asarray(aucs[1:, 0], np.float64), np.asarray(aucs[1:, 1], np.float64),
+                  curves[1:, 0].mean(0), curves[1:, 1].mean(0), what, fill, int(seed), float(band))
+
+
+@dataclass(frozen=True)
+class FillComparison:
+    """The same maps' faithfulness under several fills.
+
+    Attributes:
+        methods: map names; fills: fill names.
+        curves: ``{fill: {method: Curves}}``.
+        deletion_auc, insertion_auc: ``(len(fills), len(methods))``.
+        ranking: ``{fill: methods sorted best first}`` by deletion AUC (lower is better).
+    """
+
+    methods: tuple[str, ...]
+    fills: tuple[str, ...]
+    curves: dict
+    deletion_auc: np.ndarray
+    insertion_auc: np.ndarray
+    ranking: dict
+
+    @property
+    def ranking_changes(self) -> bool:
+        """Whether the fills disagree on the order of the methods."""
+        return len({tuple(r) for r in self.ranking.values()}) > 1
+
+    def summary(self) -> str:
+        """The ranking under each fill, in words."""
+        lines = [f"{FILL_NAMES.get(fl, fl)}: " + " < ".join(self.ranking[fl]) for fl in self.fills]
+        head = ("The ranking of the methods changes with the fill" if self.ranking_changes
+                else "Every fill ranks the methods the same")
+        return head + " (deletion AUC, best first):\n" + "\n".join(lines)
+
+
+def compare_fills(model, image, maps: dict, *, fills=None, steps: int = 10, seed: int = 0, target: int | None = None,
+                  fit: str = "center-crop", random_orders: int = 20) -> FillComparison:
+    """:func:`deletion_insertion` of every map of ``maps`` (name → ``layout.grid``-shaped map) under every fill
+    (default: all the adapter offers), and each fill's ranking of the methods by deletion AUC."""
+    from .maps import _adapter
+
+    adapter = _adapter(model, "compare_fills")
+    fills = tuple(fills or adapter.fills)
+    names = tuple(maps)
+    out: dict = {}
+    for fl in fills:
+        out[fl] = {n: deletion_insertion(adapter, image, maps[n], steps=steps, seed=seed, target=target, fit=fit,
+                                         random_orders=random_orders, fill=fl) for n in names}
+    dele = np.array([[out[fl][n].deletion_auc for n in names] for fl in fills])
+    ins = np.array([[out[fl][n].insertion_auc for n in names] for fl in fills])
+    ranking = {fl: [names[j] for j in np.argsort(dele[i], kind="stable")] for i, fl in enumerate(fills)}
+    return FillComparison(names, fills, out, dele, ins, ranking)
 
 
 @dataclass(frozen=True)
@@ -106,8 +252,9 @@ class SanityCheck:
         levels: numbers of top blocks randomised, e.g. ``(1, 3, 6)``.
         spearman, ssim: ``(len(levels),)`` similarity of the map to the original at each level
             (rank correlation; SSIM of the maps scaled to [0, 1]); 1 = unchanged.
-        passed: True if at some level the map changed (``min(spearman) < threshold``): the method
-            depends on the weights.  A method that ignores the model stays at 1 and fails.
+        passed: :attr:`outcome` is ``"depends"``: the map changed (``spearman < threshold``) from some level on,
+            through the deepest.  A method that ignores the model stays at 1 and fails; one that changes at a level
+            and comes back at a deeper one is ``"mixed"`` and does not pass.
         original: ``(gh, gw)``; randomised_maps: ``(len(levels), gh, gw)``.
     """
 
@@ -118,6 +265,43 @@ class SanityCheck:
     original: np.ndarray
     randomised_maps: np.ndarray
     threshold: float
+
+    @property
+    def changed(self) -> np.ndarray:
+        """``(len(levels),)`` bool: the map changed at that level (Spearman below the threshold)."""
+        return np.asarray(self.spearman) < self.threshold
+
+    @property
+    def outcome(self) -> str:
+        """``"depends"``: the map changes from some level on and stays changed through the deepest (all the
+        top blocks randomised); ``"blind"``: it changes at no level; ``"mixed"``: it changes at a level but comes
+        back close to the original at a deeper one (the test's result does not track the weights)."""
+        c = self.changed
+        if not c.any():
+            return "blind"
+        first = int(np.argmax(c))
+        return "depends" if c[first:].all() else "mixed"
+
+    def per_level(self) -> str:
+        """``"0.08 (top 1 block), 1.00 (top 3 blocks), 0.99 (top 6 blocks)"``: Spearman at each level."""
+        return ", ".join(f"{r:.2f} (top {n} block{'s' if n != 1 else ''})" for n, r in zip(self.levels, self.spearman))
+
+    def verdict(self) -> str:
+        """The outcome in words that match every level's number."""
+        c = self.changed
+        numbers = f"Spearman to the original {self.per_level()}; below {self.threshold:g} counts as changed"
+        if self.outcome == "blind":
+            return (f"the map barely changes when the weights are randomised ({numbers}): it may show the image, "
+                    "not the model")
+        if self.outcome == "depends":
+            n = self.levels[int(np.argmax(c))]
+            when = "at every level" if c.all() else f"once the top {n} blocks are randomised"
+            return f"the map changes {when} ({numbers}): it depends on the model's weights"
+        yes = [n for n, k in zip(self.levels, c) if k]
+        no = [n for n, k in zip(self.levels, c) if not k]
+        return (f"mixed: the map changes when the top {', '.join(map(str, yes))} block(s) are randomised but stays close "
+                f"to the original when the top {', '.join(map(str, no))} are ({numbers}): it does not track the "
+                "weights consistently")
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -198,4 +382,7 @@ def randomisation_check(model, image, method: Callable, *, levels=None, seed: in
         rho.append(spearman(a, b))
         ss.append(_ssim(a, b))
         maps.append(b.astype(np.float32))
-    return SanityCheck(levels, np.array(rho), np.array(ss), bool(min(rho) < threshold), a.astype(np.float32), np.stack(maps), threshold)
+    rho_a = np.array(rho)
+    changed = rho_a < threshold
+    passed = bool(changed.any() and changed[int(np.argmax(changed)):].all())
+    return SanityCheck(levels, rho_a, np.array(ss), passed, a.astype(np.float32), np.stack(maps), threshold)

@@ -119,6 +119,12 @@ def check_size(style: dict, formats) -> None:
                              "million are exported (lower the dpi or the height).")
 
 
+def caption(title: "str | None", notes: "list[str]") -> "str | None":
+    """A caption a paper can start from: the title, then every note shown with the result (``None`` when neither)."""
+    parts = [t for t in [(title or "").strip().rstrip(".")] if t] + [n.strip() for n in notes if n.strip()]
+    return ". ".join(p.rstrip(".") for p in parts) + "." if parts else None
+
+
 def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | Preset" = "double-column",
                   formats=FORMATS, dpi: int | None = None, height_in: float | None = None, letters: bool = True,
                   overwrite: bool = False, rename: bool = True, recipe: dict | None = None,
@@ -147,14 +153,20 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
             :func:`explorer.export.sidecar.validate`), a figure too large (:func:`check_size`).
         FileExistsError: the name is taken and neither ``overwrite`` nor ``rename``; nothing was written.
     """
-    from ..viz.paper import paper_style
+    from ..viz.notes import figure_notes
+    from ..viz.paper import add_footnote, paper_style
 
     formats = _formats(formats)
     p = get_preset(preset, **({"dpi": int(dpi)} if dpi else {}))
     _settle_stem(path, formats, overwrite=overwrite, rename=rename)  # refuse before the work
     styled, notes = paper_style(fig, p, height_in=height_in, letters=letters)
+    # The caveats the screen shows beside the result (attached by the figure builders) go under the figure, into
+    # the caption and into the sidecar: an export never drops what the app told its user.
+    shown = figure_notes(fig)
+    styled = add_footnote(styled, shown, p)
+    notes = [*shown, *notes]
     sidecar = {
-        "schema": SCHEMA, "title": title, "recipe": recipe, "provenance": provenance,
+        "schema": SCHEMA, "title": title, "caption": caption(title, shown), "recipe": recipe, "provenance": provenance,
         "style": {"preset": p.as_dict(), "height_in": height_in, "letters": letters,
                   "width_pt": round(p.width_in * 72, 3), "height_pt": round(float(styled.layout.height) * 0.75, 3)},
         "formats": list(formats), "notes": notes, "versions": versions(),

@@ -289,7 +289,7 @@ def _schema():
     files = DictOf(Text(4, "|".join(FORMATS), what="a format"),
                    Fields({"name": Text(255, r"[^/\\]+", what="a file name (no folder)"), "sha256": SHA256},
                           required=("name", "sha256")), len(FORMATS))
-    top = Fields({"schema": Choice((SCHEMA,)), "title": Text(500, none=True), "recipe": recipe,
+    top = Fields({"schema": Choice((SCHEMA,)), "title": Text(500, none=True), "caption": Text(20_000, none=True), "recipe": recipe,
                   "provenance": provenance, "style": style, "formats": ListOf(Choice(FORMATS), len(FORMATS), 1),
                   "notes": ListOf(Text(2000), 100), "versions": DictOf(Text(64), Text(300, none=True), 64),
                   "files": files},

@@ -93,7 +93,10 @@ def _video_frames(adapter, images, o) -> go.Figure:
     """Masked video: chosen frames as rows of original | masked input | reconstruction | error."""
     from ..viz.video import frames_figure
 
-    return frames_figure(_reconstruction(adapter, o), o["frames"])
+    from ..viz.notes import attach_notes
+
+    rec = _reconstruction(adapter, o)
+    return attach_notes(frames_figure(rec, o["frames"]), rec.notes)
 
 
 @recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, step=1),
@@ -102,7 +105,10 @@ def _video_filmstrip(adapter, images, o) -> go.Figure:
     """Masked video: every frame (or every ``step``-th) as rows original / masked input / reconstruction."""
     from ..viz.video import filmstrip
 
-    return filmstrip(_reconstruction(adapter, o), step=int(o["step"]))
+    from ..viz.notes import attach_notes
+
+    rec = _reconstruction(adapter, o)
+    return attach_notes(filmstrip(rec, step=int(o["step"])), rec.notes)
 
 
 @recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP), schema=dict(CLIP_SCHEMA))

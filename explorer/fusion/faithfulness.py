@@ -1,7 +1,8 @@
 """Are the per-word maps faithful?  Ground truth (pointing game) and the model itself (deletion curves).
 
 * :func:`pointing_hits` — does each word's map peak on its object (generated scenes know where it is)?
-* :func:`deletion_auc` — blank patches in the map's order, and in a random order: which hurts the output sooner?
+* :func:`deletion_auc` — blank patches in the map's order, and in many seeded random orders: does the map hurt
+  the output sooner than the random orders' 95% band?
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..attention.faithfulness import BAND, random_band, verdict
 from ..models.fusion_base import FusionAdapter
 from .capture import prepare
 
@@ -35,22 +37,30 @@ def pointing_hits(al, word_masks: dict[int, np.ndarray], methods=None, *, layer=
 
 
 def deletion_auc(adapter: FusionAdapter, image, text: str, patch_map: np.ndarray, *, steps: int = 8, seed: int = 0,
-                 fit: str = "center-crop") -> dict[str, float]:
+                 fit: str = "center-crop", random_orders: int = 20, band: float = BAND) -> dict:
     """Deletion curve of the output: blank patches (mean colour) in the order of ``patch_map`` ``(gh, gw)``,
-    highest first, and in a seeded random order; the area under each curve (the output averaged over the
-    fraction deleted, in the output's units: lower = the map found what the output needs).
-    Returns ``{"map": auc, "random": auc}``."""
+    highest first, and in ``random_orders`` seeded random orders (order ``i`` uses seed ``seed + i``); the area
+    under each curve (the output averaged over the fraction deleted, in the output's units: lower = the map found
+    what the output needs).
+
+    Returns:
+        ``{"map": auc, "random": mean of the random orders' AUCs, "random_aucs": (N,) array, "band": (low, high)
+        central ``band`` of them, "verdict": "better than random" | "worse than random" | "not distinguishable
+        from random", "orders": N}``.
+    """
+    if int(random_orders) < 2:
+        raise ValueError("At least 2 random orders are needed for a reference band (20 or more is better).")
     pixels, t, _, _ = prepare(adapter, image, text, fit=fit)
     gh, gw = adapter.grid
     p = adapter.patch_size
     L = gh * gw
-    rng = np.random.default_rng(seed)
-    orders = {"map": np.argsort(-np.asarray(patch_map, np.float64).ravel(), kind="stable"), "random": rng.permutation(L)}
+    orders = [np.argsort(-np.asarray(patch_map, np.float64).ravel(), kind="stable")]
+    orders += [np.random.default_rng(seed + i).permutation(L) for i in range(int(random_orders))]
     fracs = np.linspace(0, 1, steps + 1)
-    out = {}
+    aucs = []
     with torch.no_grad():
         base = adapter.blank_pixels(pixels)
-        for name, order in orders.items():
+        for order in orders:
             batch = []
             for f in fracs:
                 keep = torch.ones(L, dtype=pixels.dtype, device=pixels.device)
@@ -58,5 +68,7 @@ def deletion_auc(adapter: FusionAdapter, image, text: str, patch_map: np.ndarray
                 m = keep.view(1, 1, gh, 1, gw, 1).expand(1, 1, gh, p, gw, p).reshape(1, 1, gh * p, gw * p)
                 batch.append(pixels * m + base * (1 - m))
             s = adapter.score(torch.cat(batch), t).float().cpu().numpy()
-            out[name] = float(np.trapezoid(s, fracs))
-    return out
+            aucs.append(float(np.trapezoid(s, fracs)))
+    rnd = np.asarray(aucs[1:])
+    return {"map": aucs[0], "random": float(rnd.mean()), "random_aucs": rnd, "band": random_band(rnd, band),
+            "verdict": verdict(aucs[0], rnd, lower_is_better=True, band=band), "orders": len(rnd)}

@@ -241,15 +241,42 @@ class ImageAdapter(PixelModel):
         return (lambda xs: torch.nn.functional.cosine_similarity(self.embedding(xs).float(), ref.expand(len(xs), -1))), \
             f"cosine similarity of the {self.embedding_name} to the full {whole}'s"
 
-    def faithfulness_scorer(self, x: torch.Tensor, target: "int | None" = None, *, chunk: int = 8
+    #: how :meth:`faithfulness_scorer` can fill removed patches; the first is the default
+    fills: "tuple[str, ...]" = ("mean", "blur")
+
+    @property
+    def default_fill(self) -> str:
+        return self.fills[0]
+
+    def fill_values(self, x: torch.Tensor, fill: str) -> torch.Tensor:
+        """What removed patches of ``x`` (normalised, ``(1, 3, H, W)`` or video ``(1, T, 3, H, W)``) become.
+
+        ``"mean"``: the input's mean colour (per channel; video: over the whole clip); ``"blur"``: a Gaussian
+        blur of the input with sigma = one patch side (a patch's own detail is gone, its colour stays).
+        Returns a tensor broadcastable to ``x``.
+        """
+        if fill == "mean":
+            dims = tuple(d for d in range(x.dim()) if d != x.dim() - 3)  # all but the channel axis
+            return x.mean(dim=dims, keepdim=True)
+        if fill == "blur":
+            import cv2
+
+            a = x.detach().float().cpu().numpy()
+            flat = a.reshape(-1, *a.shape[-3:]).transpose(0, 2, 3, 1)  # (N, H, W, 3)
+            s = float(self.patch_size)
+            out = np.stack([cv2.GaussianBlur(np.ascontiguousarray(f), (0, 0), sigmaX=s, sigmaY=s,
+                                             borderType=cv2.BORDER_REFLECT) for f in flat])
+            return torch.from_numpy(out.transpose(0, 3, 1, 2).reshape(a.shape)).to(x)
+        raise AttentionError(f"Unknown fill {fill!r} for {type(self).__name__}; choose from {', '.join(self.fills)}.")
+
+    def faithfulness_scorer(self, x: torch.Tensor, target: "int | None" = None, *, chunk: int = 8, fill: str = "mean"
                             ) -> "tuple[Callable[[np.ndarray], np.ndarray], str]":
         """``(f, what)``: ``f(keep (K, num_patches) bool) -> (K,)`` scores with only the kept patches present.
 
-        Removed patches take the input's mean colour (per channel; video: over the whole clip).
+        Removed patches take :meth:`fill_values` (``fill``: ``"mean"`` colour or ``"blur"``).
         """
         score, what = self.faithfulness_score(x, target)
-        dims = tuple(d for d in range(x.dim()) if d != x.dim() - 3)  # all but the channel axis
-        fill = x.mean(dim=dims, keepdim=True)
+        values = self.fill_values(x, fill)
 
         def f(keep):
             keep = torch.as_tensor(np.asarray(keep, bool), device=x.device)
@@ -257,7 +284,7 @@ class ImageAdapter(PixelModel):
             with torch.no_grad():
                 for s in range(0, len(keep), chunk):
                     m = self.layout.pixel_mask(keep[s : s + chunk]).to(x.dtype)
-                    out.append(score(x * m + fill * (1 - m)).float().cpu().numpy())
+                    out.append(score(x * m + values * (1 - m)).float().cpu().numpy())
             return np.concatenate(out)
 
         return f, what

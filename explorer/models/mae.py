@@ -45,24 +45,54 @@ class MAEAdapter(ImageAdapter):
         h, _, _ = self.encode(x, np.zeros((x.shape[0], self.num_patches), bool))
         return h[:, 0]
 
-    def faithfulness_scorer(self, x: torch.Tensor, target=None, *, chunk: int = 8):
-        """Removed patches are *hidden* (the encoder does not see them); the score is the cosine similarity of the
-        encoder's CLS output to the full image's, 0 when nothing is visible."""
+    #: ``"hide"``: removed patches are not shown to the encoder; ``"mae"``: filled with the model's own
+    #: reconstruction from the kept patches; ``"mean"`` / ``"blur"`` as for every image model
+    fills = ("hide", "mae", "mean", "blur")
+
+    def faithfulness_scorer(self, x: torch.Tensor, target=None, *, chunk: int = 8, fill: str = "hide"):
+        """``(f, what)``: ``f(keep (K, num_patches) bool) -> (K,)`` the cosine similarity of the encoder's CLS output
+        to the full image's.
+
+        ``fill="hide"``: removed patches are *hidden* (the encoder does not see them; 0 when nothing is visible).
+        ``fill="mae"``: removed patches are replaced by this MAE's reconstruction from the kept ones (nothing kept:
+        the reconstruction from no patch), then the encoder sees every patch.  ``"mean"`` / ``"blur"``: the
+        removed patches are filled with the input's mean colour or a blurred copy, every patch seen.
+        """
         with torch.no_grad():
             ref = self.embedding(x).float()
+        what = f"cosine similarity of the {self.embedding_name} to the full image's"
+        if fill == "mae" and self.norm_pix_loss:
+            what += (" (norm_pix_loss checkpoint: the infill is un-normalised with each removed patch's true mean and "
+                     "variance, so it keeps their mean colour and contrast)")
+        if fill in ("mean", "blur"):
+            return super().faithfulness_scorer(x, target, chunk=chunk, fill=fill)[0], what
+        if fill not in ("hide", "mae"):
+            raise ValueError(f"Unknown fill {fill!r}; choose from {', '.join(self.fills)}.")
+        pixels = (x.float().cpu() * self._std + self._mean)[0].permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
+
+        def cosine(h):
+            return torch.nn.functional.cosine_similarity(h[:, 0].float(), ref.expand(len(h), -1)).cpu().numpy()
 
         def f(keep):
             keep = np.asarray(keep, bool)
             out = np.zeros(len(keep), np.float64)
-            idx = np.flatnonzero(keep.any(1))
             with torch.no_grad():
-                for s in range(0, len(idx), chunk):
-                    ii = idx[s : s + chunk]
-                    cls = self.encode(x, ~keep[ii])[0][:, 0].float()
-                    out[ii] = torch.nn.functional.cosine_similarity(cls, ref.expand_as(cls)).cpu().numpy()
+                if fill == "hide":
+                    idx = np.flatnonzero(keep.any(1))
+                    for s in range(0, len(idx), chunk):
+                        ii = idx[s : s + chunk]
+                        out[ii] = cosine(self.encode(x, ~keep[ii])[0])
+                    return out
+                hidden = ~keep.reshape(len(keep), *self.grid)
+                pred = self.forward_masks(pixels, hidden)  # (K, S, S, 3), pixel space
+                px = self.layout.pixel_mask(torch.from_numpy(keep)).numpy()[:, 0, :, :, None]  # (K, S, S, 1)
+                filled = np.clip(pixels[None] * px + pred * (1 - px), 0, 1)
+                for s in range(0, len(keep), chunk):
+                    xs = self.normalise(filled[s : s + chunk])
+                    out[s : s + chunk] = cosine(self.encode(xs, np.zeros((len(xs), self.num_patches), bool))[0])
             return out
 
-        return f, f"cosine similarity of the {self.embedding_name} to the full image's"
+        return f, what
 
     #: Masks per forward on a CPU when ``batch_size`` is not given (see :meth:`forward_masks`).
     CPU_CHUNK = 4

@@ -194,19 +194,27 @@ def _strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float, 
 
 
 def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
-    """Deletion and insertion curves with their AUCs; random-order curves as the reference."""
+    """Deletion and insertion curves with their AUCs; the random orders' mean curves (dashed) as the reference,
+    and the verdict of each AUC against the random orders' band (see :meth:`Curves.summary`)."""
     x = curves.fractions
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=curves.deletion, mode="lines+markers", name=f"deletion (AUC {curves.deletion_auc:.3f})",
-                             line=dict(color="#0072B2")))
-    fig.add_trace(go.Scatter(x=x, y=curves.insertion, mode="lines+markers", name=f"insertion (AUC {curves.insertion_auc:.3f})",
-                             line=dict(color="#E69F00")))
-    fig.add_annotation(text=f"random order: deletion AUC {curves.random_deletion_auc:.3f}, insertion AUC {curves.random_insertion_auc:.3f}",
+    colours = {"deletion": "#0072B2", "insertion": "#E69F00"}
+    for name in ("deletion", "insertion"):
+        auc = getattr(curves, f"{name}_auc")
+        lo, hi = getattr(curves, f"random_{name}_band")
+        fig.add_trace(go.Scatter(x=x, y=getattr(curves, name), mode="lines+markers", line=dict(color=colours[name]),
+                                 name=f"{name} (AUC {auc:.3f})"))
+        fig.add_trace(go.Scatter(x=x, y=getattr(curves, f"random_{name}"), mode="lines", line=dict(color=colours[name], dash="dash"),
+                                 name=f"random orders' mean (AUC {lo:.3f}–{hi:.3f})"))
+    n = len(curves.random_deletion_aucs)
+    pct = round(curves.band * 100)
+    fig.add_annotation(text=(f"deletion: {curves.deletion_verdict}; insertion: {curves.insertion_verdict} "
+                             f"({pct}% of {n} random orders' AUCs in the ranges shown)"),
                        xref="paper", yref="paper", x=0, y=-0.28, showarrow=False, font=dict(size=11), xanchor="left")
     fig.update_layout(title=dict(text=title or "faithfulness: patches removed / added in the map's order", font=dict(size=13)),
                       xaxis_title="fraction of patches removed / added", yaxis_title=curves.score[:48] + ("…" if len(curves.score) > 48 else ""),
-                      width=560, height=340, margin=dict(l=60, r=10, t=40, b=70), template="plotly_white",
-                      legend=dict(x=0.55, y=0.5))
+                      width=640, height=360, margin=dict(l=60, r=10, t=40, b=80), template="plotly_white",
+                      legend=dict(x=1.02, y=1.0, font=dict(size=10)))
     return fig
 
 

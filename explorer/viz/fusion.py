@@ -124,19 +124,25 @@ def word_strip(al, method: str = "relevance", *, layer: int | None = None, head=
                      show_image=True, cell=cell)
 
 
-def modality_figure(report, *, output_name: str = "output", width: int = 760, height: int = 300) -> go.Figure:
-    """Left: the output with the image, the text or both masked; right: Integrated Gradients per modality."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["output with a modality masked", "Integrated Gradients (joint path)"],
+def modality_figure(report, *, output_name: str = "output", width: int = 760, height: int = 320) -> go.Figure:
+    """Left: the output with the image, the text or both masked; right: each modality's exact Shapley value over
+    that masking beside its Integrated Gradients total (joint path), with IG's completeness gap in the title."""
+    gap = f"IG gap {report.ig_delta:.2g} = {100 * min(report.ig_gap_share, 99.99):.0f}% of Δ"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["output with a modality masked",
+                                                        f"Shapley (exact) vs IG (joint path); {gap}"],
                         horizontal_spacing=0.15)
     names = ["full input", "image masked", "text masked", "both masked"]
     vals = [report.score, report.masked["image"], report.masked["text"], report.masked["both"]]
     fig.add_trace(go.Bar(x=names, y=vals, marker_color=["#4c78a8", "#f58518", "#54a24b", "#9d9d9d"], name=output_name,
                          hovertemplate="%{x}: %{y:.3f}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Bar(x=["image", "text"], y=[report.ig_image, report.ig_text], marker_color=["#f58518", "#54a24b"],
-                         name="IG total", hovertemplate="%{x}: %{y:.3f}<extra></extra>"), 1, 2)
+    fig.add_trace(go.Bar(x=["image", "text"], y=[report.shapley["image"], report.shapley["text"]], marker_color="#332288",
+                         name="Shapley value", hovertemplate="Shapley %{x}: %{y:.3f}<extra></extra>"), 1, 2)
+    fig.add_trace(go.Bar(x=["image", "text"], y=[report.ig_image, report.ig_text], marker_color="#bbbbbb",
+                         name="IG total", hovertemplate="IG %{x}: %{y:.3f}<extra></extra>"), 1, 2)
     fig.update_yaxes(title_text=output_name, row=1, col=1)
-    fig.update_yaxes(title_text="attribution (sums to Δ output)", row=1, col=2)
-    fig.update_layout(showlegend=False, width=width, height=height, margin=dict(l=60, r=10, t=40, b=40), template="plotly_white")
+    fig.update_yaxes(title_text="contribution (sums to Δ output)", row=1, col=2)
+    fig.update_layout(barmode="group", showlegend=True, legend=dict(orientation="h", x=0.58, y=-0.15, font=dict(size=10)),
+                      width=width, height=height, margin=dict(l=60, r=10, t=40, b=60), template="plotly_white")
     return fig
 
 

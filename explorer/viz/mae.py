@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .images import data_uri, upscale_factor
+from .notes import attach_notes
 
 PANELS = ("Original", "Masked input", "Reconstruction", "Reconstruction + visible", "Error on hidden patches (MSE)")
 ERROR_COLORSCALE = "Viridis"  # perceptually uniform and colour-blind safe
@@ -106,7 +107,7 @@ def reconstruction_figure(result, *, error_max: float | None = None, height: int
         title=dict(text=upd["title"], font=dict(size=13), x=0.01), height=height, width=width, margin=dict(l=10, r=10, t=60, b=10),
         template="plotly_white", dragmode=False,
     )
-    return fig
+    return attach_notes(fig, [*result.input.notes, *result.notes])
 
 
 def ratio_curve(sweep, *, baselines: dict[str, np.ndarray] | None = None, current: float | None = None, title: str | None = None) -> go.Figure:
@@ -176,4 +177,4 @@ def reconstruction_grid(rows: "list[tuple[str, list]]", *, show: str = "pasted",
     fig.update_layout(height=cell * len(rows) + 80, width=cell * cols + 40, margin=dict(l=10, r=10, t=50, b=10),
                       template="plotly_white")
     fig.update_annotations(font_size=10)
-    return fig
+    return attach_notes(fig, [n for _label, results in rows for res in results for n in (*res.input.notes, *res.notes)])

@@ -188,3 +188,27 @@ def _has_tick_labels(fig: go.Figure, axis: str) -> bool:
             if ax.showticklabels is not False and ax.visible is not False:
                 return True
     return False
+
+
+def add_footnote(fig: go.Figure, notes: "list[str]", preset) -> go.Figure:
+    """A copy of ``fig`` (already :func:`paper_style`-d) with ``notes`` under the panels, in the preset's tick size,
+    wrapped to the figure's width; the figure grows by the footnote's height."""
+    import textwrap
+
+    from .presets import get_preset
+
+    if not notes:
+        return fig
+    p = get_preset(preset)
+    out = go.Figure(fig)
+    size = p.px(p.tick_pt)
+    width = float(out.layout.width or p.width_px)
+    chars = max(20, int(width / (size * 0.52)))
+    lines = [ln for n in notes for ln in textwrap.wrap(f"Note: {n}", chars)]
+    height = len(lines) * size * 1.25 + 4
+    m = out.layout.margin
+    bottom = float(m.b or 0)
+    out.update_layout(height=float(out.layout.height or 0) + height, margin=dict(b=bottom + height))
+    out.add_annotation(text="<br>".join(lines), x=0, y=0, xref="paper", yref="paper", xanchor="left", yanchor="top",
+                       yshift=-bottom, align="left", showarrow=False, font=dict(size=size, family=p.font_family, color="black"))
+    return out

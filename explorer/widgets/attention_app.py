@@ -18,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..attention import AttentionError, attention_maps, explain, provenance
+from ..attention.registry import REGISTRY, explainable
 from ..attention.faithfulness import deletion_insertion, randomisation_check
 from ..io import ImageLoadError
 from ..masking import MaskError, MaskSpec, make_mask
@@ -37,6 +38,8 @@ HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", 
 
 
 _guarded = guarded(USER_ERRORS)
+#: the side-by-side panels shown first (names of :mod:`explorer.attention.registry`)
+PANELS = ("raw", "rollout", "relevance", "integrated-gradients")
 
 
 class AttentionApp(AppBase):
@@ -75,8 +78,11 @@ class AttentionApp(AppBase):
         self.discard = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="Discard ratio", style=style)
         self.residual = W.Checkbox(value=True, description="add residual (0.5·A + 0.5·I)", indent=False)
         self.faith_btn = W.Button(description="Deletion / insertion", icon="line-chart")
-        self.faith_method = W.Dropdown(options=["rollout", "relevance", "integrated-gradients", "raw"], value="relevance",
+        self.faith_method = W.Dropdown(options=[(REGISTRY[n].label, n) for n in [*explainable(), "raw"]], value="relevance",
                                        description="for", layout=W.Layout(width="260px"))
+        #: the method registry's panels in the side-by-side row (the captum ones are slower: chosen, not all shown)
+        self.panels = W.SelectMultiple(options=[(m.label, n) for n, m in REGISTRY.items()], value=PANELS,
+                                       description="Methods", rows=5, layout=W.Layout(width="420px"))
         self.sanity_btn = W.Button(description="Randomisation check", icon="random")
         self.prov_ratio = W.FloatSlider(value=0.75, min=0.1, max=0.95, step=0.05, description="Provenance mask ratio", style=style)
         self.prov_seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="150px"))
@@ -99,7 +105,7 @@ class AttentionApp(AppBase):
             self.status_area, self.main, self.export_panel,
             W.HBox([self.grid, self.summary, self.interventions.heads_fig]), self.interventions,
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
-            W.HBox([self.fusion, self.residual]), self.discard, self.methods,
+            W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods,
             W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra,
             self.prov_box,
         ])
@@ -108,7 +114,7 @@ class AttentionApp(AppBase):
         self.on_change(self.upload, lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
         self.cls_btn.on_click(lambda _b: self.set_query(self.maps.layout.default_query if self.maps else "cls"))
         self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update_main())
-        self.on_change([self.fusion, self.discard, self.residual], lambda _c: self._update_methods())
+        self.on_change([self.fusion, self.discard, self.residual, self.panels], lambda _c: self._update_methods())
         self.faith_btn.on_click(lambda _b: self.run_faithfulness())
         self.sanity_btn.on_click(lambda _b: self.run_sanity())
         self.on_change([self.prov_ratio, self.prov_seed], lambda _c: self._draw_provenance(None))
@@ -252,11 +258,17 @@ class AttentionApp(AppBase):
         return self._explain_cache[opts]
 
     def method_maps(self) -> dict:
-        raw = self.maps.query_map(self.layer.value, self.head.value, self.query)
-        return {f"raw L{self.layer.value} {self.head.value}": raw,
-                f"rollout ({self.fusion.value}, discard {self.discard.value:.2f})": self.explained("rollout").map,
-                "relevance (Chefer 2021)": self.explained("relevance").map,
-                "integrated gradients (captum)": self.explained("integrated-gradients").map}
+        """Title → map of each panel chosen in :attr:`panels` (names of the method registry), in registry order."""
+        out = {}
+        chosen = self.panels.value or PANELS  # none chosen: the first four
+        for name in (n for n in REGISTRY if n in chosen):
+            if name == "raw":
+                out[f"raw L{self.layer.value} {self.head.value}"] = self.maps.query_map(self.layer.value, self.head.value, self.query)
+            elif name == "rollout":
+                out[f"rollout ({self.fusion.value}, discard {self.discard.value:.2f})"] = self.explained("rollout").map
+            else:
+                out[REGISTRY[name].label] = self.explained(name).map
+        return out
 
     @_guarded
     def _update_methods(self):
@@ -275,11 +287,8 @@ class AttentionApp(AppBase):
         """Deletion / insertion curves for the chosen method's map (computed on demand)."""
         curves = deletion_insertion(self.adapter, self.loaded, self._map_for(self.faith_method.value))
         replace_figure(self.extra, VA.faithfulness_curves(curves, title=f"faithfulness of {self.faith_method.value}"))
-        better = curves.deletion_auc < curves.random_deletion_auc and curves.insertion_auc > curves.random_insertion_auc
-        self.faith_text.value = (f"<div style='font-size:12px'>{html.escape(self.faith_method.value)}: deletion AUC "
-                                 f"{curves.deletion_auc:.3f} (random {curves.random_deletion_auc:.3f}), insertion AUC "
-                                 f"{curves.insertion_auc:.3f} (random {curves.random_insertion_auc:.3f}) — "
-                                 f"{'better than a random order on both' if better else 'not better than a random order on both'}.</div>")
+        self.faith_text.value = (f"<div style='font-size:12px'>{html.escape(self.faith_method.value)}: "
+                                 f"{html.escape(curves.summary())}</div>")
         return curves
 
     @_guarded
@@ -296,13 +305,10 @@ class AttentionApp(AppBase):
 
         s = randomisation_check(self.adapter, self.loaded, fn)
         rows = "".join(f"<tr><td>{n}</td><td>{r:.3f}</td><td>{x:.3f}</td></tr>" for n, r, x in zip(s.levels, s.spearman, s.ssim))
-        verdict = ("the map changes when the weights are randomised: it depends on the model" if s.passed else
-                   "the map barely changes when the weights are randomised: it may show the image, not the model")
-        colour = "#1b5e20" if s.passed else "#8b0000"
+        colour = {"depends": "#1b5e20", "mixed": "#b35900", "blind": "#8b0000"}[s.outcome]
         self.faith_text.value = (f"<div style='font-size:12px'><b>Randomisation check</b> ({html.escape(method)}): "
-                                 f"<span style='color:{colour}'>{verdict}</span> (Spearman "
-                                 f"{s.spearman.min():.2f} at most, threshold {s.threshold}).<table><tr><th>top blocks randomised</th>"
-                                 f"<th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
+                                 f"<span style='color:{colour}'>{html.escape(s.verdict())}</span>."
+                                 f"<table><tr><th>top blocks randomised</th><th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
         return s
 
     # ------------------------------------------------------------------ provenance
@@ -344,7 +350,8 @@ class AttentionApp(AppBase):
         return dict(recipe="attention_methods", model=self.adapter, inputs=[self._source],
                     name=f"{file_stem(self.maps.input.name)}-attention",
                     options=dict(query=self.query, layer=int(self.layer.value), head=self.head.value, fusion=self.fusion.value,
-                                 discard=float(self.discard.value), residual=bool(self.residual.value), steps=16))
+                                 discard=float(self.discard.value), residual=bool(self.residual.value), steps=16,
+                                 methods=[n for n in REGISTRY if n in (self.panels.value or PANELS)]))
 
 
 #: Kept for modules that still import it from here (the fusion app); the helper lives in :mod:`.base`.

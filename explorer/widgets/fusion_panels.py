@@ -173,10 +173,12 @@ class FusionChecks:
         """Deletion AUC of the current word's map (and a random order) for the current input."""
         al = self.alignment
         d = deletion_auc(self.adapter, self.loaded, al.meta["text"], self.current_map())
-        verdict = "lower than random: the map found what the output needs" if d["map"] < d["random"] else "not lower than random"
+        lo, hi = d["band"]
+        colour = {"better than random": "#1b5e20", "worse than random": "#8b0000"}.get(d["verdict"], "#b35900")
         self.truth.value += (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(al.word_strings[self.word])}' "
-                             f"({html.escape(al.describe(self.method.value, **self.settings()))}): {d['map']:.3f} vs random "
-                             f"order {d['random']:.3f} — {verdict}.</div>")
+                             f"({html.escape(al.describe(self.method.value, **self.settings()))}): {d['map']:.3f}; "
+                             f"{d['orders']} random orders: mean {d['random']:.3f}, 95% in {lo:.3f}–{hi:.3f} — "
+                             f"<span style='color:{colour}'>{d['verdict']}</span>.</div>")
         return d
 
     @_guarded
@@ -187,11 +189,11 @@ class FusionChecks:
         replace_figure(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
         self.modality_box.children = [self.modality]
         top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
+        warn = "".join(f"<div style='color:#b35900'>⚠ {html.escape(w)}</div>" for w in r.warnings)
         self.modality_text.value = (
-            f"<div style='font-size:12px'>Integrated Gradients over both inputs at once: image {r.ig_image:+.3f}, text "
-            f"{r.ig_text:+.3f} (image share {100 * r.image_share:.0f} %; completeness gap {r.ig_delta:.1e}). Word with the "
-            f"largest attribution: '{html.escape(self.alignment.word_strings[top])}'. Masking the image moves the output "
-            f"{r.masked['image'] - r.score:+.3f}, masking the text {r.masked['text'] - r.score:+.3f}.</div>")
+            f"<div style='font-size:12px'>{html.escape(r.headline())} Word with the largest IG attribution: "
+            f"'{html.escape(self.alignment.word_strings[top])}'. Masking the image moves the output "
+            f"{r.masked['image'] - r.score:+.3f}, masking the text {r.masked['text'] - r.score:+.3f}.{warn}</div>")
         return r
 
     @_guarded
