@@ -136,13 +136,14 @@ def integrated_gradients_patches(fn: Callable[[torch.Tensor], torch.Tensor], x: 
 
 
 def saliency_patches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, patch_size: int, *, tubelet: int = 1,
-                     target: "int | None" = None) -> np.ndarray:
-    """Saliency (Simonyan et al. 2014, captum ``Saliency``): ``Σ |∂f/∂x|`` per patch, ``(gh, gw)`` float32."""
+                     target: "int | None" = None, absolute: bool = True) -> np.ndarray:
+    """Saliency (Simonyan et al. 2014, captum ``Saliency``): ``Σ |∂f/∂x|`` per patch, ``(gh, gw)`` float32
+    (``absolute=False``: the signed gradient summed per patch)."""
     from captum.attr import Saliency
 
     with torch.enable_grad():
-        attr = Saliency(_scalar(fn, x, target)).attribute(x.float().requires_grad_(True), abs=True)
-    return patch_map(attr, patch_size, tubelet=tubelet, reduce="abs")
+        attr = Saliency(_scalar(fn, x, target)).attribute(x.float().requires_grad_(True), abs=bool(absolute))
+    return patch_map(attr, patch_size, tubelet=tubelet, reduce="abs" if absolute else "sum")
 
 
 def gradient_shap_patches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, patch_size: int, *,
@@ -190,26 +191,28 @@ def occlusion_patches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 def smoothgrad_patches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, patch_size: int, *,
                        base: str = "saliency", samples: int = 16, stdev: float = 0.15, seed: int = 0, steps: int = 16,
-                       tubelet: int = 1, target: "int | None" = None) -> np.ndarray:
+                       tubelet: int = 1, target: "int | None" = None, absolute: bool = True,
+                       baseline: torch.Tensor | None = None) -> np.ndarray:
     """SmoothGrad (Smilkov et al. 2017, captum ``NoiseTunnel(nt_type="smoothgrad")``) over Saliency or Integrated
     Gradients: the attribution averaged over ``samples`` noisy copies of ``x`` (Gaussian, ``stdev`` in normalised
-    units; IG from a zero baseline with ``steps``).
+    units; IG from ``baseline``, default zeros, with ``steps``).
 
     Returns:
-        ``(gh, gw)`` float32, ``Σ |mean attribution|`` per patch.
+        ``(gh, gw)`` float32, ``Σ |mean attribution|`` per patch (``absolute=False``: signed gradients / IG, ``Σ``).
     """
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
     f = _scalar(fn, x, target)
     if base == "saliency":
-        method, kw = Saliency(f), {"abs": True}
+        method, kw = Saliency(f), {"abs": bool(absolute)}
     elif base == "integrated-gradients":
+        b = torch.zeros_like(x) if baseline is None else baseline
         method, kw = IntegratedGradients(f), {"n_steps": int(steps), "internal_batch_size": min(int(steps), 16),
-                                              "baselines": torch.zeros_like(x, dtype=torch.float32)}
+                                              "baselines": b.float()}
     else:
         raise ValueError(f"SmoothGrad runs over 'saliency' or 'integrated-gradients', not {base!r}.")
     with torch.enable_grad(), seeded(seed, x.device):
         attr = NoiseTunnel(method).attribute(x.float().requires_grad_(True), nt_type="smoothgrad", nt_samples=int(samples),
                                              nt_samples_batch_size=NT_BATCH[base], stdevs=float(stdev),
                                              **kw)
-    return patch_map(attr, patch_size, tubelet=tubelet, reduce="abs")
+    return patch_map(attr, patch_size, tubelet=tubelet, reduce="abs" if absolute else "sum")

@@ -79,21 +79,21 @@ def test_integrated_gradients_explains_the_class_predicted_for_the_input(switchi
         path = ad.logits(torch.linspace(0, 1, 33).view(-1, 1, 1, 1) * x)
     top = path.argmax(1).tolist()
     assert top[0] == 0 and top[-1] == 1, top  # the top class really changes along the path
-    ref_attr, delta = IntegratedGradients(ad.logits).attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=64,
+    ref_attr, delta = IntegratedGradients(ad.logits).attribute(x, baselines=torch.zeros_like(x), target=1, n_steps=32,
                                                                return_convergence_delta=True)
     ref = _patches(ref_attr, 8)
-    got = A.explain(ad, img, "integrated-gradients", steps=64)
+    got = A.explain(ad, img, "integrated-gradients", steps=32)
     np.testing.assert_allclose(got.map, ref, rtol=1e-4, atol=1e-6 * ref.max())
-    assert got.options["target"] == 1 and got.options["steps"] == 64
+    assert got.options["target"] == 1 and got.options["steps"] == 32
     # completeness at that class: signed attributions add up to f(x) − f(baseline)
     gap = float(path[-1, 1] - path[0, 1])
     assert gap == pytest.approx(2.0, rel=1e-3)
     assert float(ref_attr.sum()) == pytest.approx(gap, rel=1e-3) and abs(float(delta)) < 1e-3
-    signed = AT.integrated_gradients_patches(ad.logits, x, 8, steps=64, reduce="sum")  # (B, C) output: picked once
+    signed = AT.integrated_gradients_patches(ad.logits, x, 8, steps=32, reduce="sum")  # (B, C) output: picked once
     assert float(signed.sum()) == pytest.approx(gap, rel=1e-3)
     # an explicit class is explained as given
-    other = A.explain(ad, img, "integrated-gradients", steps=64, target=0)
-    ref0 = _patches(IntegratedGradients(ad.logits).attribute(x, baselines=torch.zeros_like(x), target=0, n_steps=64), 8)
+    other = A.explain(ad, img, "integrated-gradients", steps=8, target=0)
+    ref0 = _patches(IntegratedGradients(ad.logits).attribute(x, baselines=torch.zeros_like(x), target=0, n_steps=8), 8)
     assert other.options["target"] == 0
     np.testing.assert_allclose(other.map, ref0, rtol=1e-4, atol=1e-6 * ref0.max())
 
@@ -223,7 +223,8 @@ def test_occlusion_equals_captum_and_one_patch_at_a_time(wide):
     x, t = _setup(wide)
     got = A.explain(wide, IMG, "occlusion")
     fill = x.mean((2, 3), keepdim=True).expand_as(x)
-    ref = Occlusion(wide.logits).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=fill, target=t)
+    ref = Occlusion(wide.logits).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=fill, target=t,
+                                           perturbations_per_eval=8)
     np.testing.assert_allclose(got.map, _patches(ref, 8, "mean"), rtol=1e-4, atol=1e-6)
     # the same by hand: the drop of the logit when one patch takes the mean colour
     with torch.no_grad():
@@ -330,3 +331,212 @@ def test_video_maps_are_per_tubelet_and_equal_captum(video):
     np.testing.assert_allclose(occ.map, per_tubelet(ref, "mean"), rtol=1e-4, atol=1e-6)
     cam = A.explain(video, clip, "gradcam", query="mean")
     np.testing.assert_allclose(cam.map, _gradcam_by_hand(video, x, None), rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- fusion: per word
+TEXT = "a red circle left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """A random-weight mini fusion model written and read back like the shipped one."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from explorer.models.fusion_mini import MiniFusionAdapter
+    from explorer.models.mini.fusion import FusionConfig, MiniFusion
+
+    torch.manual_seed(0)
+    cfg = FusionConfig(dim=32, heads=2)
+    model = MiniFusion(cfg)
+    folder = tmp_path_factory.mktemp("mini-fusion")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
+    return MiniFusionAdapter.from_folder(folder)
+
+
+@pytest.fixture(scope="module")
+def scene_alignment(mini):
+    from explorer.data.scenes import make_scene
+    from explorer.fusion import align
+
+    sc = make_scene(10_000_005)
+    return sc, align(mini, sc.image, TEXT)
+
+
+def _word_F(mini, image, word):
+    """``(pixels, F)``, written here: ``F(x) = s(x, text) − s(x, text with the word as [unk])``."""
+    x = mini.normalise(image)
+    t = mini.tokenize(TEXT)
+    blank = mini.blank_text(t, [t.words[word]])
+    return x, lambda xs: mini.score(xs, t) - mini.score(xs, blank)
+
+
+def test_fusion_registry_offers_the_captum_word_methods(mini, scene_alignment):
+    from explorer.fusion import get_method, methods_for
+
+    _sc, al = scene_alignment
+    names = [m.name for m in methods_for(mini.kind) if m.on_demand]
+    assert names == ["ig", "saliency", "gradient-shap", "occlusion", "smoothgrad"]
+    assert all(get_method(n).diverging for n in names)  # signed maps
+    assert get_method("gradient-shap").settings(seed=3) == {"layer": None, "head": "mean", "samples": 16, "noise": 0.0,
+                                                            "seed": 3}
+    assert all(get_method(n).applies_to("dual-encoder") for n in names)  # F needs only the score
+
+
+def test_fusion_saliency_and_occlusion_equal_captum(mini, scene_alignment):
+    from captum.attr import Occlusion, Saliency
+
+    sc, al = scene_alignment
+    x, F = _word_F(mini, al.image, 1)
+    sal = al.word_map("saliency", 1, adapter=mini)
+    np.testing.assert_allclose(sal, _patches(Saliency(F).attribute(x, abs=False), 8, "sum"), rtol=1e-4, atol=1e-7)
+    assert (sal < 0).any() and (sal > 0).any()
+    occ = al.word_map("occlusion", 1, adapter=mini)
+    ref = Occlusion(F).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8), baselines=torch.zeros_like(x),
+                                 perturbations_per_eval=32)
+    np.testing.assert_allclose(occ, _patches(ref, 8, "mean"), rtol=1e-4, atol=1e-4 * np.abs(occ).max())  # batched
+    with torch.no_grad():  # one patch by hand: F(x) − F(x with patch (2, 5) blanked)
+        xo = x.clone()
+        xo[..., 16:24, 40:48] = 0
+        assert float(occ[2, 5]) == pytest.approx(float(F(x)[0] - F(xo)[0]), abs=1e-4 * float(np.abs(occ).max()))
+
+
+def test_fusion_gradient_shap_and_smoothgrad_equal_captum_and_are_seeded(mini, scene_alignment):
+    from captum.attr import GradientShap, IntegratedGradients, NoiseTunnel, Saliency
+
+    sc, al = scene_alignment
+    x, F = _word_F(mini, al.image, 2)
+    gs = al.word_map("gradient-shap", 2, adapter=mini, samples=8, seed=5)
+    torch.manual_seed(5)
+    np.random.seed(5)
+    ref = GradientShap(F).attribute(x, baselines=torch.zeros_like(x), n_samples=8, stdevs=0.0)
+    np.testing.assert_allclose(gs, _patches(ref, 8, "sum"), rtol=1e-4, atol=1e-7)
+    assert np.array_equal(gs, al.word_map("gradient-shap", 2, adapter=mini, samples=8, seed=5))
+    assert not np.allclose(gs, al.word_map("gradient-shap", 2, adapter=mini, samples=8, seed=6))
+    sd = 0.15 * float(x.max() - x.min())
+    sg = al.word_map("smoothgrad", 2, adapter=mini, samples=4, seed=1)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    ref = NoiseTunnel(Saliency(F)).attribute(x, nt_type="smoothgrad", nt_samples=4, stdevs=sd, abs=False,
+                                             nt_samples_batch_size=AT.NT_BATCH["saliency"])
+    np.testing.assert_allclose(sg, _patches(ref, 8, "sum"), rtol=1e-4, atol=1e-7)
+    sgi = al.word_map("smoothgrad", 2, adapter=mini, samples=2, seed=1, base="integrated-gradients", steps=4)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    ref = NoiseTunnel(IntegratedGradients(F)).attribute(x, nt_type="smoothgrad", nt_samples=2, stdevs=sd,
+                                                        baselines=torch.zeros_like(x), n_steps=4,
+                                                        nt_samples_batch_size=AT.NT_BATCH["integrated-gradients"])
+    np.testing.assert_allclose(sgi, _patches(ref, 8, "sum"), rtol=1e-4, atol=1e-7)
+    assert not np.allclose(sg, al.word_map("smoothgrad", 2, adapter=mini, samples=4, seed=2))
+
+
+# ---------------------------------------------------------------------------------------------- fusion: Grad-CAM
+class _ProbedAttention(torch.nn.Module):
+    """``nn.MultiheadAttention``'s math written out, the probabilities passing through ``self.probs`` (an identity
+    module captum's layer methods can watch).  Same call signature as the mini model uses."""
+
+    def __init__(self, mha: torch.nn.MultiheadAttention):
+        super().__init__()
+        self.mha = mha
+        self.probs = torch.nn.Identity()
+
+    def forward(self, q_in, k_in, v_in, key_padding_mask=None, need_weights=False):
+        import math
+
+        m = self.mha
+        B, D, H = q_in.shape[0], m.embed_dim, m.num_heads
+        Wq, Wk, Wv = m.in_proj_weight.chunk(3)
+        bq, bk, bv = m.in_proj_bias.chunk(3)
+        q = (q_in @ Wq.T + bq).view(B, -1, H, D // H).transpose(1, 2)
+        k = (k_in @ Wk.T + bk).view(B, -1, H, D // H).transpose(1, 2)
+        v = (v_in @ Wv.T + bv).view(B, -1, H, D // H).transpose(1, 2)
+        s = q @ k.transpose(-1, -2) / math.sqrt(D // H)
+        if key_padding_mask is not None:
+            s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        a = self.probs(torch.softmax(s, -1))  # (B, H, L, 1 + T)
+        return m.out_proj((a @ v).transpose(1, 2).reshape(B, -1, D)), None
+
+
+def test_which_captum_call_reproduces_albef_gradcam(mini, scene_alignment):
+    """ALBEF's Grad-CAM ``E_h[A ⊙ (∂s/∂A)⁺]`` (explorer.fusion.capture.gradcam_stack) is captum's
+    LayerGradientXActivation on the probability tensor, ReLU'd and averaged over heads (A ≥ 0, so
+    ``A ⊙ g⁺ = (A ⊙ g)⁺``); LayerGradCam, which averages the gradient over the (query, key) plane first, is not."""
+    from captum.attr import LayerGradCam, LayerGradientXActivation
+
+    sc, al = scene_alignment
+    x = mini.normalise(al.image)
+    t = mini.tokenize(TEXT)
+    W = len(t.words)
+    blocks = mini.model.fusion
+    real = [b.attn for b in blocks]
+    probed = [_ProbedAttention(m) for m in real]
+    for b, p in zip(blocks, probed):
+        b.attn = p
+    try:
+        score = lambda xs: mini.score(xs, t)  # noqa: E731
+        with torch.no_grad():
+            assert float(score(x)[0]) == pytest.approx(al.score, abs=1e-5)  # the probed forward is the model's
+        gxa = LayerGradientXActivation(score, [p.probs for p in probed]).attribute(x)
+        gxa_in = LayerGradientXActivation(score, [p.probs for p in probed]).attribute(x, attribute_to_layer_input=True)
+        cams = [LayerGradCam(score, p.probs).attribute(x) for p in probed]
+    finally:
+        for b, m in zip(blocks, real):
+            b.attn = m
+
+    def words_by_patches(a):  # (H or 1, L, 1 + T) → (H or 1, W, 8, 8): word columns (column 0 is the "none" slot)
+        return a[:, :, 1:].transpose(1, 2).reshape(a.shape[0], W, 8, 8).detach().numpy()
+
+    assert al.gradcam.shape == (2, W, 8, 8) and np.abs(al.gradcam).max() > 0
+    for layer in range(2):
+        albef = words_by_patches(gxa[layer][0].clamp_min(0)).mean(0)
+        np.testing.assert_allclose(al.gradcam[layer], albef, rtol=1e-4, atol=1e-6 * np.abs(albef).max())
+        np.testing.assert_allclose(words_by_patches(gxa_in[layer][0].clamp_min(0)).mean(0), albef, rtol=1e-6)
+        # the signed product (no clamp) is not it, nor captum's Grad-CAM (with or without ReLU)
+        assert not np.allclose(words_by_patches(gxa[layer][0]).mean(0), albef, rtol=1e-3, atol=1e-6 * np.abs(albef).max())
+        cam = words_by_patches(cams[layer][0])[0]
+        for c in (cam, np.maximum(cam, 0), np.maximum(cam, 0) / 2):  # Σ_h vs mean_h
+            assert not np.allclose(c, al.gradcam[layer], rtol=1e-2, atol=1e-3 * np.abs(albef).max())
+
+
+# ---------------------------------------------------------------------------------------------- recipe and app
+def _unit(m):
+    m = np.asarray(m, np.float64)
+    return (m - m.min()) / (m.max() - m.min())
+
+
+def test_attention_methods_recipe_reads_the_registry(wide):
+    from explorer.export.figure import build_recipe
+    from explorer.reconstruction import load_input
+
+    im = load_input("chelsea")
+    default = build_recipe("attention_methods", wide, [im], {})
+    assert [a.text for a in default.layout.annotations] == ["raw L0 mean", "rollout", "relevance", "integrated gradients"]
+    fig = build_recipe("attention_methods", wide, [im], {"methods": ["occlusion", "gradient-shap"], "target": 1,
+                                                         "method_options": {"seed": 2, "samples": 4}})
+    assert [t.name for t in fig.data if t.type == "heatmap"] == ["occlusion", "GradientSHAP"]
+    ref = A.explain(wide, im, "gradient-shap", target=1, seed=2, samples=4)
+    assert ref.options["target"] == 1
+    z = np.array(fig.data[3].z, float)
+    np.testing.assert_allclose(z, _unit(ref.map), atol=1e-6)
+    other = A.explain(wide, im, "gradient-shap", target=0, seed=2, samples=4)
+    assert not np.allclose(z, _unit(other.map), atol=1e-3)  # the target option reaches the method
+    with pytest.raises(ValueError, match="methods"):
+        build_recipe("attention_methods", wide, [im], {"methods": ["deconvolution"]})
+
+
+def test_attention_app_offers_every_registry_method(tmp_path):
+    from explorer.widgets.attention_app import AttentionApp
+
+    app = AttentionApp(model=str(save_tiny_vit(tmp_path / "vit", seed=1)), image="chelsea")
+    assert [v for _l, v in app.faith_method.options] == [*R.explainable(), "raw"]
+    assert [v for _l, v in app.panels.options] == list(A.METHODS)
+    assert len([t for t in app.methods.data if t.type == "heatmap"]) == 4  # the first four, as before
+    app.panels.value = ("occlusion", "gradcam")
+    names = [t.name for t in app.methods.data if t.type == "heatmap"]
+    assert names == [R.get_method("occlusion").label, R.get_method("gradcam").label]
+    np.testing.assert_allclose(np.array(app.methods.data[1].z, float), _unit(app.explained("occlusion").map), atol=1e-6)
+    assert app.export_request()["options"]["methods"] == ["occlusion", "gradcam"]
+    app.faith_method.value = "saliency"
+    assert app.run_faithfulness() is not None and "saliency" in app.faith_text.value

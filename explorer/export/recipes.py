@@ -110,23 +110,48 @@ def _attention_grid(adapter, images, o) -> go.Figure:
     return attention_grid(maps, query, layers=o["layers"], heads=o["heads"], colorscale=o["colorscale"])
 
 
+def _image_methods() -> tuple:
+    """Names of the image / video method registry (looked up when an ``attention_methods`` sidecar is checked)."""
+    from ..attention.registry import REGISTRY
+
+    return tuple(REGISTRY)
+
+
+#: the ``attention_methods`` panels when ``methods`` is not given (the figure before the method registry)
+DEFAULT_PANELS = ("raw", "rollout", "relevance", "integrated-gradients")
+#: own options of the captum methods a sidecar may set (each method reads its own; see explorer.attention.registry)
+CAPTUM_OPTIONS = {"samples": Int(1, 64), "noise": Num(0.0, 1.0), "seed": SEED,
+                  "base": Choice(("saliency", "integrated-gradients"))}
+IMAGE_METHOD_OPTIONS = Fields(CAPTUM_OPTIONS, none=True)
+
+
 @recipe("attention_methods", defaults=dict(query=None, layer=0, head="mean", fusion="mean", discard=0.0, residual=True,
-                                           steps=16, fit="center-crop"),
+                                           steps=16, fit="center-crop", methods=None, target=None, method_options=None),
         schema=dict(query=QUERY, layer=LAYER, head=HEAD, fusion=Choice(("mean", "max", "min")), discard=Num(0.0, 0.99),
-                    residual=Bool(), steps=Int(1, 128), fit=FIT))
+                    residual=Bool(), steps=Int(1, 128), fit=FIT, methods=ListOf(Choice(_image_methods), 16, 1, none=True),
+                    target=Int(0, 1_000_000, none=True), method_options=IMAGE_METHOD_OPTIONS))
 def _attention_methods(adapter, images, o) -> go.Figure:
-    """One input: raw attention (one layer / head), rollout, relevance and integrated gradients side by side."""
+    """One input: per-patch maps side by side; by default raw attention (one layer / head), rollout, relevance and
+    integrated gradients, or the registry's ``methods`` in the order given.
+
+    ``target``: the class explained (default: the class predicted for the input, picked once); ``method_options``: the
+    captum methods' own options (``samples``, ``noise``, ``seed``, ``base``; defaults from the registry).
+    """
     from ..attention import attention_maps, explain
+    from ..attention.registry import get_method
     from ..viz.attention import method_row
 
     im = images[0]
     maps = attention_maps(adapter, im, fit=o["fit"])
     query = maps.layout.default_query if o["query"] is None else o["query"]
-    kw = dict(query=query, fit=o["fit"])
-    row = {f"raw L{o['layer']} {o['head']}": maps.query_map(int(o["layer"]), o["head"], query),
-           "rollout": explain(adapter, im, "rollout", fusion=o["fusion"], discard=float(o["discard"]), residual=bool(o["residual"]), **kw).map,
-           "relevance": explain(adapter, im, "relevance", **kw).map,
-           "integrated gradients": explain(adapter, im, "integrated-gradients", steps=int(o["steps"]), **kw).map}
+    kw = dict(query=query, fit=o["fit"], fusion=o["fusion"], discard=float(o["discard"]), residual=bool(o["residual"]),
+              steps=int(o["steps"]), target=o["target"], **(o["method_options"] or {}))
+    row = {}
+    for name in o["methods"] or DEFAULT_PANELS:
+        if name == "raw":
+            row[f"raw L{o['layer']} {o['head']}"] = maps.query_map(int(o["layer"]), o["head"], query)
+        else:
+            row[get_method(name).short] = explain(adapter, im, name, **kw).map
     return method_row(maps.image, row)
 
 
@@ -134,7 +159,7 @@ def _attention_methods(adapter, images, o) -> go.Figure:
                                                    method_options=None, fit="center-crop", colorscale="Viridis", opacity=0.6),
         schema=dict(text=Text(1000), method=Choice(_fusion_methods), word=Int(0, 4095, none=True),
                     patch=AnyOf((Int(0, 1_000_000), ListOf(Int(0, 100_000), 3, 2)), none=True),
-                    layer=Int(0, 255, none=True), head=HEAD, method_options=Fields({"steps": Int(1, 64)}, none=True),
+                    layer=Int(0, 255, none=True), head=HEAD, method_options=Fields({"steps": Int(1, 64), **CAPTUM_OPTIONS}, none=True),
                     fit=FIT, colorscale=COLORSCALE, opacity=OPACITY))
 def _word_maps(adapter, images, o) -> go.Figure:
     """Image+text models: one word's map over the image as the fusion app shows it, or every word's map (``word=None``).

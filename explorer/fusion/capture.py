@@ -156,7 +156,19 @@ def attention_stack(cap: Captured) -> np.ndarray | None:
 
 
 def gradcam_stack(cap: Captured) -> np.ndarray | None:
-    """``(layers, W, gh, gw)`` Grad-CAM on the cross-attention (ALBEF): ``E_h[A ⊙ (∂s/∂A)⁺]`` per call (zeros without a gradient)."""
+    """``(layers, W, gh, gw)`` Grad-CAM on the cross-attention (ALBEF): ``E_h[A ⊙ (∂s/∂A)⁺]`` per call (zeros without a gradient).
+
+    In captum's terms this is ``LayerGradientXActivation`` on the attention-probability tensor, ReLU'd, averaged over
+    heads (``A >= 0``, so ``A ⊙ g⁺ = (A ⊙ g)⁺``); captum's ``LayerGradCam`` is a different rule (it averages the gradient
+    over the whole query × key plane per head before weighting A).  tests/test_captum_methods.py shows both on the mini
+    model.  It stays written out here because captum needs a module whose *output* is the probability tensor in the
+    autograd graph, and our models have none: ``nn.MultiheadAttention`` computes it inside
+    ``F.multi_head_attention_forward`` (its returned weights are a side copy no gradient reaches) and transformers' SDPA
+    attention never materialises it.  :class:`~explorer.attention.AttentionCapture` recovers ``∂s/∂A = ∂s/∂out · vᵀ`` on
+    every capture path, from the one backward that relevance uses too; captum would need the attention rewritten and a
+    second pass.
+    """
+    # Not captum: see the docstring (no module outputs A; the capture's ∂s/∂A serves every path in one backward).
     if not cap.cross:
         return None
     gh, gw = cap.grid

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import attribution, capture, propagation
+from .word_methods import word_map_of
 
 #: adapter kinds (:attr:`explorer.models.fusion_base.FusionAdapter.kind`)
 ATTENTION_KINDS = ("cross-attention", "single-stream")
@@ -138,6 +139,20 @@ register(FusionMethod("similarity", "token-wise similarity (FILIP)", "similarity
 register(FusionMethod("ig", "Integrated Gradients (captum)", "IG", compute=attribution.ig_word_map, kinds=ALL_KINDS,
                       gradients=True, diverging=True, options={"steps": 16},
                       reference="Sundararajan et al. 2017 over pixels, of s(x, text) − s(x, text without the word)"))
+#: captum on the same F(x) = s(x, text) − s(x, text without the word), signed, per patch (explorer.fusion.word_methods)
+register(FusionMethod("saliency", "saliency (captum)", "saliency", compute=word_map_of("saliency"), kinds=ALL_KINDS,
+                      gradients=True, diverging=True,
+                      reference="Simonyan et al. 2014: ∂F/∂x summed per patch, F = s(x, text) − s(x, text without the word)"))
+register(FusionMethod("gradient-shap", "GradientSHAP (captum)", "GradientSHAP", compute=word_map_of("gradient-shap"),
+                      kinds=ALL_KINDS, gradients=True, diverging=True, options={"samples": 16, "noise": 0.0, "seed": 0},
+                      reference="Lundberg & Lee 2017 from the blank image, of F; summed per patch; seeded"))
+register(FusionMethod("occlusion", "occlusion, one patch at a time (captum)", "occlusion", compute=word_map_of("occlusion"),
+                      kinds=ALL_KINDS, diverging=True,
+                      reference="Zeiler & Fergus 2014: F(x) − F(x with the patch blanked), F as for IG"))
+register(FusionMethod("smoothgrad", "SmoothGrad (captum NoiseTunnel)", "SmoothGrad", compute=word_map_of("smoothgrad"),
+                      kinds=ALL_KINDS, gradients=True, diverging=True,
+                      options={"base": "saliency", "samples": 16, "noise": 0.15, "seed": 0, "steps": 16},
+                      reference="Smilkov et al. 2017: saliency or IG of F averaged over noisy copies; seeded"))
 
 #: names in menu order, and their labels (kept for ``from explorer.fusion import METHODS, METHOD_NAMES``)
 METHODS = tuple(REGISTRY)
