@@ -300,6 +300,28 @@ methods = {
 VA.method_row(maps.image, methods)
 """),
     ("md", """
+### captum's methods, from the method registry
+
+One `explain` call serves every method of `explorer.attention.registry` (`A.METHODS`): besides the four above,
+captum's saliency, GradientSHAP, occlusion (one patch at a time, filled with the image's mean colour), SmoothGrad
+(NoiseTunnel over saliency) and Grad-CAM (on the tokens entering the last block). Each gives one value per patch,
+explains the target picked once on the real input (a classifier's predicted class; for an MAE the CLS output's
+length) and records its options, seeds included, in `Relevance.options`; the attention app's *Methods* list shows any
+of them side by side. Occlusion runs the model once per patch (196 forwards here), so it is left out below:
+`A.explain(model, "chelsea", "occlusion")` computes it.
+"""),
+    ("code", """
+from explorer.attention.registry import REGISTRY
+
+captum_maps = {}
+for name in ("saliency", "gradient-shap", "smoothgrad", "gradcam"):
+    r = A.explain(model, "chelsea", name, samples=8)  # samples: GradientSHAP's and SmoothGrad's draws (seed 0)
+    captum_maps[REGISTRY[name].short + (" (signed)" if REGISTRY[name].signed else "")] = r.map
+print(A.METHODS)
+print(r.options)
+VA.method_row(maps.image, captum_maps)
+"""),
+    ("md", """
 ## 3 · Are the maps faithful?
 
 For an MAE, removing a patch means *hiding* it (the encoder just does not see it) and the score is how close
