@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from _tiny import save_tiny_clip, save_tiny_mae, save_tiny_vit
 
 import explorer.attention.maps as maps_mod
@@ -121,3 +122,39 @@ def test_clip_image_tower_in_the_app(tmp_path):
     assert app.prov_box.layout.display == "none" and app.maps.num_layers == 3
     app.layer.value = 2
     np.testing.assert_allclose(np.array(app.main.data[2].z, float), app.maps.query_map(2, "mean", "cls"), rtol=1e-6)
+
+
+def test_live_faithfulness_follows_the_methods_row_and_matches_a_direct_call(mae_dir):
+    from explorer.attention.faithfulness import deletion_insertion
+
+    app = AttentionApp(model=str(mae_dir), image="chelsea")
+    app.panels.value = ("rollout", "relevance")
+    assert app.live.wait(120)
+    maps = app.method_maps()
+    assert set(app.live_curves) == set(maps)
+    for title, m in maps.items():
+        direct = deletion_insertion(app.adapter, app.loaded, m, steps=app.LIVE_STEPS, random_orders=app.LIVE_ORDERS)
+        got = app.live_curves[title]
+        assert got.deletion_auc == pytest.approx(direct.deletion_auc) and got.insertion_auc == pytest.approx(direct.insertion_auc)
+        assert got.deletion_verdict in app.live_text.value and f"{got.deletion_auc:.3f}" in app.live_text.value
+    # A new row supersedes the running work: only the newest row's numbers are shown.
+    app.discard.value = 0.3
+    app.discard.value = 0.6
+    assert app.live.wait(120)
+    assert set(app.live_curves) == set(app.method_maps()) and any("discard 0.60" in k for k in app.live_curves)
+
+
+def test_hooks_hold_the_model_lock_so_background_work_waits(mae_dir):
+    import threading
+
+    from explorer.attention.capture import AttentionCapture
+    from explorer.models.base import model_lock
+
+    got = []
+    with AttentionCapture(torch.nn.Linear(2, 2)):
+        t = threading.Thread(target=lambda: got.append(model_lock().acquire(timeout=0.2)))
+        t.start()
+        t.join()
+    assert got == [False]  # another thread could not run a model while the hooks were on
+    assert model_lock().acquire(timeout=0.2)
+    model_lock().release()

@@ -38,6 +38,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..models.base import model_lock
 from ..models.layout import AttentionError  # noqa: F401 - defined with the token layout, which raises it too
 
 
@@ -230,6 +231,15 @@ class AttentionCapture:
     # ------------------------------------------------------------------ enter / exit
     def __enter__(self) -> "AttentionCapture":
         m = self.model
+        self._lock = model_lock(m)  # no other thread's forward passes through these hooks (see model_lock)
+        self._lock.acquire()
+        try:
+            return self._enter(m)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _enter(self, m) -> "AttentionCapture":
         impl = getattr(getattr(m, "config", None), "_attn_implementation", None)
         if impl not in (None, "sdpa") and hasattr(m, "set_attn_implementation"):
             try:
@@ -264,3 +274,4 @@ class AttentionCapture:
         if self._impl_restore is not None:
             with contextlib.suppress(Exception):
                 self.model.set_attn_implementation(self._impl_restore)
+        self._lock.release()

@@ -22,7 +22,9 @@ randomisation check, and how the verdicts move with the way patches are removed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +35,18 @@ from .capture import AttentionError
 
 #: the share of random orders inside the reference band (two-sided)
 BAND = 0.95
+
+#: masks scored per batch (and per turn of the lock, for background work)
+BATCH = 32
+
+
+class Stopped(Exception):
+    """Raised inside :func:`deletion_insertion` when ``should_stop()`` says the work was superseded."""
+
+
+#: random-order reference curves kept per (model, input, fill, target, steps, seed, orders); oldest dropped first
+_REFERENCE: dict = {}
+_REFERENCE_SIZE = 32
 
 
 def random_band(values: np.ndarray, band: float = BAND) -> tuple[float, float]:
@@ -156,7 +170,7 @@ def _masks(order: np.ndarray, counts: np.ndarray, L: int) -> tuple[np.ndarray, n
 
 def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, seed: int = 0, target: int | None = None,
                        fit: str = "center-crop", random_orders: int = 20, fill: str | None = None,
-                       band: float = BAND) -> Curves:
+                       band: float = BAND, lock=None, should_stop: "Callable[[], bool] | None" = None) -> Curves:
     """Deletion and insertion curves for ``patch_map`` (``layout.grid``-shaped, higher = more important).
 
     Args:
@@ -164,6 +178,8 @@ def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, 
         random_orders: how many seeded random orders make the reference (order ``i`` uses seed ``seed + i``).
         fill: how removed patches are filled (``adapter.fills``; default ``adapter.default_fill``).
         band: share of the random orders' AUCs that make the "not distinguishable from random" band.
+        lock: a lock held around each batch of forwards (background work: see :func:`explorer.models.base.model_lock`).
+        should_stop: checked between batches; when it returns True, :class:`Stopped` is raised (superseded work).
     Costs ``2 · (steps + 1) · (random_orders + 1)`` forwards, batched.
     """
     from .maps import _adapter, _prepare
@@ -177,17 +193,40 @@ def deletion_insertion(model, image, patch_map: np.ndarray, *, steps: int = 10, 
     if pm.size != L:
         raise AttentionError(f"The map has {pm.size} patches, the model {L} ({'x'.join(map(str, adapter.layout.grid))}).")
     fill = fill or adapter.default_fill
-    f, what = _scorer(adapter, pixels, target, fill)
+    with lock or contextlib.nullcontext():
+        f, what = _scorer(adapter, pixels, target, fill)
+
+    def score(keep: np.ndarray) -> np.ndarray:
+        """``f`` in batches of :data:`BATCH` masks, the lock held per batch, stopping when asked."""
+        out = []
+        for s in range(0, len(keep), BATCH):
+            if should_stop is not None and should_stop():
+                raise Stopped("superseded")
+            with lock or contextlib.nullcontext():
+                out.append(f(keep[s : s + BATCH]))
+        return np.concatenate(out)
+
     fractions = np.linspace(0, 1, steps + 1)
     counts = np.round(fractions * L).astype(int)
-    order = np.lexsort((np.arange(L), -np.nan_to_num(pm, nan=-np.inf)))
-    orders = [order] + [np.random.default_rng(seed + i).permutation(L) for i in range(int(random_orders))]
-    keeps = [m for o in orders for m in _masks(o, counts, L)]
-    scores = f(np.concatenate(keeps))
-    full = float(f(np.ones((1, L), bool))[0])
-    norm = full if abs(full) > 1e-9 else 1.0
     K = len(counts)
-    curves = (scores / norm).reshape(len(orders), 2, K)  # (order, deletion/insertion, K)
+    order = np.lexsort((np.arange(L), -np.nan_to_num(pm, nan=-np.inf)))
+    # The random orders do not depend on the map: their curves are computed once per (model, input, fill, target,
+    # steps, seed, number of orders) and shared by every map asked about afterwards.
+    key = (adapter.weights_sha256, hashlib.sha1(np.ascontiguousarray(pixels).tobytes()).hexdigest(), fill, target,
+           int(steps), int(seed), int(random_orders))
+    ref = _REFERENCE.get(key)
+    if ref is None:
+        full = float(score(np.ones((1, L), bool))[0])
+        orders = [np.random.default_rng(seed + i).permutation(L) for i in range(int(random_orders))]
+        scores = score(np.concatenate([m for o in orders for m in _masks(o, counts, L)]))
+        ref = (full, scores.reshape(len(orders), 2, K))
+        _REFERENCE[key] = ref
+        while len(_REFERENCE) > _REFERENCE_SIZE:
+            _REFERENCE.pop(next(iter(_REFERENCE)))
+    full, rnd_scores = ref
+    norm = full if abs(full) > 1e-9 else 1.0
+    mine = score(np.concatenate(_masks(order, counts, L))).reshape(1, 2, K)
+    curves = np.concatenate([mine, rnd_scores]) / norm  # (order, deletion/insertion, K)
     aucs = _auc(curves, fractions)  # (order, 2)
     return Curves(fractions, curves[0, 0], curves[0, 1], float(aucs[0, 0]), float(aucs[0, 1]),
                   np.asarray(aucs[1:, 0], np.float64), np.asarray(aucs[1:, 1], np.float64),

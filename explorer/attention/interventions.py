@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.base import model_lock
 from .capture import AttentionError
 
 MODES = ("zero", "mean")
@@ -126,6 +127,15 @@ class HeadHooks:
         return args, kwargs
 
     def __enter__(self) -> "HeadHooks":
+        self._lock = model_lock()  # background work never runs a model through these hooks (see model_lock)
+        self._lock.acquire()
+        try:
+            return self._enter()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _enter(self) -> "HeadHooks":
         m = self.root
         impl = getattr(getattr(m, "config", None), "_attn_implementation", None) if m is not None else None
         if impl not in (None, "sdpa") and hasattr(m, "set_attn_implementation"):
@@ -158,6 +168,7 @@ class HeadHooks:
         if self._impl_restore is not None:
             with contextlib.suppress(Exception):
                 self.root.set_attn_implementation(self._impl_restore)
+        self._lock.release()
 
     def check(self) -> None:
         """Raise :class:`AttentionError` if some layer made no SDPA call (its heads were out of reach)."""

@@ -13,6 +13,7 @@ Family knowledge lives here and in the family files, never in compute code:
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,19 @@ import numpy as np
 import torch
 
 from .layout import AttentionError, TokenLayout, pair  # noqa: F401 - re-exported: adapters and compute import them from here
+
+
+#: one lock for every model: hook contexts (attention capture, interventions) hold it, and so does background work
+#: while it runs a model.  Sub-modules and wrappers of one model share it, so a capture on ``model.vit`` and a forward
+#: of ``model`` cannot interleave.
+_MODEL_LOCK = threading.RLock()
+
+
+def model_lock(module: "torch.nn.Module | None" = None) -> threading.RLock:
+    """The lock held while hooks are on a model (attention capture, interventions) and by background work that runs
+    one, so that a forward in one thread never passes through another thread's hooks.  (One lock for all models:
+    ``module`` is accepted for readability at the call sites.)"""
+    return _MODEL_LOCK
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:

@@ -193,6 +193,35 @@ def _strip(image: np.ndarray, maps: "dict[str, np.ndarray]", *, opacity: float, 
     return fig
 
 
+def faithfulness_table_html(curves: dict) -> str:
+    """An HTML table, one row per map (``{title: Curves}``): deletion and insertion AUC, the random orders' 95% band
+    and the verdict of each, coloured (green: better than random; grey: not distinguishable; red: worse)."""
+    import html as _html
+
+    colour = {"better than random": "#1b5e20", "worse than random": "#8b0000"}
+    rows = []
+    for title, c in curves.items():
+        cells = [f"<td style='text-align:left'>{_html.escape(title)}</td>"]
+        for name in ("deletion", "insertion"):
+            lo, hi = getattr(c, f"random_{name}_band")
+            v = getattr(c, f"{name}_verdict")
+            cells.append(f"<td>{getattr(c, f'{name}_auc'):.3f}</td><td>{lo:.3f}–{hi:.3f}</td>"
+                         f"<td style='color:{colour.get(v, '#666')}'>{v}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    first = next(iter(curves.values()), None)
+    what = (f"Removed patches {_html.escape(FILL_WORDS.get(first.fill, first.fill))}; score: {_html.escape(first.score)}; "
+            f"{len(first.random_deletion_aucs)} random orders." if first is not None else "")
+    return ("<div style='font-size:12px'><b>Faithfulness of each map</b> (lower deletion and higher insertion AUC than "
+            "the random orders' 95% band = the map ranks patches the way the model uses them). " + what +
+            "<table><tr><th>map</th><th>deletion AUC</th><th>random 95%</th><th>verdict</th><th>insertion AUC</th>"
+            "<th>random 95%</th><th>verdict</th></tr>" + "".join(rows) + "</table></div>")
+
+
+#: how removed patches were filled, in words (kept here: viz never imports compute)
+FILL_WORDS = {"mean": "filled with the input's mean colour", "blur": "filled with a blurred copy",
+              "hide": "hidden from the encoder", "mae": "filled with the MAE's own reconstruction"}
+
+
 def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
     """Deletion and insertion curves with their AUCs; the random orders' mean curves (dashed) as the reference,
     and the verdict of each AUC against the random orders' band (see :meth:`Curves.summary`)."""

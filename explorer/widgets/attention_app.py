@@ -19,15 +19,17 @@ import plotly.graph_objects as go
 
 from ..attention import AttentionError, attention_maps, explain, provenance
 from ..attention.registry import REGISTRY, explainable
-from ..attention.faithfulness import deletion_insertion, randomisation_check
+from ..attention.faithfulness import Stopped, deletion_insertion, randomisation_check
 from ..io import ImageLoadError
 from ..masking import MaskError, MaskSpec, make_mask
 from ..models import DeviceError, ModelLoadError, list_models, load_model
+from ..models.base import model_lock
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..viz import attention as VA
 from ..viz import interventions as VI
 from ..viz.images import json_grid
+from .background import Background
 from .base import AppBase, file_stem, replace_figure
 from .export_panel import ExportPanel
 from .intervention_panel import ImageBackend, InterventionPanel
@@ -93,6 +95,10 @@ class AttentionApp(AppBase):
         self.extra = go.FigureWidget()
         self.prov = go.FigureWidget()
         self.faith_text = W.HTML()
+        #: deletion / insertion of every map in the methods row, computed in the background after the row appears
+        self.live_text = W.HTML()
+        self.live = Background()
+        self.live_curves: dict = {}
         self.prov_box = W.VBox([W.HTML("<b>Reconstruction provenance</b> (MAE): click a grey patch"),
                                 W.HBox([self.prov_ratio, self.prov_seed]), self.prov])
         self.export_panel = ExportPanel(self.export_request)
@@ -105,7 +111,7 @@ class AttentionApp(AppBase):
             self.status_area, self.main, self.export_panel,
             W.HBox([self.grid, self.summary, self.interventions.heads_fig]), self.interventions,
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
-            W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods,
+            W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods, self.live_text,
             W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra,
             self.prov_box,
         ])
@@ -274,8 +280,38 @@ class AttentionApp(AppBase):
     def _update_methods(self):
         if self.maps is None:
             return
-        replace_figure(self.methods, VA.method_row(self.maps.image, self.method_maps(), opacity=self.opacity.value,
+        maps = self.method_maps()
+        replace_figure(self.methods, VA.method_row(self.maps.image, maps, opacity=self.opacity.value,
                                              colorscale=self.cscale.value))
+        self._start_live(maps)
+
+    #: the live check's settings: cheaper than the on-demand button's (fewer curve points), as many random orders
+    LIVE_STEPS, LIVE_ORDERS = 8, 20
+
+    def _start_live(self, maps: dict) -> None:
+        """Deletion / insertion of each map of the methods row against random orders, in the background: the row is
+        on screen first, the numbers follow (a newer row supersedes the work)."""
+        adapter, loaded = self.adapter, self.loaded
+        self.live_curves = {}
+        self.live_text.value = ("<div style='font-size:12px'><i>Faithfulness of each map (deletion / insertion against "
+                                f"{self.LIVE_ORDERS} random orders): computing in the background…</i></div>")
+
+        def work(stop):
+            out = {}
+            for title, m in maps.items():
+                out[title] = deletion_insertion(adapter, loaded, m, steps=self.LIVE_STEPS, random_orders=self.LIVE_ORDERS,
+                                                lock=model_lock(), should_stop=stop)
+            return out
+
+        def failed(e):
+            if not isinstance(e, Stopped):
+                self.live_text.value = f"<div style='font-size:12px;color:#8b0000'>Faithfulness not computed: {html.escape(str(e))}</div>"
+
+        self.live.submit(work, self._show_live, failed)
+
+    def _show_live(self, curves: dict) -> None:
+        self.live_curves = curves
+        self.live_text.value = VA.faithfulness_table_html(curves)
 
     def _map_for(self, method: str) -> np.ndarray:
         if method == "raw":
