@@ -284,3 +284,70 @@ def test_video_notebook_frame_slider_in_jupyterlab(tmp_path):
     assert "Exported" in seen["then"]["report"], seen["then"]["report"]
     names = {p.name for p in (tmp_path / "figures").iterdir() if p.is_file()}
     assert {"generated-10000011-frames-tube-90-seed0." + s for s in ("pdf", "svg", "png", "json")} <= names, names
+
+
+# ---------------------------------------------------------------------------------------------- interventions (issue 16)
+def _attention_app_notebook(path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Ablate a head"),
+                nbformat.v4.new_code_cell('import explorer\napp = explorer.AttentionApp(model="mini-mae", image="chelsea")\napp')]
+    nbformat.write(nb, path)
+    return path
+
+
+def _ablate_head_in_the_grid(page, server, nb_name: str) -> dict:
+    page.set_default_timeout(120_000)
+    page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
+    wait_kernel_idle(page, nb_name, timeout=120)
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    run_all_and_wait(page, nb_name, timeout=300)
+    assert not output_errors(page)
+    ablate = page.locator(".jp-OutputArea button", has_text=re.compile(r"^\s*Ablate\s*$")).first
+    ablate.wait_for(state="visible", timeout=120_000)
+    app = page.locator(".jp-NotebookPanel .jp-OutputArea").filter(
+        has=page.locator("button", has_text=re.compile(r"^\s*Ablate\s*$"))).last
+    grid = app.locator(".js-plotly-plot").filter(has=page.locator(".annotation-text", has_text=re.compile(r"^L1 H2$"))).first
+    grid.wait_for(state="visible", timeout=120_000)
+    before = wait_stable_hrefs(app, timeout=120)
+    ablate.scroll_into_view_if_needed()
+    ablate.click()
+    wait_for(lambda: "mod-active" in (ablate.get_attribute("class") or ""), 30, "the Ablate toggle to switch on")
+    cell = grid.locator("g.draglayer g.x7y7 rect.nsewdrag").first  # L1 H2: subplot 1·4 + 2 + 1 of the 4-head grid
+    cell.scroll_into_view_if_needed()
+    box = cell.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    report = app.locator(".widget-html", has_text=re.compile(r"Ablated \(zero\): L1 H2")).first
+    report.wait_for(state="visible", timeout=120_000)
+    wait_for(lambda: plot_image_hrefs(app) != before, 60, "the ablation figure to appear")
+    after = wait_stable_hrefs(app, timeout=60)
+    wait_kernel_idle(page, nb_name, timeout=120)
+    outlines = grid.locator(".shapelayer path").count()
+    fig = app.locator(".js-plotly-plot").filter(has=page.locator(".annotation-text", has_text=re.compile(r"Δ error per"))).first
+    fig.scroll_into_view_if_needed()
+    shot = screenshot(page, "interventions-ablate")
+    grid.scroll_into_view_if_needed()
+    shot_grid = screenshot(page, "interventions-grid")
+    return {"report": report.inner_text(), "before": before, "after": after, "outlines": outlines,
+            "errors": output_errors(page), "screenshots": [shot, shot_grid]}
+
+
+def test_attention_app_ablate_a_head_by_clicking_the_grid_in_jupyterlab(tmp_path):
+    """The AttentionApp's Interventions panel: Ablate on, a click on head L1 H2 of the layers × heads grid outlines it
+    and shows the ablated reconstruction with its Δ masked-patch PSNR."""
+    _require_browser()
+    nb = _attention_app_notebook(tmp_path / "ablate.ipynb")
+    with jupyter_lab(tmp_path) as server, chromium_page() as page:
+        try:
+            seen = _ablate_head_in_the_grid(page, server, nb.name)
+        except Exception as e:
+            shot = screenshot(page, "interventions-failure")
+            raise AssertionError(f"{type(e).__name__}: {e}\nscreenshot: {shot}\nerror outputs: {output_errors(page)}\n"
+                                 f"jupyter server log (tail):\n{server.log_tail(30)}") from e
+    print(seen["report"], seen["screenshots"])
+    assert "Δ masked-patch PSNR" in seen["report"]
+    assert len(seen["after"]) > len(seen["before"])  # the intact and ablated reconstructions were added
+    assert seen["outlines"] >= 1 and not seen["errors"], seen

@@ -43,7 +43,9 @@ def test_ablate_mode_clicks_toggle_heads_and_show_the_compute_result(mae_app):
     ref = I.ablate(app.adapter, app.loaded, [(1, 2)], ratio=app.prov_ratio.value, seed=app.prov_seed.value)
     shown = panel.ablation_fig
     assert len(app.grid.layout.shapes) == 1  # the ablated head is outlined
-    np.testing.assert_allclose(np.array(shown.data[2].z, float), ref.diff_map, rtol=1e-5, atol=1e-9)
+    z, hidden = np.array(shown.data[2].z, float), ref.mask
+    np.testing.assert_allclose(z[hidden], ref.diff_map[hidden], rtol=1e-5, atol=1e-9)
+    assert np.isnan(z[~hidden]).all()  # visible patches: not scored, not drawn
     assert f"{ref.delta:+.3f}" in shown.layout.title.text and f"{ref.delta:+.4f}" in panel.text.value
     # the panel's 'layer' column ablates the whole layer 0 as well
     cell = panel.heads_fig.data[0]
@@ -51,7 +53,8 @@ def test_ablate_mode_clicks_toggle_heads_and_show_the_compute_result(mae_app):
     panel._on_cell_click(cell, _Points(inds=[(0, H)]), None)
     assert panel.selected == {(1, 2)} | {(0, h) for h in range(H)}
     ref2 = I.ablate(app.adapter, app.loaded, sorted(panel.selected), ratio=app.prov_ratio.value, seed=app.prov_seed.value)
-    np.testing.assert_allclose(np.array(panel.ablation_fig.data[2].z, float), ref2.diff_map, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(np.array(panel.ablation_fig.data[2].z, float)[hidden], ref2.diff_map[hidden], rtol=1e-5,
+                               atol=1e-9)
     assert len(panel.heads_fig.layout.shapes) == H + 2 and len(app.grid.layout.shapes) == H + 1
     app._on_grid_click(_grid_trace(app, 1, 2), _Points(), None)  # click again: removed
     assert (1, 2) not in panel.selected

@@ -145,20 +145,21 @@ def ablation_figure(ab, *, width: int = 720, height: int = 300) -> go.Figure:
         H, W = img.shape[:2]
         gh, gw = d.shape
         p = H // gh
-        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03,
-                            subplot_titles=("intact reconstruction", "ablated reconstruction", "Δ error per patch"))
-        _image_panel(fig, ab.intact_output, 1, 1)
-        _image_panel(fig, ab.ablated_output, 1, 2)
-        r = float(np.abs(d).max()) or 1.0
+        shown = [ab.intact_output, ab.ablated_output]
+        titles = ("intact reconstruction", "ablated reconstruction", "Δ error per patch")
+        if ab.mask is not None:  # visible patches pasted back from the input; Δ only where the score looks
+            hidden = np.repeat(np.repeat(np.asarray(ab.mask, bool), p, 0), p, 1)[..., None]
+            shown = [np.where(hidden, o, ab.image) for o in shown]
+            d = np.where(np.asarray(ab.mask, bool), d, np.nan)
+            titles = ("intact (visible pasted)", "ablated (visible pasted)", "Δ error per hidden patch")
+        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=titles)
+        _image_panel(fig, shown[0], 1, 1)
+        _image_panel(fig, shown[1], 1, 2)
+        r = float(np.nanmax(np.abs(d))) or 1.0
         fig.add_trace(go.Heatmap(z=json_grid(d), x=(np.arange(gw) + 0.5) * p, y=(np.arange(gh) + 0.5) * p, zmid=0,
                                  zmin=-r, zmax=r, colorscale="RdBu_r", name="Δ error",
                                  colorbar=dict(title=dict(text="Δ MSE", side="right"), thickness=10),
                                  hovertemplate="Δ MSE %{z:.5f}<extra></extra>"), 1, 3)
-        if ab.mask is not None:
-            m = np.asarray(ab.mask, bool)
-            ys, xs = np.nonzero(~m)
-            fig.add_trace(go.Scatter(x=(xs + 0.5) * p, y=(ys + 0.5) * p, mode="markers", name="visible",
-                                     marker=dict(symbol="circle-open", size=5, color="#555"), hoverinfo="skip"), 1, 3)
         _axes(fig, H, W, 3)
         fig.update_layout(showlegend=False)
     elif d is not None and d.ndim == 1:
@@ -184,14 +185,15 @@ def fusion_ablation_figure(fab, word: int, *, opacity: float = 0.6, width: int =
     a, b = fab.intact_maps[word], fab.ablated_maps[word]
     d = b - a
     w = fab.words[word]
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.04,
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09,
                         subplot_titles=(f"'{html.escape(w)}' intact", f"'{html.escape(w)}' ablated", "ablated − intact"))
+    bar_x = fig.layout.xaxis2.domain[1] + 0.005  # the shared scale of the two maps, between panels 2 and 3
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
     x, y = (np.arange(gw) + 0.5) * p, (np.arange(gh) + 0.5) * p
     for col, m in ((1, a), (2, b)):
         _image_panel(fig, img, 1, col)
         fig.add_trace(go.Heatmap(z=json_grid(m), x=x, y=y, zmin=lo, zmax=hi, colorscale="Viridis", opacity=opacity,
-                                 showscale=col == 2, colorbar=dict(x=0.63, thickness=8) if col == 2 else None,
+                                 showscale=col == 2, colorbar=dict(x=bar_x, xanchor="left", thickness=8) if col == 2 else None,
                                  hovertemplate="%{z:.4f}<extra></extra>"), 1, col)
     r = float(np.abs(d).max()) or 1.0
     fig.add_trace(go.Heatmap(z=json_grid(d), x=x, y=y, zmid=0, zmin=-r, zmax=r, colorscale="RdBu_r", name="difference",
@@ -202,8 +204,8 @@ def fusion_ablation_figure(fab, word: int, *, opacity: float = 0.6, width: int =
         point = f"; pointing {fab.pointing_intact:.0%} → {fab.pointing_ablated:.0%}"
     fig.update_layout(
         title=dict(text=f"ablated ({fab.mode}): {html.escape(heads_text(fab.heads))} — Δ {html.escape(fab.what)} = "
-                        f"<b>{fab.delta:+.3f}</b> ({fab.intact:.3f} → {fab.ablated:.3f}){point}<br>"
-                        f"<sub>{html.escape(fab.method)} maps</sub>", font=dict(size=12)),
-        width=width, height=height, margin=dict(l=10, r=10, t=70, b=10), template="plotly_white", dragmode=False,
+                        f"<b>{fab.delta:+.3f}</b> ({fab.intact:.3f} → {fab.ablated:.3f}){point} · "
+                        f"{html.escape(fab.method)} maps", font=dict(size=12)),
+        width=width, height=height, margin=dict(l=10, r=10, t=60, b=10), template="plotly_white", dragmode=False,
         showlegend=False)
     return fig

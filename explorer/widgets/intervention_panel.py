@@ -131,7 +131,7 @@ class InterventionPanel(W.VBox):
         self.mode_dd = W.Dropdown(options=[("zero", "zero"), ("mean over tokens", "mean")], value="zero",
                                   description="replace by", layout=W.Layout(width="220px"), style={"description_width": "initial"})
         self.reset_btn = W.Button(description="Reset", icon="undo", tooltip="ablate nothing")
-        self.importance_btn = W.Button(description="Head importance", icon="th",
+        self.importance_btn = W.Button(description="Head importance", icon="th", layout=W.Layout(width="auto"),
                                        tooltip="ablate every head in turn (one batched forward per layer)")
         if backend.second == "text":
             self.second = W.Text(value="", description="counterfactual", placeholder="the caption with one word changed",
