@@ -678,5 +678,8 @@ def patch_heads(model, clean, corrupted="blur", *, mask=None, ratio: float = 0.7
     (r, lr, c, k, pt), hit = _cached(("patching", *p_bad.key), lambda: run_patching(p_clean, p_bad))
     notes = ("Patched: each head's output before the output projection; the residual stream still carries the corrupted "
              "input's embedding, so patching every head need not restore everything.",)
+    if abs(c - k) < 0.01 * max(abs(c), 1e-12):
+        notes += (f"The corruption barely changes {p_clean.what} ({c:.4g} → {k:.4g}): the shares divide by that small "
+                  "gap and are unreliable; try a stronger corruption.",)
     return Patching(r, lr, c, k, pt, p_clean.what, how, adapter.info, info, 0.0 if hit else time.perf_counter() - t0,
                     notes + tuple(info.notes))
