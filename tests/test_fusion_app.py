@@ -234,3 +234,43 @@ def test_a_failed_start_shows_the_error_and_no_spinner(notebook, monkeypatch):
     app = FusionApp(model="mini-fusion", image="scene:10000003")
     assert is_error(app) and "simulated: the checkpoint is gone" in app.status.value
     assert not app.loading and "fa-spin" not in app.status.value and app.adapter is None and app.alignment is None
+
+
+def test_live_deletion_of_the_map_on_screen_matches_a_direct_call_and_follows_the_word(app):
+    from explorer.fusion import deletion_auc
+
+    assert app.live.wait(60)
+    d = app.live_deletion
+    direct = deletion_auc(app.adapter, app.loaded, app.alignment.meta["text"], app.current_map())
+    assert d["map"] == pytest.approx(direct["map"]) and np.allclose(d["random_aucs"], direct["random_aucs"])
+    assert d["verdict"] in app.live_text.value and f"{d['map']:.3f}" in app.live_text.value
+    before = app.live_deletion
+    app.select_word(0 if app.word != 0 else 1)
+    assert app.live.wait(60) and app.live_deletion is not before
+    assert app.live_deletion["map"] == pytest.approx(
+        deletion_auc(app.adapter, app.loaded, app.alignment.meta["text"], app.current_map())["map"])
+    gen = app.live.generation
+    app.select_patch(3)  # hovering / clicking a patch does not restart the work
+    assert app.live.generation == gen
+
+
+def test_fusion_randomisation_check_reports_each_level_and_leaves_the_model_intact(app):
+    from explorer.attention.faithfulness import spearman
+    from explorer.fusion import align
+    from explorer.fusion.faithfulness import fusion_randomisation_check, randomise_fusion_layers
+
+    sha = app.adapter.weights_sha256
+    text = app.alignment.meta["text"]
+    s = fusion_randomisation_check(app.adapter, app.loaded, text, "attention", 1)
+    assert app.adapter.weights_sha256 == sha == app.adapter._sha  # the original was copied, not changed
+    names = list(dict.fromkeys(app.alignment.layer_names))
+    assert s.levels == tuple(sorted({1, len(names) // 2 or 1, len(names)}))
+    # Independently: randomise the top layer, recompute the map, compare.
+    rand = randomise_fusion_layers(app.adapter, names, s.levels[0], 0)
+    assert rand.weights_sha256 != sha
+    b = align(rand, app.loaded, text).word_map("attention", 1)
+    assert s.spearman[0] == pytest.approx(spearman(app.alignment.word_map("attention", 1), b))
+    out = app.run_sanity()
+    assert out is not None and "Randomisation check" in app.truth.value
+    for r in out.spearman:
+        assert f"{r:.3f}" in app.truth.value

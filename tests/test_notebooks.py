@@ -86,6 +86,11 @@ def test_notebook_runs(path):
         assert re.search(r"most important head: L\d H\d, Δ masked-patch PSNR [-+][\d.]+ dB", text)
         assert "every fusion head patched: 100% restored" in text
         assert re.search(r"head L\d H\d restores \d+%", text) and re.search(r"pointing game \d+% → \d+%", text)
+        # faithfulness with intervals: every fill's row, the ranking per fill, per-level randomisation verdicts
+        assert re.search(r"random map\s+[\d.]+ \(not distinguishable\)", text)
+        assert "(deletion AUC, best first)" in text and "hidden from the encoder (an MAE simply does not see them):" in text
+        assert text.count("Spearman to the original") >= 4 and "at most" not in text
+        assert "Shapley values over modality masking: image" in text
     if path.name == "08_audio_visual_mae.ipynb":
         assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
         assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text

@@ -390,14 +390,18 @@ def randomise_top_layers(adapter, n_layers: int, seed: int = 0):
     extra = new.head_modules
     n = max(1, min(int(n_layers), len(blocks)))
     names = [f"layer {i}" for i in range(len(blocks) - n, len(blocks))]
+    redraw([*list(blocks)[len(blocks) - n :], *extra], gen)
+    return new, tuple(names + [type(m).__name__ for m in extra])
+
+
+def redraw(modules, gen: torch.Generator) -> None:
+    """Re-draw every parameter of ``modules`` in place: fresh Gaussian weights with each tensor's own mean and spread
+    (the structure the training put in is gone, the scale — how peaked attention can be — is kept)."""
     with torch.no_grad():
-        for mod in [*list(blocks)[len(blocks) - n :], *extra]:
+        for mod in modules:
             for p in mod.parameters():
-                # Fresh Gaussian weights with each tensor's own mean and spread: the structure the
-                # training put in is gone, the scale (how peaked attention can be) is kept.
                 mean, std = p.float().mean(), p.float().std() if p.numel() > 1 else torch.tensor(0.0)
                 p.copy_((torch.randn(p.shape, generator=gen) * std + mean).to(p))
-    return new, tuple(names + [type(m).__name__ for m in extra])
 
 
 def randomisation_check(model, image, method: Callable, *, levels=None, seed: int = 0, threshold: float = 0.5) -> SanityCheck:

@@ -11,8 +11,22 @@ in ``work`` goes to ``failed(exc)`` instead of killing the thread silently.
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from typing import Any, Callable
+
+#: every Background made, so that interpreter exit can stop their threads first (a thread still inside torch when
+#: the interpreter tears down aborts the process)
+_ALL: "weakref.WeakSet[Background]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all(timeout: float = 10.0) -> None:
+    for b in list(_ALL):
+        b.cancel()
+    for b in list(_ALL):
+        b.wait(timeout)
 
 
 class Background:
@@ -23,6 +37,7 @@ class Background:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
+        _ALL.add(self)
 
     @property
     def generation(self) -> int:

@@ -24,6 +24,7 @@ from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..data.scenes import make_scene
 from ..viz.attention import COLORSCALES
+from .background import Background
 from .base import AppBase, file_stem
 from .export_panel import ExportPanel
 from .intervention_panel import FusionBackend, InterventionPanel
@@ -103,6 +104,11 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.modality = go.FigureWidget()
         self.modality_text = W.HTML()
         self.truth = W.HTML()
+        self.live_text = W.HTML()  # the map on screen: deletion AUC against random orders, computed in the background
+        self.live = Background()
+        self.live_deletion = None
+        self.sanity_btn = W.Button(description="Randomisation check", icon="random", layout=W.Layout(width="auto"),
+                                   tooltip="re-draw the top cross-modal layers' weights: does the word map change?")
         self.cf = go.FigureWidget()
         self.cf_text = W.HTML()
         # On-demand figures are shown once they have something to show (no empty axes).
@@ -117,9 +123,9 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             self.status_area, self.answer, self.words,
             W.HBox([self.method, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
-            W.HBox([self.main, self.bars]), self.export_panel, self.truth,
+            W.HBox([self.main, self.bars]), self.live_text, self.export_panel, self.truth,
             self.sort, self.matrix,
-            W.HBox([self.modality_btn, self.truth_btn]), self.modality_text, self.modality_box,
+            W.HBox([self.modality_btn, self.truth_btn, self.sanity_btn]), self.modality_text, self.modality_box,
             W.HTML("<b>Counterfactual</b>: change the selected word and compare"),
             W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf_box,
             self.interventions,
@@ -134,6 +140,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.on_change(self.sort, lambda _c: self._update_matrix())
         self.modality_btn.on_click(lambda _b: self.run_modality())
         self.truth_btn.on_click(lambda _b: self.run_deletion())
+        self.sanity_btn.on_click(lambda _b: self.run_sanity())
         self.cf_btn.on_click(lambda _b: self.counterfactual(self.cf_word.value))
         self.start(lambda: self._first(image, text))
 

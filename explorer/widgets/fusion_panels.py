@@ -14,7 +14,10 @@ import time
 
 import numpy as np
 
+from ..attention.faithfulness import Stopped
 from ..fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits
+from ..fusion.faithfulness import fusion_randomisation_check
+from ..models.base import model_lock
 from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
 from ..viz import fusion as VF
@@ -84,6 +87,7 @@ class WordPatchViews:
                 self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
         self._update_bars()
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
+        self._start_live()
 
     def patch_words(self) -> np.ndarray:
         """``(W,)`` value of the selected patch (or of each word's peak) for every word, current method and settings;
@@ -167,6 +171,53 @@ class FusionChecks:
         self.truth.value = (f"<div style='font-size:12px'><b>Ground truth</b> (generated scene): pointing game — does each "
                             f"object word's map peak on its object?<table>{rows}</table></div>")
         self.pointing = hits
+
+    def _start_live(self) -> None:
+        """Deletion AUC of the word map on screen against random orders, in the background after the map appears
+        (only when the map changed: hovering a patch never restarts it)."""
+        al = self.alignment
+        if al is None:
+            return
+        key = (id(al), self.method.value, self.word, tuple(sorted(self.settings().items())))
+        if key == getattr(self, "_live_key", None):
+            return
+        self._live_key = key
+        if self.method.value not in al.available and not al.has(self.method.value, self.word, **self.settings()):
+            self.live.cancel()  # an on-demand map not computed yet: nothing on screen to check
+            self.live_text.value = ""
+            return
+        adapter, loaded, text, m = self.adapter, self.loaded, al.meta["text"], np.array(self.current_map())
+        word = al.word_strings[self.word]
+        label = al.describe(self.method.value, **self.settings())
+        self.live_text.value = f"<div style='font-size:12px'><i>Deletion AUC of '{html.escape(word)}': computing…</i></div>"
+
+        def done(d):
+            self.live_deletion = d
+            lo, hi = d["band"]
+            colour = {"better than random": "#1b5e20", "worse than random": "#8b0000"}.get(d["verdict"], "#666")
+            self.live_text.value = (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(word)}' ({html.escape(label)}): "
+                                    f"{d['map']:.3f}; {d['orders']} random orders: 95% in {lo:.3f}–{hi:.3f} — "
+                                    f"<span style='color:{colour}'>{d['verdict']}</span>.</div>")
+
+        def failed(e):
+            if not isinstance(e, Stopped):
+                self.live_text.value = f"<div style='font-size:12px;color:#8b0000'>Deletion AUC not computed: {html.escape(str(e))}</div>"
+
+        self.live.submit(lambda stop: deletion_auc(adapter, loaded, text, m, lock=model_lock(), should_stop=stop), done, failed)
+
+    @_guarded
+    def run_sanity(self):
+        """Cascading randomisation of the cross-modal layers for the word map on screen (per level, with a verdict)."""
+        al = self.alignment
+        s = fusion_randomisation_check(self.adapter, self.loaded, al.meta["text"], self.method.value, self.word,
+                                       **self.settings())
+        rows = "".join(f"<tr><td>{n}</td><td>{r:.3f}</td><td>{x:.3f}</td></tr>" for n, r, x in zip(s.levels, s.spearman, s.ssim))
+        colour = {"depends": "#1b5e20", "mixed": "#b35900", "blind": "#8b0000"}[s.outcome]
+        self.truth.value += (f"<div style='font-size:12px'><b>Randomisation check</b> of '{html.escape(al.word_strings[self.word])}' "
+                             f"({html.escape(al.describe(self.method.value, **self.settings()))}): <span style='color:{colour}'>"
+                             f"{html.escape(s.verdict())}</span>.<table><tr><th>top cross-modal layers randomised</th>"
+                             f"<th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
+        return s
 
     @_guarded
     def run_deletion(self):
