@@ -415,13 +415,19 @@ def randomisation_check(model, image, method: Callable, *, levels=None, seed: in
     from .maps import _adapter
 
     adapter = _adapter(model, "randomisation_check")
-    depth = len(adapter.blocks)
+    return cascade(len(adapter.blocks), lambda: method(adapter, image),
+                   lambda n: method(randomise_top_layers(adapter, n, seed)[0], image), levels=levels, threshold=threshold)
+
+
+def cascade(depth: int, original: Callable[[], np.ndarray], randomised: Callable[[int], np.ndarray], *, levels=None,
+            threshold: float = 0.5) -> SanityCheck:
+    """The cascading randomisation test over ``depth`` layers: ``original()`` is the map, ``randomised(n)`` the map with
+    the top ``n`` layers re-drawn, at each level of ``levels`` (default: 1, half, all)."""
     levels = tuple(sorted({max(1, min(int(n), depth)) for n in (levels or (1, depth // 2, depth))}))
-    a = np.asarray(method(adapter, image), np.float64)
+    a = np.asarray(original(), np.float64)
     rho, ss, maps = [], [], []
     for n in levels:
-        rand, _names = randomise_top_layers(adapter, n, seed)
-        b = np.asarray(method(rand, image), np.float64)
+        b = np.asarray(randomised(n), np.float64)
         rho.append(spearman(a, b))
         ss.append(_ssim(a, b))
         maps.append(b.astype(np.float32))

@@ -108,24 +108,17 @@ def fusion_randomisation_check(adapter: FusionAdapter, image, text: str, method:
     Returns:
         :class:`explorer.attention.faithfulness.SanityCheck` (per-level Spearman / SSIM, outcome, verdict).
     """
-    from ..attention.faithfulness import SanityCheck, _ssim, spearman
+    from ..attention.faithfulness import cascade
     from .alignment import align
 
     al = align(adapter, image, text, fit=fit)
     names = list(dict.fromkeys(al.layer_names))
     if not names:
         raise ValueError(f"{adapter.model_id} has no cross-modal attention layer to randomise.")
-    depth = len(names)
-    levels = tuple(sorted({max(1, min(int(n), depth)) for n in (levels or (1, depth // 2, depth))}))
-    a = np.asarray(al.word_map(method, word, adapter=adapter, **settings), np.float64)
-    rho, ss, maps = [], [], []
-    for n in levels:
+
+    def randomised(n):
         rand = randomise_fusion_layers(adapter, names, n, seed)
-        b = np.asarray(align(rand, image, text, fit=fit).word_map(method, word, adapter=rand, **settings), np.float64)
-        rho.append(spearman(a, b))
-        ss.append(_ssim(a, b))
-        maps.append(b.astype(np.float32))
-    rho_a = np.array(rho)
-    changed = rho_a < threshold
-    passed = bool(changed.any() and changed[int(np.argmax(changed)):].all())
-    return SanityCheck(levels, rho_a, np.array(ss), passed, a.astype(np.float32), np.stack(maps), threshold)
+        return align(rand, image, text, fit=fit).word_map(method, word, adapter=rand, **settings)
+
+    return cascade(len(names), lambda: al.word_map(method, word, adapter=adapter, **settings), randomised,
+                   levels=levels, threshold=threshold)
