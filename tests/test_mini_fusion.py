@@ -40,3 +40,36 @@ def test_pointing_game_reports_methods_and_baselines():
     res = pointing_game(MiniFusion(FusionConfig(dim=32, heads=2)), FusionConfig(dim=32, heads=2), n=20)
     assert {"fusion layer 0", "fusion layer 1", "mean of fusion layers", "random", "centre bias"} <= set(res)
     assert res["words"] >= 40 and all(0 <= v <= 1 for k, v in res.items() if k != "words")
+
+
+def test_word_targets_name_each_objects_own_positions():
+    import numpy as np
+
+    from explorer.data.scenes import make_scene
+    from explorer.training.train_mini_fusion import word_targets
+
+    sc = next(s for s in (make_scene(i) for i in range(50)) if len(s.objects) >= 2)
+    a, b = sc.objects[:2]
+    text = f"a {a.name} left of a {b.name}"
+    t = word_targets(sc, text, 8, 12)
+    assert t.shape == (64, 13) and np.allclose(t.sum(1), 1)
+    cover_a = a.mask.reshape(8, 8, 8, 8).mean((1, 3)).ravel() >= 0.3
+    assert cover_a.any() and np.allclose(t[cover_a][:, [2, 3]], 0.5)  # words 1, 2 ("colour shape" of a) → columns 2, 3
+    assert (t[~(cover_a | (b.mask.reshape(8, 8, 8, 8).mean((1, 3)).ravel() >= 0.3))][:, 0] == 1).all()
+    wrong = [c for c in ("red", "green", "blue", "yellow", "purple", "orange") if c != a.colour][0]
+    t_neg = word_targets(sc, f"a {wrong} {a.shape} left of a {b.name}", 8, 12)
+    assert t_neg[:, 2:4].sum() == 0  # a pair that names no object points nowhere
+
+
+def test_word_head_gives_position_logits_with_padding_masked():
+    torch.manual_seed(0)
+    cfg = FusionConfig(dim=32, heads=2, word_head=True)
+    model = MiniFusion(cfg).eval()
+    ids, pad, _ = tokenize(["a red circle left of a blue square", "a small green square"], VOCAB, cfg.max_words)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        match, named, pos = model.forward_all(x, ids, pad, words=True)
+        assert torch.allclose(match, model(x, ids, pad))  # the head only reads; the match logit is the same
+    assert pos.shape == (2, 64, 1 + 8) and named.shape == (2, 64)
+    assert torch.isinf(pos[1, :, 5:]).all() and torch.isfinite(pos[1, :, :5]).all()
+    assert "word_pos.weight" not in MiniFusion(FusionConfig(dim=32, heads=2)).state_dict()  # off by default: old weights load

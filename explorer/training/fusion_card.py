@@ -39,7 +39,7 @@ learning rate {lr}, seed {seed}.
 * **Objective**: binary cross-entropy on image-text matching. Half the captions are true ("a red circle left of a
   blue square"); negatives change one colour, shape or relation word (hard negatives), with another scene's
   caption mixed in early on (a curriculum that fades out by half-way). An auxiliary per-patch loss (weight {aux})
-  asks each fused patch token whether it belongs to an object the text names — computed from the generated masks.
+  asks each fused patch token whether it belongs to an object the text names — computed from the generated masks.{word_aux_text}
   It supervises the fused *outputs*, never the attention: where the attention looks is left to the model.
 
 ## Evaluation (held-out scenes, `python -m explorer.fusion.evaluate --model mini-fusion`)
@@ -52,6 +52,8 @@ learning rate {lr}, seed {seed}.
 map peaks on a patch that overlaps the named object):
 
 {pointing}
+
+{best}
 
 Maps are as in `explorer.fusion.align`: *attention* = the fusion attention column of the word (mean over heads;
 per layer and mean of layers), *rollout* / *relevance* = Chefer et al. 2021 bi-modal rules (with attention,
@@ -89,8 +91,21 @@ def render(folder: Path) -> str:
     words, scenes = pg.pop("words"), pg.pop("scenes")
     match = dict(metrics["matching"])
     pairs = match.pop("pairs")
-    parts = [f"--{k.replace('_', '-')} {args[k]}" for k in ("steps", "batch", "lr", "seed", "aux", "image_layers", "image_layers_after", "text_layers")
-             if k in args]
+    parts = [f"--{k.replace('_', '-')} {args[k]}" for k in ("steps", "batch", "lr", "seed", "aux", "word_aux", "image_layers", "image_layers_after", "text_layers")
+             if k in args and (k != "word_aux" or args[k])]
+    word_aux = args.get("word_aux", 0)
+    word_aux_text = ("" if not word_aux else
+                     f" A per-word grounding loss (weight {word_aux}) asks each fused patch token, right after the fusion"
+                     " blocks, at which caption positions the words that name it stand (\"none\" for the background and unnamed"
+                     " objects; cross-entropy against the masks). A word's position reaches a patch token only through what"
+                     " the token read from the words, so the patch has to read its own words, not its neighbour's.")
+    methods = [k for k in pg if k in ("attention", "rollout", "relevance", "gradcam", "ig")]
+    best = max(methods, key=pg.get)
+    best_text = (f"Best map: **{best}**, {pg[best]:.3f} (colour words {pg.get(f'{best} (colour words)', float('nan')):.3f}, "
+                 f"shape words {pg.get(f'{best} (shape words)', float('nan')):.3f}), against {pg['random map']:.3f} for a random map and "
+                 f"{pg['centre bias']:.3f} for the centre bias."
+                 if f"{best} (colour words)" in pg else
+                 f"Best map: **{best}**, {pg[best]:.3f}, against {pg['random map']:.3f} for a random map and {pg['centre bias']:.3f} for the centre bias.")
     parts.append("--grid-conv" if args.get("grid_conv") else "--no-grid-conv")
     cmd = "python -m explorer.training.train_mini_fusion " + " ".join(parts) + " --threads 1 --out data/models/mini-fusion"
     return TEMPLATE.format(
@@ -101,7 +116,7 @@ def render(folder: Path) -> str:
         fusion_layers=cfg["fusion_layers"], heads=cfg["heads"], dim=cfg["dim"], after=cfg.get("image_layers_after", 0),
         params=params, mb=(folder / "model.safetensors").stat().st_size / 2**20, command=cmd, steps=args["steps"],
         batch=args["batch"], minutes=log["log"][-1]["seconds"] / 60, lr=args["lr"], seed=args["seed"],
-        scenes_max=f"{args['scenes'] - 1:,}", aux=args.get("aux", 0), pairs=pairs, matching=_table(match, ("measure", "accuracy")),
+        scenes_max=f"{args['scenes'] - 1:,}", aux=args.get("aux", 0), word_aux_text=word_aux_text, best=best_text, pairs=pairs, matching=_table(match, ("measure", "accuracy")),
         pg_scenes=scenes, words=words, pointing=_table(pg, ("method", "hit rate")))
 
 

@@ -39,6 +39,7 @@ class FusionConfig:
     stem_channels: int = 16
     image_layers_after: int = 0  # image self-attention blocks after the fusion (relations between named objects)
     grid_conv: bool = False  # a 3x3 convolution on the patch grid: each patch token sees its neighbours' pixels
+    word_head: bool = False  # training-only head on the fused patch tokens: which caption positions name this patch
     image_mean: tuple = (0.5, 0.5, 0.5)
     image_std: tuple = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
@@ -118,6 +119,13 @@ class MiniFusion(nn.Module):
         self.match = nn.Linear(2 * c.dim, 1)
         # Training-only auxiliary head: "is this patch part of an object the text names?"
         self.named = nn.Linear(c.dim, 1)
+        # Training-only per-word grounding head on the fused patch tokens (before the image blocks after the
+        # fusion): "at which caption positions ([none], word 1, word 2, ...) are the words that name me?".  Word
+        # positions reach a patch token only through what it took from the words, so answering needs the patch to
+        # have read its own words rather than its neighbours'; the attention itself is not supervised.
+        if c.word_head:
+            self.word_norm = nn.LayerNorm(c.dim)
+            self.word_pos = nn.Linear(c.dim, 1 + c.max_words)
 
     def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor, embeds: torch.Tensor | None = None) -> torch.Tensor:
         """``pixels (B, 3, S, S)`` normalised, ``tokens (B, T)``, ``pad (B, T)`` → match logit ``(B,)``.
@@ -127,8 +135,9 @@ class MiniFusion(nn.Module):
         return self.forward_all(pixels, tokens, pad, embeds)[0]
 
     def forward_all(self, pixels: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor,
-                    embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """→ ``(match logit (B,), per-patch "named by the text" logit (B, L))``."""
+                    embeds: torch.Tensor | None = None, *, words: bool = False) -> tuple[torch.Tensor, ...]:
+        """→ ``(match logit (B,), per-patch "named by the text" logit (B, L))``; with ``words`` (needs
+        ``config.word_head``) also the per-patch logits over caption positions ``(B, L, 1 + T)`` (0: none)."""
         x = self.patch(pixels).flatten(2).transpose(1, 2) + self.image_pos
         for blk in self.image_encoder:
             x = blk(x)
@@ -140,9 +149,13 @@ class MiniFusion(nn.Module):
         pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], 1)
         for blk in self.fusion:
             x = blk(x, t, pad)
+        fused = x
         for blk in self.image_after:
             x = blk(x)
         h = self.norm(x)
         # Mean and max over patches: one mismatching object must be able to veto the match.
         match = self.match(torch.cat([h.mean(1), h.amax(1)], -1)).squeeze(-1)
-        return match, self.named(h).squeeze(-1)
+        if not words:
+            return match, self.named(h).squeeze(-1)
+        pos = self.word_pos(self.word_norm(fused))[..., : t.shape[1]].masked_fill(pad[:, None, :], float("-inf"))
+        return match, self.named(h).squeeze(-1), pos
