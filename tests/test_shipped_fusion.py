@@ -42,3 +42,19 @@ def test_maps_point_at_the_named_objects(mini):
     best = max(("attention", "rollout", "relevance", "gradcam"), key=lambda m: card[m])
     assert res[best] > res["random map"] + 0.4 and res[best] > res["centre bias"] + 0.2
     assert abs(res[best] - card[best]) < 0.15  # the card's number is what this code measures
+
+
+def test_best_map_beats_the_baselines_on_60_held_out_scenes(mini):
+    """The card's best map (gradient relevance for the shipped weights) on 60 held-out scenes (192 words).
+
+    Measured: 0.839 on the card's 300 scenes; 0.880 here, centre bias 0.469, random 0.188.  With ~190 words one
+    standard deviation of a hit rate near 0.84 is ~0.027, so 0.78 is ~2 sd under the card's number: it fails if the
+    maps lose a tenth of their hits, not on sampling noise.  The 0.90 target is not reached by these weights (see
+    the card's "What was tried"); the test guards what they do reach.
+    """
+    card = json.loads((FOLDER / "metrics.json").read_text())["pointing_game"]
+    best = max(("attention", "rollout", "relevance", "gradcam"), key=lambda m: card[m])
+    res = pointing_game(mini, scenes=60)
+    assert res["words"] >= 150
+    assert res[best] > 0.78
+    assert res[best] > res["centre bias"] + 0.25 and res[best] > res["random map"] + 0.5
