@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..models.base import ModelInfo, state_dict_sha256
+from ..models.base import ModelInfo, model_lock, state_dict_sha256
 from ..models.layout import TokenLayout
 from .capture import AttentionCapture, AttentionError
 from .methods import RolloutAccumulator, attention_entropy, mean_attention_distance
@@ -388,7 +388,8 @@ def explain(model, image, method: str = "rollout", *, query="cls", fusion: str =
     pixels, info, x = _prepare(adapter, image, fit)
     t0 = time.perf_counter()
     t = adapter.pick_target(x, target) if m.target else None
-    out = m.compute(Inputs(adapter, layout, x, t, query, layers), **s)
+    with model_lock():  # captum's layer methods put hooks on the model: no background forward may pass through them
+        out = m.compute(Inputs(adapter, layout, x, t, query, layers), **s)
     opts: dict = {"query": query if isinstance(query, str) else (list(query) if isinstance(query, (tuple, list)) else int(query))}
     opts |= s
     if m.target:
