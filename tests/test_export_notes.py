@@ -53,3 +53,20 @@ def test_a_plain_checkpoint_gets_no_footnote(tmp_path):
     sc = json.loads(res.files["json"].read_text())
     assert not any("optimistic" in n for n in sc["notes"]) and sc["caption"] is None
     assert "Note:" not in res.files["svg"].read_text()
+
+
+def test_a_word_map_export_carries_the_text_notes_the_fusion_app_shows(tmp_path):
+    from explorer.data.scenes import make_scene
+    from explorer.fusion import align, load_fusion_model
+
+    model = load_fusion_model("mini-fusion", device="cpu")
+    img = make_scene(10_000_003).image
+    text = "a green zebra above a blue triangle"  # "zebra" is not in the model's vocabulary
+    shown = align(model, img, text).notes  # what the app prints under the answer
+    assert any("zebra" in n for n in shown)
+    res = export.export_recipe("word_maps", tmp_path / "w", model=model, inputs=[img],
+                               options={"text": text, "method": "attention", "word": 1}, formats=("svg",))
+    sc = json.loads(res.files["json"].read_text())
+    for n in shown:
+        assert n in sc["notes"] and n.rstrip(".") in sc["caption"]
+    assert "zebra" in res.files["svg"].read_text()

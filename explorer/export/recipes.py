@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from ..masking.image import STRATEGIES
 from ..preprocess import POLICIES
+from ..viz.notes import attach_notes
 from .registry import (RECIPES, SEED, SHA256_OR_NONE, AnyOf, Bool, Choice, DictOf, Fields, Int, ListOf,  # noqa: F401
                        Num, Recipe, StoredPath, Text, get_recipe, input_folder, input_path, options_for, recipe)
 
@@ -85,7 +86,8 @@ def _error_strip(adapter, images, o) -> go.Figure:
     sweep = reconstruct_sweep(adapter, images[0], seed=int(o["seed"]), strategy=o["strategy"],
                               ratios=tuple(float(r) for r in o["ratios"]), fit=o["fit"])
     maps = {f"{100 * r.hidden_fraction:.0f}% hidden": np.where(r.mask, r.patch_error, np.nan) for r in sweep.results}
-    return map_strip(sweep.results[0].image, maps, opacity=float(o["opacity"]), colorbar_title="MSE", zmin=0.0)
+    fig = map_strip(sweep.results[0].image, maps, opacity=float(o["opacity"]), colorbar_title="MSE", zmin=0.0)
+    return attach_notes(fig, [n for r in sweep.results for n in (*r.input.notes, *r.notes)])
 
 
 # ---------------------------------------------------------------------------- attention recipes
@@ -177,9 +179,9 @@ def _word_maps(adapter, images, o) -> go.Figure:
     for w in words:  # on-demand methods (IG) run here, with the model; the figures only read the maps
         al.word_map(m.name, w, adapter=adapter, **s)
     if o["word"] is None:
-        return word_strip(al, m.name, colorscale=o["colorscale"], opacity=o["opacity"], **s)
-    return word_view(al, int(o["word"]), m.name, patch=o["patch"], colorscale=o["colorscale"], opacity=o["opacity"],
-                     interactive=False, **s)
+        return attach_notes(word_strip(al, m.name, colorscale=o["colorscale"], opacity=o["opacity"], **s), al.notes)
+    return attach_notes(word_view(al, int(o["word"]), m.name, patch=o["patch"], colorscale=o["colorscale"],
+                                  opacity=o["opacity"], interactive=False, **s), al.notes)
 
 
 # ---------------------------------------------------------------------------- multimodal MAE recipe
@@ -204,7 +206,7 @@ def _multimodal(adapter, images, o) -> go.Figure:
         raise ValueError("The multimodal recipe needs either a sample name or stored input arrays.")
     x = sample_inputs(adapter, o["sample"])[0] if o["sample"] else load_arrays(input_path(o["arrays"]), o["arrays_sha256"])
     rec = reconstruct_multimodal(adapter, x, o["budgets"], total=o["total"], seed=o["seed"], strategy=o["strategy"])
-    return multimodal_figure(rec, frame=o["frame"])
+    return attach_notes(multimodal_figure(rec, frame=o["frame"]), rec.notes)
 
 
 # ---------------------------------------------------------------------------- video MAE recipes (own module)
