@@ -232,3 +232,21 @@ def save_tiny_multimae(folder, specs, task="rgbd", seed=0):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
     return folder
+
+
+def save_tiny_mini_fusion(folder: Path, seed: int = 0) -> Path:
+    """A random-weight mini fusion model (width 32, 2 heads) written like the shipped one: safetensors + config.json."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from explorer.models.mini.fusion import FusionConfig, MiniFusion
+
+    torch.manual_seed(seed)
+    cfg = FusionConfig(dim=32, heads=2)
+    model = MiniFusion(cfg)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
+    return folder

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _tiny import random_image, save_tiny_clip, save_tiny_mae, save_tiny_vit
+from _tiny import random_image, save_tiny_clip, save_tiny_vit
 
 import explorer
 from explorer import attention as A
@@ -15,18 +15,8 @@ from explorer.attention.faithfulness import deletion_insertion, randomisation_ch
 
 
 @pytest.fixture(scope="module")
-def vit(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_vit(tmp_path_factory.mktemp("vit"))), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return explorer.load_model(str(save_tiny_clip(tmp_path_factory.mktemp("clip"))), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def mae(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=2)), device="cpu")
 
 
 IMG = random_image(48, seed=3)

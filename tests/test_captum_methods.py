@@ -340,20 +340,11 @@ TEXT = "a red circle left of a blue square"
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     """A random-weight mini fusion model written and read back like the shipped one."""
-    import json
-
-    from safetensors.torch import save_file
+    from _tiny import save_tiny_mini_fusion
 
     from explorer.models.fusion_mini import MiniFusionAdapter
-    from explorer.models.mini.fusion import FusionConfig, MiniFusion
 
-    torch.manual_seed(0)
-    cfg = FusionConfig(dim=32, heads=2)
-    model = MiniFusion(cfg)
-    folder = tmp_path_factory.mktemp("mini-fusion")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
-    return MiniFusionAdapter.from_folder(folder)
+    return MiniFusionAdapter.from_folder(save_tiny_mini_fusion(tmp_path_factory.mktemp("mini-fusion")))
 
 
 @pytest.fixture(scope="module")

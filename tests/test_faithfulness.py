@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from _tiny import random_image, save_tiny_mae, save_tiny_vit
+from _tiny import random_image
 
 import explorer
 from explorer import attention as A
@@ -14,16 +14,6 @@ from explorer.attention.faithfulness import (SanityCheck, _scorer, compare_fills
 from explorer.reconstruction import as_input
 
 IMG = random_image(48, seed=3)
-
-
-@pytest.fixture(scope="module")
-def vit(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_vit(tmp_path_factory.mktemp("vit"))), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def mae(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=2)), device="cpu")
 
 
 def _occlusion(adapter, fill=None):

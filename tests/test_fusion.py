@@ -4,19 +4,19 @@ and clear errors for bad text."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from _tiny import save_tiny_mini_fusion
 
 from explorer.fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits, word_ig
 from explorer.fusion import Alignment
 from explorer.fusion.propagation import bimodal_propagate
 from explorer.models.fusion_base import CallRole, FusionAdapter, TextInput
 from explorer.models.fusion_mini import MiniFusionAdapter
-from explorer.models.mini.fusion import FusionConfig, MiniFusion
+from explorer.models.mini.fusion import MiniFusion
 from explorer.data.scenes import make_scene
 
 TEXT = "a red circle left of a blue square"
@@ -25,15 +25,7 @@ TEXT = "a red circle left of a blue square"
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     """A random-weight mini fusion model written and read back like the shipped one."""
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    cfg = FusionConfig(dim=32, heads=2)
-    model = MiniFusion(cfg)
-    folder = tmp_path_factory.mktemp("mini-fusion")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
-    return MiniFusionAdapter.from_folder(folder)
+    return MiniFusionAdapter.from_folder(save_tiny_mini_fusion(tmp_path_factory.mktemp("mini-fusion")))
 
 
 def _manual_forward(model: MiniFusion, x, ids):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tiny import random_image, save_tiny_blip_itm, save_tiny_clip, save_tiny_mae, save_tiny_vit
+from _tiny import random_image, save_tiny_blip_itm, save_tiny_clip
 
 import explorer
 from explorer.attention import AttentionError
@@ -25,16 +25,6 @@ from explorer.fusion import interventions as FI
 from explorer.fusion.capture import prepare
 
 IMG = random_image(32, seed=3)
-
-
-@pytest.fixture(scope="module")
-def vit(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_vit(tmp_path_factory.mktemp("vit"))), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def mae(tmp_path_factory):
-    return explorer.load_model(str(save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=2)), device="cpu")
 
 
 @pytest.fixture(scope="module")
