@@ -120,6 +120,11 @@ class Curves:
     def insertion_verdict(self) -> str:
         return verdict(self.insertion_auc, self.random_insertion_aucs, lower_is_better=False, band=self.band)
 
+    @property
+    def fill_description(self) -> str:
+        """How removed patches were filled, in words (``"hidden from the encoder …"``)."""
+        return FILL_NAMES.get(self.fill, self.fill)
+
     def summary(self) -> str:
         """One sentence with the numbers and the verdicts, e.g. ``"deletion AUC 0.947 (random 0.949, 95% of
         20 orders in 0.921–0.975): not distinguishable from random; insertion AUC …"``."""
@@ -130,7 +135,7 @@ class Curves:
                 ("deletion", self.deletion_auc, self.random_deletion_auc, self.random_deletion_band, self.deletion_verdict),
                 ("insertion", self.insertion_auc, self.random_insertion_auc, self.random_insertion_band, self.insertion_verdict)):
             parts.append(f"{name} AUC {auc:.3f} (random orders: mean {mean:.3f}, {pct} of {n} in {lo:.3f}–{hi:.3f}): {v}")
-        return "; ".join(parts) + f". Removed patches: {FILL_NAMES.get(self.fill, self.fill)}."
+        return "; ".join(parts) + f". Removed patches: {self.fill_description}."
 
 
 #: what each fill does, in words (figures, notes, the app)

@@ -209,17 +209,12 @@ def faithfulness_table_html(curves: dict) -> str:
                          f"<td style='color:{colour.get(v, '#666')}'>{v}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     first = next(iter(curves.values()), None)
-    what = (f"Removed patches {_html.escape(FILL_WORDS.get(first.fill, first.fill))}; score: {_html.escape(first.score)}; "
+    what = (f"Removed patches {_html.escape(first.fill_description)}; score: {_html.escape(first.score)}; "
             f"{len(first.random_deletion_aucs)} random orders." if first is not None else "")
     return ("<div style='font-size:12px'><b>Faithfulness of each map</b> (lower deletion and higher insertion AUC than "
             "the random orders' 95% band = the map ranks patches the way the model uses them). " + what +
             "<table><tr><th>map</th><th>deletion AUC</th><th>random 95%</th><th>verdict</th><th>insertion AUC</th>"
             "<th>random 95%</th><th>verdict</th></tr>" + "".join(rows) + "</table></div>")
-
-
-#: how removed patches were filled, in words (kept here: viz never imports compute)
-FILL_WORDS = {"mean": "filled with the input's mean colour", "blur": "filled with a blurred copy",
-              "hide": "hidden from the encoder", "mae": "filled with the MAE's own reconstruction"}
 
 
 def faithfulness_curves(curves, *, title: str = "") -> go.Figure:
