@@ -8,6 +8,7 @@
 #   TORCH_SPEC   torch requirement, installed before anything else  [torch==2.13.0; `torch` when nvidia-smi exists]
 #   TORCH_INDEX  extra index for torch, e.g. https://download.pytorch.org/whl/cpu for a CPU-only wheel
 #   PYTEST_ARGS  arguments for pytest                               []
+#   PYTEST_WORKERS  pytest-xdist workers (`-n`); 0 runs in one process [auto: one per core]
 #   LAB_ARGS     extra arguments for `jupyter lab` (e.g. --ip=0.0.0.0 --port=8890)
 
 SHELL := /bin/bash
@@ -35,6 +36,9 @@ PIP_FLAGS ?= -q
 PIP_QUIET_FILTER := 2>&1 | { grep -v -E 'Location .* is ignored' || true; }
 
 PYTEST_ARGS ?=
+# One pytest-xdist worker per core (tests in one file stay on one worker: module fixtures are built once).
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 # Where the test recipe records pytest's exit status (read by .ci/run).
 PYTEST_EXIT_FILE ?= test-artifacts/pytest-exit-code
 
@@ -43,7 +47,7 @@ SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install sysdeps lab test pytest bench clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
+.PHONY: help install sysdeps lab test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
@@ -52,6 +56,7 @@ help:
 	@echo "make sysdeps         only install the Debian packages the tests need"
 	@echo "make pytest          run pytest in the existing $(VENV) (no install checks)"
 	@echo "make bench           run bench/*.py"
+	@echo "make mutate MODULE=m mutation testing of one core module (tools/mutate.py --list; tests/MUTATION.md)"
 	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
 	@echo "make train-mini-fusion  train the small image-text model into data/models/mini-fusion (+ model card)"
 	@echo "make train-mini-rgbd-mae / train-mini-av-mae  train the multimodal MAEs into data/models/ (+ model cards)"
@@ -96,7 +101,7 @@ lab: install
 # pytest exit status 5 means "no tests collected": never let that pass quietly.
 define run_pytest
 	@mkdir -p "$(dir $(PYTEST_EXIT_FILE))"
-	@rc=0; HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS) || rc=$$?; \
 	echo "$$rc" > "$(PYTEST_EXIT_FILE)"; \
 	if [ "$$rc" = 5 ]; then \
 	  echo "error: pytest collected no tests (exit status 5). Check PYTEST_ARGS and the tests/ folder." >&2; fi; \
@@ -113,6 +118,12 @@ bench: install
 	@shopt -s nullglob; files=(bench/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "no bench/*.py scripts yet"; exit 0; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
+
+# Mutation testing of one core module (minutes; not part of `make test`). Results stay in .mutants/<module>/.
+MODULE ?=
+mutate: install
+	@if [ -z "$(MODULE)" ]; then $(PY) tools/mutate.py --list; echo "usage: make mutate MODULE=<one of the above>" >&2; exit 2; fi
+	OMP_NUM_THREADS=1 $(PY) tools/mutate.py $(MODULE)
 
 # The two stages recorded in data/models/mini-mae/README.md (about 80 minutes on 2 CPU cores;
 # add DEVICE=cuda to train on a GPU).

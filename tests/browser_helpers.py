@@ -295,3 +295,108 @@ def screenshot(page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
     return path
+
+
+# ---------------------------------------------------------------------------------------------- driving a notebook app
+def require_browser():
+    """Skip (fail under CI) when chromium or playwright is missing."""
+    problems = []
+    if not CHROMIUM.exists():
+        problems.append(f"{CHROMIUM} is missing (run `make sysdeps` or `apt-get install -y chromium`)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("the playwright python package is missing (pip install -e '.[dev]')")
+    if not problems:
+        return
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail("browser test cannot run in CI: " + "; ".join(problems))
+    pytest.skip("browser test needs a browser: " + "; ".join(problems))
+
+
+def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3, then=None, slider_label: str = "ratio") -> dict:
+    """Open ``notebook`` (copied into ``workdir``) in JupyterLab, run all, move the ratio slider.
+
+    Returns what it saw; asserts the figure changed and no output shows an error.
+    """
+    nb_name = notebook.name
+    if notebook.parent != workdir:
+        shutil.copy2(notebook, workdir / nb_name)
+    t0 = time.monotonic()
+    with jupyter_lab(workdir) as server, chromium_page() as page:
+        try:
+            return _drive(page, server, nb_name, name, presses, t0, then, slider_label)
+        except Exception as e:
+            # Leave evidence: a screenshot, the error outputs, the browser console and the server log.
+            with contextlib.suppress(Exception):  # show the first error output, if any
+                page.locator('.jp-OutputArea .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
+                             ).first.scroll_into_view_if_needed(timeout=2_000)
+            shot = screenshot(page, f"{name}-failure")
+            errors = output_errors(page)
+            console = "\n".join(page.console_log[-20:])
+            raise AssertionError(
+                f"{type(e).__name__}: {e}\nscreenshot: {shot}\nerror outputs: {errors}\n"
+                f"browser console (last 20):\n{console}\njupyter server log (tail):\n{server.log_tail(30)}"
+            ) from e
+
+
+def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None, slider_label: str = "ratio") -> dict:
+    page.set_default_timeout(120_000)
+    page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
+    wait_kernel_idle(page, nb_name, timeout=120)
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    run_all_and_wait(page, nb_name, timeout=300)
+    early = output_errors(page)
+    assert not early, "running the notebook produced errors:\n" + "\n---\n".join(early)
+
+    # The app: the output area holding a slider labelled "...ratio..." and a plotly figure.
+    ratio_slider = page.locator(".widget-slider").filter(
+        has=page.locator(".widget-label", has_text=re.compile(slider_label, re.I))
+    )
+    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
+    slider = outputs.locator(ratio_slider).first
+    slider.wait_for(state="visible", timeout=60_000)
+    app = outputs.filter(has=ratio_slider).last
+    plot = app.locator(".js-plotly-plot").first
+    plot.wait_for(state="visible", timeout=120_000)
+    before = wait_stable_hrefs(app, timeout=120)
+    handle = slider.locator(".noUi-handle").first
+    readout = slider.locator(".widget-readout").first
+    value_before = readout.inner_text().strip()
+    now, lo, hi = (float(handle.get_attribute(a)) for a in ("aria-valuenow", "aria-valuemin", "aria-valuemax"))
+    key = "ArrowRight" if now < (lo + hi) / 2 else "ArrowLeft"
+
+    slider.scroll_into_view_if_needed()
+    plot.scroll_into_view_if_needed()
+    shot_before = screenshot(page, f"{name}-before")
+
+    handle.focus()
+    for _ in range(presses):
+        handle.press(key)
+        time.sleep(0.3)
+    wait_for(lambda: readout.inner_text().strip() != value_before, 30, "the slider readout to change")
+    wait_for(lambda: plot_image_hrefs(app) != before, 120, "the plotly images to change after the slider move")
+    after = wait_stable_hrefs(app, timeout=120)
+    value_after = readout.inner_text().strip()
+    wait_kernel_idle(page, nb_name, timeout=120)
+
+    plot.scroll_into_view_if_needed()
+    shot_after = screenshot(page, f"{name}-after")
+    errors = output_errors(page)
+    dialogs = page.locator(".jp-Dialog").count()
+    print(f"{name}: slider {value_before} -> {value_after} ({presses}x {key}); "
+          f"{len(before)} plot images, {sum(a != b for a, b in zip(before, after))} changed; "
+          f"{time.monotonic() - t0:.1f} s")
+
+    assert value_after != value_before
+    assert after != before, f"the figure did not change when the {slider_label!r} slider moved"
+    assert not errors, "cell outputs show errors:\n" + "\n---\n".join(errors)
+    assert dialogs == 0, "JupyterLab shows a dialog (error?); see " + str(shot_after)
+    seen = {"before": before, "after": after, "value_before": value_before, "value_after": value_after,
+            "screenshots": [shot_before, shot_after]}
+    if then is not None:
+        seen["then"] = then(page, app)
+    return seen

@@ -1,6 +1,13 @@
 """Minimal shared test setup."""
 
+import os
 import sys
+
+# Under pytest-xdist (`make test` runs one worker per core) every worker, and every kernel, JupyterLab or CLI it
+# starts, computes on one thread: two workers with a full thread pool each would fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
 from pathlib import Path
 
 import pytest

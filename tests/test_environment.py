@@ -112,7 +112,13 @@ def test_make_test_dry_run_runs_pytest_offline():
         ["make", "-n", "test", "PYTEST_ARGS=-q --co"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert re.search(r"HF_HUB_OFFLINE=1 MPLBACKEND=Agg \S*\.venv/bin/python -m pytest -q --co", out.stdout), out.stdout
+    # one pytest-xdist worker per core, whole files per worker (module fixtures are built once)
+    assert re.search(r"HF_HUB_OFFLINE=1 MPLBACKEND=Agg \S*\.venv/bin/python -m pytest -n auto --dist loadfile -q --co",
+                     out.stdout), out.stdout
+    serial = subprocess.run(["make", "-n", "pytest", "PYTEST_ARGS=-q", "PYTEST_WORKERS=0"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert re.search(r"\.venv/bin/python -m pytest +-q \|\|", serial.stdout), serial.stdout
+    assert " -n " not in serial.stdout
 
 
 def _readme_test_commands() -> list[str]:

@@ -78,6 +78,8 @@ def _png_difference(a: Path, b: Path) -> tuple[str, int | None]:
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         return f"differs: the original cannot be read as a PNG ({type(e).__name__})", None
     d = np.abs(x - y)
+    if not d.any():
+        return "differs: same pixels, other bytes (the embedded sidecar or the PNG encoder)", 0
     return f"differs: {int((d.max(-1) > 0).sum())} pixels, at most {int(d.max())}/255", int(d.max())
 
 

@@ -1,0 +1,95 @@
+"""Non-learned fills recomputed with OpenCV and numpy directly: the bar the shipped models are judged against must be
+the baseline its name says (Telea with OpenCV's radius 5, the visible mean, the nearest visible frame)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from explorer.reconstruction.baselines import mean_fill, nearest_frame_fill, telea_fill, video_telea_fill
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """(48, 64, 3) float in [0, 1] with real texture (scikit-image's astronaut, downscaled)."""
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (64, 48), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def mask() -> np.ndarray:
+    m = np.zeros((6, 8), bool)  # 8-pixel patches
+    m[1, 2] = m[2, 2] = m[4, 6] = m[0, 7] = True
+    return m
+
+
+def test_mean_fill_is_the_visible_mean(photo, mask):
+    out = mean_fill(photo, mask, 8)
+    px = np.kron(mask, np.ones((8, 8), bool))
+    np.testing.assert_array_equal(out[~px], photo[~px])
+    np.testing.assert_allclose(out[px], np.broadcast_to(photo[~px].mean(0), out[px].shape), rtol=1e-6)
+    # nothing visible: mid grey
+    assert np.all(mean_fill(photo, np.ones_like(mask), 8) == 0.5)
+
+
+def test_telea_fill_is_opencvs_telea_with_radius_5(photo, mask):
+    out = telea_fill(photo, mask, 8)
+    img8 = np.clip(np.round(photo * 255.0), 0, 255).astype(np.uint8)
+    holes = np.kron(mask, np.ones((8, 8), np.uint8))
+    ref = cv2.inpaint(img8, holes, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    np.testing.assert_array_equal(out, ref)
+    # the radius matters on this image: another radius would be another baseline
+    other = cv2.inpaint(img8, holes, 1, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    assert np.abs(other - ref).max() > 0.02
+    assert np.abs(cv2.inpaint(img8, holes, 0, cv2.INPAINT_TELEA) / 255.0 - ref).max() > 0.02
+    # only hidden pixels change (up to the 8-bit quantisation)
+    assert np.abs(out - photo)[holes == 0].max() <= 0.5 / 255 + 1e-6
+    assert telea_fill(photo, mask, 8, radius=1).tolist() == other.tolist()
+
+
+def _clip(T: int = 6) -> np.ndarray:
+    """Frame t is the photo-free constant (t + 1) / 10 plus a horizontal ramp: each frame is recognisable."""
+    ramp = np.linspace(0, 0.05, 32, dtype=np.float32)[None, :, None]
+    return np.stack([np.full((16, 32, 3), (t + 1) / 10, np.float32) + ramp for t in range(T)])
+
+
+def test_video_telea_uses_each_tubelets_mask():
+    clip = _clip(4)
+    m = np.zeros((2, 2, 4), bool)  # tubelet 2: frames 0-1 use m[0], frames 2-3 use m[1]
+    m[0, 0, 1] = True
+    m[1, 1, 3] = True
+    out = video_telea_fill(clip, m, 2, 8)
+    for t in range(4):
+        np.testing.assert_array_equal(out[t], telea_fill(clip[t], m[t // 2], 8))
+    assert not np.array_equal(out[0], telea_fill(clip[0], m[1], 8))
+
+
+def test_nearest_frame_copies_from_the_closest_visible_frame_earlier_on_ties():
+    clip = _clip(6)
+    m = np.zeros((6, 2, 4), bool)  # tubelet 1
+    m[1:3, 0, 1] = True  # hidden at 1, 2; visible at 0 and 3: frame 1 ← 0, frame 2 ← 3
+    m[2, 1, 2] = True    # hidden at 2; visible at 1 and 3 (a tie): ← 1
+    m[:, 1, 3] = True    # hidden everywhere: Telea per frame
+    out = nearest_frame_fill(clip, m, 1, 8)
+    blk = lambda a, t, r, c: a[t, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+    np.testing.assert_array_equal(blk(out, 1, 0, 1), blk(clip, 0, 0, 1))
+    np.testing.assert_array_equal(blk(out, 2, 0, 1), blk(clip, 3, 0, 1))
+    np.testing.assert_array_equal(blk(out, 2, 1, 2), blk(clip, 1, 1, 2))
+    tel = video_telea_fill(clip, m, 1, 8)
+    for t in range(6):
+        np.testing.assert_array_equal(blk(out, t, 1, 3), blk(tel, t, 1, 3))
+    visible = ~np.kron(m, np.ones((1, 8, 8), bool))
+    assert np.abs(out - clip)[visible].max() <= 0.5 / 255 + 1e-6
+
+
+def test_nearest_frame_with_tubelets_counts_frames_not_tubelets():
+    clip = _clip(6)
+    m = np.zeros((3, 2, 4), bool)  # tubelet 2: tubelet 1 = frames 2, 3
+    m[1, 0, 0] = True
+    out = nearest_frame_fill(clip, m, 2, 8)
+    # frame 2 ← frame 1 (distance 1), frame 3 ← frame 4 (distance 1)
+    np.testing.assert_array_equal(out[2, :8, :8], clip[1, :8, :8])
+    np.testing.assert_array_equal(out[3, :8, :8], clip[4, :8, :8])

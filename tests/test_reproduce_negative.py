@@ -1,0 +1,158 @@
+"""`reproduce` in the failing direction: the "byte-identical" promise is only worth something if a figure that is
+*not* the original is reported as different, and the command line says so with its exit status.
+
+Every test here starts from one real export (mini-mae, a sample photo), then changes one thing: the recorded hash of a
+file, one pixel of the original PNG, an option in the sidecar, the weights the sidecar names."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import explorer
+from explorer import export
+from explorer.export.inputs import file_sha256
+from explorer.export.reproduce import ReproduceReport, _png_difference
+
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="static export needs Debian chromium (make sysdeps)")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return explorer.load_model("mini-mae", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory, model):
+    """One export (png + json only: the fastest formats) in its own folder."""
+    out = tmp_path_factory.mktemp("orig")
+    return export.export_recipe("reconstruction", out / "fig", model=model, inputs=["chelsea"],
+                                options=dict(ratio=0.75, seed=3), preset="single-column", formats=["png"])
+
+
+def _copy(original, dest: Path) -> Path:
+    """A copy of the exported folder (figure, sidecar, stored inputs); returns the copied sidecar."""
+    shutil.copytree(original.files["json"].parent, dest)
+    return dest / original.files["json"].name
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "explorer", "reproduce", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_a_different_recorded_hash_is_reported_and_the_cli_fails(original, tmp_path, model):
+    """Catches a comparison that always says "identical": the recorded SHA-256 of the PNG no longer matches."""
+    sc_path = _copy(original, tmp_path / "c")
+    sc = json.loads(sc_path.read_text())
+    sc["files"]["png"]["sha256"] = "0" * 64
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    # the original file is still there and equal to the rebuilt one, so the pixel comparison finds no difference,
+    # but the recorded hash differs: the report must not say identical
+    assert not rep.identical
+    assert rep.comparison["png"].startswith("differs")
+    run = _cli(sc_path, "--out", tmp_path / "cli")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "Some files differ" in run.stdout and "byte-identical" not in run.stdout
+
+
+def test_one_changed_pixel_is_counted_and_located(original, tmp_path, model):
+    """Catches a PNG comparison that ignores pixel values: one pixel of the original changed by 7 grey levels."""
+    sc_path = _copy(original, tmp_path / "c")
+    png = sc_path.with_suffix(".png")
+    a = np.asarray(Image.open(png).convert("RGBA")).copy()
+    y, x = a.shape[0] // 3, a.shape[1] // 5
+    a[y, x, 1] = (int(a[y, x, 1]) + 7) % 256
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    png.write_bytes(buf.getvalue())
+    sc = json.loads(sc_path.read_text())
+    sc["files"]["png"]["sha256"] = file_sha256(png)
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    assert rep.comparison["png"] == "differs: 1 pixels, at most 7/255"
+    assert rep.max_png_difference == 7
+    assert not rep.identical and not rep.equivalent
+    assert "Some files differ" in rep.summary()
+
+
+def test_a_changed_option_in_the_sidecar_gives_a_different_figure(original, tmp_path, model):
+    """The sidecar's options drive the rebuild: another masking ratio must not reproduce the recorded bytes."""
+    sc_path = _copy(original, tmp_path / "c")
+    sc = json.loads(sc_path.read_text())
+    sc["recipe"]["options"]["ratio"] = 0.5
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    assert not rep.identical
+    assert rep.comparison["png"].startswith("differs:") and rep.max_png_difference > 1
+    # ...and the unchanged sidecar does reproduce (the difference above is the option's, not noise)
+    assert export.reproduce(original.files["json"], out=tmp_path / "same", model=model).identical
+
+
+def test_reproduce_never_overwrites_an_earlier_figure(original, tmp_path, model):
+    first = export.reproduce(original.files["json"], out=tmp_path / "again", model=model)
+    before = first.result.files["png"].read_bytes()
+    second = export.reproduce(original.files["json"], out=tmp_path / "again", model=model)
+    assert second.result.files["png"] != first.result.files["png"]
+    assert second.result.files["png"].name == "again-2.png"
+    with pytest.raises(FileExistsError):
+        export.write_atomic(first.result.files["png"], b"x")
+    assert first.result.files["png"].read_bytes() == before
+
+
+def test_weights_other_than_the_recorded_ones_are_refused(original, tmp_path):
+    sc_path = _copy(original, tmp_path / "c")
+    sc = json.loads(sc_path.read_text())
+    sc["provenance"]["model"]["weights_sha256"] = "f" * 64
+    sc_path.write_text(json.dumps(sc))
+    with pytest.raises(export.ReproduceError, match="different checkpoint"):
+        export.reproduce(sc_path, out=tmp_path / "again")
+    run = _cli(sc_path, "--out", tmp_path / "cli")
+    assert run.returncode != 0 and "different checkpoint" in run.stderr
+    # the user's word lets it go on: the pixels are the same (the weights are), but the embedded sidecar records
+    # another hash, and the report says exactly that
+    ok = export.reproduce(sc_path, out=tmp_path / "forced", check_weights=False)
+    assert not ok.identical and ok.max_png_difference == 0
+    assert ok.comparison["png"].startswith("differs: same pixels, other bytes")
+
+
+def test_equivalence_is_one_grey_level_and_only_for_batched_figures(tmp_path):
+    """``equivalent`` forgives at most one grey level, and only for a figure made by a batched forward."""
+    fake = type("R", (), {"files": {"png": tmp_path / "x.png"}})()
+    for batched, diff, expected in [(True, 1, True), (True, 2, False), (False, 1, False), (True, None, False),
+                                    (True, 0, True)]:
+        rep = ReproduceReport(fake, comparison={"png": "differs: 3 pixels, at most 1/255"}, batched=batched,
+                              max_png_difference=diff)
+        assert rep.equivalent is expected, (batched, diff)
+        assert rep.identical is False
+    assert ReproduceReport(fake, comparison={}).identical is False  # nothing compared is not "identical"
+    assert ReproduceReport(fake, comparison={"png": "identical", "pdf": "identical"}).identical is True
+    assert ReproduceReport(fake, comparison={"png": "identical", "pdf": "differs (x)"}).identical is False
+
+
+def test_png_difference_reads_sizes_before_pixels(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (10, 6), (1, 2, 3)).save(a)
+    Image.new("RGB", (6, 10), (1, 2, 3)).save(b)
+    assert _png_difference(a, b) == ("differs: size 10x6 vs 6x10", None)
+    Image.new("RGB", (10, 6), (1, 2, 3)).save(b)
+    arr = np.asarray(Image.open(b)).copy()
+    arr[0, 0] = (1, 2, 3 + 200)
+    arr[5, 9] = (1, 9, 3)
+    Image.fromarray(arr).save(b)
+    assert _png_difference(a, b) == ("differs: 2 pixels, at most 200/255", 200)
+    assert _png_difference(a, a)[1] == 0 and "same pixels" in _png_difference(a, a)[0]
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    msg, d = _png_difference(tmp_path / "bad.png", b)
+    assert msg.startswith("differs: the original cannot be read as a PNG") and d is None
