@@ -40,7 +40,8 @@ class Alignment:
         score: the model's output scalar; ``answer``: its readable form; ``output_name``.
         grid: ``(gh, gw)``.
         layer_names: names of the cross-modal layers.
-        maps: method → ``(W, gh, gw)`` default map (layered methods: their ``default_layer``, mean of heads).
+        maps: method → ``(W, gh, gw)`` default map (layered methods: their ``default_layer``, mean of heads; a
+            ``"last"`` method: the last layer whose map is not zero by construction, see :attr:`zero_layers`).
         layered: method → the full stack of a method that takes a layer: ``(layers, [heads,] W, gh, gw)``.
         matrix: ``(W, L)`` the token × patch alignment matrix; ``matrix_name`` what it holds.
         notes: what happened to the inputs (fit, truncation, unknown words).
@@ -61,6 +62,9 @@ class Alignment:
     layered: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    #: layered gradient method → the layers whose map is zero *by construction*: the output's gradient reaches no
+    #: word's row of that layer's attention (BLIP ITM and ViLT read only the [CLS] token after their last layer).
+    zero_layers: dict[str, tuple[int, ...]] = field(default_factory=dict)
     #: on-demand maps computed so far: ``(method, word, options…) → (gh, gw)``
     computed: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -101,8 +105,42 @@ class Alignment:
         return get_method(name)
 
     def describe(self, method: str, **settings) -> str:
-        """``method``'s label with the settings it reads (see :meth:`FusionMethod.describe`)."""
-        return get_method(method).describe(**settings)
+        """``method``'s label with the settings it reads (see :meth:`FusionMethod.describe`); a default layer moved off
+        the last one (see :meth:`default_layer_index`) is named."""
+        m = get_method(method)
+        k = self.default_layer_index(method) if settings.get("layer") is None else None
+        if k is not None and k != self.layered[m.name].shape[0] - 1:
+            settings = {**settings, "layer": k}
+        return m.describe(**settings)
+
+    def default_layer_index(self, method: str) -> int | None:
+        """The layer a layered method shows when none is chosen: ``None`` for methods that average the layers (or take
+        none); else the last layer whose map is not zero by construction (see :attr:`zero_layers`), the last one
+        when every layer is."""
+        m = get_method(method)
+        if not m.layer or m.default_layer == "mean" or m.name not in self.layered:
+            return None
+        return _last_layer_with_a_map(self.layered[m.name].shape[0], self.zero_layers.get(m.name, ()))
+
+    def layer_note(self, method: str, layer: int | None = None) -> str | None:
+        """A reader's note when ``method``'s map at ``layer`` (``None``: its default) is, or would have been, zero by
+        construction; ``None`` when there is nothing to say."""
+        zero = self.zero_layers.get(method, ())
+        if not zero:
+            return None
+        m = get_method(method)
+        last = self.layered[m.name].shape[0] - 1
+        k = self.default_layer_index(method)
+        shown = k if layer is None else int(layer)
+        why = ("the score reads no word's row after that layer (only special tokens such as [CLS]), so the words' "
+               "attention there gets no gradient")
+        if shown in zero:
+            where = "the last cross layer" if shown == last else f"cross layer {shown}"
+            rest = f"layer {k} is the last layer with a non-zero map" if k not in zero else "no layer has a non-zero map"
+            return f"{m.short} at {where} ({shown}) is zero by construction for this model: {why}; {rest}."
+        if last in zero and shown == k:
+            return f"{m.short} at the last cross layer ({last}) is zero by construction for this model: {why}; showing layer {k}."
+        return None
 
     def word_map(self, method: str, word: int, *, layer: int | None = None, head: int | str = "mean", adapter=None,
                  **options) -> np.ndarray:
@@ -127,7 +165,7 @@ class Alignment:
         if m.layer and m.name in self.layered and not default:
             stack = self.layered[m.name]
             if s["layer"] is None:
-                a = stack.mean(0) if m.default_layer == "mean" else stack[-1]
+                a = stack.mean(0) if m.default_layer == "mean" else stack[self.default_layer_index(m.name)]
             else:
                 a = stack[s["layer"]]
             if m.head:
@@ -164,6 +202,11 @@ class Alignment:
         return (m.name, int(word), *(s[k] for k in m.options))
 
 
+def _last_layer_with_a_map(n: int, zero) -> int:
+    """The last of ``n`` layers not in ``zero`` (the last one when every layer is)."""
+    return next((i for i in range(n - 1, -1, -1) if i not in set(zero)), n - 1)
+
+
 # ---------------------------------------------------------------------------------------------- main entry
 def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop") -> Alignment:
     """Run the model once (forward + backward) and build every cached method of the registry that applies to it.
@@ -188,6 +231,10 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
     cap = capture(adapter, pixels, t, gradients=any(m.gradients for m in cached))
     maps: dict[str, np.ndarray] = {}
     layered: dict[str, np.ndarray] = {}
+    zero_layers: dict[str, tuple[int, ...]] = {}
+    # Layers whose attention gets an exactly zero gradient on every word's row: the output never reads those rows
+    # (BLIP ITM / ViLT read only [CLS] after their last layer), so a gradient-weighted map there is zero by construction.
+    no_gradient = tuple(i for i, (_n, _o, g) in enumerate(cap.cross) if g is not None and not bool(g.any()))
     matrix = matrix_name = None
     for m in cached:
         arr = m.build(cap)
@@ -195,8 +242,11 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
             continue
         if m.layer:
             layered[m.name] = arr
-            axes = (0, 1) if m.head else 0  # the default layer, mean of heads
-            maps[m.name] = arr.mean(axes) if m.default_layer == "mean" else (arr[-1].mean(0) if m.head else arr[-1])
+            if m.gradients and no_gradient:
+                zero_layers[m.name] = no_gradient
+            k = _last_layer_with_a_map(arr.shape[0], zero_layers.get(m.name, ()))
+            axes = (0, 1) if m.head else 0  # the default layer (the last one with a map), mean of heads
+            maps[m.name] = arr.mean(axes) if m.default_layer == "mean" else (arr[k].mean(0) if m.head else arr[k])
         else:
             maps[m.name] = arr
         if m.matrix and matrix is None:
@@ -205,4 +255,5 @@ def align(adapter: FusionAdapter, image, text: str, *, fit: str = "center-crop")
         raise FusionInputError(f"No method of the registry gives a word × patch matrix for {adapter.model_id} ({adapter.kind}).")
     return Alignment(image=fitted, tokens=list(t.tokens), words=list(t.words), score=cap.score, answer=cap.answer,
                      output_name=adapter.output_name, grid=adapter.grid, layer_names=[n for n, _o, _g in cap.cross],
-                     maps=maps, layered=layered, matrix=matrix, matrix_name=matrix_name, notes=notes, meta=meta)
+                     maps=maps, layered=layered, matrix=matrix, matrix_name=matrix_name, notes=notes, meta=meta,
+                     zero_layers=zero_layers)

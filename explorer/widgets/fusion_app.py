@@ -88,6 +88,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.method = W.Dropdown(options=[], description="Method", layout=W.Layout(width="380px"))
         self.layer = W.IntSlider(value=0, min=0, max=0, description="Layer", continuous_update=True)
         self.head = W.Dropdown(options=[("mean of heads", "mean")], value="mean", description="Head", layout=W.Layout(width="200px"))
+        self.layer_note = W.HTML()  # a layer whose map is zero by construction (Grad-CAM at BLIP's / ViLT's last layer)
         self.opacity = W.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="Opacity", continuous_update=True)
         self.cscale = W.Dropdown(options=list(COLORSCALES), value="Viridis", description="Colours", layout=W.Layout(width="200px"))
         self.sort = W.ToggleButtons(options=[("reading order", "position"), ("by selected word", "word")], value="position",
@@ -121,7 +122,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             *head,
             W.HBox([self.text_box, self.run_btn]),
             self.status_area, self.answer, self.words,
-            W.HBox([self.method, self.layer, self.head]),
+            W.HBox([self.method, self.layer, self.head]), self.layer_note,
             W.HBox([self.opacity, self.cscale]),
             W.HBox([self.main, self.bars]), self.live_text, self.export_panel, self.truth,
             self.sort, self.matrix,
@@ -136,7 +137,8 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.run_btn.on_click(lambda _b: self._compute())
         self.on_change(self.text_box, lambda _c: self._compute())
         self.on_change(self.words, lambda ch: self.select_word(ch["new"]) if ch["new"] is not None else None)
-        self.on_change([self.method, self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update())
+        self.on_change(self.method, lambda _c: self._method_changed())
+        self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update())
         self.on_change(self.sort, lambda _c: self._update_matrix())
         self.modality_btn.on_click(lambda _b: self.run_modality())
         self.truth_btn.on_click(lambda _b: self.run_deletion())
@@ -217,7 +219,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             self.method.options = methods
             self.method.value = keep if keep in [m for _l, m in methods] else methods[0][1]
             self.layer.max = max(0, n_layers - 1)
-            self.layer.value = max(0, n_layers - 1)
+            self.layer.value = self._default_layer()
             self.layer.disabled = n_layers == 0
             self.head.options = [("mean of heads", "mean")] + [(f"head {h}", h) for h in range(heads)]
             self.head.value = "mean"
@@ -235,6 +237,22 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self._info(f"<b>{html.escape(self.loaded.name)}</b> · model <b>{html.escape(self.adapter.model_id)}</b> "
                    f"({self.adapter.kind}) · one forward + backward in {self._compute_s * 1e3:.0f} ms; words, layers, heads "
                    f"and methods are served from the cache")
+
+    def _default_layer(self) -> int:
+        """The layer slider's value for the method on screen: the layer its default map comes from (the last one, or
+        for Grad-CAM the last one whose map is not zero by construction)."""
+        al = self.alignment
+        n_layers = 0 if al.attention is None else al.attention.shape[0]
+        k = al.default_layer_index(self.method.value)
+        return max(0, n_layers - 1) if k is None else k
+
+    def _method_changed(self):
+        """A new method: off a layer where its map is zero by construction, onto its default layer (one redraw)."""
+        al = self.alignment
+        if al is not None and int(self.layer.value) in al.zero_layers.get(self.method.value, ()):
+            with self.quiet():
+                self.layer.value = self._default_layer()
+        self._update()
 
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:

@@ -85,6 +85,8 @@ class WordPatchViews:
                 hm.colorbar.title.text = hm.name = method.short
                 self.main.layout.annotations[1].text = self._title()
                 self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
+        note = al.layer_note(method.name, self.settings()["layer"]) if method.layer else None
+        self.layer_note.value = (f"<div style='font-size:12px;color:#8a5300'>ⓘ {html.escape(note)}</div>" if note else "")
         self._update_bars()
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         self._start_live()
