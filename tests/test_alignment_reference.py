@@ -4,9 +4,8 @@
   rollout and gradient relevance recomputed here from transformers' *eager* attention and autograd's own
   ``∂score/∂A`` (hooks on an untouched second copy of each model), then compared with what :func:`align` returns
   word by word and patch by patch — a text→image / image→text mix-up (zeros for BLIP), a transposed grid, a
-  missing ReLU or a wrong layer fails.  Chefer et al. 2021's bi-modal rules are written out twice: as the paper
-  states eq. 10 (normalised self-relevance on both sides) and as explorer applies it (``R_ti += Ā_ti·R_ii``);
-  explorer matches the second and not the first (the paper-form test is a strict xfail recording that).
+  missing ReLU or a wrong layer fails.  Chefer et al. 2021's bi-modal rules are written out as the paper states
+  them: eq. 10 with the normalised self-relevance of eqs. 8–9 on both sides (``R_ti += R̄_ttᵀ·Ā·R̄_ii``).
 * Grad-CAM at the last cross layer is zero for BLIP ITM and ViLT *by construction*: both read only the [CLS]
   token after their last layer (``itm_head(question_embeds[:, 0])``, ``ViltPooler(hidden_states[:, 0])``), so no
   word's row of the last attention gets a gradient.  Shown on the tiny models, and the views say so (default
@@ -143,10 +142,10 @@ def _bar(R: torch.Tensor) -> torch.Tensor:
     return torch.where(rows > 0, h / torch.where(rows > 0, rows, torch.ones_like(rows)), torch.zeros_like(h)) + eye
 
 
-def _bimodal(steps, n_text: int, n_image: int, *, paper: bool) -> dict[str, torch.Tensor]:
+def _bimodal(steps, n_text: int, n_image: int) -> dict[str, torch.Tensor]:
     """The bi-modal rules over ``[(kind, Ā)]`` in forward order, kinds ``"ii"``, ``"tt"`` (self-attention, eqs. 6–7:
-    ``R_ss += Ā·R_ss``, ``R_sq += Ā·R_sq``) and ``"ti"`` (text queries image; eq. 11 ``R_tt += Ā·R_it`` and eq. 10:
-    ``paper`` → ``R_ti += R̄_ttᵀ·Ā·R̄_ii``, else ``R_ti += Ā·R_ii``)."""
+    ``R_ss += Ā·R_ss``, ``R_sq += Ā·R_sq``) and ``"ti"`` (text queries image; eq. 10 ``R_ti += R̄_ttᵀ·Ā·R̄_ii`` and
+    eq. 11 ``R_tt += Ā·R_it``)."""
     R = {"tt": torch.eye(n_text, dtype=torch.float64), "ii": torch.eye(n_image, dtype=torch.float64),
          "ti": torch.zeros(n_text, n_image, dtype=torch.float64), "it": torch.zeros(n_image, n_text, dtype=torch.float64)}
     for kind, A in steps:
@@ -155,7 +154,7 @@ def _bimodal(steps, n_text: int, n_image: int, *, paper: bool) -> dict[str, torc
         elif kind == "tt":
             R["tt"], R["ti"] = R["tt"] + A @ R["tt"], R["ti"] + A @ R["ti"]
         else:
-            add = _bar(R["tt"]).T @ A @ _bar(R["ii"]) if paper else A @ R["ii"]
+            add = _bar(R["tt"]).T @ A @ _bar(R["ii"])
             R["ti"], R["tt"] = R["ti"] + add, R["tt"] + A @ R["it"]
     return R
 
@@ -195,26 +194,15 @@ def test_blip_attention_and_gradcam_equal_eager_attention_and_autograd(blip):
 
 
 @pytest.mark.parametrize("method", ["relevance", "rollout"])
-def test_blip_rollout_and_relevance_equal_the_bimodal_rules_on_eager_attention(blip, method):
+def test_blip_rollout_and_relevance_equal_the_papers_eq10_with_normalised_self_relevance(blip, method):
     """Hand-written propagation over the eager reference, read text→image (BLIP has no image→text attention, so the
-    other direction would be all zeros), eq. 10 in the form explorer applies (``R_ti += Ā_ti·R_ii``)."""
+    other direction would be all zeros), eq. 10 as the paper states it (``R_ti += R̄_ttᵀ·Ā·R̄_ii``)."""
     T, words, patches = _blip_positions(blip)
     steps = [(k, _gradient_weighted(A, G) if method == "relevance" else A.mean(0)) for k, A, G in blip["steps"]]
-    R = _bimodal(steps, T, 17, paper=False)
+    R = _bimodal(steps, T, 17)
     assert float(R["it"].abs().max()) == 0  # nothing flows image→text: that readout would be a blank map
     want = _words_patches(R["ti"], words, patches)
-    got = blip["al"].maps[method]
     assert np.abs(want).max() > 1e-3
-    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-4)
-
-
-@pytest.mark.xfail(strict=True, reason="explorer/fusion/propagation.py applies eq. 10 as R_ti += Ā·R_ii, without "
-                   "the normalised self-relevance R̄_ttᵀ … R̄_ii of Chefer et al. 2021 (eqs. 8-10) its docstring cites")
-@pytest.mark.parametrize("method", ["relevance", "rollout"])
-def test_blip_rollout_and_relevance_equal_the_papers_eq10_with_normalised_self_relevance(blip, method):
-    T, words, patches = _blip_positions(blip)
-    steps = [(k, _gradient_weighted(A, G) if method == "relevance" else A.mean(0)) for k, A, G in blip["steps"]]
-    want = _words_patches(_bimodal(steps, T, 17, paper=True)["ti"], words, patches)
     np.testing.assert_allclose(blip["al"].maps[method], want, atol=1e-6, rtol=1e-4)
 
 

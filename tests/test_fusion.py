@@ -80,6 +80,7 @@ def test_word_maps_and_gradcam_equal_a_hand_written_forward(mini):
 
 
 def test_bimodal_rules_on_an_analytic_case():
+    """Chefer et al. 2021 eqs. 6-11 on four random non-negative steps, eq. 10 with the normalised self-relevance."""
     rng = np.random.default_rng(0)
     A = torch.tensor(rng.random((3, 3)))  # image self-attention
     B = torch.tensor(rng.random((3, 2)))  # image queries text
@@ -89,11 +90,16 @@ def test_bimodal_rules_on_an_analytic_case():
     R = bimodal_propagate([(r("image", "image", 3, 3), A), (r("image", "text", 3, 2), B), (r("text", "text", 2, 2), C),
                            (r("text", "image", 2, 3), D)], 2, 3)
     I2, I3 = torch.eye(2, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
-    # by hand: R_ii = I + A; R_it = B·R_tt(=I); R_tt = I + C, R_ti stays 0 until D; then R_ti = D·R_ii, R_tt += D·R_it
+    # Eqs. 8-9 by hand: R̄ = (R − I, rows scaled to sum 1) + I.  At B, R_ii − I = A and R_tt − I = 0 (a zero row stays
+    # 0, R̄_tt = I); at D, R_ii − I = A still (R_ti is 0 when B runs) and R_tt − I = C.
+    Abar = I3 + A / A.sum(1, keepdim=True)
+    Cbar = I2 + C / C.sum(1, keepdim=True)
+    # A: R_ii = I + A.  B (eq. 10): R_it = R̄_iiᵀ·B·R̄_tt = Abarᵀ·B; eq. 11 adds B·R_ti = 0 to R_ii.  C: R_tt = I + C,
+    # R_ti stays 0.  D (eq. 10): R_ti = R̄_ttᵀ·D·R̄_ii = Cbarᵀ·D·Abar; eq. 11: R_tt += D·R_it = D·Abarᵀ·B.
     torch.testing.assert_close(R["ii"], I3 + A)
-    torch.testing.assert_close(R["it"], B)
-    torch.testing.assert_close(R["ti"], D @ (I3 + A))
-    torch.testing.assert_close(R["tt"], I2 + C + D @ B)
+    torch.testing.assert_close(R["it"], Abar.T @ B)
+    torch.testing.assert_close(R["ti"], Cbar.T @ D @ Abar)
+    torch.testing.assert_close(R["tt"], I2 + C + D @ Abar.T @ B)
 
 
 def test_positions_outside_the_canonical_space_are_dropped():

@@ -1,8 +1,8 @@
 """Attention flow through every layer of both streams: rollout and gradient relevance per word.
 
-* ``rollout`` — the bi-modal propagation rules of Chefer, Gur & Wolf (ICCV 2021, eqs. 6–11) with the
-  head-mean attention in place of the gradient-weighted one (single-stream models: ordinary rollout of
-  the joint sequence);
+* ``rollout`` — the bi-modal propagation rules of Chefer, Gur & Wolf (ICCV 2021, eqs. 6–11; eq. 10 with the
+  normalised self-relevance of eqs. 8–9) with the head-mean attention in place of the gradient-weighted one
+  (single-stream models: ordinary rollout of the joint sequence);
 * ``relevance`` — the same rules on ``E_h[(∇A ⊙ A)⁺]`` (Chefer et al. 2021 bi-modal gradient relevance).
 
 Both read a :class:`~explorer.fusion.capture.Captured` and return ``(W, gh, gw)``.
@@ -17,8 +17,28 @@ from ..attention import RolloutAccumulator
 from .capture import Captured, scatter
 
 
+def normalised_self_relevance(R: torch.Tensor) -> torch.Tensor:
+    """Chefer et al. 2021 eqs. 8–9: ``R̄ = R̂ + I`` with ``R̂ = R − I`` scaled so each row sums to 1.
+
+    Args:
+        R: ``(n, n)`` self-relevance ``R^{xx}`` (``I`` plus non-negative additions).
+    Returns:
+        ``(n, n)`` ``R̄^{xx}``; a row of ``R − I`` that is all zero (nothing propagated yet) stays zero, so ``R̄ = I``
+        there.
+    """
+    eye = torch.eye(R.shape[0], dtype=R.dtype)
+    hat = R - eye
+    rows = hat.sum(-1, keepdim=True)
+    return torch.where(rows > 0, hat / torch.where(rows > 0, rows, torch.ones_like(rows)), torch.zeros_like(hat)) + eye
+
+
 def bimodal_propagate(steps, n_text: int, n_image: int) -> dict[str, torch.Tensor]:
     """Chefer et al. 2021 bi-modal rules over calls in forward order.
+
+    Self-attention of modality ``s`` (other modality ``q``), ``Ā (s, s)``: eqs. 6–7, ``R_ss += Ā·R_ss``,
+    ``R_sq += Ā·R_sq``.  Cross-attention, queries ``s``, keys ``q``, ``Ā (s, q)``: eq. 10,
+    ``R_sq += R̄_ssᵀ·Ā·R̄_qq`` (``R̄`` of eqs. 8–9, :func:`normalised_self_relevance`), and eq. 11,
+    ``R_ss += Ā·R_qs``, both from the matrices before the call.
 
     Args:
         steps: iterable of ``(role, abar (Tq, Tk))`` with ``abar`` the head-aggregated (relevance or attention) matrix.
@@ -32,12 +52,13 @@ def bimodal_propagate(steps, n_text: int, n_image: int) -> dict[str, torch.Tenso
     for role, abar in steps:
         s, o = key[role.query], key[role.key]
         A = scatter(abar, role.q_pos, role.k_pos, n[role.query], n[role.key])
-        if s == o:  # self-attention: R_ss += A R_ss; R_s,other += A R_s,other
+        if s == o:  # self-attention (eqs. 6-7): R_ss += A R_ss; R_s,other += A R_s,other
             other = "i" if s == "t" else "t"
             R[s + s] = R[s + s] + A @ R[s + s]
             R[s + other] = R[s + other] + A @ R[s + other]
-        else:  # cross-attention, queries s, keys o: R_so += A R_oo; R_ss += A R_os
-            R[s + o] = R[s + o] + A @ R[o + o]
+        else:  # cross-attention, queries s, keys o (eqs. 10-11): R_so += R̄_ssᵀ A R̄_oo; R_ss += A R_os
+            add = normalised_self_relevance(R[s + s]).T @ A @ normalised_self_relevance(R[o + o])
+            R[s + o] = R[s + o] + add
             R[s + s] = R[s + s] + A @ R[o + s]
     return R
 
