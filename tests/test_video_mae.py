@@ -215,3 +215,30 @@ def test_model_clip_reads_frames_at_what_the_model_needs(tmp_path):
     assert clip.frames.shape == (model.num_frames, 96, 128, 3)  # 640x480 -> longer side 2 * 64
     rec = explorer.reconstruction.video.reconstruct_video(model, clip, ratio=0.75, seed=0)
     assert np.isfinite(rec.psnr_masked)
+
+
+def test_video_orders_follow_their_definitions_exactly():
+    """Tube: one seeded spatial argsort (MAE's noise) repeated in time; random: MAE's argsort over all tokens;
+    frame: whole time steps in a seeded order; running-cell at 25 %: step k hides the cell position k mod 4."""
+    t, gh, gw = grid = (4, 4, 6)
+    L = gh * gw
+    spatial = np.argsort(-np.random.default_rng(5).random(L))
+    expected = (np.arange(t)[None, :] * L + spatial[:, None]).ravel()
+    np.testing.assert_array_equal(video_masking_order(grid, "tube", 5), expected)
+    np.testing.assert_array_equal(video_masking_order(grid, "random", 5), np.argsort(-np.random.default_rng(5).random(t * L)))
+    rng = np.random.default_rng(5)
+    steps = rng.permutation(t)
+    within = np.argsort(-rng.random(L))
+    np.testing.assert_array_equal(video_masking_order(grid, "frame", 5), (steps[:, None] * L + within[None, :]).ravel())
+    cell = (np.arange(gh)[:, None] % 2) * 2 + (np.arange(gw)[None, :] % 2)
+    m = video_mask(grid, 0.25, "running-cell", 5)
+    for k in range(t):
+        np.testing.assert_array_equal(m[k], cell == k % 4)
+    with pytest.raises(MaskError, match=r"Bad token grid \(0, 4, 6\)\."):
+        video_masking_order((0, 4, 6), "tube", 0)
+    with pytest.raises(MaskError, match=r"Bad token grid \(2, 0, 6\)\."):
+        video_masking_order((2, 0, 6), "tube", 0)
+    with pytest.raises(MaskError, match=r"Bad token grid \(2, 4, 0\)\."):
+        video_masking_order((2, 4, 0), "tube", 0)
+    with pytest.raises(MaskError, match=r"choose one of tube, random, frame, running-cell\."):
+        video_masking_order(grid, "zigzag", 0)
