@@ -93,3 +93,67 @@ def test_nearest_frame_with_tubelets_counts_frames_not_tubelets():
     # frame 2 ← frame 1 (distance 1), frame 3 ← frame 4 (distance 1)
     np.testing.assert_array_equal(out[2, :8, :8], clip[1, :8, :8])
     np.testing.assert_array_equal(out[3, :8, :8], clip[4, :8, :8])
+
+
+def test_fills_return_float32_and_read_integer_masks_and_overshoots():
+    """float64 images come back float32 (as documented); a 0/1 integer mask is a boolean one; values a little outside
+    [0, 1] (a model's overshoot) are clipped before 8-bit inpainting instead of wrapping around."""
+    img = np.linspace(-0.05, 1.05, 16 * 24 * 3).reshape(16, 24, 3)
+    m = np.zeros((2, 3), bool)
+    m[1, 2] = True
+    assert mean_fill(img, m, 8).dtype == np.float32
+    out = telea_fill(img, m, 8)
+    ref8 = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, cv2.inpaint(ref8, np.kron(m, np.ones((8, 8), np.uint8)), 5, cv2.INPAINT_TELEA) / np.float32(255))
+    assert out.min() >= 0 and out.max() <= 1
+    clip = _clip(4)
+    tm = np.zeros((4, 2, 4), bool)
+    tm[1, 0, 1] = tm[2, 1, 3] = True
+    a = nearest_frame_fill(clip, tm, 1, 8)
+    np.testing.assert_array_equal(a, nearest_frame_fill(clip, tm.astype(np.uint8), 1, 8))
+    assert a.dtype == np.float32 and nearest_frame_fill(clip.astype(np.float64), tm, 1, 8).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------- multimodal baselines
+def _result(spec, original, visible):
+    return type("R", (), {"spec": spec, "original": original, "visible": np.asarray(visible, bool), "given": True})()
+
+
+def test_training_mean_prediction_is_per_channel():
+    from explorer.modalities import Modality
+    from explorer.multimodal.baselines import mean_prediction
+
+    rgb = Modality("rgb", "image", (16, 16, 3), (8, 8), (0.1, 0.5, 0.9), (0.2,) * 3)
+    depth = Modality("depth", "depth", (16, 16), (8, 8), (4.25,), (1.0,))
+    p = mean_prediction(_result(rgb, None, [True] * 4))
+    assert p.shape == (16, 16, 3) and p.dtype == np.float32
+    np.testing.assert_array_equal(p[3, 7], np.float32([0.1, 0.5, 0.9]))
+    d = mean_prediction(_result(depth, None, [True] * 4))
+    assert d.shape == (16, 16) and d.dtype == np.float32 and (d == np.float32(4.25)).all()
+
+
+def test_depth_inpainting_is_16_bit_telea_over_the_visible_range():
+    """The plane is quantised to 16 bits over the visible values' range, holes (hidden or unknown) are inpainted
+    by OpenCV's Telea with radius 3, and mapped back: checked against cv2 directly and against a ramp."""
+    from explorer.multimodal.baselines import _inpaint_plane
+
+    yy, xx = np.mgrid[0:24, 0:32].astype(np.float32)
+    depth = 1.5 + 0.1 * xx + 0.05 * yy  # 1.5 … 6.25 m ramp
+    hidden = np.zeros((24, 32), bool)
+    hidden[8:16, 8:16] = True
+    x = depth.copy()
+    x[2, 30] = np.nan  # an unknown value among the visible ones is a hole too
+    x[9, 9] = 99.0     # under the hidden patch: must not stretch the range
+    got = _inpaint_plane(x, hidden)
+    holes = hidden | ~np.isfinite(x)
+    lo, hi = float(depth[~holes].min()), float(depth[~holes].max())
+    scale = 65535.0 / (hi - lo)
+    q = np.round((np.where(holes, lo, x) - lo) * scale).clip(0, 65535).astype(np.uint16)
+    ref = cv2.inpaint(q, holes.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA).astype(np.float32) / scale + lo
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    assert np.isfinite(got).all()
+    vis = ~holes
+    assert np.abs(got[vis] - depth[vis]).max() <= (hi - lo) / 65535 + 1e-5  # visible values kept (16-bit steps)
+    assert np.abs(got[hidden] - depth[hidden]).max() < 0.35  # a smooth ramp is inpainted close to the ramp
+    assert abs(float(got[2, 30]) - float(depth[2, 30])) < 0.1
+    assert got.dtype == np.float32
