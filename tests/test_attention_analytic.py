@@ -77,3 +77,74 @@ def test_entropy_of_one_hot_and_two_way_rows():
     mixed = probs.copy()
     mixed[0, 0, :3] = probs[0, 1, :3]
     assert attention_entropy(mixed)[0, 0] == pytest.approx(got[0, 1] / 2)
+
+
+# ---------------------------------------------------------------------------------------------- rollout / relevance
+import torch  # noqa: E402
+
+from explorer.attention.methods import RelevanceAccumulator, RolloutAccumulator, fuse_heads, rollout_step  # noqa: E402
+
+
+def _attn(seed: int, H: int = 3, T: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(H, T, T, generator=g), -1)
+
+
+def test_head_fusion_is_the_mean_max_or_min_over_heads():
+    a = _attn(0)
+    torch.testing.assert_close(fuse_heads(a), a.mean(0))  # the default is the mean
+    torch.testing.assert_close(fuse_heads(a, "max"), a.max(0).values)
+    torch.testing.assert_close(fuse_heads(a, "min"), a.min(0).values)
+    with pytest.raises(ValueError, match=r"Unknown head fusion 'median'; choose from \('mean', 'max', 'min'\)\."):
+        fuse_heads(a, "median")
+
+
+def test_rollout_step_defaults_and_the_discard_range():
+    a = _attn(1)
+    eye = torch.eye(5)
+    expected = 0.5 * a.mean(0) + 0.5 * eye  # rows of A and of I sum to one: so does their average
+    torch.testing.assert_close(rollout_step(a), expected)
+    torch.testing.assert_close(rollout_step(a, fusion="mean", discard=0.0, residual=True), expected)
+    torch.testing.assert_close(rollout_step(a, residual=False), a.mean(0))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"discard ratio must be in \[0, 1\), got {bad}"):
+            rollout_step(a, discard=bad)
+    # discard 0.4 of 5 = the 2 smallest entries of each row, never the diagonal
+    d = rollout_step(a, discard=0.4, residual=False)
+    m = a.mean(0)
+    for r in range(5):
+        off = [c for c in np.argsort(m[r].numpy()) if c != r][:2]
+        assert all(d[r, c] == 0 for c in off) and d[r, r] > 0
+        torch.testing.assert_close(d[r].sum(), torch.tensor(1.0))
+
+
+def test_rollout_accumulator_multiplies_the_chosen_layers_in_order():
+    a0, a1, a2 = _attn(2), _attn(3), _attn(4)
+    acc = RolloutAccumulator(layers=[0, 2])
+    for a in (a0, a1, a2):
+        acc.update(a)
+    torch.testing.assert_close(acc.result, rollout_step(a2) @ rollout_step(a0))
+    assert acc.seen == 3
+
+
+def test_relevance_accumulator_builds_chefers_product_from_the_last_layer_down():
+    """Called last layer first: R = (I + Ā_2)(I + Ā_1)(I + Ā_0) with Ā = mean over heads of (∇A ⊙ A)⁺; with
+    ``layers`` only the named layers enter, whatever order the indices come in."""
+    A = [_attn(s) for s in (5, 6, 7)]
+    G = [torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(10 + s)) for s in range(3)]
+    bar = [(g * a).clamp_min(0).mean(0) for a, g in zip(A, G)]
+    eye = torch.eye(5)
+    acc = RelevanceAccumulator()
+    for i in (2, 1, 0):
+        acc.update(A[i], G[i], index=i)
+    torch.testing.assert_close(acc.result, (eye + bar[2]) @ (eye + bar[1]) @ (eye + bar[0]))
+    assert acc.seen == [2, 1, 0]
+    only = RelevanceAccumulator(layers=[2, 0])
+    for i in (2, 1, 0):
+        only.update(A[i], G[i], index=i)
+    torch.testing.assert_close(only.result, (eye + bar[2]) @ (eye + bar[0]))
+    implicit = RelevanceAccumulator(layers=[0])
+    implicit.update(A[2], G[2])  # no index: counted 0, 1, ... in call order
+    implicit.update(A[1], G[1])
+    assert implicit.seen == [0, 1]
+    torch.testing.assert_close(implicit.result, eye + bar[2])

@@ -91,9 +91,11 @@ class RelevanceAccumulator:
         self.seen: list[int] = []
 
     def update(self, attn: torch.Tensor, grad: torch.Tensor, index: int | None = None) -> None:
-        """``attn``, ``grad``: ``(H, T, T)``."""
-        self.seen.append(index if index is not None else len(self.seen))
-        if self.layers is not None and index is not None and index not in self.layers:
+        """``attn``, ``grad``: ``(H, T, T)``; ``index``: the layer (default: calls are counted 0, 1, … in call order,
+        and ``layers`` filters on that count)."""
+        i = index if index is not None else len(self.seen)
+        self.seen.append(i)
+        if self.layers is not None and i not in self.layers:
             return
         abar = (grad.float() * attn.float()).clamp_min(0).mean(0)
         eye = torch.eye(abar.shape[-1], dtype=abar.dtype, device=abar.device)
