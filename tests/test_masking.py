@@ -135,6 +135,7 @@ def test_manual_mask_places_each_index_in_raster_order():
     with pytest.raises(MaskError, match=r"out of range for a 3x4 grid: -1\.\.6"):
         manual_mask((3, 4), [-1, 6])
     assert not manual_mask((3, 4), []).any()
+    assert m.dtype == bool and manual_mask((3, 4), []).dtype == bool
 
 
 def test_mask_to_noise_values():
@@ -172,8 +173,8 @@ def test_visible_counts_reads_ratios_and_counts():
     ({"rgb": -1}, "between 0 and 24 patches"),
     ({"rgb": 1.2}, "between 0 and 24 patches .0–1 as a ratio., got 1.2"),
     ({"rgb": -0.01}, "got -0.01"),
-    ({"rgb": 0, "depth": 0.0}, "Every modality is fully masked"),
-    ({}, "Every modality is fully masked"),
+    ({"rgb": 0, "depth": 0.0}, "^Every modality is fully masked: show at least one patch of some modality\\.$"),
+    ({}, "^Every modality is fully masked"),
 ])
 def test_visible_counts_refuses_with_the_reason(budgets, message):
     from explorer.masking.budgets import BudgetError, visible_counts
@@ -197,6 +198,8 @@ def test_dirichlet_counts_follow_numpys_dirichlet_sum_to_the_total_and_respect_c
         expected[int(np.argmax(p))] += total - base.sum()
         assert (got["rgb"], got["depth"]) == tuple(int(v) for v in expected)
     assert got == dirichlet_counts(specs, total, seed, alpha)
+    if alpha == 1.0:
+        assert got == dirichlet_counts(specs, total, seed)  # MultiMAE's default: a flat Dirichlet
 
 
 def test_dirichlet_counts_refuse_impossible_totals():
@@ -252,6 +255,8 @@ def test_grid_masks_are_lattices_with_a_seeded_phase(grid, seed):
     (lambda: num_masked(10, 1.5), r"Masking ratio must lie in \[0, 1\], got 1\.5\."),
     (lambda: masking_order((4, 4), "zigzag", 0), r"Unknown mask strategy 'zigzag'; choose one of random, block, grid, manual\."),
     (lambda: masking_order((4, 4), "manual", 0), r"^A manual mask has no ratio sweep; build it with manual_mask\(\)\.$"),
+    (lambda: manual_mask((4, 4), [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]),
+     r"^Manual mask: patch indices must be whole numbers, got \[0\.5, 1\.5, 2\.5, 3\.5, 4\.5\]\.$"),
 ])
 def test_mask_errors_say_what_is_wrong(call, message):
     with pytest.raises(MaskError, match=message):
@@ -290,6 +295,11 @@ def test_block_orders_place_whole_rectangles_of_the_documented_size():
         shapes.append((h, w))
     areas = [h * w for h, w in shapes]
     assert min(areas) >= 12 and max(areas) <= int(0.4 * 196) + 3, areas
+    assert max(areas) >= 40 and len(set(areas)) >= 10  # block sizes spread over [16, 0.4·L], not one size
+    # a block is placed anywhere it fits, uniformly: few first blocks touch the bottom edge (a placement that ran
+    # past the grid would cut many there)
+    bottoms = sum(int(np.divmod(block_order(grid, s), 14)[0][:16].max() == 13) for s in range(40))
+    assert bottoms <= 10, bottoms
     assert any(h > w for h, w in shapes) and any(w > h for h, w in shapes) and any(abs(h - w) >= 2 for h, w in shapes)
 
 
@@ -313,3 +323,14 @@ def test_visible_tubes_and_ineligible_patches():
         visible_masks([depth], {"depth": 1}, seed=0, strategy={"depth": "zigzag"})
     with pytest.raises(BudgetError, match="Tube masking needs a video modality; depth is depth"):
         visible_masks([depth], {"depth": 1}, seed=0, strategy={"depth": "tube"})
+
+
+def test_grid_phase_takes_every_offset_in_the_tile():
+    """The seed draws the lattice phase uniformly over the 8 x 8 tile: over 64 seeds, the patch kept longest in the
+    first tile sits at every row and every column of the tile."""
+    rows, cols = set(), set()
+    for s in range(64):
+        last = int(masking_order((8, 8), "grid", s)[-1])  # kept longest
+        rows.add(last // 8)
+        cols.add(last % 8)
+    assert rows == set(range(8)) and cols == set(range(8))

@@ -230,6 +230,7 @@ def test_video_orders_follow_their_definitions_exactly():
     steps = rng.permutation(t)
     within = np.argsort(-rng.random(L))
     np.testing.assert_array_equal(video_masking_order(grid, "frame", 5), (steps[:, None] * L + within[None, :]).ravel())
+    np.testing.assert_array_equal(video_mask(grid, 0.5), video_mask(grid, 0.5, "tube", 0))  # the defaults: tube, seed 0
     cell = (np.arange(gh)[:, None] % 2) * 2 + (np.arange(gw)[None, :] % 2)
     m = video_mask(grid, 0.25, "running-cell", 5)
     for k in range(t):
