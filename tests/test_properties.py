@@ -171,3 +171,51 @@ def test_atomic_write_leaves_the_old_file_or_the_new_one_never_a_part(tmp_path_f
         assert target.read_bytes() == old if old is not None else not target.exists()
         if old is not None and not overwrite and fail is None:
             assert isinstance(raised, FileExistsError)
+
+
+# ---------------------------------------------------------------------------------------------- header sizes
+def _encode(fmt: str, w: int, h: int, seed: int) -> bytes:
+    import io as _io
+
+    import cv2
+    from PIL import Image
+
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    buf = _io.BytesIO()
+    if fmt == "hdr":
+        ok, enc = cv2.imencode(".hdr", rgb.astype(np.float32) / 255)
+        assert ok
+        return enc.tobytes()
+    if fmt == "pnm-ascii":
+        return (f"P2\n# a comment\n{w} {h}\n255\n" + " ".join(map(str, rgb[..., 0].ravel()))).encode()
+    im = Image.fromarray(rgb)
+    kw = {}
+    if fmt == "jpeg-progressive":
+        fmt, kw = "jpeg", {"progressive": True}
+    elif fmt == "webp-lossless":
+        fmt, kw = "webp", {"lossless": True}
+    elif fmt == "webp-alpha":
+        fmt, im = "webp", Image.fromarray(np.dstack([rgb, rgb[..., :1]]))
+    elif fmt == "tiff-big":
+        fmt, kw = "tiff", {"big_tiff": True}
+    elif fmt in ("pgm", "pbm"):
+        im, fmt = im.convert("L" if fmt == "pgm" else "1"), "ppm"
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+HEADER_FORMATS = ["png", "jpeg", "jpeg-progressive", "tiff", "tiff-big", "webp", "webp-lossless", "webp-alpha", "gif",
+                  "bmp", "ppm", "pgm", "pbm", "pnm-ascii", "hdr"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(fmt=st.sampled_from(HEADER_FORMATS), w=st.integers(1, 300), h=st.integers(1, 300), seed=seeds)
+def test_header_sizes_are_read_without_decoding(fmt, w, h, seed):
+    """The decompression-bomb guard reads (width, height) from the header of every format it knows; a reader that
+    swapped them or read the wrong bytes would disagree with the size the image was made at."""
+    from explorer.io import header_size, image_size
+
+    assume(not (fmt.startswith("webp") and (w > 16383 or h > 16383)))
+    data = _encode(fmt, w, h, seed)
+    assert image_size(data) == (w, h), fmt
+    assert header_size(data) == (w, h), fmt
