@@ -157,3 +157,57 @@ def test_depth_inpainting_is_16_bit_telea_over_the_visible_range():
     assert np.abs(got[hidden] - depth[hidden]).max() < 0.35  # a smooth ramp is inpainted close to the ramp
     assert abs(float(got[2, 30]) - float(depth[2, 30])) < 0.1
     assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("pair, budgets", [(("RGB", "DEPTH"), {"rgb": 0.5, "depth": 0.4}),
+                                           (("VIDEO", "AUDIO"), {"video": 0.5, "audio": 0.3})])
+def test_multimodal_baselines_are_the_fills_of_each_kind_on_the_hidden_values(tmp_path, pair, budgets):
+    """Every modality kind gets its own fill (Telea for images, the nearest visible frame for video, 16-bit Telea for
+    depth / spectrograms) from its own visible patches, and the scores read the hidden values only — on textured
+    random inputs, where filling the wrong patches or scoring the visible ones gives other numbers."""
+    import _tiny
+    from explorer.multimodal import load_multimodal_model
+    from explorer.multimodal.baselines import _inpaint_plane, baseline_metrics, inpaint_prediction, mean_prediction
+    from explorer.reconstruction.multimodal import reconstruct_multimodal
+
+    specs = [getattr(_tiny, n) for n in pair]
+    mm = load_multimodal_model(str(_tiny.save_tiny_multimae(tmp_path / "m", specs, task="rgbd" if "RGB" in pair else "audio-visual")),
+                               device="cpu")
+    rng = np.random.default_rng(3)
+    inputs = {s.name: (rng.random(s.shape) if s.kind in ("image", "video") else
+                       rng.uniform(2, 9, s.shape) if s.kind == "depth" else rng.normal(-5, 3, s.shape)).astype(np.float32)
+              for s in specs}
+    rec = reconstruct_multimodal(mm, inputs, budgets, seed=1)
+    base = baseline_metrics(rec)
+    for s in specs:
+        r = rec[s.name]
+        x, hidden_patches = inputs[s.name], ~r.visible
+        assert hidden_patches.any() and r.visible.any()
+        hidden = ~s.unpatchify_mask(r.visible)
+        if s.kind == "image":
+            ref = telea_fill(x, hidden_patches.reshape(s.grid), s.patch[0])
+        elif s.kind == "video":
+            ref = nearest_frame_fill(x, hidden_patches.reshape(s.grid), s.patch[0], s.patch[1])
+        else:
+            ref = _inpaint_plane(x, hidden)
+        got = inpaint_prediction(r)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+        assert np.abs(got - x)[hidden].max() > 0.05  # the hidden values were filled, not copied
+        mean = np.asarray(s.mean, np.float64) if s.channels > 1 else s.mean[0]
+        for name, pred in (("training mean", np.broadcast_to(mean, s.shape)), ("inpainting (visible patches)", ref)):
+            rmse = float(np.sqrt(np.mean((np.asarray(pred, np.float64)[hidden] - x[hidden]) ** 2)))
+            assert base[name][s.name]["rmse"] == pytest.approx(rmse, rel=1e-5), (name, s.name)
+            assert base[name][s.name]["hidden_values"] == int(hidden.sum())
+        np.testing.assert_array_equal(mean_prediction(r), np.broadcast_to(np.float32(mean), s.shape))
+
+
+def test_depth_inpainting_keeps_small_ranges_exact():
+    """A near wall (0.80–0.83 m): the 16-bit steps follow the visible range however small it is."""
+    from explorer.multimodal.baselines import _inpaint_plane
+
+    x = (0.8 + 0.001 * np.arange(32, dtype=np.float32))[None, :].repeat(16, 0)
+    hidden = np.zeros_like(x, bool)
+    hidden[4:12, 8:16] = True
+    got = _inpaint_plane(x, hidden)
+    assert np.abs(got - x)[~hidden].max() <= 0.031 / 65535 + 1e-6
+    assert np.abs(got - x)[hidden].max() < 0.004
