@@ -148,3 +148,41 @@ def test_relevance_accumulator_builds_chefers_product_from_the_last_layer_down()
     implicit.update(A[1], G[1])
     assert implicit.seen == [0, 1]
     torch.testing.assert_close(implicit.result, eye + bar[2])
+
+
+def test_rollout_and_relevance_build_their_identity_on_the_inputs_device():
+    """The identity is made where the attention lives (a GPU tensor must not meet a CPU identity): checked on
+    PyTorch's "meta" device, where mixing devices fails just as it does on a GPU."""
+    a = _attn(8).to("meta")
+    assert rollout_step(a).device.type == "meta"
+    assert rollout_step(a, discard=0.4).device.type == "meta"
+    acc = RelevanceAccumulator()
+    acc.update(a, a)
+    assert acc.result.device.type == "meta" and acc.result.shape == (5, 5)
+
+
+def test_discarding_a_single_entry_per_row():
+    a = _attn(9)
+    d = rollout_step(a, discard=0.2, residual=False)  # 0.2 of 5 tokens: one entry per row
+    m = a.mean(0)
+    for r in range(5):
+        c = [c for c in np.argsort(m[r].numpy()) if c != r][0]
+        assert d[r, c] == 0 and int((d[r] == 0).sum()) == 1
+
+
+def test_distance_is_computed_in_float64_and_a_row_on_the_prefix_counts_zero():
+    grid, patch, prefix = (3, 4), 16, 1
+    T = prefix + 12
+    rng = np.random.default_rng(0)
+    p32 = rng.random((1, 2, T, T)).astype(np.float32)
+    p32 /= p32.sum(-1, keepdims=True)
+    got = mean_attention_distance(p32, grid, patch, prefix)
+    cells = list(itertools.product(range(3), range(4)))
+    a = p32[0, :, prefix:, prefix:].astype(np.float64)
+    a /= a.sum(-1, keepdims=True)
+    ref = [np.mean([sum(a[h, q, k] * math.hypot((cells[q][0] - cells[k][0]) * patch, (cells[q][1] - cells[k][1]) * patch)
+                        for k in range(12)) for q in range(12)]) for h in range(2)]
+    np.testing.assert_allclose(got[0], ref, rtol=1e-12)
+    only_cls = np.zeros((1, 1, T, T))
+    only_cls[..., 0] = 1.0  # every query looks at [CLS] only: no patch-to-patch distance at all
+    assert mean_attention_distance(only_cls, grid, patch, prefix)[0, 0] == 0.0

@@ -37,7 +37,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                           ["tests/test_attention_analytic.py", "tests/test_attention.py"]),
     "alignment": (["explorer/fusion/alignment.py", "explorer/fusion/propagation.py"],
                   ["tests/test_alignment_reference.py", "tests/test_fusion.py", "tests/test_fusion_adapters.py"]),
-    "io": (["explorer/io.py"], ["tests/test_io.py", "tests/test_properties.py", "tests/test_hostile_files.py"]),
+    "io": (["explorer/io.py"], ["tests/test_io.py", "tests/test_properties.py"]),
     "multimodal": (["explorer/multimodal/inputs.py", "explorer/modalities.py"],
                    ["tests/test_multimodal.py", "tests/test_properties.py", "tests/test_multimodal_data.py"]),
     "attention": (["explorer/attention/capture.py", "explorer/attention/maps.py", "explorer/attention/registry.py",
@@ -70,11 +70,11 @@ markers = [
 
 
 def workspace(module: str) -> Path:
-    """``.mutants/<module>/``: links to the package and the tests, and a pyproject that configures mutmut."""
+    """``.mutants/<module>/``: links to the package, the tests and data/, and a pyproject that configures mutmut."""
     files, tests = MODULES[module]
     ws = ROOT / ".mutants" / module
     ws.mkdir(parents=True, exist_ok=True)
-    for name in ("explorer", "tests"):
+    for name in ("explorer", "tests", "data"):
         link = ws / name
         if not link.exists():
             link.symlink_to(ROOT / name, target_is_directory=True)
@@ -82,6 +82,7 @@ def workspace(module: str) -> Path:
     tests = [t for t in tests if t not in missing]
     conf = (f"[tool.mutmut]\nsource_paths = [\"explorer\"]\nonly_mutate = {json.dumps(files)}\n"
             f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+            "also_copy = [\"data\"]\n"  # tests that read data/models next to tests/
             "pytest_add_cli_args = [\"-q\", \"-x\"]\n" + _PYTEST_CONFIG)
     (ws / "pyproject.toml").write_text(conf)
     if missing:
