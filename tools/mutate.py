@@ -31,8 +31,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["explorer/metrics.py"], ["tests/test_metrics.py", "tests/test_reconstruction.py"]),
     "baselines": (["explorer/reconstruction/baselines.py", "explorer/multimodal/baselines.py"],
                   ["tests/test_baselines.py", "tests/test_reconstruction.py", "tests/test_multimodal.py"]),
-    "reproduce": (["explorer/export/reproduce.py", "explorer/export/sidecar.py"],
-                  ["tests/test_reproduce_negative.py", "tests/test_sidecar_untrusted.py", "tests/test_export.py"]),
+    "sidecar": (["explorer/export/sidecar.py"], ["tests/test_sidecar_readers.py", "tests/test_sidecar_untrusted.py",
+                                                  "tests/test_reproduce_negative.py"]),
+    "reproduce": (["explorer/export/reproduce.py"], ["tests/test_reproduce_negative.py", "tests/test_sidecar_untrusted.py"]),
     "attention-methods": (["explorer/attention/methods.py"],
                           ["tests/test_attention_analytic.py", "tests/test_attention.py"]),
     "alignment": (["explorer/fusion/alignment.py", "explorer/fusion/propagation.py"],
@@ -132,7 +133,19 @@ def main(argv=None) -> int:
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--show", action="store_true", help="print the diff of every survivor")
     ap.add_argument("--fresh", action="store_true", help="forget earlier results of this module")
+    ap.add_argument("--table", action="store_true", help="a markdown row per module that has results (tests/MUTATION.md)")
     a = ap.parse_args(argv)
+    if a.table:
+        for k, (files, _tests) in MODULES.items():
+            ws = ROOT / ".mutants" / k
+            if not (ws / "mutants").is_dir():
+                continue
+            by = results(ws)
+            killed, tested, pct = score(by)
+            survived = tested - killed
+            print(f"| {k} | {', '.join(f.removeprefix('explorer/') for f in files)} | {tested} | {killed} | {survived} | "
+                  f"{pct:.1f}% |")
+        return 0
     if a.list or not a.module:
         for k, (files, tests) in MODULES.items():
             print(f"{k:18s} {' '.join(files)}\n{'':18s} tests: {' '.join(tests)}")
