@@ -113,3 +113,86 @@ def test_svg_metadata_reads_the_first_block(text):
     assert _svg_text(svg) == text
     assert _svg_text('<svg><metadata id="explorer-sidecar">unclosed') is None
     assert _svg_text("<svg/>") is None
+
+
+# ---------------------------------------------------------------------------------------------- edges and limits
+import json  # noqa: E402
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+from explorer.export.sidecar import MAX_PNG_CHUNKS, MAX_SIDECAR_BYTES, _inflate, read_sidecar  # noqa: E402
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+SIG = b"\x89PNG\r\n\x1a\n"
+IHDR = _chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 3, 8, 2, 0, 0, 0))
+
+
+def test_png_reading_stops_at_the_image_data_or_the_end():
+    text = _chunk(b"tEXt", b"explorer\x00found")
+    assert _png_text(SIG + IHDR + text, "explorer") == "found"
+    assert _png_text(SIG + IHDR + _chunk(b"IEND", b"") + text, "explorer") is None  # nothing after IEND
+    assert _png_text(SIG + IHDR + _chunk(b"IDAT", b"x") + text, "explorer") is None  # nor after IDAT
+    assert _png_text(SIG + IHDR, "explorer") is None  # a file that just ends
+    assert _png_text(SIG + IHDR + text[:-6], "explorer") is None  # a chunk cut short
+    with pytest.raises(SidecarError, match=r"^not a PNG file$"):
+        _png_text(b"\x89PNG\r\n\x1a", "explorer")
+    many = SIG + IHDR + _chunk(b"tEXt", b"other\x00x") * MAX_PNG_CHUNKS + text
+    with pytest.raises(SidecarError, match=rf"^it has more than {MAX_PNG_CHUNKS} chunks before its image data$"):
+        _png_text(many, "explorer")
+
+
+def test_compressed_text_is_bounded_exactly_at_the_limit():
+    ok = b"a" * MAX_SIDECAR_BYTES
+    assert _inflate(zlib.compress(ok)) == ok
+    with pytest.raises(SidecarError, match=r"^its sidecar text is larger than 1 MiB$"):
+        _inflate(zlib.compress(ok + b"b"))
+    with pytest.raises(SidecarError, match="larger than 1 MiB"):
+        _inflate(zlib.compress(b"\0" * (64 * MAX_SIDECAR_BYTES)))  # a zip bomb: refused without inflating it all
+    ztxt = _chunk(b"zTXt", b"explorer\x00\x00" + zlib.compress(b"x" * (MAX_SIDECAR_BYTES + 10)))
+    with pytest.raises(SidecarError, match="larger than 1 MiB"):
+        _png_text(SIG + IHDR + ztxt, "explorer")
+
+
+def test_pdf_strings_edges():
+    def doc(s: bytes, before: bytes = b"") -> bytes:
+        return b"%PDF-1.7\n" + before + b"1 0 obj << /Key " + s + b" >> endobj\n%%EOF"
+
+    assert _pdf_text(doc(b"(a\\qb)"), "/Key") == "aqb"  # an unknown escape is the character itself
+    assert _pdf_text(doc(b"<4865>", before=b"2 0 obj << /A 1 >> endobj\n"), "/Key") == "He"  # a '>' earlier
+    with pytest.raises(SidecarError, match="not valid hex"):
+        _pdf_text(doc(b"<48X65>"), "/Key")
+    with pytest.raises(SidecarError, match="/Key entry is not a string"):
+        _pdf_text(doc(b"X(text)"), "/Key")
+    with pytest.raises(SidecarError, match=r"^not a PDF file$"):
+        _pdf_text(b"%PDF", "/Key")
+    big = 8 * MAX_SIDECAR_BYTES
+    assert len(_pdf_text(doc(b"<" + b"41" * (big // 2) + b">"), "/Key")) == big // 2  # exactly at the limit
+    with pytest.raises(SidecarError, match=r"^its /Key string is larger than 1 MiB$"):
+        _pdf_text(doc(b"<" + b"41" * (big // 2) + b"4>"), "/Key")
+    lit = 4 * MAX_SIDECAR_BYTES
+    assert len(_pdf_text(doc(b"(" + b"a" * lit + b")"), "/Key")) == lit
+    with pytest.raises(SidecarError, match=r"^its /Key string is larger than 1 MiB$"):
+        _pdf_text(doc(b"(" + b"a" * (lit + 1) + b")"), "/Key")
+
+
+def test_svg_metadata_at_the_very_start():
+    assert _svg_text('<metadata id="explorer-sidecar"></metadata>') == ""
+    assert _svg_text('<metadata id="explorer-sidecar">x</metadata>') == "x"
+
+
+def test_an_unknown_schema_is_named_shortly(tmp_path):
+    p = tmp_path / "fig.json"
+    p.write_text(json.dumps({"schema": "s" * 100}))
+    with pytest.raises(SidecarError) as e:
+        read_sidecar(p)
+    assert str(e.value) == f"{p} is not an explorer figure sidecar (schema {repr('s' * 100)[:50]}…)."
+    p.write_text(json.dumps({"schema": "old/0"}))
+    with pytest.raises(SidecarError, match=r"\(schema 'old/0'\)\.$"):
+        read_sidecar(p)
+    p.write_text("[1, 2]")
+    with pytest.raises(SidecarError, match=r"\(schema None\)\.$"):
+        read_sidecar(p)
