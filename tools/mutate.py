@@ -33,8 +33,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "baselines": (["explorer/reconstruction/baselines.py", "explorer/multimodal/baselines.py"],
                   ["tests/test_baselines.py", "tests/test_reconstruction.py", "tests/test_multimodal.py"]),
     "sidecar": (["explorer/export/sidecar.py"],
-                ["tests/test_sidecar_readers.py", "tests/test_sidecar_untrusted.py",  # the two export runs are skipped:
-                 "-k", "not users_word and not cli_reproduce_errors"]),           # 6 s per mutant, nothing new read
+                ["tests/test_sidecar_readers.py", "tests/test_sidecar_schema.py", "tests/test_sidecar_untrusted.py",
+                 # the two export runs are skipped:
+                 "-k", "not users_word and not cli_reproduce_errors"]),  # 6 s per mutant, nothing new read
     "reproduce": (["explorer/export/reproduce.py"], ["tests/test_reproduce_negative.py", "tests/test_sidecar_untrusted.py"]),
     "attention-methods": (["explorer/attention/methods.py"],
                           ["tests/test_attention_analytic.py", "tests/test_attention.py"]),
