@@ -228,3 +228,148 @@ def test_canonical_json_is_fixed():
     sc = _valid()
     assert "files" in sc and "files" not in embedded(sc) and embedded(sc) == {k: v for k, v in sc.items() if k != "files"}
     assert json.loads(dumps(sc)) == sc
+
+
+@pytest.mark.parametrize("field, longest, none_ok, must", [
+    ("provenance.model.device", 32, False, "a device (cpu, cuda:0, mps)"),
+    ("provenance.inputs.0.copied_from", 4096, True, "a text of at most 4096 characters"),
+    ("files.png.name", 255, False, "a file name (no folder)"),
+])
+def test_more_text_limits(field, longest, none_ok, must):
+    sc = _valid()
+    validate(_set(sc, field, "a" * longest))
+    with pytest.raises(ValueError) as e:
+        validate(_set(sc, field, "a" * (longest + 1)))
+    assert str(e.value) == f"{_where(field)} must be {must}{' or null' if none_ok else ''}, got {_shown('a' * (longest + 1))}."
+    if none_ok:
+        validate(_set(sc, field, None))
+
+
+def test_input_paths_and_original_hashes():
+    sc = _valid()
+    del sc["provenance"]["inputs"][0]["sample"]
+    validate(_set(sc, "provenance.inputs.0.path", "p" * 4096))
+    with pytest.raises(ValueError, match=r"^sidecar\.provenance\.inputs\[0\]\.path must be a text of at most 4096"):
+        validate(_set(sc, "provenance.inputs.0.path", "p" * 4097))
+    ok = _set(_set(sc, "provenance.inputs.0.path", "x.png"), "provenance.inputs.0.sha256_original", SHA)
+    validate(ok)
+    with pytest.raises(ValueError, match=r"inputs\[0\]\.sha256_original must be a SHA-256"):
+        validate(_set(ok, "provenance.inputs.0.sha256_original", None))
+    with pytest.raises(ValueError, match=r"^sidecar\.recipe\.options must be a dict"):
+        validate(_set(_valid(), "recipe.options", None))
+
+
+# ---------------------------------------------------------------------------------------------- read_sidecar
+def _exported(tmp_path, suffix: str, text: str):
+    """A file of each kind holding ``text`` where an export puts it."""
+    from explorer.export.sidecar import PDF_KEY, PNG_KEY
+    from xml.sax.saxutils import escape
+
+    p = tmp_path / f"fig{suffix}"
+    low = suffix.lower()
+    if low == ".png":
+        import io
+
+        import numpy as np
+        from PIL import Image, PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(PNG_KEY, text, zip=True)
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(buf, format="PNG", pnginfo=info)
+        p.write_bytes(buf.getvalue())
+    elif low == ".pdf":
+        import io
+
+        from pypdf import PdfWriter
+
+        w = PdfWriter()
+        w.add_blank_page(72, 72)
+        w.add_metadata({PDF_KEY: text})
+        buf = io.BytesIO()
+        w.write(buf)
+        p.write_bytes(buf.getvalue())
+    elif low == ".svg":
+        p.write_text(f'<svg><metadata id="explorer-sidecar">{escape(text)}</metadata></svg>')
+    else:
+        p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("suffix", [".json", ".png", ".pdf", ".svg", ".PNG", ".Svg"])
+def test_read_sidecar_reads_every_kind_of_file(tmp_path, suffix):
+    from explorer.export.sidecar import read_sidecar
+
+    sc = embedded(_valid()) if suffix.lower() != ".json" else _valid()
+    assert read_sidecar(_exported(tmp_path, suffix, dumps(sc))) == sc
+
+
+@pytest.mark.parametrize("suffix, message", [
+    (".png", "has no 'explorer:sidecar' text chunk: not exported by explorer."),
+    (".pdf", "has no /explorer:sidecar entry: not exported by explorer."),
+    (".svg", "has no explorer metadata element."),
+])
+def test_read_sidecar_says_when_a_figure_has_none(tmp_path, suffix, message):
+    from explorer.export.sidecar import PDF_KEY, PNG_KEY, SidecarError, read_sidecar
+
+    assert (PNG_KEY, PDF_KEY) == ("explorer:sidecar", "/explorer:sidecar")
+    p = tmp_path / f"plain{suffix}"
+    if suffix == ".png":
+        from PIL import Image
+
+        Image.new("RGB", (2, 2)).save(p)
+    elif suffix == ".pdf":
+        p.write_bytes(b"%PDF-1.4\n%%EOF")
+    else:
+        p.write_text("<svg/>")
+    with pytest.raises(SidecarError) as e:
+        read_sidecar(p)
+    assert str(e.value) == f"{p} {message}"
+
+
+def test_read_sidecar_errors_name_the_file_and_the_reason(tmp_path):
+    from explorer.export.sidecar import MAX_FIGURE_BYTES, MAX_SIDECAR_BYTES, SidecarError, read_sidecar
+
+    def err(p) -> str:
+        with pytest.raises(SidecarError) as e:
+            read_sidecar(p)
+        return str(e.value)
+
+    assert err(tmp_path / "none.json") == f"{tmp_path / 'none.json'} does not exist."
+    for name, label in (("fig.txt", ".txt"), ("fig", "suffix-less")):
+        (tmp_path / name).write_text("{}")
+        assert err(tmp_path / name) == f"Cannot read a sidecar from a {label} file; give the .json, .png, .pdf or .svg."
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert err(bad).startswith(f"The sidecar in {bad} is not valid JSON: ")
+    bad.write_bytes(b'{"a": "\xff"}')
+    assert err(bad).startswith(f"The sidecar in {bad} is not UTF-8 text: ")
+    bad.write_text('{"schema": "explorer-figure/1", "n": ' + "9" * 5000 + "}")
+    assert err(bad).startswith(f"The sidecar in {bad} cannot be read: ValueError: Exceeds the limit")
+    big = tmp_path / "big.json"
+    big.write_text(" " * (MAX_SIDECAR_BYTES + 1))
+    assert err(big) == f"{big} is 1 MiB, larger than the 1 MiB a sidecar is read from."
+    big.write_text(" " * MAX_SIDECAR_BYTES)  # exactly at the limit: read (and then found not to be JSON)
+    assert "not valid JSON" in err(big)
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FIGURE_BYTES + 1)
+    assert err(huge) == f"{huge} is {(MAX_FIGURE_BYTES + 1) / 2**20:.0f} MiB, larger than the {MAX_FIGURE_BYTES >> 20} MiB a sidecar is read from."
+    svg = _exported(tmp_path, ".svg", "x" * (MAX_SIDECAR_BYTES + 1))
+    assert err(svg) == f"The sidecar in {svg} is larger than 1 MiB."
+    svg = _exported(tmp_path, ".svg", json.dumps({"schema": "explorer-figure/1", "p": "x" * (MAX_SIDECAR_BYTES - 60)}))
+    assert "larger than" not in err(svg)  # under the limit: read, then checked against the schema
+    png = tmp_path / "cut.png"
+    body = b"explorer:sidecar\0\0\xff\xff\xff"  # zTXt with a broken deflate stream
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + len(body).to_bytes(4, "big") + b"zTXt" + body + b"\0" * 4)
+    assert err(png).startswith(f"{png}: its 'explorer:sidecar' text chunk cannot be read")
+    pdf = tmp_path / "cut.pdf"
+    pdf.write_bytes(b"%PDF-1.4 /explorer:sidecar <41")
+    assert err(pdf) == f"{pdf}: its /explorer:sidecar string is not closed."
+
+
+def test_short_quotes_up_to_60_characters():
+    from explorer.export.sidecar import _short
+
+    assert _short("a" * 58) == repr("a" * 58)  # 60 characters with the quotes
+    assert _short("a" * 59) == repr("a" * 59)[:50] + "…"
