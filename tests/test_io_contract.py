@@ -121,3 +121,124 @@ def test_unreadable_path(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", denied)  # (as root, chmod 0 would not stop the read)
     with pytest.raises(ImageLoadError, match=r"^Cannot read '.*locked\.png': Permission denied\.$"):
         _read_source(p, None)
+
+
+# ---------------------------------------------------------------------------------------------- hand-made headers
+import struct  # noqa: E402
+
+from explorer.io import _larger, header_size, image_size  # noqa: E402
+
+
+def _jpeg(*segments: bytes, sof: int = 0xC0, w: int = 321, h: int = 123) -> bytes:
+    frame = bytes([0xFF, sof]) + struct.pack(">HBHH", 17, 8, h, w) + b"\x03" + b"\0" * 9
+    return b"\xff\xd8" + b"".join(segments) + frame + b"\xff\xda" + b"\0" * 20
+
+
+@pytest.mark.parametrize("sof", sorted({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}))
+def test_jpeg_every_frame_marker(sof):
+    assert image_size(_jpeg(sof=sof)) == (321, 123)
+
+
+def test_jpeg_segments_fill_bytes_and_markers_without_length():
+    app = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0" + b"\0" * 9
+    assert image_size(_jpeg(app, b"\xff\xff\xff\x01", b"\xff\xd0")) == (321, 123)  # fill bytes, TEM, RST0
+    assert image_size(_jpeg(b"\xff\xc4" + struct.pack(">H", 4) + b"\0\0")) == (321, 123)  # DHT is not a frame
+    assert image_size(b"\xff\xd8\xff\xda" + b"\0" * 30) is None  # scan before any frame header
+    assert image_size(b"\xff\xd8\xff\xd9" + b"\0" * 30) is None
+    assert image_size(b"\xff\xd8\x00\x00" + b"\0" * 30) is None  # not a marker
+    assert image_size(_jpeg()[:10]) is None  # cut inside the frame header
+    assert image_size(_jpeg()[:11]) == (321, 123)  # just enough of it
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("typ", [3, 4])
+def test_tiff_classic_both_byte_orders_and_tag_types(order, typ):
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    fmt = "H2x" if typ == 3 else "I"
+    entries = [struct.pack(order + "HHI", 258, 3, 1) + struct.pack(order + "H2x", 8),  # another tag first
+               struct.pack(order + "HHI", 256, typ, 1) + struct.pack(order + fmt, 700),
+               struct.pack(order + "HHI", 257, typ, 1) + struct.pack(order + fmt, 300)]
+    d = magic + struct.pack(order + "I", 8) + struct.pack(order + "H", 3) + b"".join(entries) + b"\0" * 4
+    assert image_size(d) == (700, 300)
+    no_height = magic + struct.pack(order + "I", 8) + struct.pack(order + "H", 1) + entries[1] + b"\0" * 4
+    assert image_size(no_height) is None
+    odd = magic + struct.pack(order + "I", 8) + struct.pack(order + "H", 1) + \
+        struct.pack(order + "HHI", 256, 5, 1) + b"\0" * 8  # a RATIONAL width: not read
+    assert image_size(odd) is None
+
+
+def test_bigtiff():
+    e = "<"
+    entries = [struct.pack(e + "HHQ", 256, 16, 1) + struct.pack(e + "Q", 90_000),
+               struct.pack(e + "HHQ", 257, 4, 1) + struct.pack(e + "I4x", 40_000)]
+    d = b"II+\x00" + struct.pack(e + "HHQ", 8, 0, 16) + struct.pack(e + "Q", 2) + b"".join(entries) + b"\0" * 8
+    assert image_size(d) == (90_000, 40_000)
+    assert image_size(b"II\x2b\x00" + b"\0" * 4) is None
+    assert image_size(b"II*\x00" + struct.pack("<I", 10_000)) is None  # an IFD past the end
+
+
+def test_webp_headers():
+    vp8x = b"RIFF\0\0\0\0WEBPVP8X" + b"\0" * 8 + (4999).to_bytes(3, "little") + (2999).to_bytes(3, "little")
+    assert image_size(vp8x) == (5000, 3000)
+    bits = (800 - 1) | ((600 - 1) << 14)
+    vp8l = b"RIFF\0\0\0\0WEBPVP8L" + b"\0" * 4 + b"\x2f" + bits.to_bytes(4, "little")
+    assert image_size(vp8l) == (800, 600)
+    assert image_size(vp8l[:20] + b"\x00" + vp8l[21:]) is None  # no VP8L signature byte
+    vp8 = b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 7 + b"\x9d\x01\x2a" + struct.pack("<HH", 640 | 0xC000, 480 | 0x4000)
+    assert image_size(vp8) == (640, 480)  # the two scale bits are not part of the size
+    assert image_size(vp8[:23] + b"\0\0\0" + vp8[26:]) is None
+    assert image_size(b"RIFF\0\0\0\0WEBPVP8X" + b"\0" * 10) is None  # too short
+
+
+def test_gif_screen_colour_table_extensions_and_frames():
+    screen = b"GIF89a" + struct.pack("<HH", 40, 30)
+    table = bytes([0x80 | 2, 0, 0]) + b"\0" * (3 * 8)  # global colour table of 2**(2+1) entries
+    ext = b"\x21\xf9\x04\0\0\0\0\0"  # graphic control extension
+    frame = b"\x2c" + struct.pack("<HHHH", 30, 25, 50, 60) + b"\0"
+    assert image_size(screen + table + ext + frame) == (80, 85)  # the frame reaches past the screen
+    small = b"\x2c" + struct.pack("<HHHH", 1, 2, 3, 4) + b"\0"
+    assert image_size(screen + table + small) == (40, 30)
+    assert image_size(screen + bytes([0, 0, 0]) + small) == (40, 30)  # no colour table
+    assert image_size(screen + bytes([0, 0, 0]) + b"\x3b") == (40, 30)  # trailer only: the screen
+    assert image_size(b"GIF89a" + b"\0" * 4) is None
+
+
+def test_bmp_headers():
+    core = b"BM" + b"\0" * 12 + (12).to_bytes(4, "little") + struct.pack("<HH", 640, 480) + b"\0" * 4
+    assert image_size(core) == (640, 480)
+    info = b"BM" + b"\0" * 12 + (40).to_bytes(4, "little") + struct.pack("<ii", 320, -200)  # top-down
+    assert image_size(info) == (320, 200)
+    assert image_size(info[:25]) is None
+
+
+@pytest.mark.parametrize("data, size", [
+    (b"P6\n# made by hand\n 640   480\n255\n", (640, 480)), (b"P5 12 7 255 ", (12, 7)), (b"P4\n3 2\n", (3, 2)),
+    (b"P1\n5 # width\n9\n", (5, 9)), (b"PF\n10 20\n-1.0\n", (10, 20)), (b"Pf 8 6 ", (8, 6)),
+    (b"P7\nWIDTH 33\nHEIGHT 44\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n", (33, 44)),
+    (b"P7\nWIDTH x\nHEIGHT 44\n", None), (b"P6\n640\n", None), (b"P6 -1 3 ", None),
+])
+def test_netpbm_headers(data, size):
+    assert image_size(data) == size
+
+
+@pytest.mark.parametrize("res, size", [(b"-Y 480 +X 640", (640, 480)), (b"+X 640 -Y 480", (640, 480)),
+                                       (b"+Y 20 -X 30", (30, 20)), (b"-Y 480", None), (b"-Y x +X 640", None)])
+def test_radiance_resolution_lines(res, size):
+    assert image_size(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + res + b"\n") == size
+    assert image_size(b"#?RGBE\n\n" + res + b"\n") == size
+
+
+def test_png_and_unknown_headers():
+    ihdr = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR" + struct.pack(">II", 90, 45)
+    assert image_size(ihdr) == (90, 45)
+    assert image_size(ihdr[:20]) is None
+    assert image_size(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDX" + b"\0" * 8) is None
+    assert image_size(b"unknown format") is None and image_size(bytearray(ihdr)) == (90, 45)
+
+
+def test_the_larger_claim_wins():
+    assert _larger((10, 10), (5, 30)) == (5, 30) and _larger((5, 30), (10, 10)) == (5, 30)
+    assert _larger(None, (3, 4)) == (3, 4) and _larger((3, 4), None) == (3, 4) and _larger(None, None) is None
+    assert _larger((6, 5), (5, 6)) == (6, 5)  # a tie: the first
+    gif = b"GIF89a" + struct.pack("<HH", 40, 30) + bytes([0, 0, 0]) + b"\x2c" + struct.pack("<HHHH", 0, 0, 100, 100) + b"\0"
+    assert header_size(gif) == (100, 100)  # Pillow reads the screen; the frame claims more
