@@ -231,6 +231,10 @@ def test_video_orders_follow_their_definitions_exactly():
     within = np.argsort(-rng.random(L))
     np.testing.assert_array_equal(video_masking_order(grid, "frame", 5), (steps[:, None] * L + within[None, :]).ravel())
     np.testing.assert_array_equal(video_mask(grid, 0.5), video_mask(grid, 0.5, "tube", 0))  # the defaults: tube, seed 0
+    np.testing.assert_array_equal(video_masking_order(grid), video_masking_order(grid, "tube", 0))
+    # running cell below 25 %: which cells of the moving position hide first is the seed's choice
+    low = {video_mask(grid, 0.1, "running-cell", s).tobytes() for s in range(6)}
+    assert len(low) > 1
     cell = (np.arange(gh)[:, None] % 2) * 2 + (np.arange(gw)[None, :] % 2)
     m = video_mask(grid, 0.25, "running-cell", 5)
     for k in range(t):
