@@ -196,3 +196,32 @@ def test_an_unknown_schema_is_named_shortly(tmp_path):
     p.write_text("[1, 2]")
     with pytest.raises(SidecarError, match=r"\(schema None\)\.$"):
         read_sidecar(p)
+
+
+def test_a_zip_bomb_is_refused_without_inflating_it():
+    """The refusal comes before the memory is spent: a 64 MiB bomb peaks at a few MiB."""
+    import tracemalloc
+
+    bomb = zlib.compress(b"\0" * (64 * MAX_SIDECAR_BYTES), 9)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SidecarError, match="larger than 1 MiB"):
+            _inflate(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MAX_SIDECAR_BYTES, peak
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    p = tmp_path / "fig.json"
+    p.write_text("{}")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(SidecarError, match=r"^Cannot read .*fig\.json: \[Errno 13\] Permission denied\.$"):
+        read_sidecar(p)
