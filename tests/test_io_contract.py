@@ -242,3 +242,133 @@ def test_the_larger_claim_wins():
     assert _larger((6, 5), (5, 6)) == (6, 5)  # a tie: the first
     gif = b"GIF89a" + struct.pack("<HH", 40, 30) + bytes([0, 0, 0]) + b"\x2c" + struct.pack("<HHHH", 0, 0, 100, 100) + b"\0"
     assert header_size(gif) == (100, 100)  # Pillow reads the screen; the frame claims more
+
+
+# ---------------------------------------------------------------------------------------------- load_image messages
+import io as _io  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from explorer import io as xio  # noqa: E402
+from explorer.io import _check_size, load_image  # noqa: E402
+
+
+def _png_bytes(arr: np.ndarray, mode: str | None = None, **save) -> bytes:
+    buf = _io.BytesIO()
+    (Image.fromarray(arr, mode) if mode else Image.fromarray(arr)).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("w, h, ok", [(2, 2, True), (1, 5, False), (5, 1, False), (2, 3, True), (3, 2, True)])
+def test_the_smallest_image(w, h, ok):
+    if ok:
+        _check_size(w, h, 100)
+    else:
+        with pytest.raises(ImageLoadError, match=rf"^Image is {w} x {h} pixels: too small \(at least 2 x 2 needed\)\.$"):
+            _check_size(w, h, 100)
+
+
+def test_size_limits_are_explained_exactly(monkeypatch):
+    _check_size(10, 10, 100)  # exactly at max_pixels
+    with pytest.raises(ImageLoadError) as e:
+        _check_size(10, 11, 100)
+    assert str(e.value) == ("Image is 10 x 11 = 0.00011 megapixels, above the limit of 0.0001 megapixels (max_pixels). "
+                            "Downscale it first or raise max_pixels.")
+    monkeypatch.setattr(xio, "CV2_PIXEL_CAP", 5_000_000)
+    _check_size(2500, 2000, 10**9)  # exactly OpenCV's cap
+    with pytest.raises(ImageLoadError) as e:
+        _check_size(2501, 2000, 10**9)
+    assert str(e.value) == (
+        "Image is 2501 x 2000 = 5 megapixels, above OpenCV's own limit of 5 megapixels. Set the environment variable "
+        "OPENCV_IO_MAX_IMAGE_PIXELS higher before cv2 or explorer is first imported (OpenCV reads it once), or "
+        "downscale the image.")
+
+
+@pytest.mark.parametrize("bad", [3, 0, -1, True, 4.0, "40"])
+def test_max_pixels_must_be_an_integer_of_at_least_4(bad):
+    with pytest.raises(ImageLoadError, match=rf"^max_pixels must be an integer >= 4, got {bad!r}\.$"):
+        load_image(np.zeros((2, 2, 3), np.uint8), max_pixels=bad)
+
+
+def test_load_image_limits_and_messages():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    with pytest.raises(ImageLoadError, match=r"^The file is empty\.$"):
+        load_image(b"")
+    data = _png_bytes(grey)
+    ok = load_image(data, max_pixels=12)
+    assert ok.original_size == (4, 3) and ok.channels == 1 and ok.pixels.shape == (3, 4, 3)
+    np.testing.assert_allclose(ok.pixels[..., 0], grey / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(ok.pixels[..., 0], ok.pixels[..., 2])
+    with pytest.raises(ImageLoadError, match=r"^Image is 4 x 3 = .* above the limit of .*\(max_pixels\)"):
+        load_image(data, max_pixels=11)  # from the header, before decoding
+
+
+def test_grey_with_alpha_and_palette_images_keep_their_channels():
+    ga = np.zeros((4, 5, 2), np.uint8)
+    ga[..., 0] = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
+    ga[..., 1] = 255
+    ga[0, 0, 1] = 0  # one transparent pixel: composited on white
+    img = load_image(_png_bytes(ga, "LA"))
+    assert img.channels == 2 and "alpha channel composited on white" in img.notes
+    assert img.pixels[0, 0].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(img.pixels[1, 2], [ga[1, 2, 0] / 255.0] * 3, atol=1e-7)
+    opaque = ga.copy()
+    opaque[..., 1] = 255
+    assert "fully opaque alpha channel dropped" in load_image(_png_bytes(opaque, "LA")).notes
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[1, 2] = (200, 100, 50)
+    pal = Image.fromarray(rgb).convert("P")
+    buf = _io.BytesIO()
+    pal.save(buf, format="PNG")
+    p = load_image(buf.getvalue())
+    expected = np.asarray(pal.convert("RGB"))[1, 2] / 255.0  # the palette's colour for that pixel
+    assert p.channels == 3 and p.pixels[1, 2].tolist() == pytest.approx(expected.tolist(), abs=1e-7)
+    assert p.pixels[1, 2, 0] > 0.5 > p.pixels[1, 2, 2]
+
+
+def test_sixteen_bit_is_scaled_and_said():
+    a = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000)
+    img = load_image(_png_bytes(a))
+    assert "16-bit image scaled to [0, 1]" in img.notes and img.bit_depth == 16
+    np.testing.assert_allclose(img.pixels[..., 1], a / 65535.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 42])
+def test_an_invalid_exif_orientation_is_ignored_and_said(orientation):
+    arr = np.zeros((4, 6, 3), np.uint8)
+    arr[0, 5] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = _io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", exif=exif, quality=100)
+    img = load_image(buf.getvalue())
+    assert f"invalid EXIF orientation {orientation} ignored" in img.notes
+    assert img.exif_orientation == 1 and img.original_size == (6, 4) and img.pixels.shape == (4, 6, 3)
+
+
+def test_animated_images_say_which_frame(tmp_path):
+    frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (10, 200, 90)]
+    buf = _io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert "animated GIF: first frame used (of 3)" in load_image(buf.getvalue()).notes
+    two = _io.BytesIO()
+    frames[0].save(two, format="PNG", save_all=True, append_images=frames[1:2])  # APNG
+    assert "animated PNG: first frame used (of 2)" in load_image(two.getvalue()).notes
+    one = _io.BytesIO()
+    frames[0].save(one, format="GIF")
+    assert not any("animated" in n for n in load_image(one.getvalue()).notes)
+
+
+def test_arrays_are_checked_and_described():
+    with pytest.raises(ImageLoadError, match=r"\(H, W, 3\) or \(H, W, 4\)\.$"):
+        load_image(np.zeros((4, 4, 5), np.uint8))
+    for bad in (np.zeros((4, 4, 3), np.int32), np.zeros((4, 4, 3), np.uint32), np.array([["a"]])):
+        with pytest.raises(ImageLoadError):
+            load_image(bad)
+    g = load_image(np.zeros((4, 5), np.uint8))
+    assert g.channels == 1 and g.exif_orientation == 1 and g.original_size == (5, 4)
+    a = load_image(np.zeros((4, 5, 4), np.uint8))
+    assert a.channels == 4
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[..., 0] = 255  # arrays are RGB: red stays red
+    assert load_image(bgr).pixels[0, 0].tolist() == [1.0, 0.0, 0.0]
