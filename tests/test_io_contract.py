@@ -372,3 +372,86 @@ def test_arrays_are_checked_and_described():
     bgr = np.zeros((4, 5, 3), np.uint8)
     bgr[..., 0] = 255  # arrays are RGB: red stays red
     assert load_image(bgr).pixels[0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_header_sizes_above_the_signed_range():
+    """Widths past 32767 (16-bit fields) and 2**31 (32-bit fields) are read unsigned, as the formats define them:
+    a decompression bomb is recognised by exactly these numbers."""
+    big16, big32 = 40_000, 3_000_000_000
+    png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR" + struct.pack(">II", big32, 7)
+    assert image_size(png) == (big32, 7)
+    assert image_size(_jpeg(w=big16, h=50_000)) == (big16, 50_000)
+    gif = b"GIF89a" + struct.pack("<HH", big16, 3) + bytes([0, 0, 0]) + b"\x3b"
+    assert image_size(gif) == (big16, 3)
+    frame = b"GIF89a" + struct.pack("<HH", 4, 4) + bytes([0, 0, 0]) + b"\x2c" + struct.pack("<HHHH", 0, 0, big16, 5) + b"\0"
+    assert image_size(frame) == (big16, 5)
+    core = b"BM" + b"\0" * 12 + (12).to_bytes(4, "little") + struct.pack("<HH", big16, 9) + b"\0" * 4
+    assert image_size(core) == (big16, 9)
+    for order in ("<", ">"):
+        magic = b"II*\x00" if order == "<" else b"MM\x00*"
+        short = magic + struct.pack(order + "I", 8) + struct.pack(order + "H", 2) + \
+            struct.pack(order + "HHI", 256, 3, 1) + struct.pack(order + "H2x", big16) + \
+            struct.pack(order + "HHI", 257, 4, 1) + struct.pack(order + "I", big32) + b"\0" * 4
+        assert image_size(short) == (big16, big32)
+    e = "<"
+    bigtiff = b"II+\x00" + struct.pack(e + "HHQ", 8, 0, 16) + struct.pack(e + "Q", 2) + \
+        struct.pack(e + "HHQ", 256, 16, 1) + struct.pack(e + "Q", 1 << 40) + \
+        struct.pack(e + "HHQ", 257, 3, 1) + struct.pack(e + "H6x", big16) + b"\0" * 8
+    assert image_size(bigtiff) == (1 << 40, big16)
+
+
+def test_a_tiff_directory_of_more_than_32767_entries_is_read_up_to_its_first_4096():
+    e = "<"
+    n = 40_000
+    entries = struct.pack(e + "HHI", 256, 3, 1) + struct.pack(e + "H2x", 600) + \
+        struct.pack(e + "HHI", 257, 3, 1) + struct.pack(e + "H2x", 400) + struct.pack(e + "HHI", 258, 3, 1) * 0
+    filler = (struct.pack(e + "HHI", 305, 2, 1) + b"\0" * 4) * (n - 2)
+    d = b"II*\x00" + struct.pack(e + "I", 8) + struct.pack(e + "H", n) + entries + filler + b"\0" * 4
+    assert image_size(d) == (600, 400)
+    late = b"II*\x00" + struct.pack(e + "I", 8) + struct.pack(e + "H", n) + filler[:12 * 4096] + entries + b"\0" * 4
+    assert image_size(late) is None  # tags past the first 4096 entries are not looked for
+
+
+@pytest.mark.parametrize("data, size", [
+    (b"P6\n" + b"#" * 1200 + b"\n640 480\n", None),  # the numbers lie past the first 1 KiB
+    (b"P3 7 8 ", (7, 8)), (b"P2\t7\t8\t", (7, 8)), (b"P8 7 8 ", None), (b"P6x7 8 ", None),
+    (b"P7\nHEIGHT 44\n", None), (b"P7\nWIDTH 33\n", None),
+])
+def test_more_netpbm_edges(data, size):
+    assert image_size(data) == size
+
+
+def test_radiance_header_limits():
+    assert image_size(b"#?RADIANCE\n" + b"X" * 8200 + b"\n\n-Y 4 +X 5\n") is None  # no blank line in the first 8 KiB
+    assert image_size(b"#?RADIANCE\n\n-Y 4 +X 5") == (5, 4)
+    assert image_size(b"#?RADIANCE\n\n-Y   4   +X   5\n") == (5, 4)
+    assert image_size(b"#?RADIANCE\n\n" + b" " * 70 + b"-Y 4 +X 5\n") is None  # the line is read within 78 bytes
+
+
+def test_sources_that_look_like_uploads():
+    class Upload:  # a mapping-like FileUpload entry that is not a dict
+        def __init__(self, d):
+            self.d = d
+
+        def keys(self):
+            return self.d.keys()
+
+        def get(self, k, default=None):
+            return self.d.get(k, default)
+
+        def __contains__(self, k):
+            return k in self.d
+
+        def __getitem__(self, k):
+            return self.d[k]
+
+        def __iter__(self):
+            return iter(self.d)
+
+    assert _read_source(Upload({"name": "u.png", "content": b"z"}), None) == (b"z", "u.png")
+    assert _read_source([{"name": "first.png", "content": b"1"}, {"content": b"2"}], "given") == (b"1", "given")
+    with pytest.raises(ImageLoadError, match=r"with keys \['a', 'b', 'c', 'd', 'e'\]\.$"):
+        _read_source({k: 1 for k in "abcdefg"}, None)
+    with pytest.raises(ImageLoadError, match=r"^'.*' is a directory, not an image file\.$") as e:
+        _read_source(Path("/tmp"), None)
+    assert "'/tmp'" in str(e.value)
