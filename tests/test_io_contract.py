@@ -455,3 +455,69 @@ def test_sources_that_look_like_uploads():
     with pytest.raises(ImageLoadError, match=r"^'.*' is a directory, not an image file\.$") as e:
         _read_source(Path("/tmp"), None)
     assert "'/tmp'" in str(e.value)
+
+
+def _png_exif(arr: np.ndarray, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = _io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", exif=exif)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation, upright", [
+    (1, lambda a: a), (2, np.fliplr), (3, lambda a: np.rot90(a, 2)), (4, np.flipud),
+    (5, lambda a: np.transpose(a, (1, 0, 2))), (6, lambda a: np.rot90(a, -1)),
+    (7, lambda a: np.rot90(np.transpose(a, (1, 0, 2)), 2)), (8, lambda a: np.rot90(a, 1)),
+])
+def test_exif_orientations_against_numpy(orientation, upright):
+    arr = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3), dtype=np.uint8)  # lossless PNG + eXIf
+    img = load_image(_png_exif(arr, orientation))
+    np.testing.assert_allclose(img.pixels, upright(arr) / 255.0, atol=1e-7)
+    assert img.exif_orientation == orientation and img.original_size == (5, 3)
+    if orientation != 1:
+        assert img.notes[-1].startswith(f"EXIF orientation {orientation} applied (")
+
+
+def test_truncated_and_undecodable_files_are_explained(monkeypatch):
+    import cv2
+
+    arr = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    jbuf = _io.BytesIO()
+    Image.fromarray(arr).save(jbuf, format="JPEG")
+    jpg = jbuf.getvalue()
+    assert load_image(jpg + b"\r\n\0 \t").original_size == (8, 8)  # padding after the end marker is fine
+    for cut in (jpg[:-2], jpg + b"XX"):
+        with pytest.raises(ImageLoadError) as e:
+            load_image(cut)
+        assert str(e.value) == ("The file looks truncated (JPEG end marker missing): was the upload or download "
+                                "interrupted?")
+    png = _png_bytes(arr)
+    with pytest.raises(ImageLoadError) as e:
+        load_image(png[:png.rfind(b"IEND")])
+    assert str(e.value) == "The file looks truncated (PNG IEND chunk missing): was the upload or download interrupted?"
+    broken = png[:40] + b"\0" * (len(png) - 52) + png[-12:]  # header and IEND kept, pixel data zeroed
+    with pytest.raises(ImageLoadError) as e:
+        load_image(broken)
+    assert str(e.value) == ("OpenCV cannot decode this file although it looks like a PNG image: it is probably "
+                            "corrupt, or the format is not supported by this OpenCV build.")
+    with pytest.raises(ImageLoadError) as e:
+        load_image(b"just some text, not a picture")
+    assert str(e.value) == "Not an image OpenCV can decode (detected: text file)."
+
+    def capped(*a, **k):
+        raise cv2.error("OpenCV(4.x) error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in validateInputImageSize")
+
+    monkeypatch.setattr(xio, "CV2_PIXEL_CAP", 2_000_000)
+    monkeypatch.setattr(cv2, "imdecode", capped)
+    with pytest.raises(ImageLoadError) as e:
+        load_image(png)
+    assert str(e.value) == ("This PNG image is larger than OpenCV's own limit of 2 megapixels "
+                            "(OPENCV_IO_MAX_IMAGE_PIXELS) or of 1,048,576 pixels a side: downscale it first.")
+
+    def other(*a, **k):
+        raise cv2.error("some other failure")
+
+    monkeypatch.setattr(cv2, "imdecode", other)
+    with pytest.raises(ImageLoadError, match="^OpenCV cannot decode this file although it looks like a PNG image"):
+        load_image(png)
