@@ -521,3 +521,38 @@ def test_truncated_and_undecodable_files_are_explained(monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", other)
     with pytest.raises(ImageLoadError, match="^OpenCV cannot decode this file although it looks like a PNG image"):
         load_image(png)
+
+
+def test_array_identity_is_bytes_shape_and_dtype():
+    import hashlib
+
+    from explorer.io import array_sha256
+
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    ref = hashlib.sha256(a.tobytes() + repr(((3, 4), "|u1")).encode()).hexdigest()
+    assert array_sha256(a) == ref
+    assert array_sha256(np.asfortranarray(a)) == ref  # the layout in memory does not matter
+    assert array_sha256(a.reshape(4, 3)) != ref and array_sha256(a.astype(np.uint16)) != ref
+    empty = np.zeros((0, 3), np.float32)
+    assert array_sha256(empty) == hashlib.sha256(repr(((0, 3), "<f4")).encode()).hexdigest()
+
+
+def test_max_pixels_of_exactly_4_and_still_images_are_not_animated():
+    assert load_image(np.zeros((2, 2, 3), np.uint8), max_pixels=4).original_size == (2, 2)
+    buf = _io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="JPEG")
+    assert not any("animated" in n for n in load_image(buf.getvalue()).notes)
+
+
+def test_gif_colours_come_back_exactly():
+    """OpenCV decodes a GIF without transparency to BGRA; the colours must come back as the palette's RGB."""
+    arr = np.zeros((4, 4, 3), np.uint8)
+    arr[1, 2] = (250, 120, 10)
+    arr[3, 0] = (0, 40, 200)
+    pal = Image.fromarray(arr).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    buf = _io.BytesIO()
+    pal.save(buf, format="GIF")
+    img = load_image(buf.getvalue())
+    expected = np.asarray(pal.convert("RGB")) / 255.0
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-7)
+    assert img.channels == 3 and img.pixels[1, 2, 0] > 0.9 > 0.1 > img.pixels[1, 2, 2]
