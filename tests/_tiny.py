@@ -250,3 +250,15 @@ def save_tiny_mini_fusion(folder: Path, seed: int = 0) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"model_type": "mini_fusion", **cfg.to_dict()}))
     return folder
+
+
+def save_tiny_videomae(folder, seed: int = 0) -> Path:
+    """A random ``VideoMAEForPreTraining`` (32 px, 4 frames, tubelets of 2, patches of 8) saved in ``folder``."""
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    torch.manual_seed(seed)
+    cfg = VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
+                         decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=False)
+    VideoMAEForPreTraining(cfg).save_pretrained(folder)
+    return Path(folder)

@@ -7,7 +7,6 @@ import datetime
 
 import numpy as np
 import pytest
-import torch
 
 import explorer.widgets.video_app as VA
 from explorer.viz.images import data_uri
@@ -16,15 +15,9 @@ from explorer.widgets.video_app import VIDEO_RATIOS, VideoMAEApp
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+    from _tiny import save_tiny_videomae
 
-    torch.manual_seed(0)
-    cfg = VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=4, intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                         decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=False)
-    f = tmp_path_factory.mktemp("vmae")
-    VideoMAEForPreTraining(cfg).save_pretrained(f)
-    return f
+    return save_tiny_videomae(tmp_path_factory.mktemp("vmae"))
 
 
 def test_frames_and_ratios_come_from_the_cache(folder, monkeypatch):

@@ -16,7 +16,6 @@ import base64
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from _tiny import DEPTH, RGB, save_tiny_mae, save_tiny_multimae
 
@@ -287,16 +286,11 @@ def test_fusion_word_map_is_the_clicked_words_map(fusion_app):
 # ---------------------------------------------------------------------------------------------------- video app
 @pytest.fixture(scope="module")
 def video_app(tmp_path_factory):
-    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+    from _tiny import save_tiny_videomae
 
     from explorer.widgets.video_app import VideoMAEApp
 
-    torch.manual_seed(0)
-    cfg = VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=4, intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                         decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=False)
-    folder = tmp_path_factory.mktemp("wc-vmae")
-    VideoMAEForPreTraining(cfg).save_pretrained(folder)
+    folder = save_tiny_videomae(tmp_path_factory.mktemp("wc-vmae"))
     app = VideoMAEApp(model=str(folder), clip="generated:10000003", ratio=0.5, strategy="random")
     assert "⚠" not in app.status.value, app.status.value
     return app
