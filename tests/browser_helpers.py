@@ -342,7 +342,9 @@ def drive_notebook(notebook: Path, workdir: Path, name: str, *, presses: int = 3
             ) from e
 
 
-def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None, slider_label: str = "ratio") -> dict:
+def open_and_run_all(page, server, nb_name: str) -> None:
+    """Open ``nb_name`` in JupyterLab, wait for its kernel, collapse the file browser, Run All, and assert no cell
+    output shows an error."""
     page.set_default_timeout(120_000)
     page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
@@ -351,6 +353,10 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=
     run_all_and_wait(page, nb_name, timeout=300)
     early = output_errors(page)
     assert not early, "running the notebook produced errors:\n" + "\n---\n".join(early)
+
+
+def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None, slider_label: str = "ratio") -> dict:
+    open_and_run_all(page, server, nb_name)
 
     # The app: the output area holding a slider labelled "...ratio..." and a plotly figure.
     ratio_slider = page.locator(".widget-slider").filter(

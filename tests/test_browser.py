@@ -21,7 +21,7 @@ from browser_helpers import (
     jupyter_lab,
     output_errors,
     plot_image_hrefs,
-    run_all_and_wait,
+    open_and_run_all,
     screenshot,
     wait_for,
     wait_kernel_idle,
@@ -124,13 +124,7 @@ def _attention_app_notebook(path: Path) -> Path:
 
 
 def _ablate_head_in_the_grid(page, server, nb_name: str) -> dict:
-    page.set_default_timeout(120_000)
-    page.goto(server.notebook_url(nb_name), wait_until="domcontentloaded")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="visible", timeout=120_000)
-    wait_kernel_idle(page, nb_name, timeout=120)
-    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
-    run_all_and_wait(page, nb_name, timeout=300)
-    assert not output_errors(page)
+    open_and_run_all(page, server, nb_name)
     ablate = page.locator(".jp-OutputArea button", has_text=re.compile(r"^\s*Ablate\s*$")).first
     ablate.wait_for(state="visible", timeout=120_000)
     app = page.locator(".jp-NotebookPanel .jp-OutputArea").filter(
