@@ -297,3 +297,37 @@ def test_unknown_attachment_is_refused_before_anything_runs(tmp_path, model):
     with pytest.raises(ValueError, match="has no option 'video'"):
         export.export_recipe("reconstruction", tmp_path / "x", model=model, inputs=["chelsea"], attach={"video": b"x"})
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_renders_with_its_own_browser():
+    """After the parent has started kaleido's server, a forked child (a DataLoader worker, multiprocessing's
+    default on Linux, a mutation-test runner) must start its own: the parent's server thread did not survive the
+    fork, and asking it would wait forever."""
+    import multiprocessing as mp
+
+    import plotly.graph_objects as go
+
+    from explorer.export.render import render_raw
+
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]), layout=dict(width=120, height=90))
+    assert render_raw(fig, "png")[:8] == b"\x89PNG\r\n\x1a\n"  # the parent's server is running now
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_render_in_child, args=(q,))
+    child.start()
+    child.join(120)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child's export hung on the parent's kaleido server"
+    assert child.exitcode == 0 and q.get(timeout=5) == b"\x89PNG\r\n\x1a\n"
+    assert render_raw(fig, "png")[:8] == b"\x89PNG\r\n\x1a\n"  # and the parent's server still answers
+
+
+def _render_in_child(q) -> None:
+    import plotly.graph_objects as go
+
+    from explorer.export.render import render_raw
+
+    q.put(render_raw(go.Figure(go.Bar(y=[1, 2]), layout=dict(width=100, height=80)), "png")[:8])

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import os
 import re
 import shutil
 import threading
@@ -97,6 +98,25 @@ def _stop_server() -> None:
     except Exception:
         pass
     _server_started = False
+
+
+def _forget_server_after_fork() -> None:
+    """In a forked child (multiprocessing, a DataLoader worker, a test runner) the server's thread and browser
+    belong to the parent: marked running but never answering, every export would wait forever. Forget them so
+    the child starts its own on first use."""
+    global _server_started, _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+    if not _server_started:
+        return
+    _server_started = False
+    with contextlib.suppress(Exception):
+        import kaleido
+
+        kaleido._global_server._initialized = False  # its thread did not survive the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_server_after_fork)
 
 
 def render_raw(fig: go.Figure, fmt: str, *, scale: float = 1.0) -> bytes:
