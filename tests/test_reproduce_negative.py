@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 import explorer
 from explorer import export
@@ -156,3 +157,70 @@ def test_png_difference_reads_sizes_before_pixels(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     msg, d = _png_difference(tmp_path / "bad.png", b)
     assert msg.startswith("differs: the original cannot be read as a PNG") and d is None
+
+
+def test_summary_names_each_file_its_state_the_versions_and_the_verdict(tmp_path):
+    """The report a user reads: one line per compared format with its file, one per changed package version,
+    then the verdict, which is one of three sentences."""
+    files = {"png": tmp_path / "f.png", "pdf": tmp_path / "f.pdf"}
+    fake = type("R", (), {"files": files})()
+    same = ReproduceReport(fake, comparison={"png": "identical", "pdf": "identical"})
+    assert same.summary().splitlines() == [f"png: {files['png']} — identical", f"pdf: {files['pdf']} — identical",
+                                           "All files are byte-identical to the originals."]
+    moved = ReproduceReport(fake, comparison={"png": "differs: 2 pixels, at most 1/255"}, batched=True,
+                            max_png_difference=1, version_changes={"torch": ("2.1", "2.13"), "plotly": ("5", None)})
+    lines = moved.summary().splitlines()
+    assert lines[:3] == [f"png: {files['png']} — differs: 2 pixels, at most 1/255",
+                         "version of torch: recorded 2.1, here 2.13", "version of plotly: recorded 5, here None"]
+    assert len(lines) == 4 and lines[3].startswith("The original came from a batched forward (batch export)")
+    assert "agree within rounding" in lines[3]
+    other = ReproduceReport(fake, comparison={"png": "differs: 2 pixels, at most 9/255"}, batched=True,
+                            max_png_difference=9)
+    assert other.summary().splitlines()[-1] == "Some files differ from the originals (see above)."
+
+
+def test_reproduce_from_an_exported_png_with_and_without_its_json(original, tmp_path, model):
+    """A figure passed around alone: the PNG path finds the full sidecar beside it; without one, the sidecar embedded
+    in the PNG rebuilds it, and the given file itself is the original compared against."""
+    folder = _copy(original, tmp_path / "with").parent
+    png = folder / original.files["png"].name
+    rep = export.reproduce(png, out=tmp_path / "a", model=model)
+    assert rep.identical and set(rep.comparison) == {"png"}
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy2(png, alone / png.name)
+    for f in folder.iterdir():  # the stored inputs, not the sidecar
+        if f.is_dir():
+            shutil.copytree(f, alone / f.name)
+    assert not (alone / png.with_suffix(".json").name).exists()
+    rep = export.reproduce(alone / png.name, out=tmp_path / "b", model=model)
+    assert rep.comparison == {"png": "identical"} and rep.identical
+    arr = np.asarray(Image.open(alone / png.name).convert("RGB")).copy()
+    arr[3, 3] = 255 - arr[3, 3]
+    changed = alone / "changed.png"  # one pixel changed, the embedded sidecar kept
+    meta = PngInfo()
+    with Image.open(alone / png.name) as im:
+        for k, v in im.info.items():
+            if isinstance(v, str):
+                meta.add_text(k, v)
+    Image.fromarray(arr).save(changed, pnginfo=meta)
+    rep = export.reproduce(changed, out=tmp_path / "c", model=model)
+    assert rep.comparison["png"] == "differs: 1 pixels, at most " + f"{int(np.abs(arr[3, 3].astype(int) * 2 - 255).max())}/255"
+    assert not rep.identical
+
+
+def test_the_api_does_not_download_a_named_model_unless_asked(tmp_path, monkeypatch):
+    """``reproduce`` itself (not only the command line) refuses a hub id that is not cached by default."""
+    import huggingface_hub
+
+    def no_network(*a, **k):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    from test_sidecar_untrusted import _sidecar, _write
+
+    sc = _sidecar()
+    sc["provenance"]["model"]["id"] = "someone/not-a-cached-model"
+    path = _write(tmp_path, sc, "hub.json")
+    with pytest.raises(export.ReproduceError, match="--allow-download"):
+        export.reproduce(path)
