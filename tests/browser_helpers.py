@@ -210,6 +210,42 @@ def notebook_state(page, path: str) -> dict:
     return page.evaluate(_NOTEBOOK_STATE_JS, path)
 
 
+_KERNEL_EVAL_JS = """async ([path, code]) => {
+  const app = window.jupyterapp;
+  const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === path);
+  const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
+  if (!kernel) return 'no kernel';
+  const future = kernel.requestExecute({code, silent: false, store_history: false});
+  let out = '';
+  future.onIOPub = msg => {
+    const t = msg.header.msg_type, c = msg.content;
+    if (t === 'stream') out += c.text;
+    else if (t === 'error') out += c.ename + ': ' + c.evalue;
+  };
+  await future.done;
+  return out;
+}"""
+
+#: what the kernel says about every explorer app in the notebook's namespace when a figure did not change
+_APP_STATE_PY = """
+import threading as _t
+for _k, _a in list(globals().items()):
+    if hasattr(_a, 'is_quiet') and hasattr(_a, 'progress'):
+        print(_k, type(_a).__name__, {n: getattr(getattr(_a, n, None), 'value', None) for n in ('layer', 'head', 'ratio', 'seed')},
+              'last_update_ms', getattr(_a, 'last_update_ms', None), 'quiet', _a.is_quiet, 'loading', _a.loading,
+              'status', str(getattr(getattr(_a, 'status', None), 'value', ''))[:300])
+print('threads', [t.name for t in _t.enumerate()])
+"""
+
+
+def kernel_eval(page, path: str, code: str) -> str:
+    """Run ``code`` in the kernel of the open notebook ``path`` (not as a cell) and return what it printed."""
+    try:
+        return page.evaluate(_KERNEL_EVAL_JS, [path, code])
+    except Exception as e:  # noqa: BLE001 - a diagnostic must not hide the failure it explains
+        return f"(kernel_eval failed: {type(e).__name__}: {e})"
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     last = None
@@ -384,7 +420,11 @@ def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=
         handle.press(key)
         time.sleep(0.3)
     wait_for(lambda: readout.inner_text().strip() != value_before, 30, "the slider readout to change")
-    wait_for(lambda: plot_image_hrefs(app) != before, 120, "the plotly images to change after the slider move")
+    try:
+        wait_for(lambda: plot_image_hrefs(app) != before, 120, "the plotly images to change after the slider move")
+    except TimeoutError as e:
+        # Say whether the kernel got the new value (and redrew) or not: the browser alone cannot tell.
+        raise TimeoutError(f"{e}\nthe kernel says:\n{kernel_eval(page, nb_name, _APP_STATE_PY)}") from None
     after = wait_stable_hrefs(app, timeout=120)
     value_after = readout.inner_text().strip()
     wait_kernel_idle(page, nb_name, timeout=120)
