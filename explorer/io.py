@@ -200,10 +200,18 @@ def read_source(source: Any, name: str | None, *, error: type = ImageLoadError, 
 
 
 def array_sha256(arr: np.ndarray) -> str:
-    """SHA-256 of an array's bytes, shape and dtype (the identity of an input given as an array)."""
+    """SHA-256 of an array's bytes, shape and dtype (the identity of an input given as an array).
+
+    Raises:
+        TypeError: for an array holding Python objects (dtype ``object``, or a structured dtype with an object
+            field): its bytes are pointers, which differ from run to run for equal contents.
+    """
     a = np.ascontiguousarray(arr)
+    if a.dtype.hasobject:
+        raise TypeError(f"Cannot hash an array of Python objects (dtype {a.dtype}): its bytes are memory addresses, "
+                        "not the values; convert it to a numeric dtype first.")
     h = hashlib.sha256()
-    if a.dtype.hasobject or a.dtype.itemsize == 0:
+    if a.dtype.itemsize == 0:
         h.update(a.tobytes())
     else:  # the same bytes as a.tobytes(), hashed in place (no copy of a large array)
         h.update(a.reshape(-1).view(np.uint8))
@@ -614,7 +622,7 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str |
         _check_size(w, h, max_pixels)
     notes: list[str] = []
     if header is not None and header["frames"] > 1:
-        fmt = "GIF" if header["format"] == "GIF" else (header["format"] or "image")
+        fmt = header["format"] or "image"
         notes.append(f"animated {fmt}: first frame used (of {header['frames']})")
     decoded_c = 1 if img.ndim == 2 else img.shape[2]
     mode = header["mode"] if header is not None else ""

@@ -41,7 +41,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                           ["tests/test_attention_analytic.py", "tests/test_attention.py"]),
     "alignment": (["explorer/fusion/alignment.py", "explorer/fusion/propagation.py"],
                   ["tests/test_alignment_reference.py", "tests/test_fusion.py", "tests/test_fusion_adapters.py"]),
-    "io": (["explorer/io.py"], ["tests/test_io_contract.py", "tests/test_io.py", "tests/test_properties.py"]),
+    "io": (["explorer/io.py"], ["tests/test_io_contract.py", "tests/test_io.py", "tests/test_properties.py", "tests/test_io_headers.py"]),
     "multimodal": (["explorer/multimodal/inputs.py", "explorer/modalities.py"],
                    ["tests/test_multimodal.py", "tests/test_properties.py", "tests/test_multimodal_data.py"]),
     # attention, fusion and models are split by file group, so each workspace runs in minutes to an hour; the
