@@ -129,9 +129,9 @@ def load_depth(source: Any, *, scale: float | None = None, name: str | None = No
     notes: list[str] = []
     s1 = 1.0 if scale is None else scale
     if isinstance(data, np.ndarray):
-        digest = array_sha256(data)
         if not np.issubdtype(data.dtype, np.number):
             raise DepthLoadError(f"A depth array must be numeric, got dtype {data.dtype}.")
+        digest = array_sha256(data)
         if data.size > max_pixels:
             raise DepthLoadError(f"A depth array of shape {data.shape} is over the limit of {max_pixels:,} pixels (max_pixels).")
         return _finish(_scaled(data, s1), "metric depth", name, digest, notes, owned=True)

@@ -556,6 +556,17 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> LoadedImage:
     return LoadedImage(pixels, digest, name, (w, h), depth, channels, 1, tuple(notes))
 
 
+def _article(noun: str) -> str:
+    """"an" before a vowel sound ("an AVIF image", "an HEIC/HEIF image"), else "a"."""
+    return "an" if noun[:1].upper() in "AEIOU" or noun.startswith(("HEIC", "HDR")) else "a"
+
+
+def _pillow_grey_alpha(data: bytes) -> np.ndarray:
+    """``(H, W, 2)`` uint8 grey + alpha decoded by Pillow (OpenCV drops the alpha of a grey + alpha TIFF)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("LA"))
+
+
 def _decode(data: bytes, kind: str) -> np.ndarray:
     """``cv2.imdecode`` (unchanged depth and channels), its failures as :class:`ImageLoadError`."""
     try:
@@ -571,7 +582,7 @@ def _decode(data: bytes, kind: str) -> np.ndarray:
     if img is None or img.size == 0:
         if kind.endswith("image"):
             raise ImageLoadError(
-                f"OpenCV cannot decode this file although it looks like a {kind}: it is probably corrupt, "
+                f"OpenCV cannot decode this file although it looks like {_article(kind)} {kind}: it is probably corrupt, "
                 "or the format is not supported by this OpenCV build.")
         raise ImageLoadError(f"Not an image OpenCV can decode (detected: {kind}).")
     return img
@@ -616,7 +627,6 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str |
         _check_size(*size, max_pixels)
     _check_truncated(data)
     img = _decode(data, kind)
-    del data  # the file's bytes (when read here) are not needed any more
     h, w = img.shape[:2]
     if size is None or (w, h) != tuple(size):
         _check_size(w, h, max_pixels)
@@ -625,6 +635,9 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str |
         fmt = header["format"] or "image"
         notes.append(f"animated {fmt}: first frame used (of {header['frames']})")
     decoded_c = 1 if img.ndim == 2 else img.shape[2]
+    if header is not None and header["mode"] in ("LA", "La") and decoded_c == 1:
+        img, decoded_c = _pillow_grey_alpha(data), 2  # OpenCV dropped the alpha (grey + alpha TIFF): Pillow keeps it
+    del data  # the file's bytes (when read here) are not needed any more
     mode = header["mode"] if header is not None else ""
     if mode == "P":
         channels = 4 if header["transparency"] else 3

@@ -556,3 +556,28 @@ def test_gif_colours_come_back_exactly():
     expected = np.asarray(pal.convert("RGB")) / 255.0
     np.testing.assert_allclose(img.pixels, expected, atol=1e-7)
     assert img.channels == 3 and img.pixels[1, 2, 0] > 0.9 > 0.1 > img.pixels[1, 2, 2]
+
+
+def test_grey_with_alpha_tiff_keeps_its_alpha_like_the_same_png():
+    """OpenCV decodes a grey + alpha TIFF as one channel: the alpha must not be lost (transparent → white, as PNG)."""
+    ga = np.zeros((4, 5, 2), np.uint8)
+    ga[..., 0] = np.arange(20, dtype=np.uint8).reshape(4, 5) * 10
+    ga[..., 1] = 255
+    ga[0, 0, 1] = 0
+    ga[2, 3, 1] = 128
+    buf = io.BytesIO()
+    Image.fromarray(ga, "LA").save(buf, format="TIFF")
+    tif, png = load_image(buf.getvalue()), load_image(_png_bytes(ga, "LA"))
+    assert tif.channels == png.channels == 2
+    np.testing.assert_array_equal(tif.pixels, png.pixels)
+    assert tif.pixels[0, 0].tolist() == [1.0, 1.0, 1.0]
+    a = 128 / 255
+    np.testing.assert_allclose(tif.pixels[2, 3], [ga[2, 3, 0] / 255 * a + (1 - a)] * 3, atol=1e-6)
+    assert "alpha channel composited on white" in tif.notes
+
+
+def test_a_depth_array_of_python_objects_is_a_depth_error():
+    from explorer.depth import DepthLoadError, load_depth
+
+    with pytest.raises(DepthLoadError, match="must be numeric, got dtype object"):
+        load_depth(np.array([[1.0, "a"], [2.0, 3.0]], dtype=object))
