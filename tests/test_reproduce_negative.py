@@ -224,3 +224,127 @@ def test_the_api_does_not_download_a_named_model_unless_asked(tmp_path, monkeypa
     path = _write(tmp_path, sc, "hub.json")
     with pytest.raises(export.ReproduceError, match="--allow-download"):
         export.reproduce(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Everything the sidecar records reaches the rebuilt figure: its style (height, letters, title), every format, the
+# input stored beside it, the model options the user gives, and the batch flag.
+@pytest.fixture(scope="module")
+def styled(tmp_path_factory, model):
+    """PNG + SVG with a title, no panel letters and a height of 2.3 in, from an array input (stored in ``inputs/``)."""
+    out = tmp_path_factory.mktemp("styled")
+    pixels = explorer.load_sample("coffee").pixels[::2, ::2].copy()
+    return export.export_recipe("reconstruction", out / "styled", model=model, inputs=[pixels],
+                                options=dict(ratio=0.5, seed=1), preset="single-column", formats=["png", "svg"],
+                                height_in=2.3, letters=False, title="Coffee, half hidden")
+
+
+def test_the_recorded_style_title_formats_and_stored_input_are_rebuilt(styled, tmp_path, model, monkeypatch):
+    """From the PNG path (its JSON beside it), in another working directory: both formats are compared and
+    byte-identical, the rebuilt files are named ``<stem>-reproduced``, and the input is found in the sidecar's own
+    ``inputs/`` folder."""
+    sc_path = _copy(styled, tmp_path / "copy")
+    monkeypatch.chdir(tmp_path)  # the input is found beside the sidecar, never relative to the working directory
+    rep = export.reproduce(sc_path.with_suffix(".png"), model=model)
+    assert rep.comparison == {"png": "identical", "svg": "identical"}, rep.summary()
+    assert rep.result.files["png"] == sc_path.with_name("styled-reproduced.png")
+    assert rep.result.files["svg"] == sc_path.with_name("styled-reproduced.svg")
+    svg = rep.result.files["svg"].read_text()
+    assert "Coffee, half hidden" in svg
+    # the same figure without the recorded style is not the same file: each recorded setting matters
+    sc = json.loads(sc_path.read_text())
+    assert (sc["style"]["height_in"], sc["style"]["letters"], sc["title"]) == (2.3, False, "Coffee, half hidden")
+    for change in ({"height_in": 2.0}, {"letters": True}, {"title": None}):
+        edited = json.loads(sc_path.read_text())
+        key, value = next(iter(change.items()))
+        if key == "title":
+            edited["title"] = "Another title"
+        else:
+            edited["style"][key] = value
+        p = sc_path.with_name(f"edited-{key}.json")
+        p.write_text(json.dumps(edited))
+        other = export.reproduce(p, out=tmp_path / f"edited-{key}", model=model)
+        assert not other.identical, key
+
+
+def test_overwrite_lets_a_reproduction_replace_its_own_earlier_output(original, tmp_path, model):
+    sc_path = _copy(original, tmp_path / "c")
+    first = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    assert export.reproduce(sc_path, out=tmp_path / "again", model=model).result.files["png"].name == "again-2.png"
+    second = export.reproduce(sc_path, out=tmp_path / "again", model=model, overwrite=True)
+    assert second.result.files["png"] == first.result.files["png"] and second.identical
+    assert not (tmp_path / "again-3.png").exists()
+
+
+def test_the_users_device_folder_download_and_model_choices_reach_the_model_loader(original, tmp_path, model, monkeypatch):
+    """``reproduce`` hands the model loader exactly what the user chose (a CPU-only machine cannot show a device
+    choice in the figure, so the hand-over itself is checked), and the sidecar's folder as the base."""
+    import importlib
+
+    R = importlib.import_module("explorer.export.reproduce")
+    sc_path = _copy(original, tmp_path / "c")
+    seen = {}
+
+    def spy(spec, **kw):
+        seen.update(kw, id=spec["id"])
+        return model
+
+    monkeypatch.setattr(R, "resolve_model", spy)
+    export.reproduce(sc_path, out=tmp_path / "a", device="cuda:1", allow_download=True, model="mini-mae",
+                     check_weights=False)
+    assert seen == {"device": "cuda:1", "check": False, "base": sc_path.parent, "allow_download": True,
+                    "model": "mini-mae", "id": "mini-mae"}
+
+
+def test_a_batched_figure_is_reported_as_batched(original, tmp_path, model):
+    sc_path = _copy(original, tmp_path / "c")
+    assert export.reproduce(sc_path, out=tmp_path / "a", model=model).batched is False
+    sc = json.loads(sc_path.read_text())
+    sc["provenance"]["batched"] = True
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "b", model=model)
+    # the PNG embeds the sidecar, which now says "batched": same pixels, other bytes, within the batched tolerance
+    assert rep.batched is True and not rep.identical and rep.equivalent
+    assert rep.comparison["png"].startswith("differs: same pixels") and rep.max_png_difference == 0
+
+
+def test_a_bare_figure_and_too_many_inputs_are_refused_with_their_reason(original, tmp_path, model):
+    sc_path = _copy(original, tmp_path / "c")
+    with pytest.raises(export.ReproduceError, match=r"^2 inputs given, but the figure was made from 1\.$"):
+        export.reproduce(sc_path, out=tmp_path / "a", model=model, inputs=[None, None])
+    sc = json.loads(sc_path.read_text())
+    sc["recipe"] = None
+    bare = sc_path.with_name("bare.json")
+    bare.write_text(json.dumps(sc))
+    with pytest.raises(export.ReproduceError, match=r"bare\.json was exported from a bare figure \(no recipe\), so it "
+                                                    r"cannot be rebuilt\.$"):
+        export.reproduce(bare, out=tmp_path / "b", model=model)
+
+
+def test_png_difference_messages_name_the_error_and_count_one_level_changes(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (8, 5), (10, 20, 30)).save(a)
+    arr = np.asarray(Image.open(a)).copy()
+    arr[1, 2, 0] += 1  # one grey level: still a changed pixel
+    arr[4, 7, 2] -= 1
+    Image.fromarray(arr).save(b)
+    assert _png_difference(a, b) == ("differs: 2 pixels, at most 1/255", 1)
+    Image.new("RGB", (8, 5), (10, 20, 30)).save(b, pnginfo=_text("note", "other bytes"))
+    assert _png_difference(a, b) == ("differs: same pixels, other bytes (the embedded sidecar or the PNG encoder)", 0)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    msg, _ = _png_difference(tmp_path / "bad.png", b)
+    assert msg == "differs: the original cannot be read as a PNG (UnidentifiedImageError)"
+
+
+def _text(key: str, value: str) -> PngInfo:
+    meta = PngInfo()
+    meta.add_text(key, value)
+    return meta
+
+
+def test_the_batched_verdict_sentence_in_full(tmp_path):
+    fake = type("R", (), {"files": {"png": tmp_path / "f.png"}})()
+    rep = ReproduceReport(fake, comparison={"png": "differs: 2 pixels, at most 1/255"}, batched=True, max_png_difference=1)
+    assert rep.summary().splitlines()[-1] == (
+        "The original came from a batched forward (batch export); this one from a single forward. Float rounding "
+        "differs between the two, so a few pixels differ by one grey level: the figures agree within rounding.")
