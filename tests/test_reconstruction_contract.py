@@ -115,3 +115,88 @@ def test_norm_pix_checkpoints_say_their_patches_borrow_the_true_statistics(tmp_p
     m = explorer.load_model(str(save_tiny_mae(tmp_path / "np", norm_pix_loss=True)), device="cpu")
     notes = reconstruct(m, "chelsea").notes
     assert len(notes) == 1 and "norm_pix_loss" in notes[0] and "TRUE patch mean and variance" in notes[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What each result records, the defaults a user relies on, and the refusals' words.
+def test_defaults_are_seed_0_random_at_75_percent_and_the_records_follow_the_input(mae):
+    rgba = np.dstack([explorer.load_sample("chelsea").pixels, np.ones(explorer.load_sample("chelsea").pixels.shape[:2],
+                                                                          np.float32)])
+    r = reconstruct(mae, rgba)
+    assert (r.spec.strategy, r.spec.ratio, r.spec.seed) == ("random", 0.75, 0)
+    np.testing.assert_array_equal(r.mask, reconstruct(mae, rgba, ratio=0.75, seed=0, strategy="random").mask)
+    assert r.input.notes == ("fully opaque alpha channel dropped",)
+    from explorer.preprocess import fit_image
+
+    assert r.input.fit_description == fit_image(rgba[..., :3], mae.image_size, "center-crop").description
+    assert r.input.fit_description != fit_image(rgba[..., :3], mae.image_size, "pad").description
+    s = reconstruct_sweep(mae, "chelsea", ratios=(0.5,))
+    assert (s.results[0].spec.strategy, s.results[0].spec.seed) == ("random", 0)
+    assert s.results[0].input.name == "chelsea" and s.results[0].input.fit_policy == "center-crop"
+    pixels, info = as_input("chelsea", "center-crop", mae.image_size)
+    m = reconstruct_manual(mae, pixels, info, [0, 5])
+    assert m.spec.seed == 0 and m.image is pixels
+
+
+def test_a_model_named_by_string_is_loaded():
+    r = reconstruct("mini-mae", "chelsea", ratio=0.5, seed=1)
+    assert r.model.model_id == "mini-mae" and r.hidden_fraction == pytest.approx(0.5, abs=0.02)
+
+
+def test_refusals_name_the_model_and_its_family(vit):
+    with pytest.raises(ModelLoadError) as e:
+        reconstruct(vit, "chelsea")
+    assert str(e.value) == (f"{vit.model_id!r} is not a masked autoencoder of images (vit); masked reconstruction needs a "
+                            "ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")
+    stranger = type("NotAnAdapter", (), {"model_id": "mine"})()  # no `reconstructs`, no `family`
+    with pytest.raises(ModelLoadError, match=r"^'mine' is not a masked autoencoder of images \(\?\); "):
+        reconstruct(stranger, "chelsea")
+
+
+def test_predictions_are_clipped_to_the_unit_range(mae, monkeypatch):
+    def wild(pixels, masks, batch_size=None):
+        out = np.full((len(masks), *pixels.shape), 1.5, np.float32)
+        out[:, ::2] = -0.5
+        return out
+
+    monkeypatch.setattr(mae, "forward_masks", wild)
+    r = reconstruct(mae, "chelsea")
+    assert r.prediction.min() == 0.0 and r.prediction.max() == 1.0 and r.prediction.dtype == np.float32
+
+
+def test_the_sweep_passes_its_batch_size_and_times_itself(mae, monkeypatch):
+    import time
+
+    seen = []
+    real = mae.forward_masks
+
+    def spy(pixels, masks, batch_size=None):
+        seen.append(batch_size)
+        return real(pixels, masks, batch_size=batch_size)
+
+    monkeypatch.setattr(mae, "forward_masks", spy)
+    t0 = time.perf_counter()
+    s = reconstruct_sweep(mae, "chelsea", ratios=(0.25, 0.75), batch_size=1)
+    elapsed = time.perf_counter() - t0
+    assert seen == [1] and 0 < s.seconds <= elapsed
+
+
+def test_the_sweep_cache_counts_every_hit_and_keys_on_the_image_and_the_fit(mae):
+    cache = SweepCache()
+    a = cache.get(mae, "chelsea", 0, "random")
+    b = cache.get(mae, "coffee", 0, "random")
+    assert b is not a and b.results[0].input.name == "coffee"
+    assert cache.get(mae, "chelsea", 0, "random") is a and cache.get(mae, "coffee", 0, "random") is b
+    assert (cache.hits, cache.misses) == (2, 2)
+    p = cache.get(mae, "chelsea", 0, "random", fit="pad")
+    assert p is not a and p.results[0].input.fit_policy == "pad" and cache.misses == 3
+
+
+def test_norm_pix_note_in_full(tmp_path):
+    from _tiny import save_tiny_mae
+
+    m = explorer.load_model(str(save_tiny_mae(tmp_path / "np", norm_pix_loss=True)), device="cpu")
+    (note,) = reconstruct(m, "chelsea").notes
+    assert note == ("This checkpoint predicts per-patch-normalised pixels (norm_pix_loss). Hidden patches are shown "
+                    "de-normalised with the TRUE patch mean and variance, as in the MAE paper's figures: their brightness "
+                    "and contrast come from the original, so PSNR is optimistic.")

@@ -71,7 +71,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                     ["tests/test_mini_fusion.py", "tests/test_multimodal.py", "tests/test_fusion.py"]),
     "reconstruction": (["explorer/reconstruction/image.py", "explorer/reconstruction/video.py",
                         "explorer/reconstruction/multimodal.py"],
-                       ["tests/test_reconstruction_contract.py", "tests/test_reconstruction.py", "tests/test_video_mae.py",
+                       ["tests/test_reconstruction_contract.py", "tests/test_video_reconstruction_contract.py",
+                        "tests/test_multimodal_reconstruction_contract.py", "tests/test_reconstruction.py", "tests/test_video_mae.py",
                         "tests/test_video_app.py", "tests/test_multimodal.py", "tests/test_baselines.py"]),
 }
 
