@@ -43,7 +43,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                   ["tests/test_alignment_reference.py", "tests/test_fusion.py", "tests/test_fusion_adapters.py"]),
     "io": (["explorer/io.py"], ["tests/test_io_contract.py", "tests/test_io.py", "tests/test_properties.py", "tests/test_io_headers.py"]),
     "multimodal": (["explorer/multimodal/inputs.py", "explorer/modalities.py"],
-                   ["tests/test_multimodal.py", "tests/test_properties.py", "tests/test_multimodal_data.py"]),
+                   ["tests/test_multimodal.py", "tests/test_properties.py", "tests/test_multimodal_data.py", "tests/test_multimodal_inputs_contract.py"]),
     # attention, fusion and models are split by file group, so each workspace runs in minutes to an hour; the
     # module's score in tests/MUTATION.md is the sum of its groups.
     "attention-capture": (["explorer/attention/capture.py", "explorer/attention/registry.py",

@@ -129,7 +129,7 @@ def sample_names(task: str) -> list[tuple[str, str]]:
 def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
     """The inputs of a named sample (``"room:<seed>"``, ``"motorcycle:<seed>"``, ``"clip:<seed>"``) for ``adapter``."""
     kind, _, seed = name.partition(":")
-    if kind not in SAMPLE_KINDS.get(adapter.task, ()) or not seed.lstrip("-").isdigit():
+    if kind not in SAMPLE_KINDS.get(adapter.task, ()) or not seed.isdecimal():  # seeds are non-negative integers
         offered = ", ".join(n for _l, n in sample_names(adapter.task))
         raise MultiModalInputError(f"Unknown sample {name!r} for a {adapter.task} model; e.g. {offered}.")
     if kind == "room":
@@ -251,6 +251,7 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
             except ImageLoadError:
                 raise e from None
             frames, key = li.pixels[None], key + [li.sha256]
+            notes += list(li.notes)
     if audio is not None:
         a = load_audio(audio)
         samples, key = a.samples, key + [a.sha256]
