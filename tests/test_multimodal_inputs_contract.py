@@ -258,6 +258,11 @@ def test_av_sound_is_the_second_from_the_start_time():
     x, notes = prepare_av(None, float("nan"), a[:RATE].astype(np.float64))  # exactly one second from 0: no padding
     assert notes == [] and x["audio"].dtype == np.float32
     np.testing.assert_array_equal(x["audio"], spectrogram_patch_array(a[:RATE], RATE))
+    # float64 samples are read as float32 (as the loaders give them)
+    a64 = np.random.default_rng(17).uniform(-0.5, 0.5, RATE)
+    x, _ = prepare_av(None, float("nan"), a64)
+    np.testing.assert_array_equal(x["audio"], spectrogram_patch_array(a64.astype(np.float32), RATE))
+    assert not np.array_equal(x["audio"], spectrogram_patch_array(a64, RATE))
 
 
 def test_av_short_sound_is_padded_with_silence_and_the_note_says_how_long_it_lasts():
@@ -591,11 +596,14 @@ def test_prepare_files_dispatches_and_refuses():
     assert p.notes == ["the sound lasts 0.25 s after 0.75 s: padded with silence to 1 s"]
     p = prepare_files("audio-visual", img)
     assert list(p.arrays) == ["video"] and p.arrays["video"].shape == (8, 48, 48, 3)
+    p = prepare_files("audio-visual", None, _wav(np.zeros(RATE // 2)))  # from the start by default
+    assert p.notes == ["the sound lasts 0.50 s after 0.00 s: padded with silence to 1 s"]
 
 
 # -------------------------------------------------------------------------------------------------------- Modality
-IMG = Modality("img", "image", (4, 6, 2), (2, 3), (0.5, 0.25), (0.5, 2.0))
-DEP = Modality("dep", "depth", (4, 6), (2, 3), (2.0,), (4.0,), unit="metres")
+# statistics that float32 cannot hold exactly: a float64 input must be normalised with float64 statistics
+IMG = Modality("img", "image", (4, 6, 2), (2, 3), (0.45, 0.3), (0.2, 0.7))
+DEP = Modality("dep", "depth", (4, 6), (2, 3), (2.3,), (0.7,), unit="metres")
 VID = Modality("vid", "video", (4, 4, 6, 2), (2, 2, 3), (0.1, 0.2), (1.0, 1.0))
 SPEC = Modality("spec", "spectrogram", (4, 9), (2, 3), (-4.0,), (2.0,))
 
@@ -677,17 +685,20 @@ def test_unknown_patches_more_than_half_unknown():
 def test_normalise_and_denormalise_per_channel_in_the_input_dtype():
     x = torch.from_numpy(np.random.default_rng(14).random((2, 4, 6, 2)))  # float64
     n = IMG.normalise(x)
-    want = (x.numpy() - np.array([0.5, 0.25])) / np.array([0.5, 2.0])
+    want = (x.numpy() - np.array([0.45, 0.3])) / np.array([0.2, 0.7])
     assert n.dtype == torch.float64 and np.array_equal(n.numpy(), want)
-    assert np.array_equal(IMG.denormalise(n).numpy(), want * np.array([0.5, 2.0]) + np.array([0.5, 0.25]))
+    assert np.array_equal(IMG.denormalise(n).numpy(), want * np.array([0.2, 0.7]) + np.array([0.45, 0.3]))
+    n32 = IMG.normalise(x.float())
+    assert n32.dtype == torch.float32
+    np.testing.assert_allclose(n32.numpy(), want, rtol=1e-5, atol=1e-6)
     d = torch.from_numpy(np.random.default_rng(15).random((2, 4, 6)) * 5)
     d[0, 0, 0] = float("nan")
     nd = DEP.normalise(d)
     assert nd.shape == (2, 4, 6) and nd.dtype == torch.float64 and torch.isnan(nd[0, 0, 0])
-    np.testing.assert_array_equal(nd.numpy(), (d.numpy() - 2.0) / 4.0)
+    np.testing.assert_array_equal(nd.numpy(), (d.numpy() - 2.3) / 0.7)
     dd = DEP.denormalise(nd)
     assert dd.shape == (2, 4, 6)
-    np.testing.assert_array_equal(dd.numpy(), nd.numpy() * 4.0 + 2.0)
+    np.testing.assert_array_equal(dd.numpy(), nd.numpy() * 0.7 + 2.3)
     # the statistics follow the input's device
     meta = IMG.normalise(torch.zeros(1, 4, 6, 2, device="meta"))
     assert meta.device.type == "meta" and IMG.denormalise(meta).device.type == "meta"
@@ -710,7 +721,7 @@ def test_check_and_construction_refusals_word_for_word():
 
 def test_to_dict_and_from_dict_round_trip_through_json():
     d = DEP.to_dict()
-    assert d == {"name": "dep", "kind": "depth", "shape": (4, 6), "patch": (2, 3), "mean": (2.0,), "std": (4.0,),
+    assert d == {"name": "dep", "kind": "depth", "shape": (4, 6), "patch": (2, 3), "mean": (2.3,), "std": (0.7,),
                  "unit": "metres"}
     back = Modality.from_dict(json.loads(json.dumps(d)))
     assert back == DEP and type(back.shape) is tuple and back.unit == "metres"
