@@ -473,3 +473,45 @@ def test_blip_word_ig_equals_captum_on_the_eager_reference_per_patch(blip, folde
     got = word_ig(blip["adapter"], image, TEXT, word, steps=8)
     assert np.abs(want).max() > 1e-4 and not np.allclose(want, want.T, atol=1e-4)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+def test_layer_notes_in_full_for_each_pattern_of_blank_layers(blip):
+    """The note's words for every case: the default moved off a blank last layer, a blank layer asked for (the last
+    one, or an earlier one), every layer blank, and an earlier blank layer while the last one has a map."""
+    import dataclasses
+
+    al = blip["al"]
+    short = al.method("gradcam").short
+    why = ("the score reads no word's row after that layer (only special tokens such as [CLS]), so the words' "
+           "attention there gets no gradient")
+    assert al.zero_layers == {"gradcam": (1,)}
+    assert al.layer_note("gradcam") == f"{short} at the last cross layer (1) is zero by construction for this model: {why}; showing layer 0."
+    assert al.layer_note("gradcam", 0) == al.layer_note("gradcam")  # the default layer, chosen by hand: same words
+    assert al.layer_note("gradcam", 1) == (f"{short} at the last cross layer (1) is zero by construction for this model: {why}; "
+                                          "layer 0 is the last layer with a non-zero map.")
+    both = dataclasses.replace(al, zero_layers={"gradcam": (0, 1)})
+    assert both.default_layer_index("gradcam") == 1  # every layer blank: the last one
+    assert both.layer_note("gradcam", 0) == (f"{short} at cross layer 0 (0) is zero by construction for this model: {why}; "
+                                            "no layer has a non-zero map.")
+    first = dataclasses.replace(al, zero_layers={"gradcam": (0,)})
+    assert first.default_layer_index("gradcam") == 1 and first.layer_note("gradcam") is None
+    assert first.layer_note("gradcam", 0) == (f"{short} at cross layer 0 (0) is zero by construction for this model: {why}; "
+                                             "layer 1 is the last layer with a non-zero map.")
+
+
+def test_describe_names_the_layer_asked_for_not_the_default(blip):
+    al = blip["al"]
+    m = al.method("gradcam")
+    assert al.describe("gradcam") == m.describe(layer=0)  # the default moved off the blank last layer
+    assert al.describe("gradcam", layer=1) == m.describe(layer=1) != m.describe(layer=0)
+
+
+def test_patch_words_defaults_to_the_mean_of_heads_and_computes_on_demand_maps_with_the_adapter(blip):
+    al, adapter = blip["al"], blip["adapter"]
+    W = len(al.words)
+    by_hand = np.array([al.word_map("attention", w, layer=1, head="mean").ravel()[5] for w in range(W)])
+    np.testing.assert_array_equal(al.patch_words("attention", 5, layer=1), by_hand)
+    assert al.has("attention", 0) and al.has("rollout", W - 1) and not al.has("ig", 0, steps=4)
+    v = al.patch_words("ig", 5, adapter=adapter, steps=4)
+    assert np.isfinite(v).all() and all(al.has("ig", w, steps=4) for w in range(W))
+    np.testing.assert_array_equal(v, [al.word_map("ig", w, steps=4).ravel()[5] for w in range(W)])
