@@ -337,3 +337,49 @@ def test_the_batched_verdict_sentence_in_full(tmp_path):
     assert rep.summary().splitlines()[-1] == (
         "The original came from a batched forward (batch export); this one from a single forward. Float rounding "
         "differs between the two, so a few pixels differ by one grey level: the figures agree within rounding.")
+
+
+def test_each_recorded_file_gets_its_own_verdict_and_the_versions_that_changed_are_named(styled, tmp_path, model):
+    """A recorded file of a format the sidecar does not rebuild is said so (and the others are still compared); a
+    non-PNG file that differs is named by its hashes, never opened as a PNG; a package whose version changed is listed
+    with both versions, the others are not."""
+    sc_path = _copy(styled, tmp_path / "c")
+    sc = json.loads(sc_path.read_text())
+    real_svg = sc["files"]["svg"]["sha256"]
+    sc["files"] = {"pdf": {"name": "styled.pdf", "sha256": "1" * 64}, "png": sc["files"]["png"],
+                   "svg": {"name": "styled.svg", "sha256": "0" * 64}}
+    here = export.sidecar.versions()
+    pkg = next(iter(sc["versions"]))
+    sc["versions"][pkg] = "0.0.0-recorded"
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    got_svg = file_sha256(rep.result.files["svg"])
+    assert got_svg == real_svg
+    assert rep.comparison == {"pdf": "not rebuilt (not among the sidecar's formats)", "png": "identical",
+                              "svg": f"differs (SHA-256 {got_svg[:12]}…, recorded {'0' * 12}…)"}
+    assert rep.version_changes == {pkg: ("0.0.0-recorded", here.get(pkg))}
+
+
+def test_a_recorded_file_that_links_out_of_the_folder_is_not_read(original, tmp_path, model):
+    sc_path = _copy(original, tmp_path / "c")
+    png = sc_path.with_suffix(".png")
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(png.read_bytes())
+    png.unlink()
+    png.symlink_to(outside)
+    sc = json.loads(sc_path.read_text())
+    sc["files"]["png"]["sha256"] = "2" * 64
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    got = file_sha256(rep.result.files["png"])
+    assert rep.comparison == {"png": f"differs (SHA-256 {got[:12]}…, recorded {'2' * 12}…)"}  # no pixel comparison
+
+
+def test_the_output_name_is_checked_against_the_longest_suffix_before_anything_runs(original, tmp_path, model):
+    from explorer.files import PART_OVERHEAD, name_max
+
+    limit = name_max(tmp_path) - len(".json") - PART_OVERHEAD
+    with pytest.raises(ValueError, match="Choose a shorter name"):
+        export.reproduce(original.files["json"], out=tmp_path / ("n" * (limit + 1)), model=model)
+    rep = export.reproduce(original.files["json"], out=tmp_path / ("n" * limit), model=model)
+    assert rep.identical and rep.result.files["json"].name == "n" * limit + ".json"
