@@ -12,6 +12,19 @@ from pathlib import Path
 
 import pytest
 
+# Mutation testing (tools/mutate.py): while mutmut records which test reaches which function ("stats"), it would
+# credit the code a module-scoped fixture runs to the first test that built it only, and later run only that test
+# against a mutant of it, although later tests read the fixture's result. While stats are recorded, every fixture is
+# therefore built per test. (Outside mutation runs nothing changes.)
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    _fixture = pytest.fixture
+
+    def _per_test(fixture_function=None, **kwargs):
+        kwargs["scope"] = "function"
+        return _fixture(fixture_function, **kwargs) if fixture_function is not None else _fixture(**kwargs)
+
+    pytest.fixture = _per_test
+
 # tests/browser_helpers.py is imported as a plain module, also under --import-mode=importlib.
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:

@@ -515,3 +515,33 @@ def test_patch_words_defaults_to_the_mean_of_heads_and_computes_on_demand_maps_w
     v = al.patch_words("ig", 5, adapter=adapter, steps=4)
     assert np.isfinite(v).all() and all(al.has("ig", w, steps=4) for w in range(W))
     np.testing.assert_array_equal(v, [al.word_map("ig", w, steps=4).ravel()[5] for w in range(W)])
+
+
+def test_word_map_reads_the_layer_and_head_asked_for(blip):
+    al = blip["al"]
+    stack = al.layered["attention"]  # (layers, heads, words, gh, gw)
+    assert al.method("attention").default_layer == "mean" and al.method("gradcam").default_layer != "mean"
+    np.testing.assert_allclose(al.word_map("attention", 2, head=1), stack[:, 1, 2].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(al.word_map("attention", 2, layer=0), stack[0, :, 2].mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(al.word_map("attention", 2, layer=1, head=0), stack[1, 0, 2])
+    np.testing.assert_array_equal(al.word_map("gradcam", 2, head=1), al.gradcam[0, 2])  # no heads: the default layer
+    W = len(al.words)
+    with pytest.raises(IndexError) as e:
+        al.word_map("attention", W)
+    assert str(e.value) == f"word {W} out of range: the text has {W} clickable words"
+    with pytest.raises(IndexError):
+        al.word_map("attention", -1)
+
+
+def test_a_dual_encoder_is_told_to_use_similarity(tmp_path, image):
+    from _tiny import save_tiny_clip_pair
+
+    al = align(load_fusion_model(save_tiny_clip_pair(tmp_path / "clip"), device="cpu"), image, TEXT)
+    offered = ", ".join(al.offered)
+    with pytest.raises(KeyError) as e:
+        al.word_map("attention", 0)
+    assert e.value.args[0] == (f"Method 'attention' is not available for this model (dual encoder): use 'similarity'; "
+                               f"available: {offered}.")
+    with pytest.raises(KeyError) as e:
+        al.word_map("rollout", 0)
+    assert e.value.args[0] == f"Method 'rollout' is not available for this model; available: {offered}."

@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--show", action="store_true", help="print the diff of every survivor")
     ap.add_argument("--fresh", action="store_true", help="forget earlier results of this module")
+    ap.add_argument("--restat", action="store_true",
+                    help="record again which test reaches which function before the survivors are re-checked")
     ap.add_argument("--table", action="store_true", help="a markdown row per module that has results (tests/MUTATION.md)")
     a = ap.parse_args(argv)
     if a.table:
@@ -181,6 +183,8 @@ def main(argv=None) -> int:
             return run.returncode
         # mutmut keeps earlier verdicts; survivors are checked again against today's tests
         old = [n for k, v in results(ws).items() if k not in _KILLED + _UNTESTED for n in v]
+        if old and a.restat:
+            (ws / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         if old:
             _mutmut(ws, "run", "--max-children", str(a.max_children), *old)
     by = results(ws)
