@@ -49,16 +49,18 @@ def test_image_and_video_metrics_are_rmse_and_psnr_on_hidden_known_values_only()
 
 
 def test_depth_metrics_absrel_and_delta1_on_a_hand_worked_case():
-    truth = np.array([[1.0, 2.0], [0.5, 1.0]], np.float32)
-    pred = np.array([[1.25, 3.0], [0.5, 0.0]], np.float32)  # ratio exactly 1.25 is outside delta1; 0 is read as 1 mm
-    hidden = np.ones((2, 2), bool)
+    truth = np.array([[1.0, 2.0, 2.0], [0.5, 1.0, 4.0]], np.float32)
+    # ratio exactly 1.25 is outside delta1; 0 is read as 1 mm; 2.2 for 2 is inside (its product with 2 is not)
+    pred = np.array([[1.25, 3.0, 2.2], [0.5, 0.0, 3.0]], np.float32)
+    hidden = np.ones((2, 3), bool)
     spec = type("S", (), {"kind": "depth"})()
     m = modality_metrics(spec, truth, pred, hidden)
-    pp = np.array([1.25, 3.0, 0.5, 1e-3])
-    t = np.array([1.0, 2.0, 0.5, 1.0])
+    raw = np.array([1.25, 3.0, 2.2, 0.5, 0.0, 3.0], np.float32).astype(np.float64)
+    pp = np.where(raw == 0, 1e-3, raw)
+    t = np.array([1.0, 2.0, 2.0, 0.5, 1.0, 4.0])
     assert m["absrel"] == pytest.approx(np.mean(np.abs(pp - t) / t), rel=1e-12)
-    assert m["delta1"] == 0.25  # only the exact 0.5 m: 1.25 is not < 1.25, 1.5 and 1000 are far out
-    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((np.array([1.25, 3.0, 0.5, 0.0]) - t) ** 2)), rel=1e-12)
+    assert m["delta1"] == pytest.approx(2 / 6)  # 0.5 for 0.5 and 2.2 for 2; 3 for 4 is 1.33 off
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((raw - t) ** 2)), rel=1e-12)
     assert set(m) == {"rmse", "hidden_values", "absrel", "delta1"}
 
 
@@ -71,15 +73,15 @@ def test_spectrogram_rmse_is_also_given_in_decibels():
 
 
 def test_patch_rmse_counts_known_values_only_and_leaves_visible_and_unknown_patches_blank():
-    truth = np.zeros(DEPTH.shape, np.float32)
-    pred = np.zeros(DEPTH.shape, np.float32)
-    pred[0:8, 0:8] = 2.0                     # patch 0: error 2 everywhere
-    pred[0:8, 8:16] = 3.0                    # patch 1: only one known value, error 3
+    truth = np.full(DEPTH.shape, 1.5, np.float32)  # not zero: the error is pred - truth, not pred + truth
+    pred = np.full(DEPTH.shape, 1.5, np.float32)
+    pred[0:8, 0:8] = 3.5                     # patch 0: error 2 everywhere
+    pred[0:8, 8:16] = 4.5                    # patch 1: only one known value, error 3
     truth[0:8, 8:16] = np.nan
-    truth[0, 8] = 0.0
+    truth[0, 8] = 1.5
     truth[0:8, 16:24] = np.nan               # patch 2: nothing known
-    pred[8:16, 0:8] = 1.0                    # patch 4: visible, never scored
-    pred[8, 8] = 4.0                         # patch 5: one value of 64 off by 4 → sqrt(16 / 64)
+    pred[8:16, 0:8] = 2.5                    # patch 4: visible, never scored
+    pred[8, 8] = 5.5                         # patch 5: one value of 64 off by 4 → sqrt(16 / 64)
     hidden = np.ones(DEPTH.num_patches, bool)
     hidden[4] = False
     e = _patch_rmse(DEPTH, truth, pred, hidden)

@@ -133,7 +133,11 @@ def test_defaults_are_seed_0_random_at_75_percent_and_the_records_follow_the_inp
     s = reconstruct_sweep(mae, "chelsea", ratios=(0.5,))
     assert (s.results[0].spec.strategy, s.results[0].spec.seed) == ("random", 0)
     assert s.results[0].input.name == "chelsea" and s.results[0].input.fit_policy == "center-crop"
+    padded, pinfo = as_input("chelsea", "pad", mae.image_size)
+    np.testing.assert_array_equal(padded, fit_image(explorer.load_sample("chelsea").pixels, mae.image_size, "pad").pixels)
+    assert pinfo.fit_policy == "pad"
     pixels, info = as_input("chelsea", "center-crop", mae.image_size)
+    assert not np.array_equal(pixels, padded)
     m = reconstruct_manual(mae, pixels, info, [0, 5])
     assert m.spec.seed == 0 and m.image is pixels
 
