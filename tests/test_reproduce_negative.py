@@ -383,3 +383,12 @@ def test_the_output_name_is_checked_against_the_longest_suffix_before_anything_r
         export.reproduce(original.files["json"], out=tmp_path / ("n" * (limit + 1)), model=model)
     rep = export.reproduce(original.files["json"], out=tmp_path / ("n" * limit), model=model)
     assert rep.identical and rep.result.files["json"].name == "n" * limit + ".json"
+
+
+def test_a_sidecar_without_versions_reproduces_and_names_no_change(original, tmp_path, model):
+    sc_path = _copy(original, tmp_path / "c")
+    sc = json.loads(sc_path.read_text())
+    del sc["versions"]  # optional in the schema (hand-made or older sidecars)
+    sc_path.write_text(json.dumps(sc))
+    rep = export.reproduce(sc_path, out=tmp_path / "again", model=model)
+    assert rep.version_changes == {} and rep.result.files["png"].is_file()
