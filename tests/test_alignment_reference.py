@@ -545,3 +545,42 @@ def test_a_dual_encoder_is_told_to_use_similarity(tmp_path, image):
     with pytest.raises(KeyError) as e:
         al.word_map("rollout", 0)
     assert e.value.args[0] == f"Method 'rollout' is not available for this model; available: {offered}."
+
+
+def test_the_alignment_records_what_made_it_and_its_default_maps(blip, vilt):
+    for d in (blip, vilt):
+        al, a = d["al"], d["adapter"]
+        assert al.meta == {"model_id": a.model_id, "model_type": a.model_type, "weights_sha256": a.weights_sha256,
+                           "text": TEXT, "kind": a.kind}
+        assert al.output_name == a.output_name and al.answer
+        assert len(al.layer_names) == al.layered["attention"].shape[0] and all(isinstance(n, str) for n in al.layer_names)
+        assert al.matrix_name == "cross-attention, mean over layers and heads"
+        np.testing.assert_allclose(al.maps["attention"], al.layered["attention"].mean((0, 1)), rtol=1e-6)
+        np.testing.assert_allclose(al.matrix, al.maps["attention"].reshape(len(al.words), -1), rtol=1e-6)
+    assert blip["al"].layer_names == ["text_encoder.encoder.layer.0.crossattention.self",
+                                      "text_encoder.encoder.layer.1.crossattention.self"]
+    assert blip["al"].output_name == "ITM match log-odds" and vilt["al"].output_name == "answer logit"
+
+
+def test_the_fit_policy_reaches_the_pixels(folders):
+    a = load_fusion_model(folders["blip"], device="cpu")
+    wide = random_image(S, seed=9)[:, : S // 2].repeat(3, axis=1)  # not square: crop and pad differ
+    crop, pad = align(a, wide, TEXT), align(a, wide, TEXT, fit="pad")
+    assert crop.image.shape == pad.image.shape and not np.array_equal(crop.image, pad.image)
+
+
+def test_vqa_explains_each_images_own_top_answer(folders):
+    """The answer explained is chosen again for every input (a later image must not inherit the earlier answer)."""
+    a = load_fusion_model(folders["vilt"], device="cpu")
+    first = align(a, random_image(S, seed=0), TEXT)
+    for seed in range(1, 40):
+        other = random_image(S, seed=seed)
+        b = load_fusion_model(folders["vilt"], device="cpu")
+        assert b is not a and getattr(b, "_auto_target", None) is None
+        fresh = align(b, other, TEXT)  # an adapter that never saw the first image
+        if fresh.answer != first.answer:
+            break
+    else:
+        pytest.skip("no image with another top answer among 40 seeds")
+    al = align(a, other, TEXT)
+    assert al.answer == fresh.answer and al.score == pytest.approx(fresh.score, rel=1e-5)
