@@ -65,3 +65,35 @@ def test_model_clip_hands_the_sampling_choices_to_the_reader(tmp_path):
 
 def test_reading_side_is_twice_the_longer_model_side():
     assert reading_side(16) == 32 and reading_side((16, 24)) == 48 and reading_side([30, 20]) == 60
+
+
+def test_the_result_carries_the_clips_notes_loss_model_and_mask_seed(vmae):
+    from explorer.masking.video import video_mask
+
+    clip = SimpleNamespace(frames=_frames(), notes=("resampled from 30 fps",))
+    rec = reconstruct_video(vmae, clip, seed=3)
+    assert rec.notes[0] == "resampled from 30 fps" and len(rec.notes) == 2
+    assert rec.model_id == vmae.model_id and isinstance(rec.loss, float) and np.isfinite(rec.loss)
+    np.testing.assert_array_equal(rec.mask, video_mask((vmae.time_steps, *vmae.grid), 0.9, "tube", 3))
+    pad = reconstruct_video(vmae, clip, fit="pad")
+    assert pad.notes[-1] != rec.notes[-1] and not np.array_equal(pad.frames, rec.frames)
+
+
+def test_frames_of_the_wrong_shape_are_named(vmae):
+    with pytest.raises(ValueError) as e:
+        reconstruct_video(vmae, _frames()[0])  # one image, not a clip
+    assert str(e.value) == "Expected frames of shape (T, H, W, 3), got (40, 56, 3)."
+
+
+def test_predictions_are_clipped_and_norm_pix_checkpoints_say_so(vmae, monkeypatch):
+    def wild(x, mask):
+        out = np.full(x.shape, 1.5, np.float32)
+        out[:, ::2] = -0.5
+        return out, 0.25
+
+    monkeypatch.setattr(vmae, "reconstruct", wild)
+    monkeypatch.setattr(vmae.model.config, "norm_pix_loss", True)
+    rec = reconstruct_video(vmae, _frames())
+    assert rec.prediction.min() == 0.0 and rec.prediction.max() == 1.0 and rec.loss == 0.25
+    assert rec.notes[-1] == ("This checkpoint predicts tubelets normalised by their own mean and variance (norm_pix_loss); "
+                             "hidden tubelets are shown de-normalised with their TRUE statistics, as in the VideoMAE figures.")
