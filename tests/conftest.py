@@ -25,6 +25,30 @@ if os.environ.get("MUTANT_UNDER_TEST") == "stats":
 
     pytest.fixture = _per_test
 
+#: module-level caches of results (module, attribute): a forked mutant run must not be answered from what the parent
+#: process computed with the unmutated code
+_RESULT_CACHES = (("explorer.attention.faithfulness", "_REFERENCE"), ("explorer.attention.interventions", "_CACHE"),
+                  ("explorer.export.figure", "_MODELS"), ("explorer.models.hub", "_PROBES"))
+_CACHED_FUNCTIONS = (("explorer.data.samples", "load_sample"), ("explorer.audio", "_mel_filters"),
+                     ("explorer.export.sidecar", "versions"))
+
+
+@pytest.fixture(autouse=True)
+def _no_results_from_unmutated_code():
+    """In a mutant run (mutmut sets MUTANT_UNDER_TEST to the mutant's name), empty the caches first."""
+    if os.environ.get("MUTANT_UNDER_TEST", "") not in ("", "stats", "list_all_tests", "fail", "mutant_generation"):
+        for module, attr in _RESULT_CACHES:
+            m = sys.modules.get(module)
+            if m is not None and hasattr(m, attr):
+                getattr(m, attr).clear()
+        for module, attr in _CACHED_FUNCTIONS:
+            f = getattr(sys.modules.get(module), attr, None)
+            for g in (f, getattr(f, "__wrapped__", None)):
+                if hasattr(g, "cache_clear"):
+                    g.cache_clear()
+    yield
+
+
 # tests/browser_helpers.py is imported as a plain module, also under --import-mode=importlib.
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
