@@ -635,14 +635,14 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str |
         fmt = header["format"] or "image"
         notes.append(f"animated {fmt}: first frame used (of {header['frames']})")
     decoded_c = 1 if img.ndim == 2 else img.shape[2]
-    if header is not None and header["mode"] in ("LA", "La") and decoded_c == 1:
-        img, decoded_c = _pillow_grey_alpha(data), 2  # OpenCV dropped the alpha (grey + alpha TIFF): Pillow keeps it
-    del data  # the file's bytes (when read here) are not needed any more
     mode = header["mode"] if header is not None else ""
     if mode == "P":
         channels = 4 if header["transparency"] else 3
     else:
         channels = _MODE_CHANNELS.get(mode, decoded_c)
+    if channels == 2 and decoded_c == 1:  # OpenCV dropped the alpha (grey + alpha TIFF): Pillow keeps it
+        img, decoded_c = _pillow_grey_alpha(data), 2
+    del data  # the file's bytes (when read here) are not needed any more
     select = None
     if channels in (1, 2) and decoded_c > 2:  # OpenCV expanded grey(+alpha) to BGR(A)
         select = [0, 3] if decoded_c == 4 else [0]
