@@ -50,7 +50,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                            "explorer/attention/provenance.py", "explorer/attention/maps.py"],
                           ["tests/test_attention.py", "tests/test_token_layout.py", "tests/test_attention_analytic.py"]),
     "attention-faithfulness": (["explorer/attention/faithfulness.py"],
-                               ["tests/test_faithfulness.py", "tests/test_faithfulness_contract.py"]),
+                               ["tests/test_faithfulness.py", "tests/test_faithfulness_contract.py", "tests/test_faithfulness_curves.py"]),
     "attention-interventions": (["explorer/attention/interventions.py"], ["tests/test_interventions.py"]),
     "fusion-methods": (["explorer/fusion/capture.py", "explorer/fusion/methods.py", "explorer/fusion/word_methods.py"],
                        ["tests/test_fusion.py", "tests/test_alignment_reference.py", "tests/test_fusion_adapters.py"]),
