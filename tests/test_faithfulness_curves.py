@@ -42,10 +42,11 @@ class Linear:
         self.batches: list[np.ndarray] = []
         self.asked: list[tuple] = []
         self.c: dict = {}
+        self.constant: float | None = None  # when set, c is exactly this (no input mean)
 
     def __call__(self, x, target=None, *, fill="mean"):
         self.asked.append((target, fill))
-        c = float(x.float().mean()) + self.offsets.get(fill, 0.0)
+        c = float(x.float().mean()) + self.offsets.get(fill, 0.0) if self.constant is None else self.constant
         self.c[fill] = c
         w = self.weights[fill]
 
@@ -157,7 +158,8 @@ def test_the_score_is_normalised_by_the_full_images_unless_that_is_zero(vit):
     c = deletion_insertion(zero, IMG, np.arange(L), steps=2, seed=0, random_orders=2)
     np.testing.assert_allclose(c.deletion, 0.0, atol=1e-12)
     F._REFERENCE.clear()
-    tiny = linear_model(vit, np.zeros(L), {"mean": -c0 + 1e-9})  # at the threshold: still not divided
+    tiny = linear_model(vit, np.zeros(L))
+    tiny.faithfulness_scorer.constant = 1e-9  # exactly at the threshold: still not divided
     c = deletion_insertion(tiny, IMG, np.arange(L), steps=2, seed=0, random_orders=2)
     np.testing.assert_allclose(c.deletion, 1e-9, rtol=1e-6)
     F._REFERENCE.clear()
@@ -460,3 +462,65 @@ def test_cascade_passes_only_when_the_map_stays_changed_through_the_deepest_leve
     assert blind.verdict() == ("the map barely changes when the weights are randomised (Spearman to the original 1.00 "
                                "(top 2 blocks), 1.00 (top 4 blocks); below 0.5 counts as changed): it may show the "
                                "image, not the model")
+
+
+def test_band_reaches_the_curves_and_a_boolean_map_ranks_like_its_numbers(vit):
+    m = linear_model(vit, W)
+    c = deletion_insertion(m, IMG, W.reshape(4, 4), steps=4, random_orders=5, band=0.5)
+    assert c.band == 0.5 and c.random_deletion_band == random_band(c.random_deletion_aucs, 0.5)
+    mask = (W > 2.0).reshape(4, 4)  # "these patches matter": a boolean map
+    b = deletion_insertion(m, IMG, mask, steps=4, random_orders=5)
+    f = deletion_insertion(m, IMG, mask.astype(float), steps=4, random_orders=5)
+    np.testing.assert_array_equal(b.deletion, f.deletion)
+    np.testing.assert_array_equal(b.insertion, f.insertion)
+
+
+def test_compare_fills_follows_fit_and_its_defaults(vit):
+    wide = random_image(40, seed=4)[:24]  # not square: "pad" and "center-crop" see different pixels
+    m = linear_model(vit, W)
+    got = compare_fills(m, wide, {"a": W.reshape(4, 4)}, fills=["mean"], random_orders=2, fit="pad")
+    assert input_mean(vit, wide, "pad") != pytest.approx(input_mean(vit, wide, "center-crop"))
+    fr, d, _, _, _ = expected(W, input_mean(vit, wide, "pad"), W, 10, 0, 2)  # default: 10 steps, seed 0
+    np.testing.assert_allclose(got.curves["mean"]["a"].deletion, d, atol=1e-12)
+    np.testing.assert_allclose(got.curves["mean"]["a"].fractions, fr)
+    assert got.curves["mean"]["a"].seed == 0
+
+
+def test_compare_fills_keeps_the_users_order_among_equal_methods(vit):
+    # 40 methods with two distinct areas: a sort that is not stable scrambles the tied ones.
+    maps = {f"m{k:02d}": (W if k % 3 == 0 else -W).reshape(4, 4) for k in range(40)}
+    m = linear_model(vit, W)
+    cmp = compare_fills(m, IMG, maps, fills=["mean"], steps=2, random_orders=2)
+    names = list(maps)
+    best = [n for k, n in enumerate(names) if k % 3 == 0]  # the heaviest patches first: the better deletion map
+    assert cmp.ranking["mean"] == best + [n for n in names if n not in best]
+
+
+def test_seeds_default_to_zero(vit):
+    np.testing.assert_array_equal(_block_norms(randomise_top_layers(vit, 1)[0]),
+                                  _block_norms(randomise_top_layers(vit, 1, seed=0)[0]))
+    assert not np.array_equal(_block_norms(randomise_top_layers(vit, 1)[0]), _block_norms(randomise_top_layers(vit, 1, seed=1)[0]))
+    s0 = randomisation_check(vit, IMG, _block_norms, levels=(1,))
+    np.testing.assert_array_equal(s0.randomised_maps, randomisation_check(vit, IMG, _block_norms, levels=(1,), seed=0).randomised_maps)
+
+
+def test_cascade_reads_boolean_maps_and_counts_a_level_at_the_threshold_as_unchanged():
+    a = np.eye(5, dtype=bool)
+    s = cascade(3, lambda: a, lambda n: a if n < 3 else ~a, levels=(1, 3))
+    np.testing.assert_allclose(s.spearman, [1.0, -1.0])
+    assert s.passed and np.isfinite(s.ssim).all() and s.ssim[0] == pytest.approx(1.0)
+    at = cascade(3, lambda: a, lambda n: a, levels=(1, 3), threshold=1.0)
+    assert not at.passed and at.outcome == "blind"
+
+
+def test_the_mixed_verdict_lists_every_level_on_each_side():
+    a = np.arange(16.0).reshape(4, 4)
+    s = cascade(8, lambda: a, lambda n: -a if n in (1, 4) else a, levels=(1, 2, 4, 8))
+    assert s.verdict().startswith("mixed: the map changes when the top 1, 4 block(s) are randomised but stays close to "
+                                  "the original when the top 2, 8 are (Spearman")
+
+
+def test_map_similarity_is_defined_from_three_patches_a_side():
+    a = np.arange(9.0).reshape(3, 3)
+    assert F._ssim(a, a) == pytest.approx(1.0)
+    assert np.isnan(F._ssim(a[:2], a[:2]))
