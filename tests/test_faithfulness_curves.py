@@ -524,3 +524,5 @@ def test_map_similarity_is_defined_from_three_patches_a_side():
     a = np.arange(9.0).reshape(3, 3)
     assert F._ssim(a, a) == pytest.approx(1.0)
     assert np.isnan(F._ssim(a[:2], a[:2]))
+    mask = np.eye(4, dtype=bool)  # a thresholded map
+    assert F._ssim(mask, mask) == pytest.approx(1.0) and F._ssim(mask, ~mask) < 0
