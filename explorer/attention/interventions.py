@@ -640,13 +640,14 @@ def head_importance(model, image, *, mode: str = "zero", mask=None, ratio: float
 
     adapter, pixels, info = _adapter_and_input(model, image, fit)
     probe = image_probe(adapter, pixels, mask=_mask(adapter, mask, ratio, seed), target=target)
+    notes = tuple(adapter.attention_notes) + tuple(info.notes)
     t0 = time.perf_counter()
     if not batched:
         d, ld, s0 = run_importance(probe, mode, batched=False)
-        return HeadImportance(d, ld, s0, probe.what, mode, adapter.info, info, time.perf_counter() - t0)
+        return HeadImportance(d, ld, s0, probe.what, mode, adapter.info, info, time.perf_counter() - t0, notes)
     (d, ld, s0), hit = _cached(("importance", *probe.key, mode), lambda: run_importance(probe, mode))
     return HeadImportance(d, ld, s0, probe.what, mode, adapter.info, info, 0.0 if hit else time.perf_counter() - t0,
-                          tuple(adapter.attention_notes) + tuple(info.notes))
+                          notes)
 
 
 def patch_heads(model, clean, corrupted="blur", *, mask=None, ratio: float = 0.75, seed: int = 0,
@@ -674,12 +675,13 @@ def patch_heads(model, clean, corrupted="blur", *, mask=None, ratio: float = 0.7
     t0 = time.perf_counter()
     if not batched:
         r, lr, c, k, pt = run_patching(p_clean, p_bad, batched=False)
-        return Patching(r, lr, c, k, pt, p_clean.what, how, adapter.info, info, time.perf_counter() - t0)
-    (r, lr, c, k, pt), hit = _cached(("patching", *p_bad.key), lambda: run_patching(p_clean, p_bad))
+        seconds = time.perf_counter() - t0
+    else:
+        (r, lr, c, k, pt), hit = _cached(("patching", *p_bad.key), lambda: run_patching(p_clean, p_bad))
+        seconds = 0.0 if hit else time.perf_counter() - t0
     notes = ("Patched: each head's output before the output projection; the residual stream still carries the corrupted "
              "input's embedding, so patching every head need not restore everything.",)
     if abs(c - k) < 0.01 * max(abs(c), 1e-12):
         notes += (f"The corruption barely changes {p_clean.what} ({c:.4g} → {k:.4g}): the shares divide by that small "
                   "gap and are unreliable; try a stronger corruption.",)
-    return Patching(r, lr, c, k, pt, p_clean.what, how, adapter.info, info, 0.0 if hit else time.perf_counter() - t0,
-                    notes + tuple(info.notes))
+    return Patching(r, lr, c, k, pt, p_clean.what, how, adapter.info, info, seconds, notes + tuple(info.notes))
