@@ -143,7 +143,7 @@ def test_each_word_method_is_the_attribution_layer_on_F_from_the_adapters_blank(
     px, F, blank = word_function(a, WIDE, TEXT, 1, fit="pad")
     assert float(blank.detach().mean()) == 0.5
     x, p = px.float(), a.patch_size
-    sd = lambda noise: noise * float(x.max() - x.min())  # noqa: E731
+    sd = lambda noise: noise * float(x.detach().max() - x.detach().min())  # noqa: E731
     want = {
         ("saliency", ()): AT.saliency_patches(F, x, p, absolute=False),
         ("gradient-shap", (("samples", 4), ("seed", 3), ("noise", 0.1))):
@@ -301,3 +301,47 @@ def test_capture_refuses_a_model_with_no_cross_modal_call(mini):
     blind = Proxy(mini, role=lambda c, text: None)
     with pytest.raises(FusionInputError, match="No cross-modal attention was captured from"):
         C.capture(blind, px, t)
+
+
+# ---------------------------------------------------------------------------------------------- inputs and leftovers
+
+
+def test_prepare_loads_files_and_keeps_their_notes_before_the_fit_and_the_texts(mini, tmp_path):
+    import cv2
+
+    from explorer.io import load_image
+
+    grey = (random_image(40, seed=3)[..., 0] * 65535).astype(np.uint16)  # a 16-bit grey PNG: the loader notes both
+    path = tmp_path / "grey16.png"
+    cv2.imwrite(str(path), grey)
+    loaded = load_image(path)
+    assert loaded.notes
+    px, t, fitted, notes = C.prepare(mini, str(path), TEXT)
+    px2, _t, fitted2, notes2 = C.prepare(mini, loaded, TEXT)
+    torch.testing.assert_close(px, px2)
+    assert fitted.dtype == np.float32 and fitted2.dtype == np.float32
+    assert notes == notes2 and notes[: len(loaded.notes)] == list(loaded.notes)
+    assert len(notes) == len(loaded.notes) + 1 + len(t.notes) and notes[len(loaded.notes)].startswith("40x40")
+    # An array has no notes of its own: the fit's description comes first; float64 is fitted as float32.
+    px3, _t, fitted3, notes3 = C.prepare(mini, loaded.pixels.astype(np.float64), TEXT)
+    assert fitted3.dtype == np.float32 and notes3 == notes[len(loaded.notes):]
+    torch.testing.assert_close(px3, px)
+    sample = C.prepare(mini, "chelsea", TEXT)
+    assert sample[2].shape == (mini.image_size, mini.image_size, 3)
+
+
+def test_a_dual_encoder_whose_score_does_not_say_the_answer_runs_answer_on_the_pixels(clip):
+    px, t, _, _ = C.prepare(clip, IMG, TEXT)
+    asked = []
+
+    def answer(pixels, text):
+        asked.append((pixels, text))
+        return "from a forward"
+
+    cap = C.capture(Proxy(clip, answer_from_score=lambda s: None, answer=answer), px, t)
+    assert cap.answer == "from a forward" and len(asked) == 1
+    assert asked[0][0] is px and asked[0][1] is t
+
+
+def test_method_options_are_every_methods_options_the_later_winning():
+    assert M.method_options() == {"steps": 16, "samples": 16, "noise": 0.15, "seed": 0, "base": "saliency"}
