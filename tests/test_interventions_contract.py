@@ -249,8 +249,8 @@ def test_sweep_edit_gives_copy_i_head_i_and_the_last_copy_every_head():
         torch.testing.assert_close(patched[i, (i + 1) % H], out[i, (i + 1) % H])
     torch.testing.assert_close(patched[H], src[0].float())
     with pytest.raises(AttentionError) as e:
-        edit(2, out[:H])
-    assert str(e.value) == "A sweep runs 4 copies of the input; this call has batch 3."
+        edit(2, out[:2])
+    assert str(e.value) == "A sweep runs 4 copies of the input; this call has batch 2."
     with pytest.raises(AttentionError) as e:
         I.sweep_edit(2, H, source=src[:, :, :3])(2, out)
     assert str(e.value) == ("Layer 2's attention output has shape (3, 4, 5) here and (3, 3, 5) for the other input: "
@@ -322,6 +322,11 @@ def test_ranked_orders_heads_by_size_of_effect_ties_by_position():
     imp = I.HeadImportance(np.array([[0.5, -2.0, 0.0], [2.0, 0.5, -0.1]]), np.zeros(2), 1.0, "x", "zero")
     assert imp.ranked() == [(0, 1, -2.0), (1, 0, 2.0), (0, 0, 0.5), (1, 1, 0.5), (1, 2, -0.1), (0, 2, 0.0)]
     assert (imp.num_layers, imp.num_heads) == (2, 3)
+    # 6 layers x 8 heads with many ties (a sort that is not stable scrambles them): position order among equals.
+    d = np.where(np.arange(48).reshape(6, 8) % 3 == 0, 1.0, -0.5)
+    big = I.HeadImportance(d, np.zeros(6), 0.0, "x", "zero").ranked()
+    want = [(i // 8, i % 8, 1.0) for i in range(0, 48, 3)] + [(i // 8, i % 8, -0.5) for i in range(48) if i % 3]
+    assert big == want
     p = I.Patching(np.zeros((1, 1)), np.zeros(1), 3.5, 1.25, np.zeros((1, 1)), "x", "blur")
     assert p.gap == 2.25
 
@@ -412,3 +417,231 @@ def clip_image(tmp_path_factory):
     from _tiny import save_tiny_clip
 
     return explorer.load_model(str(save_tiny_clip(tmp_path_factory.mktemp("clip"))), device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------- second round
+
+
+def test_sdpas_keyword_arguments_reach_the_kernel():
+    class Causal(torch.nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)
+
+    site = Causal()
+    q, k, v = qkv(T=5)
+    with I.HeadHooks([site], lambda layer, out: None):
+        got = site(q, k, v)
+    torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3))
+    assert not torch.allclose(got, plain(q, k, v))
+
+
+def test_a_model_loaded_with_eager_attention_is_ablated_through_sdpa_and_put_back(vit):
+    want = I.ablate(vit, IMG, [(1, 2)])
+    vit.model.set_attn_implementation("eager")
+    try:
+        got = I.ablate(vit, IMG, [(1, 2)])
+        assert vit.model.config._attn_implementation == "eager"
+    finally:
+        vit.model.set_attn_implementation("sdpa")
+    assert got.delta == pytest.approx(want.delta, abs=1e-6) and got.delta != 0
+
+
+def test_sweeps_are_cached_per_weights_input_mask_and_corruption(vit, mae, tmp_path):
+    import explorer
+    from _tiny import save_tiny_vit
+
+    I.clear_cache()
+    other = explorer.load_model(str(save_tiny_vit(tmp_path / "v1", seed=1)), device="cpu")
+    a = I.head_importance(vit, IMG)
+    b = I.head_importance(other, IMG)
+    assert b.seconds > 0 and not np.allclose(a.delta, b.delta)
+    m1 = np.zeros((4, 4), bool)
+    m1[:2] = True
+    first = I.head_importance(mae, IMG, mask=m1)
+    second = I.head_importance(mae, IMG, mask=~m1)
+    assert second.seconds > 0 and not np.allclose(first.delta, second.delta)
+    assert I.head_importance(mae, IMG, mask=m1).seconds == 0.0
+    blur = I.patch_heads(vit, IMG, "blur")
+    grey = I.patch_heads(vit, IMG, "grey")
+    assert grey.seconds > 0 and grey.corrupted != blur.corrupted
+    bad = I.corrupt(IMG, "noise", seed=1)
+    one = I.patch_heads(vit, IMG, bad)
+    two = I.patch_heads(vit, IMG[::-1].copy(), bad)  # the same corrupted input, another clean one
+    assert two.seconds > 0 and two.clean != one.clean
+
+
+def test_the_default_mask_seed_and_patching_defaults_are_the_documented_ones(mae, vit):
+    I.clear_cache()
+    I.head_importance(mae, IMG)
+    assert I.head_importance(mae, IMG, seed=0, ratio=0.75).seconds == 0.0
+    d = I.patch_heads(vit, IMG)
+    assert d.corruption == "blur"
+    again = I.patch_heads(vit, IMG, "blur")
+    assert again.seconds == 0.0 and np.array_equal(again.restored, d.restored)
+
+
+def test_importance_and_patching_run_the_mask_target_and_corruption_given(mae, vit):
+    I.clear_cache()
+    m = np.zeros((4, 4), bool)
+    m[1:3, 1:3] = True
+    imp = I.head_importance(mae, IMG, mask=m, mode="mean")
+    d, ld, s0 = I.run_importance(I.image_probe(mae, IMG, mask=m), "mean")
+    np.testing.assert_allclose(imp.delta, d, atol=1e-9)
+    assert imp.intact == s0
+    p = I.patch_heads(mae, IMG, "noise", mask=m, seed=3)
+    probe = I.image_probe(mae, I.corrupt(IMG, "noise", seed=3), reference=IMG, mask=m)
+    assert p.corrupted == pytest.approx(float(probe.score(probe.run(1))[0]), abs=1e-9)
+    # A target that is not the predicted class: both runs score its logit.
+    x_bad = vit.normalise_input(I.corrupt(IMG, "grey"))
+    t = I.patch_heads(vit, IMG, "grey", target=0)
+    with torch.no_grad():
+        assert t.corrupted == pytest.approx(float(vit.logits(x_bad)[0, 0]), abs=1e-6)
+        assert t.clean == pytest.approx(float(vit.logits(vit.normalise_input(IMG))[0, 0]), abs=1e-6)
+    assert t.what == f"logit of class 0 ({vit.labels[0]})"
+    assert I.ablate(vit, IMG, [(0, 0)], target=0).what == f"logit of class 0 ({vit.labels[0]})"
+
+
+def test_the_one_at_a_time_results_are_complete_and_timed(vit):
+    import time
+
+    I.clear_cache()
+    t0 = time.perf_counter()
+    loop = I.head_importance(vit, IMG, mode="mean", batched=False)
+    elapsed = time.perf_counter() - t0
+    fast = I.head_importance(vit, IMG, mode="mean")
+    np.testing.assert_allclose(loop.delta, fast.delta, atol=2e-5)
+    np.testing.assert_allclose(loop.layer_delta, fast.layer_delta, atol=2e-5)
+    assert (loop.intact, loop.what, loop.mode, loop.model, loop.input) == (fast.intact, fast.what, "mean", vit.info,
+                                                                              fast.input)
+    assert 0 < loop.seconds <= elapsed and 0 < fast.seconds < 60
+    t0 = time.perf_counter()
+    pl = I.patch_heads(vit, IMG, "noise", batched=False)
+    elapsed = time.perf_counter() - t0
+    pf = I.patch_heads(vit, IMG, "noise")
+    assert 0 < pl.seconds <= elapsed and 0 < pf.seconds < 60
+    np.testing.assert_allclose(pl.patched, pf.patched, atol=2e-6)
+    assert (pl.model, pl.input.name, pl.corruption) == (vit.info, "<array>", "noise (seed 0)")
+    assert I.patch_heads(vit, IMG, "noise").seconds == 0.0
+
+
+def test_whole_layer_numbers_are_the_whole_layer_ablated_or_patched(vit):
+    probe = I.image_probe(vit, IMG)
+    d, ld, s0 = I.run_importance(probe)  # default: zero, batched
+    for layer in range(3):
+        _pairs, intact, ablated, _o0, _o1 = I.run_ablation(probe, [(layer, None)], "zero")
+        assert ld[layer] == pytest.approx(ablated - intact, abs=1e-6)
+    np.testing.assert_array_equal(d, I.run_importance(probe, "zero")[0])
+    bad = I.image_probe(vit, I.corrupt(IMG, "noise", seed=2), reference=IMG)
+    r, lr, c, k, pt = I.run_patching(probe, bad)
+    for layer in range(3):  # the shares divide float32 noise by the (small) gap
+        assert lr[layer] == pytest.approx(I.run_patching(probe, bad, heads=[(layer, None)]), abs=2e-6 / abs(c - k))
+
+
+def test_the_batched_sweeps_run_one_forward_per_layer():
+    class Counting(I.Probe):
+        pass
+
+    site = Layer()
+    q, k, v = qkv(B=1, H=2, T=3, d=4)
+    runs = []
+
+    def run(B):
+        runs.append(B)
+        return site(q.expand(B, -1, -1, -1), k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)).sum((1, 2, 3)).numpy()
+
+    probe = Counting("sum", run, lambda out: np.asarray(out, np.float64), [site], 2)
+    I.run_importance(probe)
+    assert runs == [1, 3]  # intact, then one batch of H + 1 copies
+    runs.clear()
+    I.run_importance(probe, batched=False)
+    assert runs == [1, 1, 1, 1]
+    runs.clear()
+    I.run_patching(probe, probe)
+    assert runs == [1, 1, 3]
+
+
+def test_patching_inputs_of_different_lengths_is_refused_in_words():
+    site = Layer()
+
+    def probe(T):
+        q, k, v = qkv(B=1, H=2, T=T, d=4, seed=T)
+        return I.Probe("sum", lambda B: site(*(a.expand(B, -1, -1, -1) for a in (q, k, v))).sum((1, 2, 3)).numpy(),
+                       lambda out: np.asarray(out, np.float64), [site], 2)
+
+    with pytest.raises(AttentionError) as e:
+        I.run_patching(probe(4), probe(5), heads=[(0, 1)])
+    assert str(e.value) == ("Layer 0's attention output has shape (1, 2, 5, 4) here and (1, 2, 4, 4) for the clean "
+                            "input: patching needs inputs of one length.")
+    same = I.run_patching(probe(4), probe(4))
+    assert same[0].shape == (1, 2) and np.isnan(same[0]).all() and same[1].shape == (1,) and np.isnan(same[1]).all()
+
+
+def test_the_reconstruction_is_clipped_to_the_image_range(mae):
+    import copy
+
+    loud = copy.copy(mae)
+    raw_forward = mae.forward_masks
+    loud.forward_masks = lambda px, masks, batch_size=8: (raw_forward(px, masks, batch_size=batch_size) - 0.45) * 20
+    m = np.zeros((4, 4), bool)
+    m[0] = True
+    ab = I.ablate(loud, IMG, [], mask=m)
+    raw = (raw_forward(ab.image, m[None], batch_size=1)[0] - 0.45) * 20
+    assert raw.min() < 0 and raw.max() > 1
+    np.testing.assert_array_equal(ab.intact_output, np.clip(raw, 0, 1))
+
+
+def test_result_fields_and_dtypes(vit, mae, clip_image):
+    ab = I.ablate(vit, IMG, [(2, 1), (0, 3)], mode="mean")
+    assert ab.heads == ((0, 3), (2, 1)) and ab.mode == "mean" and ab.model == vit.info and ab.input.name == "<array>"
+    assert ab.diff_map.dtype == np.float32
+    am = I.ablate(mae, IMG, [(0, 0)])
+    assert am.diff_map.dtype == np.float32 and am.diff_map.shape == (4, 4)
+    ac = I.ablate(clip_image, IMG, [(0, 0)])
+    assert ac.diff_map is None and ac.what.startswith("cosine similarity of the ")
+    assert ac.intact == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cosine_patching_compares_the_corrupted_embedding_with_the_clean_one(clip_image):
+    I.clear_cache()
+    p = I.patch_heads(clip_image, IMG, "noise", seed=1)
+    with torch.no_grad():
+        e_clean = clip_image.embedding(clip_image.normalise_input(IMG)).float()
+        e_bad = clip_image.embedding(clip_image.normalise_input(I.corrupt(IMG, "noise", seed=1))).float()
+    assert p.clean == pytest.approx(1.0, abs=1e-6)
+    assert p.corrupted == pytest.approx(float(F.cosine_similarity(e_bad, e_clean, dim=-1)[0]), abs=1e-6)
+    assert p.corrupted < 0.9999
+    assert I.head_importance(clip_image, IMG).delta.shape == (clip_image.num_layers, clip_image.num_heads)
+    assert I.head_importance(clip_image, IMG).seconds == 0.0
+
+
+def test_classifiers_without_label_names_say_the_class_number(vit):
+    import copy
+
+    bare = copy.copy(vit)
+    bare.labels = {}
+    assert I.image_probe(bare, IMG, target=1).what == "logit of class 1"
+    del bare.labels
+    assert I.image_probe(bare, IMG, target=1).what == "logit of class 1"
+
+
+def test_a_mask_of_zeros_and_ones_is_read_as_booleans(mae):
+    m = np.zeros((4, 4), int)
+    m[2:] = 1
+    a, b = I.ablate(mae, IMG, [(1, 0)], mask=m), I.ablate(mae, IMG, [(1, 0)], mask=m.astype(bool))
+    assert a.mask.dtype == bool and (a.intact, a.ablated) == (b.intact, b.ablated)
+    p = I.image_probe(mae, IMG, mask=m.ravel())
+    q = I.image_probe(mae, IMG, mask=m.astype(bool))
+    assert p.key == q.key and p.score(p.run(1))[0] == q.score(q.run(1))[0]
+
+
+def test_corrupt_defaults_to_blur_returns_float32_and_grey_in_float32():
+    np.testing.assert_array_equal(I.corrupt(IMG), I.corrupt(IMG, "blur"))
+    assert I.corrupt(IMG.astype(np.float64), "blur").dtype == np.float32
+    w = np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_array_equal(I.corrupt(IMG, "grey")[..., 1], IMG.astype(np.float32) @ w)
+
+
+def test_a_bare_module_is_refused_naming_interventions():
+    with pytest.raises(AttentionError) as e:
+        I.ablate(torch.nn.Linear(2, 2), IMG, [])
+    assert str(e.value).startswith("interventions needs a model from explorer.load_model (or its name)")
