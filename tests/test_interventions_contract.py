@@ -514,6 +514,7 @@ def test_the_one_at_a_time_results_are_complete_and_timed(vit):
     assert (loop.intact, loop.what, loop.mode, loop.model, loop.input) == (fast.intact, fast.what, "mean", vit.info,
                                                                               fast.input)
     assert 0 < loop.seconds <= elapsed and 0 < fast.seconds < 60
+    assert (fast.mode, fast.model, fast.notes) == ("mean", vit.info, loop.notes)
     t0 = time.perf_counter()
     pl = I.patch_heads(vit, IMG, "noise", batched=False)
     elapsed = time.perf_counter() - t0
@@ -645,3 +646,42 @@ def test_a_bare_module_is_refused_naming_interventions():
     with pytest.raises(AttentionError) as e:
         I.ablate(torch.nn.Linear(2, 2), IMG, [])
     assert str(e.value).startswith("interventions needs a model from explorer.load_model (or its name)")
+
+
+def test_patching_caches_tell_corruptions_and_clean_inputs_apart_for_every_metric(mae, clip_image):
+    I.clear_cache()
+    for model in (mae, clip_image):
+        blur = I.patch_heads(model, IMG, "blur")
+        grey = I.patch_heads(model, IMG, "grey")
+        assert grey.seconds > 0 and grey.corrupted != blur.corrupted
+        bad = I.corrupt(IMG, "noise", seed=1)
+        one = I.patch_heads(model, IMG, bad)
+        two = I.patch_heads(model, IMG[::-1].copy(), bad)
+        assert two.seconds > 0 and (two.clean, two.corrupted) != (one.clean, one.corrupted)
+    a = I.head_importance(clip_image, IMG)
+    b = I.head_importance(clip_image, IMG[::-1].copy())
+    assert b.seconds > 0 and not np.array_equal(a.delta, b.delta) and b.mode == "zero" and b.model == clip_image.info
+
+
+def test_a_failed_switch_back_of_the_attention_implementation_is_not_an_error():
+    class OneWay(Root):
+        def set_attn_implementation(self, impl):
+            if impl != "sdpa":
+                raise ValueError("cannot go back")
+            super().set_attn_implementation(impl)
+
+    root = OneWay("eager")
+    with I.HeadHooks([Layer()], lambda layer, out: None, root=root):
+        pass
+    assert root.switched == ["sdpa"] and F.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"
+
+
+def test_the_small_gap_warning_is_relative_to_the_clean_value():
+    wide = (random_image(64, seed=5)[:40, :, 0] * 255).astype(np.uint8)
+    clean = np.repeat(wide[..., None], 3, -1).astype(np.float32) / 255
+    faint = I.patch_heads("mini-mae", clean, clean * 0.99 + 0.005)  # PSNR about 30 dB, moved by about 0.15 dB
+    assert 0.0 < abs(faint.clean - faint.corrupted) < 0.01 * abs(faint.clean)
+    assert faint.notes[1].startswith("The corruption barely changes masked-patch PSNR (dB)")
+    clear = I.patch_heads("mini-mae", clean, clean * 0.95 + 0.025)
+    assert abs(clear.clean - clear.corrupted) > 0.01 * abs(clear.clean)
+    assert not any(n.startswith("The corruption barely") for n in clear.notes)
