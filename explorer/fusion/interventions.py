@@ -176,13 +176,13 @@ def fusion_head_importance(adapter: FusionAdapter, image, text: str, *, mode: st
     """Every cross-modal head ablated in turn: ``(L, H)`` Δ score (cached per weights, input, text and mode)."""
     pixels, t, _f, notes, names, sites = _setup(adapter, image, text, fit)
     probe = fusion_probe(adapter, pixels, t, names, sites)
+    notes = (f"layers: {', '.join(names)}", *notes)
     t0 = time.perf_counter()
     if not batched:
         d, ld, s0 = run_importance(probe, mode, batched=False)
-        return HeadImportance(d, ld, s0, probe.what, mode, seconds=time.perf_counter() - t0, notes=tuple(names))
+        return HeadImportance(d, ld, s0, probe.what, mode, seconds=time.perf_counter() - t0, notes=notes)
     (d, ld, s0), hit = _cached(("fusion-importance", *probe.key, mode), lambda: run_importance(probe, mode))
-    return HeadImportance(d, ld, s0, probe.what, mode, seconds=0.0 if hit else time.perf_counter() - t0,
-                          notes=(f"layers: {', '.join(names)}",))
+    return HeadImportance(d, ld, s0, probe.what, mode, seconds=0.0 if hit else time.perf_counter() - t0, notes=notes)
 
 
 def patch_fusion(adapter: FusionAdapter, image, text: str, counterfactual: str, *, fit: str = "center-crop",
@@ -205,15 +205,16 @@ def patch_fusion(adapter: FusionAdapter, image, text: str, counterfactual: str, 
     try:
         if not batched:
             r, lr, c, k, pt = run_patching(p_clean, p_bad, batched=False)
-            return Patching(r, lr, c, k, pt, p_clean.what, f"counterfactual text: {counterfactual!r}",
-                            seconds=time.perf_counter() - t0)
-        (r, lr, c, k, pt), hit = _cached(("fusion-patching", *p_clean.key, *p_bad.key),
-                                         lambda: run_patching(p_clean, p_bad))
+            seconds = time.perf_counter() - t0
+        else:
+            (r, lr, c, k, pt), hit = _cached(("fusion-patching", *p_clean.key, *p_bad.key),
+                                             lambda: run_patching(p_clean, p_bad))
+            seconds = 0.0 if hit else time.perf_counter() - t0
     except AttentionError as e:
         raise FusionInputError(f"{e} The texts have {len(t.tokens)} and {len(t_cf.tokens)} tokens: change one word for "
                                "one word.") from e
-    return Patching(r, lr, c, k, pt, p_clean.what, f"counterfactual text: {counterfactual!r}",
-                    seconds=0.0 if hit else time.perf_counter() - t0, notes=(f"layers: {', '.join(names)}",))
+    return Patching(r, lr, c, k, pt, p_clean.what, f"counterfactual text: {counterfactual!r}", seconds=seconds,
+                    notes=(f"layers: {', '.join(names)}", *notes, *t_cf.notes))
 
 
 def patch_fusion_heads(adapter: FusionAdapter, image, text: str, counterfactual: str, heads: Iterable, *,
