@@ -48,7 +48,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     # module's score in tests/MUTATION.md is the sum of its groups.
     "attention-capture": (["explorer/attention/capture.py", "explorer/attention/registry.py",
                            "explorer/attention/provenance.py", "explorer/attention/maps.py"],
-                          ["tests/test_attention.py", "tests/test_token_layout.py", "tests/test_attention_analytic.py"]),
+                          ["tests/test_attention.py", "tests/test_token_layout.py", "tests/test_attention_analytic.py",
+                           "tests/test_captum_methods.py"]),
     "attention-faithfulness": (["explorer/attention/faithfulness.py"],
                                ["tests/test_faithfulness.py", "tests/test_faithfulness_contract.py", "tests/test_faithfulness_curves.py"]),
     "attention-interventions": (["explorer/attention/interventions.py"],
