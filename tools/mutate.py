@@ -49,7 +49,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "attention-capture": (["explorer/attention/capture.py", "explorer/attention/registry.py",
                            "explorer/attention/provenance.py", "explorer/attention/maps.py"],
                           ["tests/test_attention.py", "tests/test_token_layout.py", "tests/test_attention_analytic.py",
-                           "tests/test_captum_methods.py"]),
+                           "tests/test_captum_methods.py", "tests/test_provenance_reference.py"]),
     "attention-faithfulness": (["explorer/attention/faithfulness.py"],
                                ["tests/test_faithfulness.py", "tests/test_faithfulness_contract.py", "tests/test_faithfulness_curves.py"]),
     "attention-interventions": (["explorer/attention/interventions.py"],
