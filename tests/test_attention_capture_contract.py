@@ -1,0 +1,199 @@
+"""Capturing attention from your own modules, and the memory check, against answers worked out here.
+
+* ``nn.MultiheadAttention`` through :class:`AttentionCapture`: the probabilities equal the module's own
+  ``need_weights=True, average_attn_weights=False`` output, and what the caller asked for is what it gets back
+  (no weights, averaged weights, per-head weights), batch first or not, with a padding mask;
+* :func:`capture_all` / :func:`attention_maps` on a module of yours: names, path, batch index, the model and input
+  records, and every refusal in full;
+* :func:`check_capture_memory`: the byte count, the budget, the message (with the CPU hint on a GPU), and the size
+  words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.attention import AttentionCapture, AttentionError
+from explorer.attention.maps import _available_bytes, _size, attention_maps, capture_all, check_capture_memory
+from explorer.models.layout import TokenLayout
+
+
+class Two(torch.nn.Module):
+    """Two MHA layers, batch first, the second with a padding mask; the caller decides about weights."""
+
+    def __init__(self, need=False, average=True, batch_first=True, heads=2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.MultiheadAttention(8, heads, batch_first=batch_first)
+        self.b = torch.nn.MultiheadAttention(8, heads, batch_first=batch_first)
+        self.need, self.average, self.batch_first = need, average, batch_first
+        self.returned = []
+
+    def forward(self, x, pad=None):
+        y = x  # (B, T, D), or (T, B, D) when not batch first
+        for m, mask in ((self.a, None), (self.b, pad)):
+            out, w = m(y, y, y, key_padding_mask=mask, need_weights=self.need, average_attn_weights=self.average)
+            self.returned.append(w)
+            y = y + out
+        return y
+
+
+def _reference(model: Two, x, pad=None):
+    """Per-head probabilities from the modules themselves (no capture)."""
+    y = x
+    out = []
+    with torch.no_grad():
+        for m, mask in ((model.a, None), (model.b, pad)):
+            o, w = m(y, y, y, key_padding_mask=mask, need_weights=True, average_attn_weights=False)
+            out.append(w)
+            y = y + o
+    return out
+
+
+X = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
+PAD = torch.tensor([[False] * 5, [False, False, False, True, True]])
+
+
+@pytest.mark.parametrize("need, average", [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_mha_probabilities_are_the_modules_own_and_the_caller_gets_what_it_asked_for(need, average, batch_first):
+    model = Two(need, average, batch_first).eval()
+    x = X if batch_first else X.transpose(0, 1)
+    want = _reference(model, x, PAD)
+    with torch.no_grad():
+        plain_out = model(x, PAD)
+        plain_w = model.returned[-2:]
+        calls = []
+        with AttentionCapture(model, on_forward=lambda c: calls.append(c)) as cap:
+            got_out = model(x, PAD)
+    torch.testing.assert_close(got_out, plain_out)
+    assert [c.name for c in calls] == ["a", "b"] and "mha-weights" in cap.paths
+    for c, w in zip(calls, want):
+        assert c.probs.shape == (2, 2, 5, 5)
+        torch.testing.assert_close(c.probs, w.float())
+    assert float(calls[1].probs[1, :, :, 3:].abs().max()) == 0.0  # padded keys get nothing
+    for got_w, plain in zip(model.returned[-2:], plain_w):
+        if not need:
+            assert got_w is None and plain is None
+        else:
+            torch.testing.assert_close(got_w, plain)  # averaged or per head, as asked
+
+
+def test_mha_gradients_come_from_the_sdpa_path_when_no_weights_are_asked_for():
+    # Returned weights are a side copy no gradient reaches; without them MHA runs SDPA, where the capture records
+    # the probabilities and their gradient.
+    model = Two(need=False).eval()
+    grads, calls = {}, []
+    with AttentionCapture(model, gradients=True, on_forward=calls.append,
+                          on_backward=lambda c: grads.__setitem__(c.name, c.grad)) as cap:
+        y = model(X.clone())
+        y.sum().backward()
+    assert set(grads) == {"a", "b"} and grads["a"].shape == (2, 2, 5, 5) and float(grads["b"].abs().max()) > 0
+    assert "mha-weights" not in cap.paths
+    for c, w in zip(calls, _reference(model, X)):
+        torch.testing.assert_close(c.probs, w.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_capture_all_names_layers_path_and_batch_and_refuses_what_it_cannot_stack():
+    model = Two(need=True).eval()
+    probs, names, path = capture_all(model, lambda: model(X, PAD), batch_index=1)
+    want = _reference(model, X, PAD)
+    assert probs.shape == (2, 2, 5, 5) and probs.dtype == np.float32 and names == ("a", "b") and path == "mha-weights"
+    np.testing.assert_allclose(probs[1], want[1][1].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(capture_all(model, lambda: model(X))[0][0], want[0][0].numpy(), rtol=1e-6)
+    lin = torch.nn.Linear(8, 8)
+    with pytest.raises(AttentionError) as e:
+        capture_all(lin, lambda: lin(X))
+    assert str(e.value) == ("No attention was captured from Linear: it has no nn.MultiheadAttention, no call to "
+                            "torch.nn.functional.scaled_dot_product_attention and no transformers attention module.")
+
+    class Uneven(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.b = torch.nn.MultiheadAttention(8, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.b(x, x, x)[0] + self.a(x, x, x)[0]
+
+    u = Uneven()
+    with pytest.raises(AttentionError) as e:
+        capture_all(u, lambda: u(X))
+    assert str(e.value) == ("Attention layers differ in shape ([(2, 5, 5), (4, 5, 5)]); capture a part of the model with "
+                            "one shape.")
+
+
+def test_attention_maps_of_your_own_module_records_the_model_and_the_input():
+    from explorer.io import array_sha256
+    from explorer.models.base import state_dict_sha256
+
+    model = Two(need=False).eval()
+    m = attention_maps(model, X)
+    want = _reference(model, X)
+    np.testing.assert_allclose(m.probs[1], want[1][0].numpy(), rtol=1e-6)
+    assert m.layout == TokenLayout(0, (5,), ()) and m.layer_names == ("a", "b")
+    assert (m.model.model_id, m.model.family, m.model.model_type, m.model.device, m.model.dtype) == (
+        "Two", "custom", "Two", "cpu", "float32")
+    assert m.model.weights_sha256 == state_dict_sha256(model) and m.model.image_size == 0
+    assert (m.input.name, m.input.fit_policy, m.input.fit_description) == ("<input>", "none", "given as a (2, 5, 8) tensor")
+    assert m.input.sha256 == array_sha256(X.numpy())
+    assert m.notes == ("Your own Two, run by forward(x); 2 attention calls captured.",)
+    via = attention_maps(model, {"x": X}, forward=lambda d: model(d["x"]))
+    assert via.input.fit_description == "given as a dict" and via.input.sha256 == ""
+    np.testing.assert_allclose(via.probs, m.probs)
+
+
+def test_your_own_module_is_refused_in_words():
+    model = Two().eval()
+    with pytest.raises(AttentionError) as e:
+        attention_maps(model, [1, 2])
+    assert str(e.value) == ("attention_maps(module, x) runs module(x) on a tensor x; for a list input pass "
+                            "forward=lambda x: ... that runs your module on it.")
+    with pytest.raises(AttentionError) as e:
+        attention_maps(model, X, forward=3)
+    assert str(e.value) == "forward must be a callable run as forward(x), got int."
+    with pytest.raises(AttentionError) as e:
+        attention_maps(model, X, layout=TokenLayout(1, (3, 3)))
+    assert str(e.value) == "The layout has 10 tokens (1 prefix + 9 patches) but the captured attention has 5."
+
+
+def test_a_module_without_parameters_is_recorded_on_the_cpu():
+    class Bare(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+    m = attention_maps(Bare(), torch.randn(1, 2, 3, 4))
+    assert (m.model.device, m.model.dtype) == ("cpu", "") and m.probs.shape == (1, 2, 3, 3)
+
+
+def test_check_capture_memory_counts_float32_bytes_against_the_budget():
+    need = 4 * 12 * 12 * 197 * 197
+    assert check_capture_memory(12, 12, 197, "cpu", max_bytes=need) == need  # exactly at the budget: fine
+    with pytest.raises(AttentionError) as e:
+        check_capture_memory(12, 12, 197, "cpu", max_bytes=need - 1)
+    assert str(e.value) == (f"Keeping every layer's attention needs 21.3 MiB (12 layers × 12 heads × 197² tokens) but only "
+                            f"21.3 MiB is available on cpu. Use the streaming aggregates instead: explain(model, image, "
+                            f"'rollout') or 'relevance' keep one layer at a time.")
+    with pytest.raises(AttentionError) as e:
+        check_capture_memory(24, 16, 4097, "cuda:0", max_bytes=2**30)
+    assert str(e.value) == ("Keeping every layer's attention needs 24.01 GiB (24 layers × 16 heads × 4097² tokens) but only "
+                            "1.00 GiB is available on cuda:0. Use the streaming aggregates instead: explain(model, image, "
+                            "'rollout') or 'relevance' keep one layer at a time — or run on the CPU, which usually has "
+                            "more memory.")
+    free = _available_bytes("cpu")
+    assert check_capture_memory(1, 1, 8, "cpu") == 256
+    with pytest.raises(AttentionError, match="is available on cpu"):
+        check_capture_memory(1, 1, int((free // 2 // 4) ** 0.5) + 2, "cpu")
+
+
+def test_available_memory_is_what_the_kernel_reports():
+    with open("/proc/meminfo") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    assert abs(_available_bytes("cpu") - kib * 1024) < 512 * 2**20  # read twice, a moment apart
+
+
+def test_sizes_are_written_in_the_largest_unit_that_fits():
+    assert [_size(n) for n in (512, 1024, 2**20 - 1, 2**20, 3 * 2**19, 2**30 - 1, 2**30, 5 * 2**29)] == [
+        "0.5 KiB", "1.0 KiB", "1024.0 KiB", "1.0 MiB", "1.5 MiB", "1024.0 MiB", "1.00 GiB", "2.50 GiB"]
