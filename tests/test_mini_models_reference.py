@@ -114,6 +114,10 @@ def test_mini_fusion_equals_the_written_out_forward_with_padded_texts(fusion):
         ids1, pad1, _ = tokenize(["the BLUE thing"], VOCAB, 6)
         torch.testing.assert_close(fusion(pixels[1:], ids1, pad1), match[1:], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(fusion(pixels, ids, pad, embeds=fusion.token(ids)), match)
+        m2, named2 = fusion.forward_all(pixels, ids, pad)  # without the word head
+        assert named2.shape == (2, 16)
+        torch.testing.assert_close(named2, want_named, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(m2, match)
 
 
 def test_tokenize_keeps_one_padded_slot_for_empty_texts_and_cuts_long_ones():
