@@ -197,3 +197,41 @@ def test_available_memory_is_what_the_kernel_reports():
 def test_sizes_are_written_in_the_largest_unit_that_fits():
     assert [_size(n) for n in (512, 1024, 2**20 - 1, 2**20, 3 * 2**19, 2**30 - 1, 2**30, 5 * 2**29)] == [
         "0.5 KiB", "1.0 KiB", "1024.0 KiB", "1.0 MiB", "1.5 MiB", "1024.0 MiB", "1.00 GiB", "2.50 GiB"]
+
+
+def test_unbatched_mha_input_is_captured_with_a_batch_axis():
+    model = Two(need=True, average=False).eval()
+    x = X[0]  # (T, D): MHA's unbatched form, weights (H, T, T)
+    with torch.no_grad():
+        _o, want = model.a(x, x, x, need_weights=True, average_attn_weights=False)
+        calls = []
+        with AttentionCapture(model.a, on_forward=calls.append):
+            model.a(x, x, x)
+    assert calls[0].probs.shape == (1, 2, 5, 5)
+    torch.testing.assert_close(calls[0].probs[0], want)
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_a_loss_that_reads_the_returned_weights_sends_their_gradient_to_the_backward_hook(average):
+    model = Two(need=True, average=average).eval()
+    got = []
+    with AttentionCapture(model, gradients=True, on_backward=got.append):
+        model(X)
+        loss = sum(w.sum() for w in model.returned[-2:])  # e.g. an attention regulariser
+        loss.backward()
+    assert sorted(c.name for c in got) == ["a", "b"]
+    for c in got:
+        assert c.path == "mha-weights" and c.grad.shape == (2, 2, 5, 5) and c.probs.shape == (2, 2, 5, 5)
+        torch.testing.assert_close(c.grad, torch.full((2, 2, 5, 5), 0.5 if average else 1.0))
+    assert sorted(c.index for c in got) == [0, 1]
+    model.returned.clear()
+    quiet = []
+    with AttentionCapture(model, gradients=False, on_backward=quiet.append):
+        model(X)
+        sum(w.sum() for w in model.returned[-2:]).backward()
+    assert quiet == []  # gradients were not asked for
+    unbatched = []
+    with AttentionCapture(model.a, gradients=True, on_backward=unbatched.append):
+        _o, w = model.a(X[0], X[0], X[0], need_weights=True, average_attn_weights=False)
+        w.sum().backward()
+    assert unbatched[0].grad.shape == (1, 2, 5, 5)

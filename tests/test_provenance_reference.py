@@ -33,17 +33,18 @@ def mae(folder):
     return explorer.load_model(str(folder), device="cpu")
 
 
-def _rollout(attentions):
+def _rollout(attentions, fusion="mean", residual=True):
     R = None
     for a in attentions:
-        m = a[0].double().mean(0)
-        m = 0.5 * m + 0.5 * torch.eye(m.shape[-1], dtype=m.dtype)
+        m = a[0].double().mean(0) if fusion == "mean" else a[0].double().amax(0)
+        if residual:
+            m = 0.5 * m + 0.5 * torch.eye(m.shape[-1], dtype=m.dtype)
         m = m / m.sum(-1, keepdim=True)
         R = m if R is None else m @ R
     return R.numpy()
 
 
-def reference(folder, mae, image, mask, q, fit="center-crop"):
+def reference(folder, mae, image, mask, q, fit="center-crop", fusion="mean", residual=True):
     from transformers import ViTMAEForPreTraining
 
     from explorer.reconstruction import as_input
@@ -76,7 +77,7 @@ def reference(folder, mae, image, mask, q, fit="center-crop"):
     pred = dec.logits[0, q].float()
     t = (pred * pred.detach()).sum() / pred.detach().norm().clamp_min(1e-6)
     t.backward()
-    r_enc, r_dec = _rollout(enc_att), _rollout(dec_att)[1 + q]
+    r_enc, r_dec = _rollout(enc_att, fusion, residual), _rollout(dec_att, fusion, residual)[1 + q]
     visible = np.flatnonzero(~mask.ravel())
     w = r_dec[0] * r_enc[0]
     for k, j in enumerate(visible):
@@ -134,3 +135,40 @@ def test_refusals_name_the_patch(mae):
         provenance(mae, IMG, v)
     assert str(e.value) == (f"Patch {v} (row {v // gw}, column {v % gw}) is visible: its reconstruction is the input "
                             "itself. Pick a masked patch.")
+
+
+def test_head_fusion_residual_manual_mask_and_records(folder, mae):
+    import copy
+
+    gh, gw = mae.grid
+    hidden = [1, 2, 6, 7, 9, 11, 13, 14]
+    mask = np.zeros(gh * gw, bool)
+    mask[hidden] = True
+    mask = mask.reshape(gh, gw)
+    q = 6  # row 1, column 2
+    pv = provenance(mae, IMG, (1, 2), strategy="manual", manual=hidden, fusion="max", residual=False)
+    amap, g, via_cls, via_mask = reference(folder, mae, IMG, mask, q, fusion="max", residual=False)
+    np.testing.assert_array_equal(pv.mask, mask)
+    assert pv.query == q and pv.attention.dtype == np.float32 and pv.gradient.dtype == np.float32
+    np.testing.assert_allclose(pv.attention, amap, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(pv.gradient, g, rtol=1e-3, atol=1e-7)
+    assert pv.via_cls == pytest.approx(via_cls, rel=1e-4) and pv.via_mask_tokens == pytest.approx(via_mask, rel=1e-4)
+    assert pv.options == dict(ratio=0.75, seed=0, strategy="manual", fusion="max", residual=False)
+    assert pv.model == mae.info and pv.input.name == "<array>"
+    # The prediction is the decoder's output in pixels, clipped to [0, 1].
+    loud = copy.copy(mae)
+    loud._to_pixels = lambda logits, x: (mae._to_pixels(logits, x) - 0.45) * 20
+    raw = (mae._to_pixels(*_logits(mae, IMG, mask.reshape(1, -1))) - 0.45) * 20
+    got = provenance(loud, IMG, (1, 2), strategy="manual", manual=hidden).prediction
+    assert raw.min() < 0 and raw.max() > 1
+    np.testing.assert_allclose(got, np.clip(raw[0], 0, 1), atol=1e-6)
+
+
+def _logits(mae, image, flat):
+    from explorer.reconstruction import as_input
+
+    pixels, _ = as_input(image, "center-crop", mae.layout.image_size)
+    x = mae.normalise(pixels)
+    with torch.no_grad():
+        h, keep, valid = mae.encode(x, flat)
+        return mae.decode(h, keep, valid), x
