@@ -235,3 +235,99 @@ def test_a_loss_that_reads_the_returned_weights_sends_their_gradient_to_the_back
         _o, w = model.a(X[0], X[0], X[0], need_weights=True, average_attn_weights=False)
         w.sum().backward()
     assert unbatched[0].grad.shape == (1, 2, 5, 5)
+
+
+# ---------------------------------------------------------------------------------------------- video inputs
+
+
+@pytest.fixture(scope="module")
+def videomae(tmp_path_factory):
+    import explorer
+    from _tiny import save_tiny_videomae
+
+    return explorer.load_model(str(save_tiny_videomae(tmp_path_factory.mktemp("vmae"))), device="cpu")
+
+
+def test_what_counts_as_a_still_image(tmp_path):
+    from pathlib import Path
+
+    from explorer.attention.maps import _is_still
+    from explorer.io import load_image
+
+    rgb = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    assert _is_still(load_image(rgb)) and _is_still("chelsea") and not _is_still("no-such-sample")
+    assert _is_still("photo.PNG") and _is_still(Path("a/b.jpeg")) and not _is_still("clip.mp4")
+    for shape, still in (((8, 8, 3), True), ((8, 8, 1), True), ((8, 8, 4), True), ((8, 8), True), ((8, 8, 2), False),
+                         ((8, 8, 5), False), ((4, 8, 8, 3), False), ((3, 8, 8), False)):
+        assert _is_still(np.zeros(shape, np.float32)) is still, shape
+    assert not _is_still(b"bytes") and not _is_still(3)
+
+
+def test_a_still_image_is_repeated_over_the_clip_with_a_note(videomae):
+    from explorer.attention.maps import _video_input
+    from explorer.reconstruction import as_input
+
+    wide = np.random.default_rng(1).random((24, 40, 3)).astype(np.float32)
+    frames, info = _video_input(videomae, wide, "pad")
+    px, ref = as_input(wide, "pad", videomae.layout.image_size)
+    assert frames.shape == (4, 32, 32, 3)
+    for f in frames:
+        np.testing.assert_array_equal(f, px)
+    assert (info.name, info.sha256, info.fit_policy, info.fit_description) == (ref.name, ref.sha256, "pad",
+                                                                                 ref.fit_description)
+    assert info.notes == (*ref.notes, "A still image given to a video model: the same frame repeated 4 times.")
+
+
+def test_a_clip_of_another_length_is_resampled_and_keeps_its_records(videomae):
+    from explorer.attention.maps import _video_input
+    from explorer.preprocess import fit_image
+    from explorer.video import LoadedVideo, sample_indices
+
+    raw = np.random.default_rng(2).random((7, 20, 30, 3)).astype(np.float32)
+    clip = LoadedVideo(raw, 12.5, "abc", "clip.mp4", 7, np.arange(7), ("a note",))
+    frames, info = _video_input(videomae, clip, "center-crop")
+    want = [fit_image(raw[i], 32, "center-crop") for i in sample_indices(7, 4)]
+    np.testing.assert_array_equal(frames, np.stack([w.pixels for w in want]))
+    assert (info.name, info.sha256, info.fit_policy, info.fit_description, info.notes) == (
+        "clip.mp4", "abc", "center-crop", want[0].description, ("a note",))
+    four = LoadedVideo(raw[:4], 12.5, "abc", "clip.mp4", 4, np.arange(4), ())
+    np.testing.assert_array_equal(_video_input(videomae, four, "pad")[0],
+                                  np.stack([fit_image(f, 32, "pad").pixels for f in raw[:4]]))
+
+
+def test_a_video_file_is_read_to_the_models_frames_and_side(videomae, tmp_path):
+    import cv2
+
+    from explorer.attention.maps import _video_input
+    from explorer.preprocess import fit_image
+    from explorer.video import load_video
+
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(3)
+    for k in range(10):
+        w.write((np.full((120, 160, 3), 20 * k) + rng.integers(0, 30, (120, 160, 3))).astype(np.uint8))
+    w.release()
+    frames, info = _video_input(videomae, str(path), "center-crop")
+    ref = load_video(str(path), num_frames=4, max_side=64)
+    assert ref.frames.shape[0] == 4 and max(ref.frames.shape[1:3]) == 64
+    np.testing.assert_array_equal(frames, np.stack([fit_image(f, 32, "center-crop").pixels for f in ref.frames]))
+    assert info.name == "clip.avi" and info.sha256 == ref.sha256
+
+
+def test_an_image_under_a_video_name_is_a_still_and_garbage_reports_the_video_error(videomae, tmp_path):
+    import cv2
+
+    from explorer.attention.maps import _video_input
+    from explorer.video import VideoLoadError
+
+    img = (np.random.default_rng(4).random((32, 32, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "still.dat"
+    ok, data = cv2.imencode(".png", img)
+    path.write_bytes(data.tobytes())
+    frames, info = _video_input(videomae, str(path), "center-crop")
+    assert frames.shape == (4, 32, 32, 3) and info.notes[-1].startswith("A still image given to a video model")
+    bad = tmp_path / "junk.mp4"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(VideoLoadError):
+        _video_input(videomae, str(bad), "center-crop")
