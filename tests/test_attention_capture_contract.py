@@ -331,3 +331,90 @@ def test_an_image_under_a_video_name_is_a_still_and_garbage_reports_the_video_er
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(VideoLoadError):
         _video_input(videomae, str(bad), "center-crop")
+
+
+# ---------------------------------------------------------------------------------------------- explain: layers, records
+
+
+@pytest.fixture(scope="module")
+def vit_folder(tmp_path_factory):
+    from _tiny import save_tiny_vit
+
+    return save_tiny_vit(tmp_path_factory.mktemp("vit"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def vit1(vit_folder):
+    import explorer
+
+    return explorer.load_model(str(vit_folder), device="cpu")
+
+
+def _eager(vit_folder, vit1, image):
+    """transformers' own eager forward: per-layer attention (gradients kept) and the predicted class's logit."""
+    from transformers import ViTForImageClassification
+
+    from explorer.reconstruction import as_input
+
+    model = ViTForImageClassification.from_pretrained(vit_folder, attn_implementation="eager").eval()
+    x = vit1.normalise(as_input(image, "center-crop", vit1.layout.image_size)[0])
+    out = model(pixel_values=x, output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    t = int(out.logits[0].argmax())
+    out.logits[0, t].backward()
+    return [a[0].detach().double() for a in out.attentions], [a.grad[0].double() for a in out.attentions]
+
+
+IMG = np.random.default_rng(9).random((40, 40, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("layers", [[0], [2], [0, 2]])
+def test_explain_restricted_to_layers_equals_the_rules_on_those_layers(vit_folder, vit1, layers):
+    from explorer.attention import explain
+
+    A, G = _eager(vit_folder, vit1, IMG)
+    T = A[0].shape[-1]
+    eye = torch.eye(T, dtype=torch.float64)
+    roll = None
+    for i in layers:  # rollout: forward order, each step (½ mean_h A + ½ I) with rows normalised
+        s = 0.5 * A[i].mean(0) + 0.5 * eye
+        s = s / s.sum(-1, keepdim=True)
+        roll = s if roll is None else s @ roll
+    rel = None
+    for i in reversed(layers):  # relevance: I + mean_h (∇A ⊙ A)⁺, accumulated from the last layer down
+        s = eye + (G[i] * A[i]).clamp_min(0).mean(0)
+        rel = s if rel is None else rel @ s
+    r = explain(vit1, IMG, "rollout", layers=layers)
+    np.testing.assert_allclose(r.map, roll[0, 1:].reshape(4, 4).numpy(), rtol=1e-4, atol=1e-6)
+    v = explain(vit1, IMG, "relevance", layers=layers)
+    np.testing.assert_allclose(v.map, rel[0, 1:].reshape(4, 4).numpy(), rtol=1e-3, atol=1e-7)
+    assert all(p.grad is None for p in vit1.model.parameters())
+
+
+def test_explain_records_what_each_method_chose(vit1):
+    from explorer.attention import explain
+
+    occ = explain(vit1, IMG, "occlusion")
+    assert occ.options["baseline"] == "the input's mean colour" and occ.options["window"] == "one patch (video: one tubelet)"
+    gs = explain(vit1, IMG, "gradient-shap", samples=2, noise=0.2)
+    x = vit1.normalise_input(np.asarray(gs.image))
+    assert gs.options["baselines"] == "zeros (dataset mean colour) and the input's mean colour"
+    assert gs.options["stdev"] == pytest.approx(0.2 * float(x.max() - x.min()), rel=1e-5)
+    cam = explain(vit1, IMG, "gradcam")
+    assert cam.options["layer"] == "input of block 2 (the last)"
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "smoothgrad", base="occlusion")
+    assert str(e.value) == "SmoothGrad runs over saliency or integrated-gradients, not 'occlusion'."
+
+
+def test_registering_a_random_method_needs_a_seed(monkeypatch):
+    from explorer.attention import registry as R
+
+    monkeypatch.setattr(R, "REGISTRY", {})
+    ok = R.register(R.ImageMethod("coin", "coin", "coin", compute=lambda inp: None, stochastic=True, options={"seed": 0}))
+    plain = R.register(R.ImageMethod("plain", "plain", "plain", compute=lambda inp: None, options={"k": 1}))
+    assert R.REGISTRY == {"coin": ok, "plain": plain}
+    with pytest.raises(ValueError) as e:
+        R.register(R.ImageMethod("dice", "dice", "dice", compute=lambda inp: None, stochastic=True, options={"k": 1}))
+    assert str(e.value) == "Method 'dice' draws random numbers: give it a 'seed' option."
