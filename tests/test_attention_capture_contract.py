@@ -418,3 +418,98 @@ def test_registering_a_random_method_needs_a_seed(monkeypatch):
     with pytest.raises(ValueError) as e:
         R.register(R.ImageMethod("dice", "dice", "dice", compute=lambda inp: None, stochastic=True, options={"k": 1}))
     assert str(e.value) == "Method 'dice' draws random numbers: give it a 'seed' option."
+
+
+# ---------------------------------------------------------------------------------------------- memory and refusals
+
+
+def test_available_memory_reads_the_kernel_and_falls_back_to_sysconf(monkeypatch):
+    import builtins
+    import os
+
+    from explorer.attention import maps as M
+
+    def meminfo():
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) * 1024
+
+    before = meminfo()
+    got = _available_bytes("cpu")
+    after = meminfo()
+    assert min(before, after) - 4 * 2**20 <= got <= max(before, after) + 4 * 2**20
+    real_open = builtins.open
+
+    def no_proc(path, *a, **k):
+        if str(path) == "/proc/meminfo":
+            raise OSError("no /proc here")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    want = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    assert abs(_available_bytes("cpu") - want) < 64 * 2**20
+    monkeypatch.setattr(builtins, "open", real_open)
+    asked = []
+    monkeypatch.setattr(M.torch.cuda, "mem_get_info", lambda d: asked.append(d) or (123, 456))
+    assert _available_bytes("cuda:1") == 123 and asked == ["cuda:1"]
+
+
+def test_the_default_budget_is_half_the_devices_free_memory(monkeypatch):
+    from explorer.attention import maps as M
+
+    asked = []
+    monkeypatch.setattr(M, "_available_bytes", lambda d: asked.append(d) or 1001)
+    assert check_capture_memory(1, 1, 11, "cpu") == 484  # 4 · 11² ≤ 500
+    with pytest.raises(AttentionError, match=r"needs 576\.0 B|needs 0\.6 KiB") as e:
+        check_capture_memory(1, 1, 12, "cpu")
+    assert "but only 0.5 KiB is available on cpu" in str(e.value) and asked == ["cpu", "cpu"]
+
+
+def test_attention_maps_checks_memory_on_the_models_device_and_names_its_layers(vit1, monkeypatch):
+    from explorer.attention import maps as M
+
+    asked = []
+    real = M._available_bytes
+    monkeypatch.setattr(M, "_available_bytes", lambda d: asked.append(d) or real(d))
+    m = attention_maps(vit1, IMG)
+    assert asked == [vit1.device]
+    assert m.layer_names == tuple(n for n, mod in vit1.attention_module.named_modules()
+                                  if type(mod).__name__.endswith("Attention") and "attention" in n.split(".")[-1])
+    with pytest.raises(AttentionError) as e:
+        attention_maps(vit1, IMG, forward=lambda x: x)
+    assert str(e.value) == ("forward= and layout= are for your own torch modules; a model from explorer.load_model knows "
+                            "its forward and token layout.")
+
+
+def test_attention_maps_check_layer_and_head_ranges(vit1):
+    m = attention_maps(vit1, IMG)
+    m.query_map(2, 3)
+    for layer in (-1, 3):
+        with pytest.raises(AttentionError) as e:
+            m.query_map(layer, 0)
+        assert str(e.value) == f"Layer {layer} is out of range: this model has layers 0..2."
+    for head in (-1, 4):
+        with pytest.raises(AttentionError) as e:
+            m.query_map(0, head)
+        assert str(e.value) == f"Head {head} is out of range: this model has heads 0..3 (or 'mean')."
+    np.testing.assert_array_equal(m.query_map(1, "mean"), m.query_map(1, "mean", query="cls"))
+    own = attention_maps(Two().eval(), X)
+    with pytest.raises(AttentionError) as e:
+        own.head_distance()
+    assert str(e.value) == ("Mean attention distance needs a patch grid over an image: pass layout=TokenLayout(...) "
+                            "with image_size and patch_size.")
+
+
+def test_explain_on_a_model_that_makes_no_attention_call_says_so(vit1):
+    import copy
+
+    from explorer.attention import explain
+
+    silent = copy.copy(vit1)
+    silent.attention_forward = lambda x: None
+    with pytest.raises(AttentionError) as e:
+        explain(silent, IMG, "rollout")
+    assert str(e.value) == "No attention was captured from this model."
+    r = explain(vit1, IMG, "rollout")
+    with AttentionCapture(vit1.attention_module) as cap, torch.no_grad():
+        vit1.attention_forward(vit1.normalise_input(np.asarray(r.image)))
+    assert r.path == ",".join(sorted(cap.paths)) and r.path
