@@ -433,3 +433,82 @@ def test_fusion_randomisation_check_recomputes_the_words_map_per_level(mini):
         assert s.spearman[k] == pytest.approx(spearman(a, b))
     d = fusion_randomisation_check(mini, IMG, text, "attention", 0)
     assert d.levels == (1, 2) and d.threshold == 0.5
+
+
+# ---------------------------------------------------------------------------------------------- second round
+
+
+class GreyBlank(Analytic):
+    """The analytic adapter whose blank image is a mid grey (not zeros), so a removed patch is visibly replaced."""
+
+    def blank_pixels(self, pixels):
+        return torch.full_like(pixels, 0.3)
+
+
+def test_deleted_patches_take_the_blank_image_and_ties_keep_the_patch_order(mini):
+    a = GreyBlank(mini, seed=1)
+    x, t, _, _ = prepare(a, IMG, TEXT)
+    E = float(a.E(a.embed_text(t).detach())[0])
+    p, (gh, gw) = a.patch_size, a.grid
+    per = lambda img: (img.double() * a.Wx).sum(0).numpy().reshape(gh, p, gw, p).sum((1, 3)).ravel()  # noqa: E731
+    P, B = per(x[0]), per(torch.full_like(x[0], 0.3))
+    L = len(P)
+
+    def auc(order, steps):
+        fr = np.linspace(0, 1, steps + 1)
+        vals = []
+        for f in fr:
+            gone = np.zeros(L, bool)
+            gone[order[: int(round(f * L))]] = True
+            vals.append(BETA * E + (ALPHA + GAMMA * E) * (P[~gone].sum() + B[gone].sum()))
+        return float(np.trapezoid(vals, fr))
+
+    tied = np.where(np.arange(L) % 3 == 0, 1.0, 0.0)  # many ties: they go in patch order
+    got = deletion_auc(a, IMG, TEXT, tied.reshape(gh, gw), steps=4, random_orders=2)
+    order = [i for i in range(L) if i % 3 == 0] + [i for i in range(L) if i % 3]
+    assert got["map"] == pytest.approx(auc(order, 4), rel=1e-5, abs=1e-6)
+    flags = deletion_auc(a, IMG, TEXT, (tied > 0).reshape(gh, gw), steps=4, random_orders=2)  # a boolean map
+    assert flags["map"] == pytest.approx(got["map"], rel=1e-9)
+
+
+def test_the_band_given_decides_the_verdict(analytic):
+    a = analytic
+    L = int(np.prod(a.grid))
+    ref = deletion_auc(a, IMG, TEXT, np.zeros(a.grid), steps=4, seed=0, random_orders=20)
+    second = int(np.argsort(ref["random_aucs"])[1])  # the second-lowest random order: inside 95%, outside 50%
+    perm = np.random.default_rng(second).permutation(L)
+    as_map = np.empty(L)
+    as_map[perm] = np.arange(L, 0, -1)
+    narrow = deletion_auc(a, IMG, TEXT, as_map.reshape(a.grid), steps=4, seed=0, random_orders=20, band=0.5)
+    wide = deletion_auc(a, IMG, TEXT, as_map.reshape(a.grid), steps=4, seed=0, random_orders=20)
+    assert narrow["map"] == pytest.approx(ref["random_aucs"][second], rel=1e-9)
+    assert narrow["verdict"] == "better than random" and wide["verdict"] == "not distinguishable from random"
+
+
+def test_ablation_records_heads_layers_text_and_notes_and_plays_the_game_on_the_layer_given(mini):
+    text = "a green circle above a blue triangle"
+    wide = IMG[:36]
+    ab = FI.ablate_fusion(mini, wide, text, [(0, 1), (0, 0)], method="gradcam", layer=0)
+    pixels, t, _, notes = prepare(mini, wide, text)
+    names, _sites = FI.fusion_layers(mini, pixels, t)
+    assert ab.heads == ((0, 0), (0, 1)) and ab.layer_names == tuple(names) and ab.text == text
+    assert ab.notes == tuple(notes) and ab.notes[0].startswith("48x36 → ")  # the fit, described
+    # Masks on the patch where each word's layer-0 map peaks: the game on layer 0 hits every time.
+    al = align(mini, wide, text)
+    S, gw = mini.image_size, mini.grid[1]
+    p = mini.patch_size
+    masks = {}
+    for w in range(len(al.words)):
+        k = int(np.argmax(al.word_map("gradcam", w, layer=0)))
+        m = np.zeros((S, S), bool)
+        m[(k // gw) * p:(k // gw + 1) * p, (k % gw) * p:(k % gw + 1) * p] = True
+        masks[w] = m
+    last = pointing_hits(al, masks, ["gradcam"], layer=None)["gradcam"]
+    assert not all(last)  # the last layer's peaks are elsewhere for some word: the layer matters
+    game = FI.ablate_fusion(mini, wide, text, [], method="gradcam", layer=0, word_masks=masks)
+    assert game.pointing_intact == 1.0 and game.pointing_ablated == 1.0
+
+
+def test_the_registrys_ig_defaults_to_16_steps(mini):
+    al = align(mini, IMG, TEXT)
+    np.testing.assert_array_equal(A.ig_word_map(mini, al, 1), A.word_ig(mini, al.image, TEXT, 1, steps=16))
