@@ -513,3 +513,66 @@ def test_explain_on_a_model_that_makes_no_attention_call_says_so(vit1):
     with AttentionCapture(vit1.attention_module) as cap, torch.no_grad():
         vit1.attention_forward(vit1.normalise_input(np.asarray(r.image)))
     assert r.path == ",".join(sorted(cap.paths)) and r.path
+
+
+# ---------------------------------------------------------------------------------------------- attention_probs vs SDPA
+
+
+def _sdpa_probs(q, k, **kw):
+    """torch's own SDPA with the identity as values returns exactly the attention probabilities."""
+    Tk = k.shape[-2]
+    eye = torch.eye(Tk, dtype=torch.float64).expand(*k.shape[:-2], Tk, Tk)
+    return torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), eye, **kw)
+
+
+@pytest.mark.parametrize("case", ["plain", "scale", "causal", "bool", "float", "broadcast", "causal-rect", "gqa"])
+def test_attention_probs_equal_sdpas_own_semantics(case):
+    from explorer.attention.capture import attention_probs
+
+    g = torch.Generator().manual_seed(7)
+    B, H, Tq, Tk, d = 2, 4, 5, 7, 8
+    q = torch.randn(B, H, Tq, d, generator=g)
+    k = torch.randn(B, H, Tk, d, generator=g)
+    kw = {}
+    if case == "scale":
+        kw = dict(scale=0.3)
+    elif case == "causal":
+        q, k = q[:, :, :5], k[:, :, :5]
+        kw = dict(is_causal=True)
+    elif case == "causal-rect":
+        kw = dict(is_causal=True)  # top-left aligned, as SDPA
+    elif case == "bool":
+        mask = torch.rand(B, H, Tq, Tk, generator=g) > 0.3
+        mask[..., 0] = True
+        kw = dict(attn_mask=mask)
+    elif case == "float":
+        kw = dict(attn_mask=torch.randn(B, 1, Tq, Tk, generator=g))
+    elif case == "broadcast":
+        kw = dict(attn_mask=torch.tensor([[True] * 5 + [False] * 2]))  # (1, Tk): the last two keys are padding
+    elif case == "gqa":
+        k = k[:, :2]
+        kw = dict(enable_gqa=True)
+    got = attention_probs(q, k, **kw)
+    ref_k = k.repeat_interleave(2, dim=-3) if case == "gqa" else k
+    ref_kw = {kk: v for kk, v in kw.items() if kk != "enable_gqa"}
+    want = _sdpa_probs(q, ref_k, **ref_kw)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.sum(-1), torch.ones(got.shape[:-1]), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_probs_of_half_precision_inputs_are_float32_and_fully_masked_rows_are_zero():
+    from explorer.attention.capture import attention_probs
+
+    g = torch.Generator().manual_seed(8)
+    q, k = torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 3, 4, generator=g)
+    got = attention_probs(q.half(), k.half())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, attention_probs(q.half().float(), k.half().float()))
+    mask = torch.ones(1, 2, 3, 3, dtype=torch.bool)
+    mask[0, 1, 2] = False  # one query may attend nowhere
+    p = attention_probs(q, k, attn_mask=mask)
+    assert float(p[0, 1, 2].abs().sum()) == 0.0 and torch.isfinite(p).all()
+    torch.testing.assert_close(p[0, 0], _sdpa_probs(q, k)[0, 0].float(), rtol=1e-5, atol=1e-6)
+    # Heads that do not divide evenly are not grouped (SDPA would refuse them too).
+    assert attention_probs(q, k[:, :1]).shape == (1, 2, 3, 3)
