@@ -512,3 +512,46 @@ def test_ablation_records_heads_layers_text_and_notes_and_plays_the_game_on_the_
 def test_the_registrys_ig_defaults_to_16_steps(mini):
     al = align(mini, IMG, TEXT)
     np.testing.assert_array_equal(A.ig_word_map(mini, al, 1), A.word_ig(mini, al.image, TEXT, 1, steps=16))
+
+
+def test_word_ig_starts_from_the_adapters_blank_image_with_16_steps_by_default(mini):
+    a = GreyBlank(mini, seed=2)
+    x, t, _, _ = prepare(a, IMG, TEXT)
+    e1 = a.embed_text(t).detach()
+    ew = a.embed_text(a.blank_text(t, [t.words[2]])).detach()
+    k = GAMMA * float(a.E(e1)[0] - a.E(ew)[0])
+    p, (gh, gw) = a.patch_size, a.grid
+    want = ((x[0].double() - 0.3) * a.Wx).sum(0).numpy().reshape(gh, p, gw, p).sum((1, 3)) * k
+    got = A.word_ig(a, IMG, TEXT, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(got, A.word_ig(a, IMG, TEXT, 2, steps=16))
+
+
+def test_modality_report_fixes_the_target_on_the_fitted_pixels(analytic):
+    analytic.targets.clear()
+    A.modality_report(analytic, IMG, TEXT, steps=2)
+    x, _t, _, _ = prepare(analytic, IMG, TEXT)
+    (px, txt), = analytic.targets
+    torch.testing.assert_close(px, x)
+    assert txt.text == TEXT
+
+
+def test_fusion_results_are_complete_in_both_modes(mini):
+    import time
+
+    clear_cache()
+    text, other = "a red circle left of a blue square", "a red circle left of a blue circle"
+    t0 = time.perf_counter()
+    loop = FI.fusion_head_importance(mini, IMG, text, batched=False)
+    elapsed = time.perf_counter() - t0
+    fast = FI.fusion_head_importance(mini, IMG, text)
+    assert loop.intact == pytest.approx(fast.intact) and fast.mode == "zero" and loop.mode == "zero"
+    assert 0 < loop.seconds <= elapsed and 0 < fast.seconds < 60
+    t0 = time.perf_counter()
+    pl = FI.patch_fusion(mini, IMG, text, other, batched=False)
+    elapsed = time.perf_counter() - t0
+    pf = FI.patch_fusion(mini, IMG, text, other)
+    assert 0 < pl.seconds <= elapsed and 0 < pf.seconds < 60
+    for p in (pl, pf):
+        assert p.what == "match logit" and p.layer_restored.shape == (loop.delta.shape[0],)
+    np.testing.assert_allclose(pl.layer_restored, pf.layer_restored, atol=1e-3)
