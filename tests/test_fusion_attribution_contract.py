@@ -555,3 +555,18 @@ def test_fusion_results_are_complete_in_both_modes(mini):
     for p in (pl, pf):
         assert p.what == "match logit" and p.layer_restored.shape == (loop.delta.shape[0],)
     np.testing.assert_allclose(pl.layer_restored, pf.layer_restored, atol=1e-3)
+
+
+def test_modality_report_runs_captum_ig_with_the_steps_given(mini):
+    from captum.attr import IntegratedGradients
+
+    rep = A.modality_report(mini, IMG, TEXT, steps=3)
+    pixels, t, _, _ = prepare(mini, IMG, TEXT)
+    with torch.no_grad():
+        emb, emb0 = mini.embed_text(t), mini.embed_text(mini.blank_text(t))
+    ig = IntegratedGradients(lambda x, e: mini.score(x, t, text_embeds=e).float())
+    (ai, at), delta = ig.attribute((pixels.float(), emb.float()), baselines=(mini.blank_pixels(pixels).float(), emb0.float()),
+                                   n_steps=3, return_convergence_delta=True)
+    assert rep.ig_image == pytest.approx(float(ai.sum()), rel=1e-4, abs=1e-6)
+    assert rep.ig_text == pytest.approx(float(at.sum()), rel=1e-4, abs=1e-6)
+    assert rep.ig_delta == pytest.approx(float(delta.abs().max()), rel=1e-3, abs=1e-6) and rep.ig_steps == 3
