@@ -570,3 +570,20 @@ def test_modality_report_runs_captum_ig_with_the_steps_given(mini):
     assert rep.ig_image == pytest.approx(float(ai.sum()), rel=1e-4, abs=1e-6)
     assert rep.ig_text == pytest.approx(float(at.sum()), rel=1e-4, abs=1e-6)
     assert rep.ig_delta == pytest.approx(float(delta.abs().max()), rel=1e-3, abs=1e-6) and rep.ig_steps == 3
+
+
+def test_the_randomised_copy_hashes_its_own_weights_and_on_demand_maps_use_it(mini):
+    from explorer.attention.faithfulness import spearman
+    from explorer.fusion.faithfulness import fusion_randomisation_check, randomise_fusion_layers
+
+    text = "a red circle"
+    names = list(dict.fromkeys(align(mini, IMG, text).layer_names))
+    rand = randomise_fusion_layers(mini, names, 1)
+    assert len(rand.weights_sha256) == 64 and rand.weights_sha256 != mini.weights_sha256
+    s = fusion_randomisation_check(mini, IMG, text, "saliency", 1, levels=(1,))
+    al = align(mini, IMG, text)
+    a = al.word_map("saliency", 1, adapter=mini)
+    b = align(rand, IMG, text).word_map("saliency", 1, adapter=rand)  # seed 0 by default
+    np.testing.assert_allclose(s.original, a, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(s.randomised_maps[0], b, rtol=1e-5, atol=1e-8)
+    assert s.spearman[0] == pytest.approx(spearman(a, b))
