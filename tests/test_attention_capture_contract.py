@@ -576,3 +576,37 @@ def test_attention_probs_of_half_precision_inputs_are_float32_and_fully_masked_r
     torch.testing.assert_close(p[0, 0], _sdpa_probs(q, k)[0, 0].float(), rtol=1e-5, atol=1e-6)
     # Heads that do not divide evenly are not grouped (SDPA would refuse them too).
     assert attention_probs(q, k[:, :1]).shape == (1, 2, 3, 3)
+
+
+def test_explain_returns_a_complete_record(vit1):
+    import time
+
+    from explorer.attention import explain
+    from explorer.attention.registry import get_method
+    from explorer.reconstruction import as_input
+
+    t0 = time.perf_counter()
+    r = explain(vit1, IMG, "integrated-gradients", query=(1, 2))
+    elapsed = time.perf_counter() - t0
+    px, info = as_input(IMG, "center-crop", vit1.layout.image_size)
+    t = vit1.pick_target(vit1.normalise_input(px), None)
+    assert r.method == "integrated-gradients" and r.map.dtype == np.float32 and r.patch_size == 8
+    assert r.options == {"query": [1, 2], "steps": 32, "target": t}
+    assert r.model == vit1.info and r.input == info and 0 < r.seconds <= elapsed
+    assert r.notes == tuple(vit1.attention_notes) + tuple(info.notes)
+    roll = explain(vit1, IMG, "rollout", query=5, discard=0.25)
+    assert roll.options == {"query": 5, "fusion": "mean", "discard": 0.25, "residual": True}
+    assert "target" not in roll.options and roll.path
+    assert explain(vit1, IMG).method == "rollout" and explain(vit1, IMG).options["query"] == "cls"
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "raw")
+    assert str(e.value) == "Raw attention is per layer and head: use attention_maps(...).query_map(layer, head)."
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "rollout", samples=3, colour="red")
+    assert str(e.value) == "explain() has no option 'colour'; rollout's options: fusion, discard, residual."
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "saliency", bogus=1)
+    assert str(e.value) == f"explain() has no option 'bogus'; saliency's options: {', '.join(get_method('saliency').options) or 'none'}."
+    with pytest.raises(AttentionError) as e:
+        explain(torch.nn.Linear(2, 2), IMG)
+    assert str(e.value).startswith("explain needs a model from explorer.load_model")
