@@ -610,3 +610,39 @@ def test_explain_returns_a_complete_record(vit1):
     with pytest.raises(AttentionError) as e:
         explain(torch.nn.Linear(2, 2), IMG)
     assert str(e.value).startswith("explain needs a model from explorer.load_model")
+
+
+@pytest.mark.parametrize("case", ["plain", "mask", "causal", "scale", "gqa"])
+def test_captured_sdpa_calls_keep_their_output_probabilities_and_gradient(case):
+    g = torch.Generator().manual_seed(11)
+    Hq, Hk = 4, (2 if case == "gqa" else 4)
+    q = torch.randn(1, Hq, 5, 8, generator=g)
+    k = torch.randn(1, Hk, 5, 8, generator=g)
+    v = torch.randn(1, Hk, 5, 8, generator=g)
+    kw = {"mask": dict(attn_mask=(torch.rand(1, 1, 5, 5, generator=g) > 0.4) | torch.eye(5, dtype=torch.bool)),
+          "causal": dict(is_causal=True), "scale": dict(scale=0.2), "gqa": dict(enable_gqa=True)}.get(case, {})
+
+    class One(torch.nn.Module):
+        def forward(self, q, k, v):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
+
+    m = One()
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
+    calls, grads = [], []
+    qq = q.clone().requires_grad_(True)
+    with AttentionCapture(m, gradients=True, on_forward=calls.append, on_backward=grads.append) as cap:
+        out = m(qq, k, v)
+        (out * torch.arange(8.0)).sum().backward()
+    torch.testing.assert_close(out.detach(), plain)
+    assert cap.paths == {"sdpa-recomputed"} and len(calls) == 1 and len(grads) == 1
+    kr = k.repeat_interleave(Hq // Hk, dim=-3)
+    vr = v.repeat_interleave(Hq // Hk, dim=-3)
+    want = _sdpa_probs(q, kr, **{a: b for a, b in kw.items() if a != "enable_gqa"}).float()
+    torch.testing.assert_close(calls[0].probs, want, rtol=1e-5, atol=1e-6)
+    # ∂t/∂A with t = Σ out · w: (∂t/∂out) vᵀ, where ∂t/∂out = w at every query.
+    w = torch.arange(8.0).expand(1, Hq, 5, 8)
+    torch.testing.assert_close(grads[0].grad, w @ vr.transpose(-2, -1), rtol=1e-5, atol=1e-5)
+    quiet = []
+    with AttentionCapture(m, gradients=False, on_backward=quiet.append):
+        m(q.clone().requires_grad_(True), k, v).sum().backward()
+    assert quiet == []
