@@ -646,3 +646,375 @@ def test_captured_sdpa_calls_keep_their_output_probabilities_and_gradient(case):
     with AttentionCapture(m, gradients=False, on_backward=quiet.append):
         m(q.clone().requires_grad_(True), k, v).sum().backward()
     assert quiet == []
+
+
+# ---------------------------------------------------------------------------------------------- entering and leaving
+
+
+class _Config:
+    def __init__(self, impl):
+        self._attn_implementation = impl
+
+
+class Switchable(torch.nn.Module):
+    """A model whose attention implementation can be switched, recording every switch (and failing when told)."""
+
+    def __init__(self, impl, fail_on=()):
+        super().__init__()
+        self.config = _Config(impl)
+        self.switches = []
+        self.fail_on = fail_on
+
+    def set_attn_implementation(self, impl):
+        self.switches.append(impl)
+        if impl in self.fail_on:
+            raise ValueError(f"no {impl} here")
+        self.config._attn_implementation = impl
+
+    def forward(self, q):
+        if self.config._attn_implementation == "sdpa":
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        return torch.softmax(q @ q.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ q  # "eager": no SDPA call
+
+
+Q = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("impl", ["sdpa", None])
+def test_a_model_already_on_sdpa_is_not_switched(impl):
+    m = Switchable(impl)
+    with AttentionCapture(m, keep=True) as cap:
+        m(Q)
+    assert m.switches == [] and m.config._attn_implementation == impl
+    assert cap.count == (1 if impl == "sdpa" else 0)
+
+
+def test_an_eager_model_is_switched_to_sdpa_for_the_capture_and_back():
+    m = Switchable("eager")
+    with AttentionCapture(m, keep=True) as cap:
+        assert m.config._attn_implementation == "sdpa"
+        m(Q)
+    assert m.switches == ["sdpa", "eager"] and m.config._attn_implementation == "eager"
+    assert cap.count == 1 and cap.calls[0].name == "Switchable"
+    torch.testing.assert_close(cap.calls[0].probs, _sdpa_probs(Q, Q).float(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_without_a_switch_is_left_alone():
+    plain = torch.nn.Module()
+    plain.config = _Config("eager")
+    with AttentionCapture(plain) as cap:
+        pass
+    assert plain.config._attn_implementation == "eager" and cap.count == 0
+
+
+def test_a_failed_switch_is_an_attention_error_and_releases_the_lock():
+    import threading
+
+    m = Switchable("flash_attention_2", fail_on=("sdpa",))
+    with pytest.raises(AttentionError) as e:
+        with AttentionCapture(m):
+            pass
+    assert str(e.value) == "This model uses 'flash_attention_2' attention and cannot switch to SDPA for capture: no sdpa here"
+    assert torch.nn.functional.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"
+    from explorer.models.base import model_lock
+
+    got = []
+
+    def other_thread():
+        ok = model_lock().acquire(timeout=5)
+        if ok:
+            model_lock().release()
+        got.append(ok)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join(10)
+    assert got == [True]
+
+
+def test_a_failed_switch_back_is_silent_and_the_capture_still_ends():
+    m = Switchable("eager", fail_on=("eager",))
+    with AttentionCapture(m) as cap:
+        m(Q)
+    assert m.switches == ["sdpa", "eager"] and m.config._attn_implementation == "sdpa" and cap.count == 1
+    assert torch.nn.functional.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"
+
+
+# ---------------------------------------------------------------------------------------------- names and hooks
+
+
+def _sdpa_self(x):
+    return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+
+class Helper(torch.nn.Module):  # a module of another class that makes the call inside an attention module
+    def forward(self, x):
+        return _sdpa_self(x)
+
+
+class OutputAttention(torch.nn.Module):  # "…Attention" with "Output" in the name: not an attention module
+    def forward(self, x):
+        return _sdpa_self(x)
+
+
+class BlockAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.helper = Helper()
+        self.out = OutputAttention()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.out(self.helper(self.proj(x)))
+
+
+class MixerBlock(torch.nn.Module):
+    def forward(self, x):
+        return _sdpa_self(x)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = BlockAttention()
+        self.mixer = MixerBlock()
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, x):
+        y = self.mixer(self.block(self.norm(x)))
+        return _sdpa_self(y)  # the model's own forward, after its children have finished
+
+
+def test_each_call_is_named_by_the_innermost_attention_module_else_the_module_that_made_it():
+    net = Net()
+    with AttentionCapture(net, keep=True) as cap:
+        net(Q)
+    assert [c.name for c in cap.calls] == ["block", "block", "mixer", "Net"]
+    assert [c.index for c in cap.calls] == [0, 1, 2, 3] and cap.count == 4
+    # after the capture nothing is left on the modules or on the stacks
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in net.modules())
+    assert cap._stack == [] and cap._other == []
+
+
+def test_torchs_own_building_blocks_are_not_hooked_but_multihead_attention_is():
+    net = Net()
+    net.mha = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    with AttentionCapture(net):
+        hooked = {name for name, m in net.named_modules() if m._forward_pre_hooks}
+        counts = (len(net.mha._forward_pre_hooks), len(net.mha._forward_hooks))
+    assert hooked == {"", "block", "block.helper", "block.out", "mixer", "mha"}
+    assert counts == (2, 2)  # its weights, and its name
+
+
+def test_by_default_calls_are_not_kept_and_multihead_weights_are_asked_for():
+    model = Two(need=False).train(False)
+    with AttentionCapture(model) as cap:
+        model(X)  # autograd on, need_weights=False: without gradients the weights are still asked for
+    assert cap.calls == [] and cap.count == 2 and cap.paths == {"mha-weights"}
+    assert model.returned[-2:] == [None, None]
+
+
+def test_with_gradients_a_multihead_call_without_need_weights_keeps_its_weights_path():
+    class Default(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.a(x, x, x)  # need_weights left at its default (True)
+
+    m = Default()
+    with AttentionCapture(m, gradients=True, keep=True) as cap:
+        out, w = m(X)
+    assert cap.paths == {"mha-weights"} and cap.count == 1
+    torch.testing.assert_close(w, cap.calls[0].probs.mean(1))
+
+
+def test_the_wrapped_sdpa_passes_every_argument_through():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 4, 5, 8, generator=g) for _ in range(3))
+    m = torch.nn.Module()
+    with AttentionCapture(m):
+        torch.manual_seed(4)
+        dropped = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+        with pytest.raises(TypeError):
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, colour="red")
+        with pytest.raises(RuntimeError):  # 4 query heads, 2 key heads, no enable_gqa: SDPA's own refusal
+            torch.nn.functional.scaled_dot_product_attention(q, k[:, :2], v[:, :2])
+    torch.manual_seed(4)
+    torch.testing.assert_close(dropped, torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5))
+    assert not torch.allclose(dropped, torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("B, Hq, Hk, d", [(4, 4, 2, 4), (2, 4, 2, 2), (1, 4, 2, 3), (3, 4, 2, 3), (3, 6, 3, 2)])
+def test_grouped_heads_are_repeated_for_the_probabilities_and_the_gradient(B, Hq, Hk, d):
+    from explorer.attention.capture import attention_probs
+
+    g = torch.Generator().manual_seed(B * 10 + d)
+    q = torch.randn(B, Hq, 5, d, generator=g)
+    k, v = torch.randn(B, Hk, 5, d, generator=g), torch.randn(B, Hk, 5, d, generator=g)
+    kr, vr = k.repeat_interleave(Hq // Hk, dim=-3), v.repeat_interleave(Hq // Hk, dim=-3)
+    want = _sdpa_probs(q, kr).float()
+    torch.testing.assert_close(attention_probs(q, k), want, rtol=1e-5, atol=1e-6)  # grouped without being told
+    m = torch.nn.Module()
+    grads = []
+    qq = q.clone().requires_grad_(True)
+    with AttentionCapture(m, gradients=True, on_backward=grads.append):
+        out = torch.nn.functional.scaled_dot_product_attention(qq, k, v, enable_gqa=True)
+        out.sum().backward()
+    assert len(grads) == 1 and grads[0].path == "sdpa-recomputed" and grads[0].name == "Module"
+    torch.testing.assert_close(grads[0].probs, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0].grad, torch.ones(B, Hq, 5, d) @ vr.transpose(-2, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_unbatched_three_axis_inputs_are_captured_with_their_gradient():
+    from explorer.attention.capture import attention_probs
+
+    g = torch.Generator().manual_seed(6)
+    q, k, v = torch.randn(2, 5, 3, generator=g), torch.randn(2, 6, 3, generator=g), torch.randn(2, 6, 3, generator=g)
+    torch.testing.assert_close(attention_probs(q, k), _sdpa_probs(q, k).float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attention_probs(q, k, is_causal=True), _sdpa_probs(q, k, is_causal=True).float(),
+                               rtol=1e-5, atol=1e-6)
+    grads = []
+    qq = q.clone().requires_grad_(True)
+    with AttentionCapture(torch.nn.Module(), gradients=True, on_backward=grads.append):
+        torch.nn.functional.scaled_dot_product_attention(qq, k, v).sum().backward()
+    torch.testing.assert_close(grads[0].grad, torch.ones(2, 5, 3) @ v.transpose(-2, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_each_row_is_normalised_on_its_own_even_far_below_the_others():
+    from explorer.attention.capture import attention_probs
+
+    g = torch.Generator().manual_seed(2)
+    q, k = torch.randn(1, 1, 3, 4, generator=g), torch.randn(1, 1, 4, 4, generator=g)
+    low = torch.zeros(1, 1, 3, 4)
+    low[..., 0, :] = -1000.0  # one query's scores all 1000 lower: its softmax is unchanged
+    got = attention_probs(q, k, attn_mask=low)
+    torch.testing.assert_close(got, attention_probs(q, k), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(got.sum(-1), torch.ones(1, 1, 3))
+
+
+# ---------------------------------------------------------------------------------------------- what the views accept
+
+
+def test_names_that_cannot_be_a_model_are_refused_before_loading():
+    from explorer.attention.maps import _adapter
+    from explorer.models import ModelLoadError
+
+    with pytest.raises(AttentionError) as e:
+        _adapter("mini-mae\nrm -rf /")
+    assert str(e.value) == "'mini-mae\\nrm -rf /'… is not a model name, hub id or folder; pass one, or an adapter from explorer.load_model."
+    long = "x" * 1025
+    with pytest.raises(AttentionError) as e:
+        _adapter(long)
+    assert str(e.value) == f"{'x' * 60!r}… is not a model name, hub id or folder; pass one, or an adapter from explorer.load_model."
+    with pytest.raises(ModelLoadError):  # 1024 characters may be a name: the loader answers
+        _adapter("x" * 1024)
+
+
+def test_a_name_or_folder_is_loaded_and_an_adapter_passes_through(vit_folder, vit1):
+    from explorer.attention.maps import _adapter
+
+    loaded = _adapter(vit_folder)
+    assert loaded.weights_sha256 == vit1.weights_sha256 and loaded.layout == vit1.layout
+    assert _adapter(vit1) is vit1
+
+
+def test_half_an_adapter_and_other_objects_are_refused_in_words():
+    from explorer.attention.maps import _adapter
+
+    class LayoutOnly:
+        layout = TokenLayout(1, (2, 2))
+
+    with pytest.raises(AttentionError) as e:
+        _adapter(LayoutOnly(), "explain")
+    assert str(e.value) == ("The attention views take an image or video model from explorer.load_model (or its name), or "
+                            "your own torch.nn.Module with attention_maps(module, x, forward=...); got LayoutOnly.")
+    with pytest.raises(AttentionError) as e:
+        _adapter(torch.nn.Linear(2, 2), "explain")
+    assert str(e.value) == ("explain needs a model from explorer.load_model (or its name); for your own Linear use "
+                            "attention_maps(module, x, forward=...) and its .rollout().")
+
+
+# ---------------------------------------------------------------------------------------------- Grad-CAM's token grid
+
+
+class _Block(torch.nn.Module):
+    """A block that records what it received, called positionally or by keyword."""
+
+    def forward(self, *args, **kwargs):
+        self.seen = (args, kwargs)
+        h = args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values())))
+        return h * 2
+
+
+class _Blocks:
+    def __init__(self):
+        self.blocks = torch.nn.ModuleList([_Block(), _Block()])
+
+
+@pytest.mark.parametrize("call", ["positional", "hidden_states", "other-keyword"])
+def test_gradcam_layer_reroutes_the_last_blocks_tokens_through_the_grid(call):
+    from explorer.attention.registry import gradcam_layer
+
+    ad = _Blocks()
+    layout = TokenLayout(1, (2, 3))
+    h = torch.randn(2, 7, 5, generator=torch.Generator().manual_seed(1))
+    extra = torch.tensor(3.0)
+    grid, handle = gradcam_layer(ad, layout)
+    seen_grid = []
+    grid.register_forward_hook(lambda _m, _a, out: seen_grid.append(out))
+    block = ad.blocks[-1]
+    try:
+        if call == "positional":
+            out = block(h, extra, "third")
+            args, kwargs = block.seen
+            assert len(args) == 3 and args[1] is extra and args[2] == "third" and kwargs == {}
+            passed = args[0]
+        elif call == "hidden_states":
+            out = block(hidden_states=h, scale=extra)
+            args, kwargs = block.seen
+            assert args == () and set(kwargs) == {"hidden_states", "scale"} and kwargs["scale"] is extra
+            passed = kwargs["hidden_states"]
+        else:
+            out = block(x=h, scale=extra)
+            args, kwargs = block.seen
+            assert args == () and set(kwargs) == {"x", "scale"} and kwargs["scale"] is extra
+            passed = kwargs["x"]
+    finally:
+        handle.remove()
+    torch.testing.assert_close(passed, h)  # the tokens are unchanged on the way through the grid
+    torch.testing.assert_close(out, 2 * h)
+    assert len(seen_grid) == 1
+    torch.testing.assert_close(seen_grid[0], h[:, 1:].transpose(1, 2).reshape(2, 5, 2, 3))
+    assert ad.blocks[0]._forward_pre_hooks == {} and block._forward_pre_hooks == {}
+
+
+# ---------------------------------------------------------------------------------------------- your own module's record
+
+
+def test_your_own_cross_attention_module_is_laid_out_over_its_keys_and_timed():
+    import time
+
+    from explorer.models.base import ModelInfo, state_dict_sha256
+
+    class Cross(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.keys = torch.nn.Parameter(torch.randn(1, 2, 6, 4, generator=torch.Generator().manual_seed(3)))
+
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, self.keys, self.keys)
+
+    mod = Cross()
+    q = torch.randn(1, 2, 3, 4, generator=torch.Generator().manual_seed(4))
+    t0 = time.perf_counter()
+    m = attention_maps(mod, q)
+    elapsed = time.perf_counter() - t0
+    assert m.probs.shape == (1, 2, 3, 6) and m.layout == TokenLayout(0, (6,), ())
+    assert 0 < m.seconds <= elapsed
+    assert m.model == ModelInfo(model_id="Cross", family="custom", model_type="Cross", device="cpu", dtype="float32",
+                                image_size=0, patch_size=1, norm_pix_loss=False, weights_sha256=state_dict_sha256(mod))
+    given = attention_maps(mod, q, layout=TokenLayout(0, (2, 3), patch_size=4))
+    assert (given.model.patch_size, given.model.norm_pix_loss, given.patch_size) == (4, False, 4)
