@@ -791,6 +791,7 @@ def test_each_call_is_named_by_the_innermost_attention_module_else_the_module_th
         net(Q)
     assert [c.name for c in cap.calls] == ["block", "block", "mixer", "Net"]
     assert [c.index for c in cap.calls] == [0, 1, 2, 3] and cap.count == 4
+    assert {c.path for c in cap.calls} == {"sdpa-recomputed"}
     # after the capture nothing is left on the modules or on the stacks
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in net.modules())
     assert cap._stack == [] and cap._other == []
@@ -1018,3 +1019,54 @@ def test_your_own_cross_attention_module_is_laid_out_over_its_keys_and_timed():
                                 image_size=0, patch_size=1, norm_pix_loss=False, weights_sha256=state_dict_sha256(mod))
     given = attention_maps(mod, q, layout=TokenLayout(0, (2, 3), patch_size=4))
     assert (given.model.patch_size, given.model.norm_pix_loss, given.patch_size) == (4, False, 4)
+
+
+# ---------------------------------------------------------------------------------------------- explain's options
+
+
+def test_explain_passes_its_steps_and_unknown_options_are_all_named(vit1):
+    from explorer.attention import explain
+    from explorer.attention.registry import REGISTRY
+
+    # The step count reaches captum: an explicit count gives the same map twice and another map than the default's
+    # (attribution.py's defaults: 32 steps for integrated gradients, 16 under SmoothGrad).
+    few = explain(vit1, IMG, "integrated-gradients", steps=3)
+    assert few.options["steps"] == 3
+    assert np.array_equal(few.map, explain(vit1, IMG, "integrated-gradients", steps=3).map)
+    assert not np.array_equal(few.map, explain(vit1, IMG, "integrated-gradients", steps=32).map)
+    sg = explain(vit1, IMG, "smoothgrad", base="integrated-gradients", samples=2, steps=2)
+    assert sg.options["steps"] == 2
+    assert not np.array_equal(sg.map, explain(vit1, IMG, "smoothgrad", base="integrated-gradients", samples=2, steps=16).map)
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "rollout", colour="red", size=3)
+    assert str(e.value) == "explain() has no option 'colour', 'size'; rollout's options: fusion, discard, residual."
+    with pytest.raises(AttentionError) as e:
+        explain(vit1, IMG, "magic")
+    assert str(e.value) == f"Unknown method 'magic'; choose from {', '.join(REGISTRY)}."
+
+
+def test_gradcam_leaves_no_gradient_on_the_model(vit1):
+    from explorer.attention import explain
+
+    r = explain(vit1, IMG, "gradcam")
+    assert r.map.shape == vit1.grid and r.map.dtype == np.float32
+    assert all(p.grad is None for p in vit1.model.parameters())
+
+
+@pytest.mark.parametrize("method, opts", [("smoothgrad", dict(samples=2)), ("gradient-shap", dict(samples=2)),
+                                          ("integrated-gradients", dict(steps=2)), ("saliency", {})])
+def test_video_attributions_are_summed_per_tubelet(videomae, method, opts):
+    from explorer.attention import explain
+
+    clip = np.random.default_rng(3).random((4, 32, 32, 3)).astype(np.float32)
+    r = explain(videomae, clip, method, **opts)
+    assert r.map.shape == (2, 4, 4) == tuple(videomae.layout.grid)
+    assert np.isfinite(r.map).all() and r.map.std() > 0
+
+
+def test_attention_maps_of_an_adapter_is_timed(vit1):
+    import time
+
+    t0 = time.perf_counter()
+    m = attention_maps(vit1, IMG)
+    assert 0 < m.seconds <= time.perf_counter() - t0

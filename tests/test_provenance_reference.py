@@ -172,3 +172,17 @@ def _logits(mae, image, flat):
     with torch.no_grad():
         h, keep, valid = mae.encode(x, flat)
         return mae.decode(h, keep, valid), x
+
+
+def test_a_norm_pix_loss_prediction_is_shown_with_each_patchs_true_statistics(tmp_path):
+    """The prediction of a ``norm_pix_loss`` MAE is un-normalised with the input's own patch statistics: the same
+    pixels as transformers' own forward under the same mask, un-normalised the same way."""
+    import explorer
+    from explorer.reconstruction import as_input
+
+    npl = explorer.load_model(str(save_tiny_mae(tmp_path / "npl", seed=5, norm_pix_loss=True)), device="cpu")
+    q = int(np.flatnonzero(make_mask(npl.grid, MaskSpec("random", 0.5, 1)))[0])
+    pv = provenance(npl, IMG, q, ratio=0.5, seed=1)
+    pixels = as_input(IMG, "center-crop", npl.layout.image_size)[0]
+    want = np.clip(npl.forward_hf(pixels, pv.mask), 0, 1)
+    np.testing.assert_allclose(pv.prediction, want, atol=1e-5)
