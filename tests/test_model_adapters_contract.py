@@ -222,3 +222,324 @@ def test_sincos_table_is_maes_fixed_2d_table():
         r, c = divmod(i, 3)
         want = np.concatenate([np.sin(c * omega), np.cos(c * omega), np.sin(r * omega), np.cos(r * omega)])
         np.testing.assert_allclose(t[1 + i], want, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- DeiT, DINOv2, CLIP
+
+
+SMALL = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+
+
+def _save(model, folder, architectures=None):
+    import json
+
+    model.save_pretrained(folder)
+    if architectures is not None:
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["architectures"] = architectures
+        (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize("cls", ["DeiTForImageClassificationWithTeacher", "DeiTForImageClassification", "DeiTModel"])
+def test_deit_heads_labels_and_outputs_are_the_models(tmp_path, cls):
+    torch.manual_seed(1)
+    cfg = transformers.DeiTConfig(**SMALL, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
+    model = getattr(transformers, cls)(cfg)
+    ad = load_model(_save(model, tmp_path / "d"), device="cpu")
+    m = ad.model
+    assert type(m).__name__ == cls and ad.family == "deit" and ad.layout.names == ("cls", "dist")
+    deit = getattr(m, "deit", m)
+    assert ad.blocks is (deit.layers if hasattr(deit, "layers") else deit.encoder.layer)
+    x = ad.normalise(random_image(32, seed=2))
+    if cls == "DeiTModel":
+        assert not ad.classifier and ad.labels == {} and ad.head_modules == []
+        with torch.no_grad():
+            torch.testing.assert_close(ad.embedding(x), m(pixel_values=x).last_hidden_state[:, 0])
+        with pytest.raises(AttentionError):
+            ad.logits(x)
+        assert ad.pick_target(x) is None
+    else:
+        heads = ["cls_classifier", "distillation_classifier"] if "Teacher" in cls else ["classifier"]
+        assert ad.classifier and ad.labels == {0: "a", 1: "b", 2: "c"}
+        assert ad.head_modules == [getattr(m, h) for h in heads]
+        with torch.no_grad():
+            ref = m(pixel_values=x).logits
+            torch.testing.assert_close(ad.logits(x), ref)
+            torch.testing.assert_close(ad.embedding(x), deit(pixel_values=x).last_hidden_state[:, 0])
+        assert ad.pick_target(x) == int(ref[0].argmax())
+
+
+@pytest.mark.parametrize("registers", [0, 2])
+@pytest.mark.parametrize("head", [False, True])
+def test_dinov2_registers_heads_and_outputs_are_the_models(tmp_path, registers, head):
+    torch.manual_seed(2)
+    if registers:
+        cfg = transformers.Dinov2WithRegistersConfig(**SMALL, num_register_tokens=registers, num_labels=2)
+        cls = transformers.Dinov2WithRegistersForImageClassification if head else transformers.Dinov2WithRegistersModel
+    else:
+        cfg = transformers.Dinov2Config(**SMALL, num_labels=2)
+        cls = transformers.Dinov2ForImageClassification if head else transformers.Dinov2Model
+    m0 = cls(cfg)
+    ad = load_model(_save(m0, tmp_path / "r"), device="cpu")
+    m = ad.model
+    enc = getattr(m, "dinov2_with_registers", None) or getattr(m, "dinov2", None) or m
+    assert ad.family == ("dinov2-registers" if registers else "dinov2") and ad.num_registers == registers
+    assert ad.layout.names == ("cls",) + tuple(f"reg{i}" for i in range(registers)) and ad.layout.prefix == 1 + registers
+    assert ad.blocks is enc.encoder.layer and ad.classifier is head
+    x = ad.normalise(random_image(32, seed=3))
+    with torch.no_grad():
+        torch.testing.assert_close(ad.embedding(x), enc(pixel_values=x).pooler_output)
+        if head:
+            assert ad.head_modules == [m.classifier] and ad.labels == {0: "LABEL_0", 1: "LABEL_1"}
+            torch.testing.assert_close(ad.logits(x), m(pixel_values=x).logits)
+        else:
+            assert ad.head_modules == [enc.layernorm] and ad.labels == {}
+            with pytest.raises(AttentionError):
+                ad.logits(x)
+
+
+def test_clip_image_tower_features_and_modules(tmp_path):
+    from _tiny import save_tiny_clip
+
+    ad = load_model(save_tiny_clip(tmp_path / "c", seed=4), device="cpu")
+    m = ad.model
+    assert ad.family == "clip" and ad.attention_module is m.vision_model and ad.blocks is m.vision_model.encoder.layers
+    assert ad.head_modules == [m.vision_model.post_layernorm, m.visual_projection]
+    assert ad.embedding_name == "image embedding" and not ad.classifier
+    x = ad.normalise(random_image(32, seed=4))
+    with torch.no_grad():
+        pooled = m.vision_model(pixel_values=x).pooler_output
+        torch.testing.assert_close(ad.embedding(x), m.visual_projection(pooled))
+    f, what = ad.faithfulness_scorer(x, fill="mean")
+    assert what == "cosine similarity of the image embedding to the full image's"
+
+
+# ---------------------------------------------------------------------------------------------- what every image adapter shares
+
+
+def test_classifier_targets_scores_and_fills(vit):
+    import cv2
+
+    img = random_image(32, seed=8)
+    x = vit.normalise(img)
+    with torch.no_grad():
+        logits = vit.model(pixel_values=x).logits[0]
+    top = int(logits.argmax())
+    assert vit.pick_target(x) == top and vit.pick_target(x, 2) == 2
+    torch.testing.assert_close(vit.relevance_target(x), logits[top:top + 1])
+    torch.testing.assert_close(vit.relevance_target(x, 1), logits[1:2])
+    for bad in (4, -1):
+        with pytest.raises(AttentionError) as e:
+            vit.relevance_target(x, bad)
+        assert str(e.value) == f"Class {bad} is out of range 0..3."
+    two = torch.cat([x, x.flip(-1)])
+    with pytest.raises(AttentionError) as e:
+        vit.relevance_target(two)
+    assert str(e.value).startswith("Which class to explain is ambiguous over a batch of 2 inputs")
+    score, what = vit.faithfulness_score(x)
+    assert what == f"logit of class {top}" and vit.faithfulness_score(x, 1)[1] == "logit of class 1"
+    with torch.no_grad():
+        torch.testing.assert_close(score(two), vit.model(pixel_values=two).logits[:, top])
+    # fills: the input's mean colour per channel, or a Gaussian blur with sigma = one patch
+    torch.testing.assert_close(vit.fill_values(x, "mean"), x.mean(dim=(0, 2, 3), keepdim=True))
+    xn = x[0].permute(1, 2, 0).numpy()
+    blur = cv2.GaussianBlur(np.ascontiguousarray(xn), (0, 0), sigmaX=8, sigmaY=8, borderType=cv2.BORDER_REFLECT)
+    torch.testing.assert_close(vit.fill_values(x, "blur")[0].permute(1, 2, 0), torch.from_numpy(blur))
+    with pytest.raises(AttentionError) as e:
+        vit.fill_values(x, "noise")
+    assert str(e.value) == "Unknown fill 'noise' for ViTAdapter; choose from mean, blur."
+    f, _ = vit.faithfulness_scorer(x, fill="blur", chunk=3)
+    keep = KEEPS[:5]
+    px = torch.from_numpy(np.kron(keep.reshape(-1, 4, 4), np.ones((8, 8))).astype(np.float32))[:, None]
+    with torch.no_grad():
+        want = vit.model(pixel_values=x * px + vit.fill_values(x, "blur") * (1 - px)).logits[:, top].numpy()
+    np.testing.assert_allclose(f(keep), want, rtol=1e-5, atol=1e-5)
+
+
+def test_normalise_checks_the_shape_and_puts_channels_first(vit):
+    imgs = np.stack([random_image(32, seed=s) for s in (1, 2)])
+    x = vit.normalise(imgs)
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    torch.testing.assert_close(x[1:], _pixels(imgs[1], MEAN, STD))
+    with pytest.raises(ValueError) as e:
+        vit.normalise(np.zeros((2, 32, 30, 3)))
+    assert str(e.value) == "Expected images of shape (B, 32, 32, 3), got (2, 32, 30, 3)."
+    info = vit.info
+    assert (info.family, info.model_type, info.image_size, info.patch_size, info.norm_pix_loss) == ("vit", "vit", 32, 8, False)
+
+
+# ---------------------------------------------------------------------------------------------- VideoMAE
+
+
+def _videomae(folder, seed=0, pretraining=True, **overrides):
+    torch.manual_seed(seed)
+    cfg = transformers.VideoMAEConfig(**{**dict(
+        image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
+        decoder_intermediate_size=64, norm_pix_loss=False), **overrides})
+    cls = transformers.VideoMAEForPreTraining if pretraining else transformers.VideoMAEModel
+    cls(cfg).save_pretrained(folder)
+    return folder
+
+
+CLIP = np.random.default_rng(4).random((4, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, stride, want", [("mini-clip", None, 1), ("some-clip", None, 4), ("mini-clip", 2, 2),
+                                                ("other", 3, 3)])
+def test_videomae_reads_its_frames_tubelets_and_stride(tmp_path, name, stride, want):
+    over = {} if stride is None else {"frame_stride": stride}
+    ad = load_model(_videomae(tmp_path / name, pretraining=False, **over), device="cpu")
+    assert (ad.num_frames, ad.tubelet_size, ad.time_steps, ad.grid, ad.frame_stride) == (4, 2, 2, (4, 4), want)
+    assert ad.family == "videomae" and ad.layout.prefix == 0 and tuple(ad.layout.grid) == (2, 4, 4)
+    assert ad.blocks is ad.model.encoder.layer
+
+
+def test_videomae_encoder_input_and_features_are_the_models(tmp_path):
+    ad = load_model(_videomae(tmp_path / "v", pretraining=False), device="cpu")
+    x = ad.normalise_video(CLIP)
+    want = ((torch.from_numpy(CLIP).permute(0, 3, 1, 2) - MEAN) / STD)[None]
+    assert x.shape == (1, 4, 3, 32, 32)
+    torch.testing.assert_close(x, want)
+    torch.testing.assert_close(ad.normalise_input(CLIP), want)
+    with torch.no_grad():
+        torch.testing.assert_close(ad.embedding(x), ad.model(pixel_values=x).last_hidden_state.mean(1))
+    assert ad.head_modules == ([ad.model.layernorm] if ad.model.layernorm is not None else [])
+    for bad in ((3, 32, 32, 3), (4, 32, 30, 3), (4, 32, 32)):
+        with pytest.raises(ValueError) as e:
+            ad.normalise_video(np.zeros(bad, np.float32))
+        assert str(e.value) == f"Expected frames of shape (4, 32, 32, 3), got {bad}."
+
+
+def _tubelets_reference(frames01: np.ndarray, ts=2, p=8) -> np.ndarray:
+    """(T, H, W, 3) → (N, ts·p·p, 3) in transformers' order: tokens (t, row, col), values (frame, y, x) per channel."""
+    T, H, W, C = frames01.shape
+    out = []
+    for t in range(T // ts):
+        for r in range(H // p):
+            for c in range(W // p):
+                out.append(frames01[t * ts:(t + 1) * ts, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1, C))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("npl", [False, True])
+def test_videomae_reconstruction_equals_transformers_logits_put_back(tmp_path, npl):
+    ad = load_model(_videomae(tmp_path / "p", seed=3, norm_pix_loss=npl), device="cpu")
+    assert ad.family == "videomae-pretraining" and ad.reconstructs == "video"
+    assert ad.attention_module is ad.model.videomae and ad.blocks is ad.model.videomae.encoder.layer
+    assert ad.head_modules == [ad.model.encoder_to_decoder]
+    mask = np.zeros((2, 4, 4), bool)
+    mask[0, 1:3, 0] = mask[1, 3] = True
+    pred, loss = ad.reconstruct(CLIP, mask)
+    x = ad.normalise_video(CLIP)
+    pos = torch.from_numpy(mask.reshape(1, -1))
+    with torch.no_grad():
+        out = ad.model(pixel_values=x, bool_masked_pos=pos)
+    assert loss == pytest.approx(float(out.loss), rel=1e-6)
+    target = _tubelets_reference(CLIP)  # the true tubelets, in [0, 1]
+    logits = out.logits[0].numpy().reshape(-1, 2 * 64, 3)
+    hidden = np.flatnonzero(mask.ravel())
+    if npl:
+        h = target[hidden]
+        logits = logits * (h.std(1, ddof=1, keepdims=True) + 1e-6) + h.mean(1, keepdims=True)
+    full = target.copy()
+    full[hidden] = logits
+    want = np.zeros_like(CLIP)
+    k = 0
+    for t in range(2):
+        for r in range(4):
+            for c in range(4):
+                want[t * 2:(t + 1) * 2, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = full[k].reshape(2, 8, 8, 3)
+                k += 1
+    np.testing.assert_allclose(pred, want, atol=1e-5)
+    np.testing.assert_allclose(pred[:2, :, 8:], CLIP[:2, :, 8:], atol=1e-6)  # visible tubelets are the input
+    with torch.no_grad():
+        torch.testing.assert_close(ad.embedding(x), ad.model.videomae(pixel_values=x).last_hidden_state.mean(1))
+
+
+def test_videomae_reconstruction_refuses_bad_masks(tmp_path):
+    ad = load_model(_videomae(tmp_path / "q"), device="cpu")
+    with pytest.raises(ValueError) as e:
+        ad.reconstruct(CLIP, np.ones((4, 4, 4), bool))
+    assert str(e.value) == "Expected a mask of shape (2, 4, 4), got (4, 4, 4)."
+    with pytest.raises(ValueError) as e:
+        ad.reconstruct(CLIP, np.zeros((2, 4, 4), bool))
+    assert str(e.value) == "Hide at least one tubelet: the decoder predicts hidden tubelets only."
+
+
+# ---------------------------------------------------------------------------------------------- multimodal MAE
+
+
+@pytest.fixture(scope="module")
+def rgbd(tmp_path_factory):
+    from _tiny import DEPTH, RGB, save_tiny_multimae
+
+    from explorer.models import load_multimodal_model
+
+    folder = save_tiny_multimae(tmp_path_factory.mktemp("mm") / "tiny-rgbd", [RGB, DEPTH], task="rgbd", seed=3)
+    return load_multimodal_model(folder, device="cpu"), folder
+
+
+def test_multimodal_adapter_loads_its_folder_and_says_what_it_is(rgbd):
+    from explorer.models.base import state_dict_sha256
+    from explorer.models.multimae import MultiMAEAdapter
+
+    mm, folder = rgbd
+    assert mm.model_id == str(folder) and mm.task == "rgbd" and mm.family == "multimodal"
+    assert [s.name for s in mm.modalities] == ["rgb", "depth"] and mm.spec("depth").unit == "metres"
+    assert (mm.device, mm.dtype) == (torch.device("cpu"), torch.float32) and not mm.model.training
+    info = mm.info
+    assert (info.model_id, info.family, info.model_type, info.device, info.dtype, info.image_size, info.patch_size,
+            info.norm_pix_loss) == (str(folder), "multimodal", "mini-multimae", "cpu", "float32", 32, 8, False)
+    assert info.weights_sha256 == state_dict_sha256(mm.model)
+    named = MultiMAEAdapter.from_folder(folder, model_id="given")
+    assert named.model_id == "given" and named.weights_sha256 == mm.weights_sha256
+    assert MultiMAEAdapter.from_folder(folder).model_id == "tiny-rgbd"  # no name given: the folder's
+    with pytest.raises(KeyError) as e:
+        mm.spec("audio")
+    assert e.value.args[0] == "This model has no 'audio' modality; it has: rgb, depth."
+
+
+def test_multimodal_adapter_predicts_what_the_model_predicts(rgbd):
+    mm, _ = rgbd
+    rng = np.random.default_rng(5)
+    rgb = rng.random((2, 32, 32, 3)).astype(np.float32)
+    depth = (rng.random((2, 32, 32)) * 6).astype(np.float32)
+    vis = {"rgb": np.array([[True, False] * 8, [True] * 5 + [False] * 11]),  # every sample: 11 patches visible in all
+           "depth": np.array([[False] * 13 + [True] * 3, [True, False] * 6 + [False] * 4])}
+    got = mm.predict({"rgb": rgb, "depth": depth}, vis)
+    specs = {s.name: s for s in mm.modalities}
+    tokens = {n: specs[n].patchify(specs[n].normalise(torch.from_numpy(a))) for n, a in (("rgb", rgb), ("depth", depth))}
+    with torch.no_grad():
+        out = mm.model(tokens, {n: torch.from_numpy(v) for n, v in vis.items()})
+    for n in ("rgb", "depth"):
+        want = specs[n].denormalise(specs[n].unpatchify(out[n])).numpy()
+        assert got[n].shape == want.shape and got[n].dtype == np.float32
+        np.testing.assert_allclose(got[n], want, atol=1e-6)
+    # a modality with nothing given is zeros in token space (nothing of it visible)
+    rgb_vis = np.array([[True, False] * 8, [False, True] * 8])
+    only = mm.predict({"rgb": rgb}, {"rgb": rgb_vis, "depth": np.zeros((2, 16), bool)})
+    tokens["depth"] = torch.zeros_like(tokens["depth"])
+    with torch.no_grad():
+        out = mm.model(tokens, {"rgb": torch.from_numpy(rgb_vis), "depth": torch.zeros(2, 16, dtype=torch.bool)})
+    np.testing.assert_allclose(only["depth"], specs["depth"].denormalise(specs["depth"].unpatchify(out["depth"])).numpy(),
+                               atol=1e-6)
+
+
+def test_multimodal_folders_that_cannot_load_say_why(tmp_path, rgbd):
+    import shutil
+
+    from explorer.models import ModelLoadError, load_multimodal_model
+
+    _, folder = rgbd
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError):
+        load_multimodal_model(broken)
+    missing = tmp_path / "missing"
+    shutil.copytree(folder, missing)
+    (missing / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError):
+        load_multimodal_model(missing)
