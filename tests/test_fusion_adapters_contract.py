@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from explorer.models import registry as R
+from explorer.models.fusion_base import FusionInputError
 
 from _tiny import random_image, save_tiny_clip_pair
 
@@ -186,3 +187,120 @@ def test_blips_text_embeddings_add_positions_out_of_place(blip):
     torch.testing.assert_close(out.detach(), emb._explorer_original_forward(inputs_embeds=leaf.detach()))
     out.sum().backward()
     assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------- the mini fusion adapter
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    from _tiny import save_tiny_mini_fusion
+
+    folder = save_tiny_mini_fusion(tmp_path_factory.mktemp("mf") / "tiny-fusion", seed=2)
+    return R.load_fusion_model(folder, device="cpu"), folder
+
+
+def test_mini_fusion_geometry_and_identity(mini):
+    from explorer.models.fusion_mini import MiniFusionAdapter
+
+    ad, folder = mini
+    c = ad.config
+    g = c.image_size // c.patch_size
+    assert (ad.image_size, ad.patch_size, ad.grid, ad.num_patches, ad.num_image_tokens) == (c.image_size, c.patch_size,
+                                                                                            (g, g), g * g, g * g)
+    assert ad.patch_index.tolist() == list(range(g * g)) and ad.max_text_tokens == c.max_words + 1
+    assert ad.model_id == str(folder) and ad.model_type == "mini_fusion" and ad.kind == "cross-attention"
+    torch.testing.assert_close(ad._mean.flatten(), torch.tensor(c.image_mean))
+    torch.testing.assert_close(ad._std.flatten(), torch.tensor(c.image_std))
+    assert MiniFusionAdapter.from_folder(folder).model_id == "tiny-fusion"
+    assert MiniFusionAdapter.from_folder(folder, model_id="x").weights_sha256 == ad.weights_sha256
+    info = ad.info
+    assert (info.family, info.model_type, info.image_size, info.patch_size) == ("fusion", "mini_fusion", c.image_size,
+                                                                                c.patch_size)
+
+
+def test_mini_fusion_tokenizes_words_with_notes(mini):
+    ad, _ = mini
+    vocab = ad.config.vocab
+    w1, w2 = vocab[2], vocab[3]  # 0: [none], 1: [unk]
+    t = ad.tokenize(f"  {w1.upper()}\u00a0{w2} zzzq zzzq  ")  # NFKC turns the no-break space into a space
+    assert t.tokens == ["[none]", w1, w2, "zzzq", "zzzq"] and t.words == [1, 2, 3, 4]
+    assert t.ids.tolist() == [[0, 2, 3, 1, 1]] and t.attention_mask.tolist() == [[1] * 5]
+    assert t.notes == [f"2 word(s) are not in the model's {len(vocab) - 2}-word vocabulary and read as [unk]: zzzq."]
+    assert not t.truncated
+    n = ad.config.max_words
+    long = ad.tokenize(" ".join([w1] * (n + 2)))
+    assert long.truncated and len(long.tokens) == n + 1
+    assert long.notes == [f"The text has {n + 2} words; this model reads at most {n}, so the last 2 ({w1} {w1}) were dropped."]
+    with pytest.raises(FusionInputError) as e:
+        ad.tokenize(" \t ")
+    assert str(e.value) == "The text is empty: type a caption or a question (e.g. 'a red circle left of a blue square')."
+    with pytest.raises(FusionInputError) as e:
+        ad.tokenize(3)
+    assert str(e.value) == "The text must be a string, got int."
+
+
+def test_mini_fusion_blanks_words_and_replaces_one(mini):
+    ad, _ = mini
+    vocab = ad.config.vocab
+    t = ad.tokenize(f"{vocab[2]} {vocab[3]} {vocab[4]}")
+    b = ad.blank_text(t)
+    assert b.ids.tolist() == [[0, 1, 1, 1]] and b.tokens == ["[none]", "[unk]", "[unk]", "[unk]"]
+    assert b.notes == ["3 word(s) masked as [unk]"] and b.words == t.words and b.text == t.text
+    one = ad.blank_text(t, [2])
+    assert one.ids.tolist() == [[0, 2, 1, 4]] and one.notes == ["1 word(s) masked as [unk]"]
+    assert t.ids.tolist() == [[0, 2, 3, 4]]  # the original is untouched
+    r = ad.replace_word(t, 2, vocab[5])
+    assert r.ids.tolist() == [[0, 2, 5, 4]] and r.text == f"{vocab[2]} {vocab[5]} {vocab[4]}"
+    with pytest.raises(FusionInputError) as e:
+        ad.replace_word(t, 0, vocab[5])
+    assert str(e.value) == "Token 0 is not a word of the text."
+    assert ad.word_strings(t) == [vocab[2], vocab[3], vocab[4]]
+
+
+def test_mini_fusion_score_is_the_models_logit_for_any_batch(mini):
+    ad, _ = mini
+    vocab = ad.config.vocab
+    t = ad.tokenize(f"{vocab[2]} {vocab[3]}")
+    S = ad.image_size
+    px = torch.cat([ad.normalise(random_image(S, seed=s)) for s in (1, 2, 3)])
+    ids = torch.tensor([[2, 3]])
+    pad = torch.zeros(1, 2, dtype=torch.bool)
+    with torch.no_grad():
+        want = torch.cat([ad.model(px[i:i + 1], ids, pad) for i in range(3)])
+        torch.testing.assert_close(ad.score(px, t), want, rtol=1e-5, atol=1e-5)
+        emb = ad.embed_text(t)
+        torch.testing.assert_close(emb, ad.model.token(ids))
+        assert ad.text_embeddings is ad.model.token and ad.embedding_positions(t) == [1, 2]
+        three = torch.cat([emb, emb * 0.5, emb * 2])
+        got = ad.score(px[:1], t, text_embeds=three)  # one image, three embeddings
+        want_e = torch.cat([ad.model(px[:1], ids, pad, embeds=e[None]) for e in three])
+        torch.testing.assert_close(got, want_e, rtol=1e-5, atol=1e-5)
+    s = float(want[0])
+    assert ad.answer_from_score(s) == f"{'match' if s > 0 else 'no match'} (p = {1 / (1 + np.exp(-s)):.2f}, logit {s:+.2f})"
+
+
+def test_mini_fusion_roles_by_module_name(mini):
+    ad, _ = mini
+    t = ad.tokenize(" ".join(ad.config.vocab[2:5]))
+
+    class Call:
+        def __init__(self, name, tq, tk):
+            self.name, self.probs = name, torch.zeros(1, 1, tq, tk)
+
+    for name in ("image_encoder.0.self_attn", "image_after.1.attn"):
+        r = ad.role(Call(name, 4, 4), t)
+        assert (r.query, r.key, r.q_pos.tolist(), r.k_pos.tolist()) == ("image", "image", [0, 1, 2, 3], [0, 1, 2, 3])
+    r = ad.role(Call("text_encoder.0.self_attn", 3, 3), t)
+    assert (r.query, r.key, r.q_pos.tolist(), r.k_pos.tolist()) == ("text", "text", [1, 2, 3], [1, 2, 3])
+    r = ad.role(Call("fusion.1.attn", 4, 4), t)
+    assert (r.query, r.key, r.q_pos.tolist(), r.k_pos.tolist()) == ("image", "text", [0, 1, 2, 3], [0, 1, 2, 3])
+    assert ad.role(Call("head", 1, 1), t) is None
+
+
+def test_match_answer_in_words():
+    from explorer.models.fusion_base import match_answer
+
+    assert match_answer(2.61) == "match (p = 0.93, logit +2.61)"
+    assert match_answer(-1.0, "log-odds") == "no match (p = 0.27, log-odds -1.00)"
+    assert match_answer(0.0) == "no match (p = 0.50, logit +0.00)"
