@@ -304,3 +304,208 @@ def test_match_answer_in_words():
     assert match_answer(2.61) == "match (p = 0.93, logit +2.61)"
     assert match_answer(-1.0, "log-odds") == "no match (p = 0.27, log-odds -1.00)"
     assert match_answer(0.0) == "no match (p = 0.50, logit +0.00)"
+
+
+# ---------------------------------------------------------------------------------------------- padded batches, answers
+
+
+def _padded(ad, texts):
+    """A batch of texts padded to one length, with its attention mask (what a caller batching captions builds)."""
+    import dataclasses
+
+    from explorer.models.fusion_base import TextInput
+
+    enc = ad.tokenizer(texts, padding=True, return_tensors="pt")
+    first = ad.tokenize(texts[0])
+    assert enc["attention_mask"].min() == 0  # some padding really is there
+    return dataclasses.replace(first, ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+
+
+def _untouched(ad, folder, cls_name):
+    import transformers
+
+    return getattr(transformers, cls_name).from_pretrained(folder, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="module")
+def vilt_folder(tmp_path_factory):
+    from _tiny import save_tiny_vilt_vqa
+
+    return save_tiny_vilt_vqa(tmp_path_factory.mktemp("vilt-f"), seed=5)
+
+
+@pytest.fixture(scope="module")
+def vilt5(vilt_folder):
+    return R.load_fusion_model(vilt_folder, device="cpu")
+
+
+def test_vilt_reads_the_attention_mask_of_a_padded_batch(vilt5, vilt_folder):
+    ref = _untouched(vilt5, vilt_folder, "ViltForQuestionAnswering")
+    t = _padded(vilt5, ["what colour is the circle", "a red square"])
+    px = torch.cat([vilt5.normalise(random_image(32, seed=s)) for s in (1, 2)])
+    with torch.no_grad():
+        got = vilt5.logits(px, t)
+        want = ref(input_ids=t.ids, attention_mask=t.attention_mask, pixel_values=px,
+                   pixel_mask=torch.ones(2, 32, 32, dtype=torch.long)).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    one = vilt5.tokenize("a red square")
+    with torch.no_grad():
+        emb = vilt5.embed_text(one)
+        three = torch.cat([emb, emb * 0.5, emb * 2])
+        by_embeds = vilt5.logits(px[:1], one, text_embeds=three)  # one image, three embeddings: a batch of three
+        assert by_embeds.shape == (3, 7)
+        torch.testing.assert_close(by_embeds[0], vilt5.logits(px[:1], one)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_vilt_rebinds_each_attention_once_and_refuses_non_square_configs(vilt5, vilt_folder):
+    import copy
+
+    from explorer.models.vilt import ViltAdapter, use_sdpa
+
+    assert vilt5.sdpa_modules == 2 and use_sdpa(vilt5.model) == 0  # already rebound: nothing more to do
+    assert vilt5.dtype == torch.float32 and vilt5.num_image_tokens == 17 and vilt5.patch_index.tolist() == list(range(1, 17))
+    model = copy.deepcopy(vilt5.model)
+    model.config.image_size = [32, 48]
+    with pytest.raises(ValueError) as e:
+        ViltAdapter(model, vilt5.tokenizer, model_id="x", image_mean=(0.5,) * 3, image_std=(0.5,) * 3, device="cpu",
+                    dtype=torch.float32)
+    assert str(e.value) == "ViLT with non-square image_size / patch_size ([32, 48], 8) is not supported."
+    with pytest.raises(ValueError) as e:
+        vilt5.image_embeds(torch.zeros(1, 3, 32, 40))
+    assert str(e.value) == "Expected pixels of side 32, got (32, 40)."
+
+
+def test_vilt_keeps_the_answer_it_explains_and_says_it(vilt5):
+    from _tiny import TINY_ANSWERS
+
+    t = vilt5.tokenize("what colour is the circle")
+    x = vilt5.normalise(random_image(32, seed=1))
+    y = vilt5.normalise(random_image(32, seed=2))
+    with torch.no_grad():
+        lx, ly = vilt5.logits(x, t)[0], vilt5.logits(y, t)[0]
+    top, other = int(lx.argmax()), (int(lx.argmax()) + 1) % 7
+    vilt5.target, vilt5._auto_target = None, None
+    try:
+        with torch.no_grad():
+            got = vilt5.score(torch.cat([x, y]), t)  # no answer chosen yet: the first input's top answer
+            assert vilt5.current_target == top
+            torch.testing.assert_close(got, torch.stack([lx[top], ly[top]]))
+            vilt5._auto_target = other  # an answer already chosen (e.g. on another input) is kept by score
+            torch.testing.assert_close(vilt5.score(x, t), lx[other:other + 1])
+            vilt5.set_target(y, t)  # set_target fixes the top answer of the input it is given
+            assert vilt5.current_target == int(ly.argmax())
+            vilt5._auto_target = other
+            p = torch.sigmoid(lx)
+            assert vilt5.answer(x, t) == (f"answer: {TINY_ANSWERS[top]} (p = {float(p[top]):.2f}); explaining "
+                                          f"'{TINY_ANSWERS[other]}' (p = {float(p[other]):.2f})")
+            vilt5._auto_target = None
+            vilt5.set_target(torch.cat([x, y]), t)  # the first input's top answer
+            assert vilt5.current_target == top
+            assert vilt5.answer(x, t) == f"answer: {TINY_ANSWERS[top]} (p = {float(p[top]):.2f})"
+            vilt5.target = other  # an explicit target wins over the chosen one
+            assert vilt5.current_target == other and "explaining" in vilt5.answer(x, t)
+            vilt5.target, vilt5._auto_target = None, None
+            assert vilt5.answer(x, t) == f"answer: {TINY_ANSWERS[top]} (p = {float(p[top]):.2f})"
+        with pytest.raises(RuntimeError) as e:
+            vilt5.current_target
+        assert str(e.value) == "No answer chosen: set adapter.target or call adapter.set_target(pixels, text) first."
+    finally:
+        vilt5.target, vilt5._auto_target = None, None
+
+
+def test_vilt_labels(vilt5, monkeypatch):
+    assert vilt5.label(2) == "red" and vilt5.label(99) == "99"
+    monkeypatch.setattr(vilt5.config, "id2label", {"0": "yes", 1: "no"})  # string keys, as in some hub configs
+    assert vilt5.label(0) == "yes" and vilt5.label(1) == "no" and vilt5.label(5) == "5"
+
+
+def test_vilt_retrieval_answers_with_its_match_logit(tmp_path):
+    from _tiny import save_tiny_vilt_vqa
+
+    ad = R.load_fusion_model(save_tiny_vilt_vqa(tmp_path / "r", retrieval=True, seed=6), device="cpu")
+    t = ad.tokenize("a red circle")
+    px = torch.cat([ad.normalise(random_image(32, seed=s)) for s in (3, 4)])
+    with torch.no_grad():
+        logits = ad.logits(px, t)
+    assert logits.shape == (2, 1) and ad.output_name == "match logit" and not ad.vqa
+    s = float(logits[0, 0])
+    assert ad.answer(px, t) == f"{'match' if s > 0 else 'no match'} (p = {1 / (1 + np.exp(-s)):.2f}, logit {s:+.2f})"
+
+
+@pytest.fixture(scope="module")
+def blip_folder(tmp_path_factory):
+    from _tiny import save_tiny_blip_itm
+
+    return save_tiny_blip_itm(tmp_path_factory.mktemp("blip-f"), seed=7)
+
+
+def test_blip_reads_the_attention_mask_and_answers_in_log_odds(blip_folder):
+    from explorer.models.blip import use_sdpa
+
+    ad = R.load_fusion_model(blip_folder, device="cpu")
+    n_attn = sum(type(m).__name__ in ("BlipAttention", "BlipTextSelfAttention") for m in ad.model.modules())
+    assert ad.sdpa_modules == n_attn and use_sdpa(ad.model) == 0
+    ref = _untouched(ad, blip_folder, "BlipForImageTextRetrieval")
+    t = _padded(ad, ["a red circle left of the blue square", "a dog"])
+    px = torch.cat([ad.normalise(random_image(32, seed=s)) for s in (1, 2)])
+    with torch.no_grad():
+        got = ad.itm_logits(px, t)
+        want = ref(input_ids=t.ids, attention_mask=t.attention_mask, pixel_values=px, use_itm_head=True).itm_score
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        one = ad.tokenize("a dog")
+        emb = ad.embed_text(one)
+        assert ad.score(px[:1], one, text_embeds=torch.cat([emb, emb * 2])).shape == (2,)
+    s = float(got[0, 1] - got[0, 0])
+    assert ad.answer_from_score(s) == f"{'match' if s > 0 else 'no match'} (p = {1 / (1 + np.exp(-s)):.2f}, log-odds {s:+.2f})"
+
+
+def test_clip_text_batches_masks_and_the_broadcast_refusal(tmp_path):
+    from _tiny import save_tiny_clip_pair
+
+    folder = save_tiny_clip_pair(tmp_path / "c", seed=8)
+    ad = R.load_fusion_model(folder, device="cpu")
+    ref = _untouched(ad, folder, "CLIPModel")
+    t = _padded(ad, ["a red circle left of the blue square", "a dog"])
+    px = torch.cat([ad.normalise(random_image(32, seed=s)) for s in (1, 2)])
+    with torch.no_grad():
+        feats = ad.text_features(t)
+        want = ref.get_text_features(input_ids=t.ids, attention_mask=t.attention_mask).pooler_output
+        torch.testing.assert_close(feats, want / want.norm(dim=-1, keepdim=True), rtol=1e-5, atol=1e-5)
+        one = ad.tokenize("a dog")
+        assert ad.text_features(one).shape == (1, 16) and ad.text_features(one, batch=3).shape == (3, 16)
+        torch.testing.assert_close(ad.score(px, t),
+                                   ref(input_ids=t.ids, attention_mask=t.attention_mask, pixel_values=px).logits_per_image
+                                   .diagonal(), rtol=1e-4, atol=1e-4)
+        tok = ad.text_token_embeddings(t)
+        h = ref.text_model(input_ids=t.ids[:1], attention_mask=t.attention_mask[:1]).last_hidden_state[0]
+        p = ref.text_projection(h)
+        torch.testing.assert_close(tok, p / p.norm(dim=-1, keepdim=True), rtol=1e-5, atol=1e-5)
+        emb = ad.embed_text(one)
+        three = torch.cat([emb, emb * 0.5, emb * 2])
+        assert ad.text_features(one, text_embeds=three).shape == (3, 16)
+        with pytest.raises(ValueError) as e:
+            ad.score(px, one, text_embeds=three)
+    assert str(e.value) == "Image batch 2 and text batch 3 do not broadcast."
+    with pytest.raises(FusionInputError) as e:
+        ad.tokenize(["a", "dog"])
+    assert str(e.value) == "The text must be a string, got list."
+
+
+def test_clip_with_the_legacy_end_token_pools_at_the_highest_id(tmp_path):
+    """Configs with ``eos_token_id == 2`` (early CLIP checkpoints) pool the token with the highest id, as transformers
+    does; the alignment view's score is then still the score."""
+    import json
+
+    from _tiny import save_tiny_clip_pair
+
+    folder = save_tiny_clip_pair(tmp_path / "legacy", seed=9)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["text_config"]["eos_token_id"] = 2
+    (folder / "config.json").write_text(json.dumps(cfg))
+    ad = R.load_fusion_model(folder, device="cpu")
+    t = ad.tokenize("a red circle")
+    t.ids[0, 2] = 2  # a token with id 2 that is not the last one: the legacy rule must not pool there
+    px = ad.normalise(random_image(32, seed=3))
+    with torch.no_grad():
+        patches, tokens, score = ad.alignment_embeddings(px, t)
+        assert score == pytest.approx(float(ad.score(px, t)[0]), rel=1e-5, abs=1e-5)
