@@ -509,3 +509,34 @@ def test_clip_with_the_legacy_end_token_pools_at_the_highest_id(tmp_path):
     with torch.no_grad():
         patches, tokens, score = ad.alignment_embeddings(px, t)
         assert score == pytest.approx(float(ad.score(px, t)[0]), rel=1e-5, abs=1e-5)
+
+
+def test_hf_blanking_broadcasting_and_replacing(blip, tmp_path):
+    from _tiny import save_tiny_clip_pair
+
+    t = blip.tokenize("a red circle.")  # BERT splits the full stop off: 4 word pieces for 3 words
+    assert t.tokens == ["[CLS]", "a", "red", "circle", ".", "[SEP]"] and t.words == [1, 2, 3, 4]
+    assert blip.blank_token() == (4, "[MASK]")
+    b = blip.blank_text(t, [2, 3])
+    assert b.ids[0].tolist() == [t.ids[0, 0].item(), t.ids[0, 1].item(), 4, 4, t.ids[0, 4].item(), t.ids[0, 5].item()]
+    assert b.tokens == ["[CLS]", "a", "[MASK]", "[MASK]", ".", "[SEP]"] and b.notes == ["2 token(s) replaced by [MASK]"]
+    assert blip.blank_text(t).tokens == ["[CLS]", "[MASK]", "[MASK]", "[MASK]", "[MASK]", "[SEP]"]
+    with pytest.raises(FusionInputError) as e:
+        blip.blank_text(t, [0, 2, 5])
+    assert str(e.value) == "Token(s) [0, 5] are not words of the text (start / end tokens cannot be blanked)."
+    assert blip.embedding_positions(t) == [0, 1, 2, 3, 4, 5]
+    r = blip.replace_word(t, 3, "square")  # 3 words typed, 4 pieces: the pieces are joined again
+    assert r.tokens == ["[CLS]", "a", "red", "square", ".", "[SEP]"] and r.text == "a red square ."
+    px = blip.normalise(random_image(32, seed=1))
+    two = torch.cat([px, px])
+    p, ids, mask, B = blip.broadcast(px, t, torch.zeros(3, 6, 32))
+    assert B == 3 and p.shape == (3, 3, 32, 32) and ids.shape == mask.shape == (3, 6)
+    with pytest.raises(FusionInputError) as e:
+        blip.broadcast(two, t, torch.zeros(3, 6, 32))
+    assert str(e.value) == "Batch sizes [1, 2, 3] do not broadcast (each must be 1 or 3)."
+    clip = R.load_fusion_model(save_tiny_clip_pair(tmp_path / "c"), device="cpu")
+    # CLIP: no mask token and its unknown / padding token is the end token, which pools the sentence: id 0 ("!")
+    assert clip.blank_token() == (0, "!")
+    with pytest.raises(NotImplementedError) as e:
+        blip.token_embeddings(px, t)
+    assert str(e.value) == "BlipITMAdapter is not a dual encoder."
