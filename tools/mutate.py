@@ -65,7 +65,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "models-registry": (["explorer/models/registry.py", "explorer/models/hub.py", "explorer/models/device.py",
                          "explorer/models/layout.py", "explorer/models/base.py"],
                         ["tests/test_models.py", "tests/test_hub.py", "tests/test_token_layout.py",
-                         "tests/test_models_registry_contract.py", "tests/test_model_adapters_contract.py"]),
+                         "tests/test_models_registry_contract.py", "tests/test_model_adapters_contract.py",
+                         # a fresh interpreter cannot import the mutated package outside mutmut's runner:
+                         "-k", "not unreachable_hub_fails_fast"]),
     "models-adapters": (["explorer/models/mae.py", "explorer/models/vit.py", "explorer/models/deit.py",
                          "explorer/models/dinov2.py", "explorer/models/clip.py", "explorer/models/videomae.py",
                          "explorer/models/multimae.py"],
