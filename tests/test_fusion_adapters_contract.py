@@ -540,3 +540,61 @@ def test_hf_blanking_broadcasting_and_replacing(blip, tmp_path):
     with pytest.raises(NotImplementedError) as e:
         blip.token_embeddings(px, t)
     assert str(e.value) == "BlipITMAdapter is not a dual encoder."
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer notes in full
+
+
+def test_hf_notes_in_full(blip, tmp_path):
+    from _tiny import save_tiny_clip_pair
+
+    words = "the small red circle is left of the big blue square and the green triangle is above it"
+    t = blip.tokenize(words)
+    full = blip.tokenizer(words)["input_ids"]
+    assert len(full) == 20  # [CLS] + 18 words + [SEP]; "it" is not in the tiny vocabulary
+    assert t.truncated
+    assert t.notes == ["The text has 20 tokens (start/end tokens included); this model reads at most 16, so the last 4 "
+                       "token(s) were dropped: 'triangle is above [UNK]'."]
+    # an unknown word among the kept ones does not shift what is reported as dropped
+    t = blip.tokenize("zebra " + words)
+    assert t.notes[0] == ("The text has 21 tokens (start/end tokens included); this model reads at most 16, so the last 5 "
+                          "token(s) were dropped: 'green triangle is above [UNK]'.")
+    assert t.notes[1] == "1 piece(s) of the text are not in the model's vocabulary and read as [UNK]: zebra."
+    long_tail = "a " * 14 + "circle " * 20
+    t = blip.tokenize(long_tail)
+    dropped = blip.tokenizer.decode(blip.tokenizer(long_tail)["input_ids"][15:-1])
+    assert len(dropped) > 60 and t.notes[0].endswith(f"were dropped: '{dropped[:57]}…'.")
+    t = blip.tokenize("a zebra and a yak and a zebra")  # every unknown piece is counted, each shown once
+    assert t.notes == ["3 piece(s) of the text are not in the model's vocabulary and read as [UNK]: zebra, yak."]
+    with pytest.raises(FusionInputError) as e:
+        blip.tokenize("  \n ")
+    assert str(e.value) == "The text is empty: type a caption or a question (e.g. 'a photo of a red circle left of a blue square')."
+    with pytest.raises(FusionInputError) as e:
+        blip.tokenize("\u200b\u200b")  # zero-width spaces: not empty, but the tokenizer keeps no word of it
+    assert str(e.value) == ("The text '\\u200b\\u200b' has no word the tokenizer keeps (only spaces / control "
+                            "characters?): type a caption or a question.")
+    assert t.ids.dtype == torch.long
+    clip = R.load_fusion_model(save_tiny_clip_pair(tmp_path / "c"), device="cpu")
+    t = clip.tokenize("a 🙂 red 🙂 circle é")
+    pieces = {c: len(clip.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in ("🙂", "é")}
+    assert t.notes == ["Character(s) outside the vocabulary are read as raw byte pieces (one token per piece): "
+                       f"🙂 → {2 * pieces['🙂']} pieces, é → {pieces['é']} pieces."]
+    assert [t.tokens[p] for p in t.words if t.tokens[p] in ("a", "red", "circle")] == ["a", "red", "circle"]
+
+
+@pytest.mark.parametrize("limit, want", [(10, 10), (1, 1), (16, 16), (100, 16), (0, 16), (-5, 16), (100_000, 16),
+                                         (None, 16), (10 ** 30, 16)])
+def test_the_text_limit_is_the_smaller_of_the_models_and_a_sane_tokenizers(blip, monkeypatch, limit, want):
+    monkeypatch.setattr(blip.tokenizer, "model_max_length", limit)
+    assert blip._tokenizer_limit(16) == want
+
+
+def test_mini_fusion_reads_exactly_its_word_limit_and_names_each_unknown_word(mini):
+    ad, _ = mini
+    n = ad.config.max_words
+    w = ad.config.vocab[2]
+    t = ad.tokenize(" ".join([w] * n))
+    assert not t.truncated and t.notes == [] and len(t.tokens) == n + 1
+    t = ad.tokenize(f"{w} qqq rrr qqq")
+    assert t.notes == [f"3 word(s) are not in the model's {len(ad.config.vocab) - 2}-word vocabulary and read as [unk]: "
+                       "qqq, rrr."]

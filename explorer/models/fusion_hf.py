@@ -93,7 +93,8 @@ class HFFusionAdapter(FusionAdapter):
                                    "left of a blue square').")
         tok = self.tokenizer
         limit = self.max_text_tokens
-        full = tok(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        whole = tok(text, add_special_tokens=True, truncation=False, verbose=False, return_special_tokens_mask=True)
+        full = whole["input_ids"]
         enc = tok(text, add_special_tokens=True, truncation=True, max_length=limit, return_special_tokens_mask=True,
                   return_offsets_mapping=True)
         ids = list(enc["input_ids"])
@@ -104,8 +105,8 @@ class HFFusionAdapter(FusionAdapter):
         if truncated:
             n_drop = len(full) - len(ids)
             kept_content = sum(1 for s in special if not s)
-            specials = set(tok.all_special_ids)
-            content = [i for i in full if i not in specials]
+            # content tokens by the same mask as the kept ones: unknown pieces count (and show) as content
+            content = [i for i, s in zip(full, whole["special_tokens_mask"]) if not s]
             dropped = tok.decode(content[kept_content:]).strip()
             dropped = dropped if len(dropped) <= 60 else dropped[:57] + "…"
             notes.append(f"The text has {len(full)} tokens (start/end tokens included); this model reads at most {limit}, "
