@@ -598,3 +598,48 @@ def test_mini_fusion_reads_exactly_its_word_limit_and_names_each_unknown_word(mi
     t = ad.tokenize(f"{w} qqq rrr qqq")
     assert t.notes == [f"3 word(s) are not in the model's {len(ad.config.vocab) - 2}-word vocabulary and read as [unk]: "
                        "qqq, rrr."]
+
+
+def test_blanking_keeps_the_rest_of_the_text_record(mini, blip):
+    ad, _ = mini
+    n = ad.config.max_words
+    t = ad.tokenize(" ".join([ad.config.vocab[2]] * (n + 1)))
+    b = ad.blank_text(t, [1])
+    assert b.truncated and b.attention_mask is t.attention_mask and b.text == t.text and b.notes[0] == t.notes[0]
+    long = blip.tokenize("a red circle " * 8)
+    bb = blip.blank_text(long, [1])
+    assert bb.truncated and torch.equal(bb.attention_mask, long.attention_mask) and bb.text == long.text
+    assert bb.notes == long.notes + ["1 token(s) replaced by [MASK]"]
+
+
+def test_mini_fusion_dtype_and_a_single_images_score(mini):
+    from explorer.models.fusion_mini import MiniFusionAdapter
+
+    ad, folder = mini
+    assert ad.dtype == torch.float32
+    t = ad.tokenize(ad.config.vocab[2])
+    px = ad.normalise(random_image(ad.image_size, seed=4))
+    with torch.no_grad():
+        assert ad.score(px, t).shape == (1,)
+    half = MiniFusionAdapter.from_folder(folder, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.bfloat16
+    assert half.normalise(random_image(ad.image_size, seed=4)).dtype == torch.bfloat16
+
+
+def test_clip_words_padded_tokens_layers_and_answer(tmp_path):
+    from _tiny import save_tiny_clip_pair
+
+    folder = save_tiny_clip_pair(tmp_path / "c", seed=10)
+    ad = R.load_fusion_model(folder, device="cpu")
+    ref = _untouched(ad, folder, "CLIPModel")
+    t = _padded(ad, ["a dog", "a red circle left of the blue square"])  # the first row is the padded one
+    with torch.no_grad():
+        tok = ad.text_token_embeddings(t)
+        h = ref.text_model(input_ids=t.ids[:1], attention_mask=t.attention_mask[:1]).last_hidden_state[0]
+    p = ref.text_projection(h).detach()
+    torch.testing.assert_close(tok, p / p.norm(dim=-1, keepdim=True), rtol=1e-5, atol=1e-5)
+    names = [n for n, _ in ad.intervention_layers()]
+    assert names == [f"vision_model.encoder.layers.{i}.self_attn" for i in range(2)]
+    assert [m for _, m in ad.intervention_layers()] == [layer.self_attn for layer in ad.model.vision_model.encoder.layers]
+    scale = float(ad.model.logit_scale.detach().exp())
+    assert ad.answer_from_score(2 * scale) == f"similarity +2.000 (× logit scale {scale:.1f} = {2 * scale:.2f})"

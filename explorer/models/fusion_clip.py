@@ -102,7 +102,7 @@ class CLIPFusionAdapter(HFFusionAdapter):
         return img[self.patch_index.to(pixels.device)], txt, score
 
     def answer_from_score(self, s: float) -> str:
-        scale = float(self.model.logit_scale.exp())
+        scale = float(self.model.logit_scale.detach().exp())
         return f"similarity {s / scale:+.3f} (× logit scale {scale:.1f} = {s:.2f})"
 
     def intervention_layers(self) -> list:
