@@ -59,14 +59,17 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 def mae(tmp_path_factory):
     from _tiny import save_tiny_mae
 
-    return load_model(save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=2), device="cpu")
+    # initializer_range 0.2: with transformers' default (0.02) a 2-layer encoder's CLS output hardly depends on the
+    # image (cosines of 0.9999 whatever is removed), too flat to tell one fill or mask from another
+    return load_model(save_tiny_mae(tmp_path_factory.mktemp("mae"), seed=2, initializer_range=0.2), device="cpu")
 
 
 @pytest.fixture(scope="module")
 def mae_npl(tmp_path_factory):
     from _tiny import save_tiny_mae
 
-    return load_model(save_tiny_mae(tmp_path_factory.mktemp("mae-npl"), seed=3, norm_pix_loss=True), device="cpu")
+    return load_model(save_tiny_mae(tmp_path_factory.mktemp("mae-npl"), seed=3, norm_pix_loss=True, initializer_range=0.2),
+                      device="cpu")
 
 
 def _hf_cls(adapter, x: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
@@ -134,6 +137,11 @@ def test_mae_faithfulness_scores_are_the_cosine_to_the_full_image(mae, fill):
             want = _cos(_hf_cls(mae, xs, np.zeros(16, bool)), ref)
         assert got[k] == pytest.approx(want, abs=2e-5), (fill, k)
     assert got[0] == pytest.approx(1.0, abs=1e-5)
+    assert np.ptp(got[1:]) > 0.01  # the scores tell the masks apart
+    as_ints = f(KEEPS.astype(int).tolist())  # 0/1 lists are read as booleans
+    np.testing.assert_allclose(as_ints, got, atol=1e-6)
+    if fill == "hide":
+        np.testing.assert_allclose(mae.faithfulness_scorer(x)[0](KEEPS), got, atol=1e-6)  # "hide" is the default
 
 
 def test_mae_faithfulness_names_its_norm_pix_loss_infill_and_refuses_unknown_fills(mae, mae_npl):
@@ -209,6 +217,19 @@ def test_mae_chunks_are_sorted_by_visible_count(mae, monkeypatch):
     seen.clear()
     mae.forward_masks(random_image(32, seed=1), masks)
     assert seen == [[1, 4, 8, 8], [12]] and mae.CPU_CHUNK == 4
+    seen.clear()
+    mae.forward_masks(random_image(32, seed=1), masks.astype(int), batch_size=1)  # 0/1 masks are read as booleans
+    assert seen == [[1], [4], [8], [8], [12]]
+
+
+def test_a_flat_patch_under_norm_pix_loss_stays_finite(mae_npl):
+    img = random_image(32, seed=9)
+    img[8:16, 8:16] = 0.25  # one patch of a single colour: its variance is 0
+    hidden = np.zeros((4, 4), bool)
+    hidden[1, 1] = hidden[2, 3] = True
+    got = mae_npl.forward_masks(img, hidden[None])[0]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, _reference_pixels(mae_npl, img, hidden), atol=2e-4)
 
 
 def test_sincos_table_is_maes_fixed_2d_table():
@@ -246,6 +267,10 @@ def test_deit_heads_labels_and_outputs_are_the_models(tmp_path, cls):
     torch.manual_seed(1)
     cfg = transformers.DeiTConfig(**SMALL, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
     model = getattr(transformers, cls)(cfg)
+    with torch.no_grad():  # transformers leaves CLS, distillation token and positions at zero: the two would be equal
+        emb = getattr(model, "deit", model).embeddings
+        for p in (emb.cls_token, emb.distillation_token, emb.position_embeddings):
+            p.normal_(0, 0.5)
     ad = load_model(_save(model, tmp_path / "d"), device="cpu")
     m = ad.model
     assert type(m).__name__ == cls and ad.family == "deit" and ad.layout.names == ("cls", "dist")
@@ -406,6 +431,8 @@ def test_videomae_encoder_input_and_features_are_the_models(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(ad.embedding(x), ad.model(pixel_values=x).last_hidden_state.mean(1))
     assert ad.head_modules == ([ad.model.layernorm] if ad.model.layernorm is not None else [])
+    half = load_model(tmp_path / "v", device="cpu", dtype="bfloat16")
+    assert half.normalise_video(CLIP).dtype == torch.bfloat16
     for bad in ((3, 32, 32, 3), (4, 32, 30, 3), (4, 32, 32)):
         with pytest.raises(ValueError) as e:
             ad.normalise_video(np.zeros(bad, np.float32))
@@ -496,6 +523,8 @@ def test_multimodal_adapter_loads_its_folder_and_says_what_it_is(rgbd):
     named = MultiMAEAdapter.from_folder(folder, model_id="given")
     assert named.model_id == "given" and named.weights_sha256 == mm.weights_sha256
     assert MultiMAEAdapter.from_folder(folder).model_id == "tiny-rgbd"  # no name given: the folder's
+    half = MultiMAEAdapter.from_folder(folder, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.bfloat16
     with pytest.raises(KeyError) as e:
         mm.spec("audio")
     assert e.value.args[0] == "This model has no 'audio' modality; it has: rgb, depth."
