@@ -6,6 +6,7 @@ architecture named) the first claiming family with its first class; else ``(None
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from explorer.models import registry as R
@@ -204,3 +205,270 @@ def test_devices_and_dtypes():
         with pytest.raises(DeviceError) as e:
             pick_device("mps")
         assert str(e.value) == "Apple MPS was requested but is not available here. Use device='auto' or 'cpu'."
+
+
+# ---------------------------------------------------------------------------------------------- the hub, in words
+
+
+class _Session:
+    def __init__(self, status=None, error=None):
+        self.status, self.error, self.asked = status, error, []
+
+    def head(self, url, timeout):
+        self.asked.append((url, timeout))
+        if self.error is not None:
+            raise self.error
+
+        class R:
+            status_code = self.status
+
+        return R()
+
+
+@pytest.mark.parametrize("status, error, want", [
+    (200, None, None),
+    (404, None, None),  # an answer, even a refusal, means the hub is there
+    (499, None, None),
+    (500, None, "the hub at http://hub.test is not reachable right now (it answered HTTP 500)"),
+    (503, None, "the hub at http://hub.test is not reachable right now (it answered HTTP 503)"),
+    (None, ConnectionError("Name or service not known\nmore detail"),
+     "the hub at http://hub.test is not reachable from this machine (ConnectionError: Name or service not known)"),
+    (None, OSError(""), "the hub at http://hub.test is not reachable from this machine (OSError: )"),
+])
+def test_the_probe_says_why_the_hub_cannot_be_used(monkeypatch, status, error, want):
+    import huggingface_hub.utils
+
+    from explorer.models import hub
+
+    s = _Session(status, error)
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: s)
+    assert hub._probe("http://hub.test", 0.7) == want
+    assert s.asked == [("http://hub.test", 0.7)]
+
+
+def test_a_long_error_line_is_cut(monkeypatch):
+    import huggingface_hub.utils
+
+    from explorer.models import hub
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: _Session(error=ValueError("x" * 300)))
+    assert hub._probe("http://hub.test", 0.5) == f"the hub at http://hub.test is not reachable from this machine (ValueError: {'x' * 160})"
+
+
+def test_offline_settings_and_the_kept_answer(monkeypatch):
+    import huggingface_hub.constants
+
+    from explorer.models import hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://hub.test/")
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    assert hub._endpoint() == "http://hub.test" and not hub._env_offline()
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        for value, offline in (("1", True), ("yes", True), ("On", True), ("true", True), ("0", False), ("", False)):
+            monkeypatch.setenv(var, value)
+            assert hub._env_offline() is offline, (var, value)
+            if offline:
+                assert hub.offline_reason() == "this machine is set to work offline (HF_HUB_OFFLINE=1)"
+        monkeypatch.delenv(var)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert hub._env_offline()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    answers = iter(["down", "down again", None, "never asked"])
+    asked = []
+    monkeypatch.setattr(hub, "_PROBES", {})
+    monkeypatch.setattr(hub, "_probe", lambda e, t: asked.append((e, t)) or next(answers))
+    clock = [1000.0]
+    monkeypatch.setattr(hub.time, "monotonic", lambda: clock[0])
+    assert hub.offline_reason() == "down" and asked == [("http://hub.test", hub.PROBE_TIMEOUT_S)]
+    clock[0] += hub.RECHECK_S - 1
+    assert hub.offline_reason() == "down" and len(asked) == 1  # an unreachable hub is kept for RECHECK_S
+    clock[0] += 2
+    assert hub.offline_reason() == "down again" and len(asked) == 2  # then asked again
+    assert hub.offline_reason(refresh=True) is None and len(asked) == 3  # refresh asks now
+    clock[0] += 10 * hub.RECHECK_S
+    assert hub.offline_reason() is None and len(asked) == 3  # a reachable hub is not asked again
+
+
+def test_hub_messages_name_the_id_the_cause_and_the_way_out(tmp_path):
+    from explorer.models import hub
+
+    hint = ("To use it without the hub, download it where you have internet with `hf download org/model-x --local-dir "
+            "./model-x`, copy that folder to this machine and pass its path instead of the id; or pick a shipped mini "
+            "model, which works offline: mini-mae, mini-fusion.")
+    assert hub._fetch_hint("org/model-x", ["mini-mae", "mini-fusion"]) == hint
+    assert hub._fetch_hint("org/m", []).endswith("which works offline: none found.")
+    err = hub.hub_error("org/model-x", OSError("404 Client Error\nsecond line"), shipped=["mini-mae", "mini-fusion"])
+    assert str(err) == ("Could not load 'org/model-x' from the Hugging Face hub (OSError: 404 Client Error). Check the id "
+                        "(and `hf auth login` for a gated or private checkpoint). " + hint)
+    assert "(RuntimeError: " + "y" * 200 + ")" in str(hub.hub_error("org/model-x", RuntimeError("y" * 300)))
+    off = hub.offline_error("org/model-x", "no network", cache_dir=tmp_path, shipped=["mini-mae", "mini-fusion"])
+    assert str(off) == (f"Could not load 'org/model-x' from the Hugging Face hub: no network, and the checkpoint is not in "
+                        f"the local Hugging Face cache ({tmp_path}). " + hint)
+    ck = hub.Checkpoint("org/model-x", {})
+    assert str(ck.error(OSError("gone"), shipped=["mini-mae", "mini-fusion"])) == str(
+        hub.hub_error("org/model-x", OSError("gone"), shipped=["mini-mae", "mini-fusion"]))
+    local = hub.Checkpoint("here", {"model_type": "vit"}, tmp_path)
+    assert str(local.error(KeyError("w"), "the tokenizer")) == f"Could not load the tokenizer in {tmp_path}: KeyError: 'w'"
+    assert str(local.error(ValueError("bad"))) == f"Could not load the model in {tmp_path}: ValueError: bad"
+    assert (local.model_type, local.architectures, local.source, local.hub_kwargs) == ("vit", [], str(tmp_path), {})
+    assert hub.Checkpoint("a/b", {}, None, tmp_path, True).hub_kwargs == {"cache_dir": tmp_path, "local_files_only": True}
+    assert hub.Checkpoint("a/b", {}).model_type == "?"
+
+
+@pytest.mark.parametrize("name, hub_like", [("org/name", True), ("org/name.v2-x_y", True), ("org", False),
+                                            ("a/b/c", False), ("/abs/path", False), ("./rel", False), ("~/x", False),
+                                            ("org/with space", False), (".org/x", False)])
+def test_what_looks_like_a_hub_id(name, hub_like):
+    from explorer.models import hub
+
+    assert hub._looks_like_hub_id(name) is hub_like
+
+
+def test_long_names_are_shown_shortened():
+    from explorer.models import hub
+
+    assert hub.show("x" * 100) == repr("x" * 100)
+    assert hub.show("y" * 101) == f"{'y' * 60!r}… (101 characters)"
+
+
+def test_safetensors_weights_refuse_in_words(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from explorer.models import ModelLoadError
+    from explorer.models.hub import load_safetensors_into
+
+    m = torch.nn.Linear(3, 2)
+    with pytest.raises(ModelLoadError) as e:
+        load_safetensors_into(m, tmp_path)
+    assert str(e.value) == f"{tmp_path} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled)."
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 7)
+    with pytest.raises(ModelLoadError) as e:
+        load_safetensors_into(m, tmp_path)
+    assert str(e.value).startswith(f"The weights in {tmp_path / 'model.safetensors'} are damaged: not a readable safetensors file (")
+    save_file({"weight": torch.zeros(5, 3), "bias": torch.zeros(5)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ModelLoadError) as e:
+        load_safetensors_into(m, tmp_path)
+    assert str(e.value).startswith(f"The weights in {tmp_path / 'model.safetensors'} do not fit its config.json: ")
+    save_file({"weight": torch.ones(2, 3), "bias": torch.full((2,), 2.0)}, str(tmp_path / "model.safetensors"))
+    assert load_safetensors_into(m, tmp_path) is m and float(m.weight.detach().sum()) == 6.0 and \
+        float(m.bias.detach().sum()) == 4.0
+
+
+def test_image_text_folders_need_a_usable_tokenizer(tmp_path):
+    import shutil
+
+    from _tiny import save_tiny_clip_pair
+
+    from explorer.models import ModelLoadError
+    from explorer.models.hub import TOKENIZER_FILES
+
+    good = save_tiny_clip_pair(tmp_path / "good")
+    ad = R.load_fusion_model(good, device="cpu")
+    assert len(ad.tokenizer) == 593 and ad.model_id == str(good)
+    assert tuple(round(v, 6) for v in ad._mean.flatten().tolist()) == (0.481455, 0.457828, 0.408211)  # its processor's
+    bare = tmp_path / "bare"
+    shutil.copytree(good, bare)
+    for f in TOKENIZER_FILES + ("merges.txt", "special_tokens_map.json"):
+        (bare / f).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError) as e:
+        R.load_fusion_model(bare, device="cpu")
+    assert str(e.value) == (f"{bare} has a model but no tokenizer files ({', '.join(TOKENIZER_FILES)}): save the "
+                            "checkpoint's tokenizer into the same folder with tokenizer.save_pretrained(folder).")
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    for f in ("vocab.json", "tokenizer.json"):
+        if (broken / f).exists():
+            (broken / f).write_text("{not json")
+    with pytest.raises(ModelLoadError) as e:
+        R.load_fusion_model(broken, device="cpu")
+    assert str(e.value).startswith(f"{broken} has a model but no usable tokenizer (")
+    assert str(e.value).endswith("): save the checkpoint's tokenizer into the same folder with tokenizer.save_pretrained(folder).")
+
+
+def test_available_devices_best_first(monkeypatch):
+    import torch
+
+    from explorer.models import device as D
+
+    class Mps:
+        def __init__(self, ok):
+            self.ok = ok
+
+        def is_available(self):
+            return self.ok
+
+    for cuda, mps, want in ((False, False, ["cpu"]), (True, False, ["cuda", "cpu"]), (False, True, ["mps", "cpu"]),
+                            (True, True, ["cuda", "mps", "cpu"])):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
+        monkeypatch.setattr(torch.backends, "mps", Mps(mps))
+        assert D.available_devices() == want
+        assert D.pick_device("auto") == torch.device(want[0])
+    monkeypatch.setattr(torch.backends, "mps", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert D.available_devices() == ["cuda", "cpu"] and D.pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(D.DeviceError) as e:
+        D.pick_device("cuda:1")
+    assert str(e.value) == "GPU 1 requested but only 1 visible."
+
+
+# ---------------------------------------------------------------------------------------------- token layouts
+
+
+def test_token_lookup_and_its_refusals():
+    from explorer.models.layout import AttentionError, TokenLayout
+
+    lay = TokenLayout(2, (3, 4), ("cls", "dist"))
+    assert lay.token("CLS") == 0 and lay.token("Dist") == 1 and lay.token((1, 2)) == 2 + 6 and lay.token([2, 3]) == 13
+    assert lay.token(0) == 2 and lay.token(11) == 13 and lay.token(np.int64(5)) == 7
+    cases = [("reg0", "Unknown query token 'reg0'; this model's prefix tokens are ['cls', 'dist']."),
+             ((1, 2, 3), "A patch of this model has 2 coordinates (3, 4), got (1, 2, 3)."),
+             ((3, 0), "Patch (3, 0) is outside the 3x4 patch grid."),
+             ((0, -1), "Patch (0, -1) is outside the 3x4 patch grid."),
+             (12, "Patch index 12 is outside 0..11."),
+             (-1, "Patch index -1 is outside 0..11.")]
+    for q, msg in cases:
+        with pytest.raises(AttentionError) as e:
+            lay.token(q)
+        assert str(e.value) == msg, q
+    bare = TokenLayout(0, (2, 2, 2), ())
+    with pytest.raises(AttentionError) as e:
+        bare.token("cls")
+    assert str(e.value) == ("Unknown query token 'cls'; this model's prefix tokens are none. Use query='mean' (all tokens) "
+                            "or a patch.")
+    assert bare.token((1, 0, 1)) == 5
+    m = np.arange(4 * 8 * 8, dtype=float).reshape(4, 8, 8)
+    np.testing.assert_array_equal(bare.row(m, "MEAN"), m.mean(-2))
+    np.testing.assert_array_equal(bare.row(m, 3), m[..., 3, :])
+
+
+def test_patch_maps_and_pixel_masks():
+    import torch
+
+    from explorer.models.layout import AttentionError, TokenLayout
+
+    lay = TokenLayout(1, (2, 3), ("cls",), image_size=(8, 12), patch_size=4)
+    row = np.arange(7, dtype=np.float64)
+    pm = lay.patch_map(row)
+    assert pm.dtype == np.float32 and pm.tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert lay.patch_map(np.stack([row, row + 1])).shape == (2, 2, 3)
+    with pytest.raises(AttentionError) as e:
+        lay.patch_map(np.arange(6))
+    assert str(e.value) == "A row of 6 tokens does not fit this layout (1 prefix + 6 patches)."
+    keep = torch.tensor([[True, False, True, False, False, True]])
+    px = lay.pixel_mask(keep)
+    assert px.shape == (1, 1, 8, 12) and px.dtype == torch.float32
+    want = np.kron(keep.numpy().reshape(2, 3), np.ones((4, 4)))
+    np.testing.assert_array_equal(px[0, 0].numpy(), want)
+    vid = TokenLayout(0, (2, 2, 3), (), image_size=(8, 12), patch_size=4, tubelet=2)
+    keep_v = torch.zeros(1, 12, dtype=torch.bool)
+    keep_v[0, 7] = True  # time step 1, row 0, column 1
+    pv = vid.pixel_mask(keep_v)
+    assert pv.shape == (1, 4, 1, 8, 12)
+    assert pv[0, :2].sum() == 0 and pv[0, 2:, 0, 0:4, 4:8].min() == 1 and pv[0, 2:].sum() == 2 * 16
+    with pytest.raises(AttentionError) as e:
+        TokenLayout(0, (5,), ()).pixel_mask(torch.ones(1, 5, dtype=torch.bool))
+    assert str(e.value) == "This layout has no image: patches cannot be turned into pixels."
