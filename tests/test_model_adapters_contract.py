@@ -572,3 +572,93 @@ def test_multimodal_folders_that_cannot_load_say_why(tmp_path, rgbd):
     (missing / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError):
         load_multimodal_model(missing)
+
+
+# ---------------------------------------------------------------------------------------------- the shared adapter code
+
+
+def test_weights_hash_covers_names_shapes_and_values():
+    from explorer.models.base import state_dict_sha256
+
+    a, b = torch.nn.Linear(3, 2, bias=False), torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        a.weight.zero_()
+        b.weight.zero_()
+    assert state_dict_sha256(a) != state_dict_sha256(b)  # same bytes, other shape
+    c = torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        c.weight.zero_()
+    assert state_dict_sha256(a) == state_dict_sha256(c)
+    assert state_dict_sha256(a.to(torch.bfloat16)) == state_dict_sha256(c)  # format-independent (float32 bytes)
+    with torch.no_grad():
+        c.weight[0, 0] = 1e-3
+    assert state_dict_sha256(a) != state_dict_sha256(c)
+
+
+def test_own_length_of_short_and_long_vectors():
+    from explorer.models.base import own_length
+
+    e = torch.tensor([[0.03, 0.04], [3.0, 4.0], [0.0, 0.0]], requires_grad=True)
+    got = own_length(e)
+    torch.testing.assert_close(got.detach(), torch.tensor([0.05, 5.0, 0.0]))
+    got[0].backward()
+    torch.testing.assert_close(e.grad[0], torch.tensor([0.6, 0.8]))  # the fixed unit direction
+
+
+def test_square_only_families_refuse_other_shapes_in_words(mae):
+    import copy
+
+    from explorer.models.mae import MAEAdapter
+
+    model = copy.deepcopy(mae.model)
+    model.config.image_size = [32, 48]
+    with pytest.raises(ValueError) as e:
+        MAEAdapter(model, model_id="x", image_mean=(0.5,) * 3, image_std=(0.5,) * 3, device=torch.device("cpu"),
+                   dtype=torch.float32)
+    assert str(e.value) == ("transformers' ViTMAEForPreTraining works with square images only; this config has image_size "
+                            "32x48.")
+
+
+def test_refusals_and_defaults_of_the_shared_scorer(vit, tmp_path):
+    from _tiny import save_tiny_clip
+
+    clip = load_model(save_tiny_clip(tmp_path / "c"), device="cpu")
+    x = clip.normalise(random_image(32, seed=1))
+    with pytest.raises(AttentionError) as e:
+        clip.logits(x)
+    assert str(e.value) == "CLIPModel has no classifier head."
+    with pytest.raises(AttentionError) as e:
+        vit._class(torch.zeros(2, 4), None)
+    assert str(e.value) == ("Which class to explain is ambiguous over a batch of 2 inputs: pick it once on the real input "
+                            "(pick_target) and pass it as target.")
+    xv = vit.normalise(random_image(32, seed=2))
+    keep = KEEPS[:4]
+    by_default, _ = vit.faithfulness_scorer(xv)
+    by_mean, _ = vit.faithfulness_scorer(xv, fill="mean")
+    np.testing.assert_allclose(by_default(keep), by_mean(keep))
+    np.testing.assert_allclose(by_default(keep.astype(int).tolist()), by_mean(keep))  # 0/1 lists are booleans
+    with torch.no_grad():
+        logits = vit.model(pixel_values=xv).logits[0]
+    other = (int(logits.argmax()) + 1) % 4
+    f, what = vit.faithfulness_scorer(xv, other)
+    assert what == f"logit of class {other}"
+    px = torch.from_numpy(np.kron(keep.reshape(-1, 4, 4), np.ones((8, 8))).astype(np.float32))[:, None]
+    with torch.no_grad():
+        want = vit.model(pixel_values=xv * px + vit.fill_values(xv, "mean") * (1 - px)).logits[:, other].numpy()
+    np.testing.assert_allclose(f(keep), want, rtol=1e-5, atol=1e-5)
+
+
+def test_video_fills_and_scores_name_the_clip(tmp_path):
+    import cv2
+
+    ad = load_model(_videomae(tmp_path / "v", pretraining=False), device="cpu")
+    x = ad.normalise_video(CLIP)  # (1, T, 3, H, W)
+    torch.testing.assert_close(ad.fill_values(x, "mean"), x.mean(dim=(0, 1, 3, 4), keepdim=True))
+    blur = ad.fill_values(x, "blur")
+    assert blur.shape == x.shape
+    for t in range(4):
+        frame = x[0, t].permute(1, 2, 0).numpy()
+        want = cv2.GaussianBlur(np.ascontiguousarray(frame), (0, 0), sigmaX=8, sigmaY=8, borderType=cv2.BORDER_REFLECT)
+        torch.testing.assert_close(blur[0, t].permute(1, 2, 0), torch.from_numpy(want))
+    _, what = ad.faithfulness_score(x)
+    assert what == "cosine similarity of the mean-pooled encoder output to the full clip's"

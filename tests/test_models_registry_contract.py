@@ -306,6 +306,10 @@ def test_hub_messages_name_the_id_the_cause_and_the_way_out(tmp_path):
     off = hub.offline_error("org/model-x", "no network", cache_dir=tmp_path, shipped=["mini-mae", "mini-fusion"])
     assert str(off) == (f"Could not load 'org/model-x' from the Hugging Face hub: no network, and the checkpoint is not in "
                         f"the local Hugging Face cache ({tmp_path}). " + hint)
+    import huggingface_hub.constants
+
+    default = hub.offline_error("org/model-x", "no network")
+    assert f"not in the local Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE})." in str(default)
     ck = hub.Checkpoint("org/model-x", {})
     assert str(ck.error(OSError("gone"), shipped=["mini-mae", "mini-fusion"])) == str(
         hub.hub_error("org/model-x", OSError("gone"), shipped=["mini-mae", "mini-fusion"]))
