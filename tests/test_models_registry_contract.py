@@ -476,3 +476,72 @@ def test_patch_maps_and_pixel_masks():
     with pytest.raises(AttentionError) as e:
         TokenLayout(0, (5,), ()).pixel_mask(torch.ones(1, 5, dtype=torch.bool))
     assert str(e.value) == "This layout has no image: patches cannot be turned into pixels."
+
+
+def test_checkpoint_files_from_a_folder_the_cache_or_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from explorer.models import hub
+
+    (tmp_path / "preprocessor_config.json").write_text("{}")
+    local = hub.Checkpoint("here", {}, tmp_path)
+    assert local.file("preprocessor_config.json") == tmp_path / "preprocessor_config.json"
+    assert local.file("tokenizer.json") is None
+    asked = []
+
+    def download(repo, filename, cache_dir=None):
+        asked.append((repo, filename, cache_dir))
+        if filename == "missing.json":
+            raise FileNotFoundError(filename)
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    remote = hub.Checkpoint("org/m", {}, None, tmp_path / "cache")
+    assert remote.file("preprocessor_config.json") == tmp_path / "preprocessor_config.json"
+    assert remote.file("missing.json") is None
+    assert asked == [("org/m", "preprocessor_config.json", tmp_path / "cache"), ("org/m", "missing.json", tmp_path / "cache")]
+    monkeypatch.setattr(hub, "_cached", lambda repo, f, cache: tmp_path / f"{repo.replace('/', '-')}-{f}-{cache}")
+    cached = hub.Checkpoint("org/m", {}, None, "C", local_only=True)
+    assert cached.file("x.json") == tmp_path / "org-m-x.json-C" and len(asked) == 2  # the network is not asked
+
+
+def test_loading_passes_its_options_and_names_what_failed(tmp_path, monkeypatch):
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from _tiny import save_tiny_mae, save_tiny_mini_fusion
+
+    from explorer.models import ModelLoadError
+
+    folder = save_tiny_mae(tmp_path / "mae")
+    states = []
+    real_from = __import__("transformers").ViTMAEForPreTraining.from_pretrained
+
+    def spy(*a, **k):
+        states.append(hf_logging.is_progress_bar_enabled())
+        return real_from(*a, **k)
+
+    hf_logging.enable_progress_bar()
+    monkeypatch.setattr(__import__("transformers").ViTMAEForPreTraining, "from_pretrained", spy)
+    eager = R.load_model(folder, device="cpu", attn_implementation="eager")
+    assert eager.model.config._attn_implementation == "eager" and states == [False]  # no bar for a local folder
+    assert hf_logging.is_progress_bar_enabled()  # and the bar is back afterwards
+    assert R.load_model(folder, device="cpu").model.config._attn_implementation == "sdpa"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((folder / "config.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ModelLoadError) as e:
+        R.load_model(bad, device="cpu")
+    assert str(e.value).startswith(f"Could not load the model in {bad}: ") and "NoneType" not in str(e.value)
+    fusion = save_tiny_mini_fusion(tmp_path / "fusion")
+    half = R.load_fusion_model(fusion, device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.bfloat16
+    import json
+
+    cfg = json.loads((fusion / "config.json").read_text())
+    cfg["dim"] = "wide"
+    (fusion / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError) as e:
+        R.load_fusion_model(fusion, device="cpu")
+    assert str(e.value).startswith(f"Could not load the model in {fusion}: TypeError: ")
