@@ -545,3 +545,110 @@ def test_loading_passes_its_options_and_names_what_failed(tmp_path, monkeypatch)
     with pytest.raises(ModelLoadError) as e:
         R.load_fusion_model(fusion, device="cpu")
     assert str(e.value).startswith(f"Could not load the model in {fusion}: TypeError: ")
+
+
+def test_hub_ids_open_from_the_hub_the_cache_or_not_at_all(tmp_path, monkeypatch):
+    import json
+
+    import huggingface_hub
+
+    from explorer.models import ModelLoadError, hub
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "vit_mae"}))
+    asked = []
+
+    def download(repo, filename, cache_dir=None):
+        asked.append((repo, filename, cache_dir))
+        if repo == "org/missing":
+            raise OSError("404 Client Error: Not Found\nfor url")
+        return str(cfg)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(hub, "offline_reason", lambda **k: None)
+    monkeypatch.setattr(hub, "_cached", lambda *a: None)
+    ck = hub.open_checkpoint("org/model", None, cache_dir=tmp_path / "c", shipped=["mini-mae"])
+    assert (ck.name, ck.config, ck.folder, ck.cache_dir, ck.local_only) == ("org/model", {"model_type": "vit_mae"}, None,
+                                                                             tmp_path / "c", False)
+    assert asked == [("org/model", "config.json", tmp_path / "c")]
+    with pytest.raises(ModelLoadError) as e:
+        hub.open_checkpoint("org/missing", None, shipped=["mini-mae"])
+    assert str(e.value) == str(hub.hub_error("org/missing", OSError("404 Client Error: Not Found"), shipped=["mini-mae"]))
+    monkeypatch.setattr(hub, "offline_reason", lambda **k: "no network")
+    monkeypatch.setattr(hub, "_cached", lambda repo, f, c: cfg if repo == "org/cached" else None)
+    ck = hub.open_checkpoint("org/cached", None, cache_dir="C")
+    assert (ck.config, ck.folder, ck.cache_dir, ck.local_only) == ({"model_type": "vit_mae"}, None, "C", True)
+    with pytest.raises(ModelLoadError) as e:
+        hub.open_checkpoint("org/model", None, cache_dir=tmp_path, shipped=["mini-mae"])
+    assert str(e.value) == str(hub.offline_error("org/model", "no network", cache_dir=tmp_path, shipped=["mini-mae"]))
+    assert len(asked) == 2  # offline: the hub is never asked
+
+
+def test_hub_tokenizers_load_with_the_checkpoints_options_and_refuse_empty_ones(tmp_path, monkeypatch):
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    from explorer.models import ModelLoadError, hub
+
+    calls = []
+
+    class Tok:
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    size = {"org/ten": 10, "org/nine": 9}
+
+    def fake(source, **kw):
+        calls.append((source, kw, hf_logging.is_progress_bar_enabled()))
+        if source == "org/gone":
+            raise OSError("gated repo\nmore")
+        return Tok(size[source])
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    hf_logging.enable_progress_bar()
+    assert len(hub.load_tokenizer(hub.Checkpoint("org/ten", {}, None, "C", local_only=True))) == 10
+    assert len(hub.load_tokenizer(hub.Checkpoint("org/ten", {}, None, "C"))) == 10
+    assert calls == [("org/ten", {"cache_dir": "C", "local_files_only": True}, False),  # cached: no progress bar
+                     ("org/ten", {"cache_dir": "C", "local_files_only": False}, True)]  # a real download shows one
+    with pytest.raises(ModelLoadError) as e:
+        hub.load_tokenizer(hub.Checkpoint("org/nine", {}))
+    assert str(e.value) == ("The tokenizer of 'org/nine' has only 9 tokens (an empty vocabulary): save the checkpoint's "
+                            "tokenizer into the same folder with tokenizer.save_pretrained(folder).")
+    with pytest.raises(ModelLoadError) as e:
+        hub.load_tokenizer(hub.Checkpoint("org/gone", {}), shipped=["mini-fusion"])
+    assert str(e.value) == str(hub.hub_error("org/gone", OSError("gated repo"), shipped=["mini-fusion"]))
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: (_ for _ in ()).throw(ValueError("first line " + "z" * 300 + "\nsecond")))
+    with pytest.raises(ModelLoadError) as e:
+        hub.load_tokenizer(hub.Checkpoint("here", {}, tmp_path))
+    assert str(e.value) == (f"{tmp_path} has a model but no usable tokenizer (ValueError: {('first line ' + 'z' * 300)[:200]}): "
+                            "save the checkpoint's tokenizer into the same folder with tokenizer.save_pretrained(folder).")
+
+
+def test_normalisation_reads_what_the_processor_gives(tmp_path):
+    import json
+
+    from explorer.models import hub
+
+    ck = hub.Checkpoint("here", {}, tmp_path)
+    assert hub.normalisation(ck) == (hub.IMAGENET_MEAN, hub.IMAGENET_STD)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5]}))
+    assert hub.normalisation(ck) == ((0.5, 0.5, 0.5), hub.IMAGENET_STD)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_std": [0.2, 0.3, 0.4]}))
+    assert hub.normalisation(ck) == (hub.IMAGENET_MEAN, (0.2, 0.3, 0.4))
+
+
+def test_image_text_models_load_on_the_device_and_dtype_asked(tmp_path):
+    import torch
+
+    from _tiny import save_tiny_blip_itm, save_tiny_clip_pair
+
+    clip = R.load_fusion_model(save_tiny_clip_pair(tmp_path / "c"), device="cpu", dtype="bfloat16")
+    assert clip.dtype == torch.bfloat16 and next(clip.model.parameters()).dtype == torch.bfloat16
+    assert clip.model.config._attn_implementation == "sdpa"
+    blip = R.load_fusion_model(save_tiny_blip_itm(tmp_path / "b"), device="cpu")
+    assert blip.dtype == torch.float32 and blip.device == torch.device("cpu")
