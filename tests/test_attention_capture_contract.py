@@ -933,6 +933,9 @@ def test_half_an_adapter_and_other_objects_are_refused_in_words():
     assert str(e.value) == ("The attention views take an image or video model from explorer.load_model (or its name), or "
                             "your own torch.nn.Module with attention_maps(module, x, forward=...); got LayoutOnly.")
     with pytest.raises(AttentionError) as e:
+        _adapter(torch.nn.Linear(2, 2))
+    assert str(e.value).startswith("this needs a model from explorer.load_model (or its name); for your own Linear")
+    with pytest.raises(AttentionError) as e:
         _adapter(torch.nn.Linear(2, 2), "explain")
     assert str(e.value) == ("explain needs a model from explorer.load_model (or its name); for your own Linear use "
                             "attention_maps(module, x, forward=...) and its .rollout().")
@@ -955,7 +958,7 @@ class _Blocks:
         self.blocks = torch.nn.ModuleList([_Block(), _Block()])
 
 
-@pytest.mark.parametrize("call", ["positional", "hidden_states", "other-keyword"])
+@pytest.mark.parametrize("call", ["positional", "hidden_states", "hidden_states-second", "other-keyword"])
 def test_gradcam_layer_reroutes_the_last_blocks_tokens_through_the_grid(call):
     from explorer.attention.registry import gradcam_layer
 
@@ -973,8 +976,8 @@ def test_gradcam_layer_reroutes_the_last_blocks_tokens_through_the_grid(call):
             args, kwargs = block.seen
             assert len(args) == 3 and args[1] is extra and args[2] == "third" and kwargs == {}
             passed = args[0]
-        elif call == "hidden_states":
-            out = block(hidden_states=h, scale=extra)
+        elif call.startswith("hidden_states"):
+            out = block(hidden_states=h, scale=extra) if call == "hidden_states" else block(scale=extra, hidden_states=h)
             args, kwargs = block.seen
             assert args == () and set(kwargs) == {"hidden_states", "scale"} and kwargs["scale"] is extra
             passed = kwargs["hidden_states"]
