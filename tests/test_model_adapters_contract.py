@@ -224,7 +224,7 @@ def test_mae_chunks_are_sorted_by_visible_count(mae, monkeypatch):
 
 def test_a_flat_patch_under_norm_pix_loss_stays_finite(mae_npl):
     img = random_image(32, seed=9)
-    img[8:16, 8:16] = 0.25  # one patch of a single colour: its variance is 0
+    img[8:16, 8:16] = MEAN.flatten().numpy()  # the normalisation's mean colour: every value of the patch is 0, variance 0
     hidden = np.zeros((4, 4), bool)
     hidden[1, 1] = hidden[2, 3] = True
     got = mae_npl.forward_masks(img, hidden[None])[0]
