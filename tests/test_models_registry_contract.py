@@ -652,3 +652,24 @@ def test_image_text_models_load_on_the_device_and_dtype_asked(tmp_path):
     assert clip.model.config._attn_implementation == "sdpa"
     blip = R.load_fusion_model(save_tiny_blip_itm(tmp_path / "b"), device="cpu")
     assert blip.dtype == torch.float32 and blip.device == torch.device("cpu")
+
+
+def test_sizes_default_prefix_names_and_config_refusals():
+    from types import SimpleNamespace
+
+    from explorer.models import hub
+    from explorer.models.layout import TokenLayout, pair
+
+    assert pair(7) == (7, 7) and pair([5]) == (5, 5) and pair((3, 4)) == (3, 4)
+    with pytest.raises(ValueError) as e:
+        pair((1, 2, 3))
+    assert str(e.value) == "Expected a size or an (height, width) pair, got (1, 2, 3)."
+    assert TokenLayout(1, (2, 2)).names == ("cls",) and TokenLayout(2, (2, 2)).names == ("prefix0", "prefix1")
+    with pytest.raises(ValueError) as e:
+        TokenLayout.from_config(SimpleNamespace(image_size=32, patch_size=(8, 4)), ("cls",))
+    assert str(e.value) == "Non-square patches (8x4) are not supported."
+    with pytest.raises(ValueError) as e:
+        TokenLayout.from_config(SimpleNamespace(image_size=32, patch_size=8), (), frames=5, tubelet=2)
+    assert str(e.value) == "5 frames do not split into tubelets of 2."
+    assert not hub._looks_like_hub_id("/name") and not hub._looks_like_hub_id("~name/x")
+    assert str(hub.hub_error("org/m", OSError(""))).startswith("Could not load 'org/m' from the Hugging Face hub (OSError: ). ")
