@@ -37,12 +37,12 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     av = MultiMAEApp("mini-av-mae", "clip:10000002", budgets={"video": 0.25, "audio": 0.25}, device="cpu")
-    n = av.frame.max + 1
+    n = av.frame.max  # frames on the slider are numbered 1..n
     ours = []
     for _ in range(args.moves):
-        f = int(rng.integers(n))
+        f = int(rng.integers(1, n + 1))
         while f == av.frame.value:
-            f = int(rng.integers(n))
+            f = int(rng.integers(1, n + 1))
         ours.append(_ms(lambda: setattr(av.frame, "value", f)))
     naive = [_ms(lambda k=k: multimodal_figure(reconstruct_multimodal(av.adapter, av.inputs, {"video": 36, "audio": 12}, seed=0),
                                                 frame=k % n)) for k in range(40)]

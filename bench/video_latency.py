@@ -31,13 +31,13 @@ def main() -> None:
     t0 = time.perf_counter()
     app = VideoMAEApp(model=args.model, clip="generated:10000003", ratio=0.9)
     build = time.perf_counter() - t0
-    n = app.frame.max + 1
+    n = app.frame.max  # frames on the slider are numbered 1..n
     rng = np.random.default_rng(0)
     ours = []
     for _ in range(args.moves):
-        f = int(rng.integers(n))
+        f = int(rng.integers(1, n + 1))
         while f == app.frame.value:
-            f = int(rng.integers(n))
+            f = int(rng.integers(1, n + 1))
         t = time.perf_counter()
         app.frame.value = f
         ours.append((time.perf_counter() - t) * 1e3)

@@ -109,7 +109,7 @@ def main() -> None:
         t0 = time.perf_counter()
         rec = reconstruct_video(app.adapter, app.frames, ratio=r, strategy="tube", seed=0)
         sync(args.device)
-        VV.video_frame_figure(rec, int(app.frame.value))
+        VV.video_frame_figure(rec, app.frame_index)
         VV.filmstrip(rec)
         naive.append(1e3 * (time.perf_counter() - t0))
     print(f"(b) app start {start:.1f} s, of which the {len(VIDEO_RATIOS)}-ratio sweep (cache build) {sweep_ms / 1e3:.1f} s "

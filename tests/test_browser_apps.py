@@ -75,7 +75,8 @@ def test_video_notebook_frame_slider_in_jupyterlab(tmp_path):
     the sampling time line is shown and Export writes the frames view with its sidecar."""
     require_browser()
     seen = drive_notebook(VIDEO, tmp_path, "video", slider_label=r"^\s*Frame\s*$", presses=3, then=_video_timeline_and_export)
-    assert seen["value_before"] == "0" and seen["value_after"] == "3"
+    # the slider and the title count frames the same way, from 1 (it read 3 under "frame 4 of 8" before)
+    assert seen["value_before"] == "1" and seen["value_after"] == "4"
     assert any(t.startswith("frame 4 of 8") for t in seen["then"]["titles"]), seen["then"]["titles"]
     assert any("8 of 32 frames · consecutive frames, centred" in t for t in seen["then"]["titles"]), seen["then"]["titles"]
     assert "Exported" in seen["then"]["report"], seen["then"]["report"]

@@ -77,12 +77,12 @@ def test_table_marks_the_best_of_model_and_baselines(rgbd_folder):
 
 def test_av_frame_moves_update_the_figure_in_place(av_folder, monkeypatch):
     app = MultiMAEApp(av_folder, "clip:10000002", budgets={"video": 0.25, "audio": 0.5}, device="cpu")
-    assert app.time_box.layout.display != "none" and app.frame.max == 7
+    assert app.time_box.layout.display != "none" and (app.frame.min, app.frame.max) == (1, 8)
     calls = []
     monkeypatch.setattr(MA, "reconstruct_multimodal", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(MA.MV, "multimodal_figure", lambda *a, **k: calls.append(2))
     src, audio_src = app.fig.data[0].source, app.fig.data[4].source
-    app.frame.value = 5
+    app.frame.value = 6  # numbered from 1, as the title says
     assert not calls and app.fig.data[0].source != src and app.fig.data[4].source == audio_src
     assert "frame 6/8" in app.fig.layout.annotations[0].text and app.last_update_ms < 1000
 
@@ -170,7 +170,7 @@ def test_export_and_reproduce_samples_and_uploads_byte_identically(rgbd_folder, 
     with pytest.raises(Exception, match="stored inputs"):
         reproduce(res3.files["json"], overwrite=True)
     av = MultiMAEApp(av_folder, "clip:10000002", budgets={"video": 0.5, "audio": 0.25}, device="cpu")
-    av.frame.value = 4
+    av.frame.value = 5  # the fifth frame on screen is index 4 in the recipe
     av.export_panel.folder.value = str(tmp_path / "figs")
     res4 = av.export_panel.export()
     assert res4.sidecar["recipe"]["options"]["frame"] == 4 and reproduce(res4.files["json"]).identical

@@ -22,10 +22,10 @@ def folder(tmp_path_factory):
 
 def test_frames_and_ratios_come_from_the_cache(folder, monkeypatch):
     app = VideoMAEApp(model=str(folder), clip="generated:10000003", ratio=0.9)
-    assert set(app.sweep) == set(VIDEO_RATIOS) and app.frame.max == 3 and app.status.value.count("⚠") == 0
+    assert set(app.sweep) == set(VIDEO_RATIOS) and app.frame.max == 4 and app.frame.min == 1 and app.status.value.count("⚠") == 0
     calls = []
     monkeypatch.setattr(VA, "reconstruct_video", lambda *a, **k: calls.append(1))
-    app.frame.value = 2
+    app.frame.value = 3  # frames are numbered from 1 on screen: the third frame is index 2
     rec = app.sweep[0.9]
     assert app.fig.data[0].source == data_uri(rec.frames[2], min_side=160)
     assert app.fig.data[2].source == data_uri(rec.prediction[2], min_side=160)
@@ -88,7 +88,7 @@ def test_export_from_the_app_reproduces_byte_identically(folder, tmp_path, view)
     from explorer import export
 
     app = VideoMAEApp(model=str(folder), clip="generated:10000011", ratio=0.75)
-    app.frame.value = 2
+    app.frame.value = 3  # the third frame, index 2
     app.export_view.value = view
     app.export_panel.folder.value = str(tmp_path)
     app.export_panel.formats["pdf"].value = False

@@ -325,8 +325,8 @@ def test_video_frame_k_shows_frame_k(video_app):
         if j != k:
             assert np.abs(_u8(rec.frames[j]).astype(int) - _u8(rec.frames[k])).max() > TOL
             assert np.abs(_u8(rec.prediction[j]).astype(int) - _u8(rec.prediction[k])).max() > TOL
-    app.frame.value = k  # in-place update
-    assert app.frame.value == k
+    app.frame.value = k + 1  # in-place update; the slider numbers frames from 1
+    assert app.frame.value == k + 1 and app.frame_index == k
     _check_video_frame(app, rec, k)
     app.ratio.value = 0.75  # a ratio move, same frame
     assert app.result is app.sweep[0.75]

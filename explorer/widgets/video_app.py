@@ -82,8 +82,9 @@ class VideoMAEApp(AppBase):
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
         self.ratio = W.SelectionSlider(options=list(VIDEO_RATIOS), value=min(VIDEO_RATIOS, key=lambda r: abs(r - ratio)),
                                        description="Ratio", continuous_update=True)
-        self.frame = W.IntSlider(value=0, min=0, max=0, description="Frame", continuous_update=True)
-        self.play = W.Play(value=0, min=0, max=0, interval=250, description="Play")
+        # frames are numbered from 1 on screen, as in the figure titles ("frame 4 of 8"); the code counts from 0
+        self.frame = W.IntSlider(value=1, min=1, max=1, description="Frame", continuous_update=True)
+        self.play = W.Play(value=1, min=1, max=1, interval=250, description="Play")
         W.jslink((self.play, "value"), (self.frame, "value"))
         self.fig = go.FigureWidget()
         self.strip = go.FigureWidget()
@@ -166,10 +167,15 @@ class VideoMAEApp(AppBase):
         self._sweep_s = time.perf_counter() - t0
         n = len(next(iter(self.sweep.values())).frames)
         with self.quiet():  # shown once, below
-            self.frame.max = n - 1
-            self.play.max = n - 1
+            self.frame.max = n
+            self.play.max = n
         self._show(rebuild=True)
         replace_figure(self.curve, self.ratio_curve())
+
+    @property
+    def frame_index(self) -> int:
+        """The frame on screen, counted from 0 (the slider counts from 1)."""
+        return int(self.frame.value) - 1
 
     def ratio_curve(self) -> go.Figure:
         """Masked-patch PSNR of the clip against the ratio, from the cached sweep."""
@@ -203,7 +209,7 @@ class VideoMAEApp(AppBase):
         if self.result is None:
             return
         t0 = time.perf_counter()
-        i = int(self.frame.value)
+        i = self.frame_index
         if rebuild or len(self.fig.data) != 4:
             replace_figure(self.fig, VV.video_frame_figure(self.result, i))
         else:  # in place: three PNG sources, the error grid and two titles
@@ -233,7 +239,7 @@ class VideoMAEApp(AppBase):
             opts["clip"] = self._source
         view = self.export_view.value
         if view == "video_frames":
-            opts["frames"] = sorted({0, int(self.frame.value), T - 1})
+            opts["frames"] = sorted({0, self.frame_index, T - 1})
         if view == "video_sampling":
             opts = {k: v for k, v in opts.items() if k not in ("ratio", "strategy", "seed")}
         what = file_stem(self._source) if generated else "clip-" + self.video.sha256[:8]
