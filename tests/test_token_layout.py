@@ -285,6 +285,9 @@ def test_video_maps_default_to_the_mean_query_and_draw_over_the_first_frame(load
     marker = VA._query_marker(maps.layout, 8, (1, 2, 3))
     assert (marker["x0"], marker["y0"]) == (24, 16)
     assert maps.head_distance().shape == (2, 4)  # spatial distance, time ignored
+    strip = VA.video_maps(maps.image, maps.query_map(0, "mean", "mean"), tubelet=2)
+    texts = [a.text for a in strip.layout.annotations]
+    assert "frames 1–2" in texts and "frames 3–4" in texts and not any(t.startswith("frames 0") for t in texts)
     # an image given to a video model is a still clip, and says so
     still = A.attention_maps(adapter, IMG)
     assert still.image.shape == (4, 32, 48, 3) and np.array_equal(still.image[0], still.image[3])

@@ -292,7 +292,7 @@ def video_maps(frames: np.ndarray, patch_map: np.ndarray, *, tubelet: int, title
         frames: ``(T, S, S, 3)`` model-input frames; ``T = t * tubelet``.
     """
     t = patch_map.shape[0]
-    maps = {f"frames {i * tubelet}–{(i + 1) * tubelet - 1}": patch_map[i] for i in range(t)}
+    maps = {f"frames {i * tubelet + 1}–{(i + 1) * tubelet}": patch_map[i] for i in range(t)}  # numbered from 1
     fig = map_strip(np.asarray(frames)[::tubelet][:t], maps, opacity=opacity, colorscale=colorscale, cell=cell,
                     colorbar_title="attention" if not title else title.split(":")[0])
     if title:
