@@ -63,6 +63,29 @@ def _display(bundle: dict) -> None:
     display(bundle, raw=True)
 
 
+class FrameControls:
+    """A Frame slider with a Play button linked to it, for apps that show one frame of a clip at a time.
+
+    Frames are numbered from 1 on screen, as the figure titles number them ("frame 4 of 8"); :attr:`frame_index`
+    is the same frame counted from 0, as results, recipes and sidecars count it.
+    """
+
+    def frame_controls(self, interval: int) -> None:
+        """Build :attr:`frame` (``IntSlider``) and :attr:`play` (``Play``, ``interval`` ms per frame), linked in the page."""
+        self.frame = W.IntSlider(value=1, min=1, max=1, description="Frame", continuous_update=True)
+        self.play = W.Play(value=1, min=1, max=1, interval=interval, description="Play")
+        W.jslink((self.play, "value"), (self.frame, "value"))
+
+    def set_frame_count(self, n: int) -> None:
+        """Let the slider and Play reach frame ``n`` (the clip's length)."""
+        self.frame.max = self.play.max = int(n)
+
+    @property
+    def frame_index(self) -> int:
+        """The frame on screen, counted from 0."""
+        return int(self.frame.value) - 1
+
+
 class AppBase(StatusMixin, W.VBox):
     """Base of the explorer apps (a ``VBox``).
 

@@ -20,7 +20,7 @@ from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_mode
 from ..multimodal.baselines import baseline_metrics
 from ..multimodal.inputs import av_from_files, prepare_files, rgbd_from_files, sample_inputs, sample_names
 from ..viz import multimodal as MV
-from .base import AppBase, file_stem, replace_figure
+from .base import AppBase, FrameControls, file_stem, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
@@ -38,7 +38,7 @@ METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth":
           "spectrogram": ("rmse_db", "dB RMSE", False)}
 
 
-class MultiMAEApp(AppBase):
+class MultiMAEApp(FrameControls, AppBase):
     """Interactive cross-modal reconstruction with a multimodal MAE.
 
     Args:
@@ -73,10 +73,7 @@ class MultiMAEApp(AppBase):
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
         self.total = W.IntSlider(value=16, min=1, max=64, description="Total", continuous_update=False)
         self.dirichlet_btn = W.Button(description="Dirichlet split", tooltip="MultiMAE: split the total budget by a seeded Dirichlet(1) draw")
-        # frames are numbered from 1 on screen, as in the figure titles ("frame 4/8"); the code counts from 0
-        self.frame = W.IntSlider(value=1, min=1, max=1, description="Frame", continuous_update=True)
-        self.play = W.Play(value=1, min=1, max=1, interval=300, description="Play")
-        W.jslink((self.play, "value"), (self.frame, "value"))
+        self.frame_controls(interval=300)
         self.time_box = W.HBox([self.play, self.frame])
         self.table = W.HTML()
         self.fig = go.FigureWidget()
@@ -212,7 +209,7 @@ class MultiMAEApp(AppBase):
         vid = next((s for s in self.adapter.modalities if s.kind == "video"), None)
         if vid is not None:
             with self.quiet():  # shown once, below
-                self.frame.max = self.play.max = vid.shape[0]
+                self.set_frame_count(vid.shape[0])
         self._show_frame(rows="all")
         self.table.value = self.metrics_table()
         self._info(f"{html.escape(self.adapter.model_id)} · seed {seed} · "
@@ -225,7 +222,7 @@ class MultiMAEApp(AppBase):
         figure, so that ``reproduce`` can rebuild it."""
         if self.result is None or self._request is None:
             raise ValueError("Nothing to export yet: load a model and a sample first.")
-        opts = dict(self._request, frame=int(self.frame.value) - 1)
+        opts = dict(self._request, frame=self.frame_index)
         attach = {}
         if self._key.startswith("upload:"):
             attach["arrays"], what = self.inputs, "upload-" + self._key.split(":")[1][:8]
@@ -256,7 +253,7 @@ class MultiMAEApp(AppBase):
         if self.result is None:
             return
         t0 = time.perf_counter()
-        i = int(self.frame.value) - 1  # the slider counts from 1
+        i = self.frame_index
         names = list(self.result.results)
         layout_key = (self.adapter.model_id, tuple(names))
         if rebuild or len(self.fig.data) != 4 * len(names) or getattr(self, "_layout_key", None) != layout_key:

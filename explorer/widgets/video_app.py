@@ -24,7 +24,7 @@ from ..video import SAMPLINGS, VideoLoadError
 from ..masking.video import VIDEO_STRATEGIES
 from ..reconstruction.video import reconstruct_video
 from ..viz import video as VV
-from .base import AppBase, file_stem, replace_figure
+from .base import AppBase, FrameControls, file_stem, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
@@ -39,7 +39,7 @@ EXPORT_VIEWS = (("frames (first, current, last)", "video_frames"), ("filmstrip",
 _guarded = guarded(USER_ERRORS)
 
 
-class VideoMAEApp(AppBase):
+class VideoMAEApp(FrameControls, AppBase):
     """Interactive masked video reconstruction.
 
     Args:
@@ -82,10 +82,7 @@ class VideoMAEApp(AppBase):
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
         self.ratio = W.SelectionSlider(options=list(VIDEO_RATIOS), value=min(VIDEO_RATIOS, key=lambda r: abs(r - ratio)),
                                        description="Ratio", continuous_update=True)
-        # frames are numbered from 1 on screen, as in the figure titles ("frame 4 of 8"); the code counts from 0
-        self.frame = W.IntSlider(value=1, min=1, max=1, description="Frame", continuous_update=True)
-        self.play = W.Play(value=1, min=1, max=1, interval=250, description="Play")
-        W.jslink((self.play, "value"), (self.frame, "value"))
+        self.frame_controls(interval=250)
         self.fig = go.FigureWidget()
         self.strip = go.FigureWidget()
         self.curve = go.FigureWidget()
@@ -167,15 +164,9 @@ class VideoMAEApp(AppBase):
         self._sweep_s = time.perf_counter() - t0
         n = len(next(iter(self.sweep.values())).frames)
         with self.quiet():  # shown once, below
-            self.frame.max = n
-            self.play.max = n
+            self.set_frame_count(n)
         self._show(rebuild=True)
         replace_figure(self.curve, self.ratio_curve())
-
-    @property
-    def frame_index(self) -> int:
-        """The frame on screen, counted from 0 (the slider counts from 1)."""
-        return int(self.frame.value) - 1
 
     def ratio_curve(self) -> go.Figure:
         """Masked-patch PSNR of the clip against the ratio, from the cached sweep."""
