@@ -30,6 +30,14 @@ def save_tiny_mae(folder: Path, seed: int = 0, **overrides) -> Path:
     return folder
 
 
+def eager_reference(folder, cls_name: str):
+    """A second, untouched copy of a saved checkpoint as ``transformers.<cls_name>`` with eager attention (what
+    ``output_attentions`` reads): the reference the adapters' own forwards are compared with."""
+    import transformers
+
+    return getattr(transformers, cls_name).from_pretrained(folder, attn_implementation="eager").eval()
+
+
 def random_image(size: int, seed: int = 0) -> np.ndarray:
     """A smooth random colour image ``(size, size, 3)`` float32 in [0, 1]."""
     import cv2

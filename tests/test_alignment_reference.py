@@ -22,7 +22,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _tiny import random_image, save_tiny_blip_itm, save_tiny_mini_fusion, save_tiny_vilt_vqa
+from _tiny import eager_reference, random_image, save_tiny_blip_itm, save_tiny_mini_fusion, save_tiny_vilt_vqa
 
 from explorer.fusion import align, modality_report, word_ig
 from explorer.fusion.word_methods import word_attribution
@@ -46,12 +46,6 @@ def _ids(folder, text: str = TEXT) -> torch.Tensor:
     from transformers import BertTokenizer
 
     return torch.tensor([BertTokenizer.from_pretrained(folder)(text)["input_ids"]])
-
-
-def _eager_model(folder, cls_name: str):
-    import transformers
-
-    return getattr(transformers, cls_name).from_pretrained(folder, attn_implementation="eager").eval()
 
 
 def _keep_probs(model, classes, kind):
@@ -90,7 +84,7 @@ def blip(folders, image):
 
     a = load_fusion_model(folders["blip"], device="cpu")
     al = align(a, image, TEXT)
-    ref = _eager_model(folders["blip"], "BlipForImageTextRetrieval")
+    ref = eager_reference(folders["blip"], "BlipForImageTextRetrieval")
     ids = _ids(folders["blip"])
     calls, handles = _keep_probs(ref, (BlipAttention, BlipTextSelfAttention), _blip_kind)
     out = ref(input_ids=ids, pixel_values=_pixels(folders["blip"], image), attention_mask=torch.ones_like(ids),
@@ -110,7 +104,7 @@ def vilt(folders, image):
 
     a = load_fusion_model(folders["vilt"], device="cpu")
     al = align(a, image, TEXT)
-    ref = _eager_model(folders["vilt"], "ViltForQuestionAnswering")
+    ref = eager_reference(folders["vilt"], "ViltForQuestionAnswering")
     ids = _ids(folders["vilt"])
     calls, handles = _keep_probs(ref, ViltSelfAttention, lambda _n: "joint")
     real = torch.multinomial

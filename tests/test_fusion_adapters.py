@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import (TINY_ANSWERS, random_image, save_tiny_blip_itm, save_tiny_clip, save_tiny_clip_pair, save_tiny_mae,
-                   save_tiny_vilt_vqa)
+from _tiny import (TINY_ANSWERS, eager_reference, random_image, save_tiny_blip_itm, save_tiny_clip, save_tiny_clip_pair,
+                   save_tiny_mae, save_tiny_vilt_vqa)
 from explorer.attention import AttentionCapture
 from explorer.models.fusion_base import FusionInputError
 from explorer.models.blip import BlipITMAdapter
@@ -38,13 +38,6 @@ def adapters(folders):
     return {k: load_fusion_model(v, device="cpu") for k, v in folders.items()}
 
 
-def _reference(folder, cls_name: str):
-    """A second, untouched copy with transformers' eager attention (what ``output_attentions`` reads)."""
-    import transformers
-
-    return getattr(transformers, cls_name).from_pretrained(folder, attn_implementation="eager").eval()
-
-
 def _pixels(adapter, n: int = 2) -> torch.Tensor:
     return torch.cat([adapter.normalise(random_image(adapter.image_size, seed=s)) for s in range(n)])
 
@@ -66,7 +59,7 @@ def _capture(adapter, pixels, text):
 # ---------------------------------------------------------------------------------------------- scores
 def test_clip_score_is_logits_per_image(adapters, folders):
     a = adapters["clip"]
-    ref = _reference(folders["clip"], "CLIPModel")
+    ref = eager_reference(folders["clip"], "CLIPModel")
     x, t = _pixels(a), a.tokenize(TEXT)
     with torch.no_grad():
         want = ref(input_ids=t.ids, pixel_values=x, attention_mask=t.attention_mask).logits_per_image[:, 0]
@@ -78,7 +71,7 @@ def test_clip_score_is_logits_per_image(adapters, folders):
 
 def test_blip_score_is_the_itm_log_odds(adapters, folders):
     a = adapters["blip"]
-    ref = _reference(folders["blip"], "BlipForImageTextRetrieval")
+    ref = eager_reference(folders["blip"], "BlipForImageTextRetrieval")
     x, t = _pixels(a), a.tokenize(TEXT)
     with torch.no_grad():
         itm = ref(input_ids=t.ids.expand(2, -1), pixel_values=x, attention_mask=t.attention_mask.expand(2, -1),
@@ -92,7 +85,7 @@ def test_blip_score_is_the_itm_log_odds(adapters, folders):
 
 def test_vilt_score_is_the_target_answer_logit(adapters, folders):
     a = adapters["vilt"]
-    ref = _reference(folders["vilt"], "ViltForQuestionAnswering")
+    ref = eager_reference(folders["vilt"], "ViltForQuestionAnswering")
     x, t = _pixels(a), a.tokenize("what colour is the circle ?")
     S = a.image_size
     with torch.no_grad():  # transformers' own path: pixels + a pixel-level mask (its patch order is random)
@@ -116,7 +109,7 @@ def test_vilt_score_is_the_target_answer_logit(adapters, folders):
 
 def test_vilt_retrieval_score_is_its_match_logit(adapters, folders):
     a = adapters["vilt-retrieval"]
-    ref = _reference(folders["vilt-retrieval"], "ViltForImageAndTextRetrieval")
+    ref = eager_reference(folders["vilt-retrieval"], "ViltForImageAndTextRetrieval")
     x, t = _pixels(a), a.tokenize(TEXT)
     with torch.no_grad():
         want = ref(input_ids=t.ids.expand(2, -1), pixel_values=x).logits[:, 0]
@@ -144,7 +137,7 @@ def _same(captured: list, reference, atol=1e-5):
 
 def test_clip_capture_equals_eager_attentions(adapters, folders):
     a = adapters["clip"]
-    ref = _reference(folders["clip"], "CLIPModel")
+    ref = eager_reference(folders["clip"], "CLIPModel")
     x, t = _pixels(a, 1), a.tokenize(TEXT)
     g = _grouped(_capture(a, x, t), a, t)
     with torch.no_grad():
@@ -158,7 +151,7 @@ def test_clip_capture_equals_eager_attentions(adapters, folders):
 
 def test_blip_capture_sees_self_and_cross_attention_as_eager_blip_computes_it(adapters, folders):
     a = adapters["blip"]
-    ref = _reference(folders["blip"], "BlipForImageTextRetrieval")
+    ref = eager_reference(folders["blip"], "BlipForImageTextRetrieval")
     x, t = _pixels(a, 1), a.tokenize(TEXT)
     cap = _capture(a, x, t)
     g = _grouped(cap, a, t)
@@ -178,7 +171,7 @@ def test_blip_capture_sees_self_and_cross_attention_as_eager_blip_computes_it(ad
 
 def test_vilt_capture_equals_eager_joint_attention_with_patches_in_order(adapters, folders, monkeypatch):
     a = adapters["vilt"]
-    ref = _reference(folders["vilt"], "ViltForQuestionAnswering")
+    ref = eager_reference(folders["vilt"], "ViltForQuestionAnswering")
     x, t = _pixels(a, 1), a.tokenize(TEXT)
     a.set_target(x, t)
     cap = _capture(a, x, t)
@@ -218,7 +211,7 @@ def test_capture_records_gradients_through_the_rebound_attention(adapters):
 # ---------------------------------------------------------------------------------------------- CLIP token embeddings
 def test_clip_filip_token_embeddings_match_the_pooled_features(adapters, folders):
     a = adapters["clip"]
-    ref = _reference(folders["clip"], "CLIPModel")
+    ref = eager_reference(folders["clip"], "CLIPModel")
     x, t = _pixels(a, 1), a.tokenize(TEXT)
     with torch.no_grad():
         patches, tokens = a.token_embeddings(x, t)

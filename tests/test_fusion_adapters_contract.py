@@ -9,7 +9,7 @@ import torch
 from explorer.models import registry as R
 from explorer.models.fusion_base import FusionInputError
 
-from _tiny import random_image, save_tiny_clip_pair
+from _tiny import eager_reference, random_image, save_tiny_clip_pair
 
 
 @pytest.fixture(scope="module")
@@ -321,12 +321,6 @@ def _padded(ad, texts):
     return dataclasses.replace(first, ids=enc["input_ids"], attention_mask=enc["attention_mask"])
 
 
-def _untouched(ad, folder, cls_name):
-    import transformers
-
-    return getattr(transformers, cls_name).from_pretrained(folder, attn_implementation="eager").eval()
-
-
 @pytest.fixture(scope="module")
 def vilt_folder(tmp_path_factory):
     from _tiny import save_tiny_vilt_vqa
@@ -340,7 +334,7 @@ def vilt5(vilt_folder):
 
 
 def test_vilt_reads_the_attention_mask_of_a_padded_batch(vilt5, vilt_folder):
-    ref = _untouched(vilt5, vilt_folder, "ViltForQuestionAnswering")
+    ref = eager_reference(vilt_folder, "ViltForQuestionAnswering")
     t = _padded(vilt5, ["what colour is the circle", "a red square"])
     px = torch.cat([vilt5.normalise(random_image(32, seed=s)) for s in (1, 2)])
     with torch.no_grad():
@@ -445,7 +439,7 @@ def test_blip_reads_the_attention_mask_and_answers_in_log_odds(blip_folder):
     ad = R.load_fusion_model(blip_folder, device="cpu")
     n_attn = sum(type(m).__name__ in ("BlipAttention", "BlipTextSelfAttention") for m in ad.model.modules())
     assert ad.sdpa_modules == n_attn and use_sdpa(ad.model) == 0
-    ref = _untouched(ad, blip_folder, "BlipForImageTextRetrieval")
+    ref = eager_reference(blip_folder, "BlipForImageTextRetrieval")
     t = _padded(ad, ["a red circle left of the blue square", "a dog"])
     px = torch.cat([ad.normalise(random_image(32, seed=s)) for s in (1, 2)])
     with torch.no_grad():
@@ -464,7 +458,7 @@ def test_clip_text_batches_masks_and_the_broadcast_refusal(tmp_path):
 
     folder = save_tiny_clip_pair(tmp_path / "c", seed=8)
     ad = R.load_fusion_model(folder, device="cpu")
-    ref = _untouched(ad, folder, "CLIPModel")
+    ref = eager_reference(folder, "CLIPModel")
     t = _padded(ad, ["a red circle left of the blue square", "a dog"])
     px = torch.cat([ad.normalise(random_image(32, seed=s)) for s in (1, 2)])
     with torch.no_grad():
@@ -631,7 +625,7 @@ def test_clip_words_padded_tokens_layers_and_answer(tmp_path):
 
     folder = save_tiny_clip_pair(tmp_path / "c", seed=10)
     ad = R.load_fusion_model(folder, device="cpu")
-    ref = _untouched(ad, folder, "CLIPModel")
+    ref = eager_reference(folder, "CLIPModel")
     t = _padded(ad, ["a dog", "a red circle left of the blue square"])  # the first row is the padded one
     with torch.no_grad():
         tok = ad.text_token_embeddings(t)
