@@ -15,7 +15,6 @@ import time
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from ..attention import AttentionError, attention_maps, explain, provenance
 from ..attention.registry import REGISTRY, explainable
@@ -30,7 +29,8 @@ from ..viz import attention as VA
 from ..viz import interventions as VI
 from ..viz.images import json_grid
 from .background import Background
-from .base import AppBase, file_stem, replace_figure
+from .base import AppBase, file_stem
+from .figures import AppFigure, figure_row, replace_figure
 from .export_panel import ExportPanel
 from .intervention_panel import ImageBackend, InterventionPanel
 from .messages import guarded
@@ -88,19 +88,19 @@ class AttentionApp(AppBase):
         self.sanity_btn = W.Button(description="Randomisation check", icon="random")
         self.prov_ratio = W.FloatSlider(value=0.75, min=0.1, max=0.95, step=0.05, description="Provenance mask ratio", style=style)
         self.prov_seed = W.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", layout=W.Layout(width="150px"))
-        self.main = go.FigureWidget()
-        self.grid = go.FigureWidget()
-        self.summary = go.FigureWidget()
-        self.methods = go.FigureWidget()
-        self.extra = go.FigureWidget()
-        self.prov = go.FigureWidget()
+        self.main = AppFigure()
+        self.grid = AppFigure(row=True)
+        self.summary = AppFigure(row=True)
+        self.methods = AppFigure()
+        self.extra = AppFigure()
+        self.prov = AppFigure()
         self.faith_text = W.HTML()
         #: deletion / insertion of every map in the methods row, computed in the background after the row appears
         self.live_text = W.HTML()
         self.live = Background()
         self.live_curves: dict = {}
         self.prov_box = W.VBox([W.HTML("<b>Reconstruction provenance</b> (MAE): click a grey patch"),
-                                W.HBox([self.prov_ratio, self.prov_seed]), self.prov])
+                                W.HBox([self.prov_ratio, self.prov_seed]), self.prov.box])
         self.export_panel = ExportPanel(self.export_request)
         self.interventions = InterventionPanel(self, ImageBackend(self), on_marks=self._mark_ablated, on_pick=self.select,
                                                own_grid=False)  # ablation / importance / patching (issue 16)
@@ -108,11 +108,11 @@ class AttentionApp(AppBase):
             *head,
             W.HBox([self.cls_btn, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
-            self.status_area, self.main, self.export_panel,
-            W.HBox([self.grid, self.summary, self.interventions.heads_fig]), self.interventions,
+            self.status_area, self.main.box, self.export_panel,
+            figure_row(self.grid, self.summary, self.interventions.heads_fig), self.interventions,
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
-            W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods, self.live_text,
-            W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra,
+            W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods.box, self.live_text,
+            W.HBox([self.faith_btn, self.faith_method, self.sanity_btn]), self.faith_text, self.extra.box,
             self.prov_box,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())

@@ -20,20 +20,11 @@ import html
 from typing import Callable, Iterable
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from ..models import ModelLoadError, available_devices
 from .messages import StatusMixin
 
 _STATUS_STYLE = "font-size:12px;color:#444;line-height:1.5"
-
-
-def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
-    """Show ``fig`` in ``widget`` (traces and layout replaced in one update)."""
-    with widget.batch_update():
-        widget.data = ()
-        widget.layout = fig.layout
-        widget.add_traces(fig.data)
 
 
 def file_stem(name: str, *, default: str = "image", length: int = 40) -> str:

@@ -15,7 +15,6 @@ import html
 import time
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from ..models.fusion_registry import list_fusion_models
 from ..fusion import align, get_method, load_fusion_model
@@ -26,6 +25,7 @@ from ..data.scenes import make_scene
 from ..viz.attention import COLORSCALES
 from .background import Background
 from .base import AppBase, file_stem
+from .figures import AppFigure, figure_row
 from .export_panel import ExportPanel
 from .intervention_panel import FusionBackend, InterventionPanel
 from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu  # noqa: F401 (USER_ERRORS: public here)
@@ -99,10 +99,10 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.cf_word = W.Text(value="", description="replace selected word with", style=style, layout=W.Layout(width="330px"))
         self.cf_btn = W.Button(description="Compare", icon="exchange")
         self.answer = W.HTML()
-        self.main = go.FigureWidget()
-        self.bars = go.FigureWidget()
-        self.matrix = go.FigureWidget()
-        self.modality = go.FigureWidget()
+        self.main = AppFigure(row=True)
+        self.bars = AppFigure(row=True)
+        self.matrix = AppFigure()
+        self.modality = AppFigure()
         self.modality_text = W.HTML()
         self.truth = W.HTML()
         self.live_text = W.HTML()  # the map on screen: deletion AUC against random orders, computed in the background
@@ -110,7 +110,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.live_deletion = None
         self.sanity_btn = W.Button(description="Randomisation check", icon="random", layout=W.Layout(width="auto"),
                                    tooltip="re-draw the top cross-modal layers' weights: does the word map change?")
-        self.cf = go.FigureWidget()
+        self.cf = AppFigure()
         self.cf_text = W.HTML()
         # On-demand figures are shown once they have something to show (no empty axes).
         self.modality_box = W.VBox([])
@@ -124,8 +124,8 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             self.status_area, self.answer, self.words,
             W.HBox([self.method, self.layer, self.head]), self.layer_note,
             W.HBox([self.opacity, self.cscale]),
-            W.HBox([self.main, self.bars]), self.live_text, self.export_panel, self.truth,
-            self.sort, self.matrix,
+            figure_row(self.main, self.bars), self.live_text, self.export_panel, self.truth,
+            self.sort, self.matrix.box,
             W.HBox([self.modality_btn, self.truth_btn, self.sanity_btn]), self.modality_text, self.modality_box,
             W.HTML("<b>Counterfactual</b>: change the selected word and compare"),
             W.HBox([self.cf_word, self.cf_btn]), self.cf_text, self.cf_box,

@@ -22,7 +22,7 @@ from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
 from ..viz import fusion as VF
 from ..viz.images import json_grid
-from .base import replace_figure
+from .figures import replace_figure
 from .messages import guarded
 
 USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
@@ -240,7 +240,7 @@ class FusionChecks:
         r = modality_report(self.adapter, self.loaded, self.alignment.meta["text"])
         self.report = r
         replace_figure(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
-        self.modality_box.children = [self.modality]
+        self.modality_box.children = [self.modality.box]
         top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
         warn = "".join(f"<div style='color:#b35900'>⚠ {html.escape(w)}</div>" for w in r.warnings)
         self.modality_text.value = (
@@ -266,7 +266,7 @@ class FusionChecks:
         b = other.word_map(m, k, adapter=self.adapter, **s)
         panels = {f"'{al.word_strings[self.word]}' · {al.score:+.2f}": a, f"'{other.word_strings[k]}' · {other.score:+.2f}": b}
         replace_figure(self.cf, VF.counterfactual_figure(al.image, panels, colorscale=self.cscale.value, opacity=self.opacity.value))
-        self.cf_box.children = [self.cf]
+        self.cf_box.children = [self.cf.box]
         self.cf_text.value = (f"<div style='font-size:12px'>“{html.escape(al.meta['text'])}” → {html.escape(al.answer)}<br>"
                               f"“{html.escape(edited_text)}” → {html.escape(other.answer)}<br>"
                               f"{html.escape(al.describe(m, **s))}; shared colour scale.</div>")

@@ -26,7 +26,7 @@ from ..attention.interventions import CORRUPTIONS, MODES, ablate, head_importanc
 from ..fusion import FusionInputError
 from ..fusion.interventions import ablate_fusion, fusion_head_importance, patch_fusion
 from ..viz import interventions as VI
-from .base import replace_figure
+from .figures import AppFigure, figure_row, replace_figure
 from .messages import guarded
 
 USER_ERRORS = (AttentionError, FusionInputError, ValueError, IndexError, KeyError)
@@ -142,9 +142,9 @@ class InterventionPanel(W.VBox):
                                      layout=W.Layout(width="260px"))
         self.patch_btn = W.Button(description="Patch", icon="exchange", tooltip="rerun the corrupted input with each head's clean output")
         self.text = W.HTML()
-        self.heads_fig = go.FigureWidget()
-        self.ablation_fig = go.FigureWidget()
-        self.patch_fig = go.FigureWidget()
+        self.heads_fig = AppFigure(row=True)
+        self.ablation_fig = AppFigure(row=True)
+        self.patch_fig = AppFigure()
         self.ablation_box = W.VBox([])
         self.patch_box = W.VBox([])
         self.own_grid = own_grid
@@ -152,7 +152,7 @@ class InterventionPanel(W.VBox):
             W.HTML("<b>Interventions</b>: does a head matter? Ablate it, or patch it from a clean input."),
             W.HBox([self.ablate_btn, self.mode_dd, self.reset_btn, self.importance_btn]),
             self.text,
-            W.HBox(([self.heads_fig] if own_grid else []) + [self.ablation_box]),
+            figure_row(*([self.heads_fig] if own_grid else []), self.ablation_box),
             W.HBox([self.second, self.patch_btn]), self.patch_box,
         ])
         self.ablate_btn.observe(lambda ch: self._mode_changed(), names="value")
@@ -249,7 +249,7 @@ class InterventionPanel(W.VBox):
         self.ablation = ab
         self._ok()
         replace_figure(self.ablation_fig, self.backend.figure(ab))
-        self.ablation_box.children = [self.ablation_fig]
+        self.ablation_box.children = [self.ablation_fig.box]
         extra = ""
         if getattr(ab, "delta_pointing", None) is not None:
             extra = f"; pointing game {ab.pointing_intact:.0%} → {ab.pointing_ablated:.0%}"
@@ -292,7 +292,7 @@ class InterventionPanel(W.VBox):
         self.patching = p
         self._ok()
         replace_figure(self.patch_fig, VI.patching_grid(p))
-        self.patch_box.children = [self.patch_fig]
+        self.patch_box.children = [self.patch_fig.box]
         best = np.nanargmax(np.abs(p.restored)) if np.isfinite(p.restored).any() else None
         where = "" if best is None else (f"; head L{best // p.restored.shape[1]} H{best % p.restored.shape[1]} restores "
                                          f"{p.restored.flat[best]:.0%}")

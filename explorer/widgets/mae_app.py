@@ -12,7 +12,6 @@ import time
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from .. import viz
 from ..io import ImageLoadError, LoadedImage
@@ -22,6 +21,7 @@ from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..data.samples import SAMPLES, sample_label
 from .base import AppBase, file_stem
+from .figures import AppFigure, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
@@ -72,15 +72,15 @@ class MAEApp(AppBase):
                                    readout_format=".2f", continuous_update=True, style={"description_width": "initial"},
                                    layout=W.Layout(width="420px"))
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
-        self.fig = go.FigureWidget()
-        self.curve = go.FigureWidget()
+        self.fig = AppFigure()
+        self.curve = AppFigure()
         self.export_panel = ExportPanel(self.export_request)
 
         super().__init__([
             *head,
             W.HBox([self.strategy_tb]),
             W.HBox([self.ratio, self.seed]),
-            self.status_area, self.fig, self.export_panel, self.curve,
+            self.status_area, self.fig.box, self.export_panel, self.curve.box,
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
@@ -183,6 +183,7 @@ class MAEApp(AppBase):
                 self.strategy_tb.value = "manual"
             self.ratio.disabled = True
             self.sweep = None
+            hide_figure(self.curve)
         self._show(rec)
 
     @_guarded
@@ -198,11 +199,7 @@ class MAEApp(AppBase):
         self.result = rec
         err_max = self._err_max if self.sweep is not None else None
         if rebuild or not same_size:
-            fig = viz.reconstruction_figure(rec, error_max=err_max)
-            with self.fig.batch_update():
-                self.fig.data = ()
-                self.fig.layout = fig.layout
-                self.fig.add_traces(fig.data)
+            replace_figure(self.fig, viz.reconstruction_figure(rec, error_max=err_max))
             for tr in self.fig.data[:4]:
                 tr.on_click(self._on_click)
             self._draw_curve()
@@ -240,11 +237,7 @@ class MAEApp(AppBase):
                     options=options, name=name)
 
     def _draw_curve(self):
-        with self.curve.batch_update():
-            self.curve.data = ()
-            if self.sweep is None:
-                self.curve.layout.height = 10
-                return
-            fig = viz.ratio_curve(self.sweep, current=self.result.spec.ratio)
-            self.curve.layout = fig.layout
-            self.curve.add_traces(fig.data)
+        if self.sweep is None:  # a hand-made mask has no ratio sweep: no curve (not an empty strip)
+            hide_figure(self.curve)
+            return
+        replace_figure(self.curve, viz.ratio_curve(self.sweep, current=self.result.spec.ratio))

@@ -12,7 +12,6 @@ import html
 import time
 
 import ipywidgets as W
-import plotly.graph_objects as go
 
 from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
@@ -20,7 +19,8 @@ from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_mode
 from ..multimodal.baselines import baseline_metrics
 from ..multimodal.inputs import av_from_files, prepare_files, rgbd_from_files, sample_inputs, sample_names
 from ..viz import multimodal as MV
-from .base import AppBase, FrameControls, file_stem, replace_figure
+from .base import AppBase, FrameControls, file_stem
+from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
@@ -76,13 +76,13 @@ class MultiMAEApp(FrameControls, AppBase):
         self.frame_controls(interval=300)
         self.time_box = W.HBox([self.play, self.frame])
         self.table = W.HTML()
-        self.fig = go.FigureWidget()
+        self.fig = AppFigure()
         self._request = None
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
             *head,
             self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
-            self.status_area, self.fig, self.table, self.export_panel,
+            self.status_area, self.fig.box, self.table, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change(self.sample_dd, lambda ch: self._set_sample(ch["new"]) if ch["new"] else None)

@@ -24,7 +24,8 @@ from ..video import SAMPLINGS, VideoLoadError
 from ..masking.video import VIDEO_STRATEGIES
 from ..reconstruction.video import reconstruct_video
 from ..viz import video as VV
-from .base import AppBase, FrameControls, file_stem, replace_figure
+from .base import AppBase, FrameControls, file_stem
+from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
@@ -83,17 +84,17 @@ class VideoMAEApp(FrameControls, AppBase):
         self.ratio = W.SelectionSlider(options=list(VIDEO_RATIOS), value=min(VIDEO_RATIOS, key=lambda r: abs(r - ratio)),
                                        description="Ratio", continuous_update=True)
         self.frame_controls(interval=250)
-        self.fig = go.FigureWidget()
-        self.strip = go.FigureWidget()
-        self.curve = go.FigureWidget()
-        self.timeline = go.FigureWidget()
+        self.fig = AppFigure()
+        self.strip = AppFigure()
+        self.curve = AppFigure()
+        self.timeline = AppFigure()
         self.export_view = W.Dropdown(options=list(EXPORT_VIEWS), value="video_frames", description="Export view",
                                       layout=W.Layout(width="320px"))
         self.export_panel = ExportPanel(self.export_request)
         super().__init__([
             *head,
             W.HBox([self.sampling, self.stride, self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
-            self.status_area, self.fig, self.timeline, self.curve, self.strip, self.export_view, self.export_panel,
+            self.status_area, self.fig.box, self.timeline.box, self.curve.box, self.strip.box, self.export_view, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change([self.clip_dd, self.upload], lambda ch: self._set_clip(ch["new"]) if ch["new"] else None)

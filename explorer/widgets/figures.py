@@ -1,0 +1,172 @@
+"""Plotly figure widgets that fit the notebook: :class:`AppFigure`, :func:`replace_figure` and :func:`hide_figure`.
+
+A figure built by :mod:`explorer.viz` has a natural width (a 5-panel reconstruction row is 1250 px).  Shown as it is,
+it is clipped when JupyterLab's side panel is open and scrolls sideways in a narrow window.  An :class:`AppFigure` is
+shown inside :attr:`AppFigure.box`, whose width follows the output area and never exceeds the figure's natural width.
+The figure is autosized to the box (its height kept) and fits again whenever the box changes size (a side panel opened
+or closed, the window resized): plotly's own widget front end is wrapped so that a ``ResizeObserver`` re-fits the plot
+and reports the width to Python (:attr:`AppFigure.fit_width`), which scales the figure's titles and labels to it.
+
+The box stays hidden until the first figure is shown, so an app never shows an empty placeholder chart, and
+:func:`hide_figure` hides it again (e.g. a ratio curve that does not apply to a hand-made mask).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import re
+
+import ipywidgets as W
+import plotly
+import plotly.graph_objects as go
+import traitlets
+
+from ..viz.fit import text_sizes, scaled_text_sizes
+
+#: The last ``export{…}`` statement of plotly's widget bundle (its anywidget entry point is the default export).
+_EXPORT = re.compile(r"export\s*\{([^{}]*)\}\s*;?(?=(?:\s|/\*[\s\S]*?\*/)*$)")
+
+#: Our default export: plotly's widget, whose views re-fit the plot when their element changes size and report the width.
+_WRAP_JS = r"""
+const __explorerFit = () => {
+  const widget = __plotlyWidget();
+  return {
+    initialize: widget.initialize,
+    render(ctx) {
+      const cleanup = widget.render(ctx);
+      const el = ctx.el, model = ctx.model;
+      let last = 0, timer = null;
+      const observer = new ResizeObserver(entries => {
+        const width = Math.round(entries[entries.length - 1].contentRect.width);
+        if (!width || width === last) return;
+        last = width;
+        // autosized: forget any width plotly guessed while the output was off screen, then fit the element
+        if (el.layout) delete el.layout.width;
+        if (typeof el._responsiveChartHandler === 'function') el._responsiveChartHandler();
+        clearTimeout(timer);
+        timer = setTimeout(() => { model.set('fit_width', width); model.save_changes(); }, 120);
+      });
+      observer.observe(el);
+      return () => { observer.disconnect(); clearTimeout(timer); if (typeof cleanup === 'function') cleanup(); };
+    },
+  };
+};
+"""
+
+
+class FrontEndError(RuntimeError):
+    """Plotly's widget bundle does not have the shape :class:`AppFigure` wraps (a plotly upgrade changed it)."""
+
+
+@functools.lru_cache(maxsize=1)
+def fitted_bundle() -> str:
+    """Plotly's widget front end (its ``widgetbundle.js``) with its default export wrapped by the resize observer.
+
+    Raises:
+        FrontEndError: the bundle has no final ``export{… as default}`` (a plotly release changed its layout).
+    """
+    path = pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+    text = path.read_text(encoding="utf-8")
+    match = None
+    for match in _EXPORT.finditer(text):
+        pass
+    names = [n.strip() for n in match.group(1).split(",")] if match else []
+    default = [n.split(" as ")[0].strip() for n in names if n.endswith(" as default")]
+    if not default:
+        raise FrontEndError(f"plotly {plotly.__version__}: no default export at the end of {path}; "
+                            "the figures cannot fit their output area.")
+    rest = [n for n in names if not n.endswith(" as default")]
+    export = f"const __plotlyWidget = {default[0]};\n{_WRAP_JS}\nexport{{{', '.join(rest + ['__explorerFit as default'])}}};"
+    return text[:match.start()] + export + text[match.end():]
+
+
+class AppFigure(go.FigureWidget):
+    """A ``plotly.graph_objects.FigureWidget`` that fits its output area.
+
+    Place :attr:`box` (not the figure) in an app's layout and show figures with :func:`replace_figure`.
+
+    Attributes:
+        box: the ``ipywidgets.VBox`` holding the figure: the output area's width, at most the figure's natural width,
+            hidden until a figure is shown.
+        row: the figure sits in a :func:`figure_row` (side by side with others) rather than in a column.
+        natural_width: the width (px) the figure on screen was built for, or ``None``.
+        fit_width: the width (px) the browser gives the figure (0 until it reports one; synced from the page).
+    """
+
+    fit_width = traitlets.Int(0).tag(sync=True)
+    natural_width = None
+    row = False
+    _box = None
+    _base_sizes = None
+
+    def __init__(self, *args, row: bool = False, **kwargs):
+        type(self)._esm = fitted_bundle()
+        super().__init__(*args, **kwargs)
+        self._config = {**(self._config or {}), "responsive": True}
+        self.row = bool(row)
+        # In a column the box spans the output area; in a row (figure_row) it takes its natural width and may shrink.
+        self._box = W.VBox([self], layout=W.Layout(width="auto" if row else "100%", min_width="0", display="none"))
+        self.observe(lambda _change: self.fit_text(), names="fit_width")
+
+    @property
+    def box(self) -> W.VBox:
+        """The box to place in a layout."""
+        return self._box
+
+    @property
+    def shown(self) -> bool:
+        """A figure is on screen (the box is not hidden)."""
+        return self._box.layout.display != "none"
+
+    def fit_text(self) -> None:
+        """Scale the titles and labels of the figure on screen to :attr:`fit_width` (no-op at the natural width)."""
+        if not self._base_sizes or not self.natural_width or not self.fit_width:
+            return
+        updates = scaled_text_sizes(self._base_sizes, self.fit_width / self.natural_width)
+        with self.batch_update():
+            self.update_layout(updates)
+
+    def _remember(self, fig: go.Figure, width: float | None) -> None:
+        self.natural_width = float(width) if width else None
+        self._base_sizes = text_sizes(fig.layout)
+
+
+def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
+    """Show ``fig`` in ``widget`` (traces and layout replaced in one update).
+
+    For an :class:`AppFigure`: the figure's fixed width becomes the box's maximum width, the figure is autosized
+    inside it (its height kept), its text is scaled to the width the browser reported, and the box is shown.
+    """
+    layout = fig.layout
+    fit = isinstance(widget, AppFigure)
+    if fit:
+        width = layout.width
+        layout = go.Layout(layout)
+        layout.width = None
+        layout.autosize = True
+        widget._remember(fig, width)
+        widget.box.layout.max_width = f"{int(width)}px" if width else None
+        if widget.row:  # side by side: start from the natural width, shrink alone on a narrow line, else wrap
+            widget.box.layout.flex = f"0 1 {int(width)}px" if width else "1 1 auto"
+    with widget.batch_update():
+        widget.data = ()
+        widget.layout = layout
+        widget.add_traces(fig.data)
+    if fit:
+        widget.fit_text()
+        widget.box.layout.display = None
+
+
+def hide_figure(widget: AppFigure) -> None:
+    """Hide ``widget``'s box; the next :func:`replace_figure` shows it again."""
+    widget.box.layout.display = "none"
+
+
+def figure_row(*items: "AppFigure | W.Widget") -> W.HBox:
+    """Figures (and other widgets) side by side, wrapping onto the next line when the output area is too narrow.
+
+    :class:`AppFigure` items are placed by their boxes; build them with ``AppFigure(row=True)``.
+    """
+    children = [it.box if isinstance(it, AppFigure) else it for it in items]
+    return W.HBox(children, layout=W.Layout(flex_flow="row wrap", width="100%", align_items="flex-start"))
