@@ -306,6 +306,11 @@ def test_hub_messages_name_the_id_the_cause_and_the_way_out(tmp_path):
     off = hub.offline_error("org/model-x", "no network", cache_dir=tmp_path, shipped=["mini-mae", "mini-fusion"])
     assert str(off) == (f"Could not load 'org/model-x' from the Hugging Face hub: no network, and the checkpoint is not in "
                         f"the local Hugging Face cache ({tmp_path}). " + hint)
+    assert off.brief == ("offline: skipped 'org/model-x' (the hub is not reachable and it is not in the local cache); "
+                         "to get it: `hf download org/model-x --local-dir ./model-x` where there is internet, then pass "
+                         "that folder instead of the id")
+    assert "this machine is set to work offline and" in hub.offline_error("o/m", "this machine is set to work offline").brief
+    assert err.brief == str(err) and hub.ModelLoadError().brief == ""  # no shorter line given: the whole message
     import huggingface_hub.constants
 
     default = hub.offline_error("org/model-x", "no network")

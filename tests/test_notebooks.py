@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -12,11 +13,68 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
+#: Output a researcher should never have to read: a debugger's view of the numbers instead of the numbers.
+DEBUGGER_LIKE = {
+    "a numpy scalar repr": re.compile(r"np\.(?:float|int|uint|complex)\d+\(|np\.(?:bool_|str_)\("),
+    "a float printed with more than 6 decimals": re.compile(r"(?<![\w.])-?\d+\.\d{7,}(?![\w.])"),
+    "a progress bar or a retry loop": re.compile(r"Writing model shards|Retrying|\d+%\|"),
+}
+#: ... and in printed text (a cell's own print calls) also raw HTML and Python reprs of containers.
+DEBUGGER_LIKE_PRINTED = {
+    "raw HTML": re.compile(r"</?(?:div|span|b|br|p|ul|li|table|code)\b[^>]*>"),
+    "a Python tuple / list / dict of strings": re.compile(r"[\[({]'"),
+    "a tuple of tuples": re.compile(r"\(\(-?\d"),
+}
+#: A cell that loads a model by Hugging Face id ("organisation/name" literal and a load_* call).
+HUB_ID = re.compile(r"""["'][A-Za-z0-9][\w.-]*/[\w.-]+["']""")
+#: Seconds a hub-id cell may take offline: generous, this guards fast failure (no waiting on an unreachable hub).
+HUB_CELL_S = 5.0
+
 
 def _run(path: Path):
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
+
+
+def debugger_like(nb) -> list[str]:
+    """``"cell 10: a numpy scalar repr: …np.float32(0.45)…"`` for every such output of an executed notebook."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []):
+            printed = o.get("text", "") if o.get("output_type") == "stream" else ""
+            shown = str(o.get("data", {}).get("text/plain", ""))
+            for text, checks in ((printed, DEBUGGER_LIKE | DEBUGGER_LIKE_PRINTED), (shown, DEBUGGER_LIKE)):
+                for what, rx in checks.items():
+                    for m in rx.finditer(text):
+                        found.append(f"cell {i}: {what}: …{text[max(0, m.start() - 30): m.end() + 30]}…")
+    return found
+
+
+def hub_cells(nb) -> list[int]:
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "load_" in c.source and HUB_ID.search(c.source)]
+
+
+def _seconds(cell) -> float:
+    ex = cell.metadata["execution"]  # written by nbclient (record_timing)
+    start, end = (datetime.fromisoformat(ex[k].replace("Z", "+00:00")) for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def hub_cell_problems(nb, bound: float = HUB_CELL_S) -> list[str]:
+    """Hub-id cells that waited on the hub (over ``bound`` s) or explained themselves in more than one line each
+    (a cut message without the way to get the checkpoint, or a retry log)."""
+    problems = []
+    for i in hub_cells(nb):
+        cell = nb.cells[i]
+        if _seconds(cell) > bound:
+            problems.append(f"cell {i} ({HUB_ID.search(cell.source).group()}) took {_seconds(cell):.1f} s (> {bound:g} s)")
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+        for line in text.splitlines():
+            if ("skipped" in line or "Could not load" in line) and ("hf download" not in line or line.endswith("...")):
+                problems.append(f"cell {i}: {line[:160]!r} does not say how to get the checkpoint in one line")
+    return problems
 
 
 def _text(nb) -> str:
@@ -26,6 +84,18 @@ def _text(nb) -> str:
             out.append(o.get("text", ""))
             out.append(str(o.get("data", {}).get("text/plain", "")))
     return "\n".join(out)
+
+
+def test_hub_id_cells_are_found():
+    """The timing check below has cells to check: the notebooks that try real checkpoints by id."""
+    with_hub = {p.name[:2] for p in NOTEBOOKS if hub_cells(nbformat.read(p, as_version=4))}
+    assert {"01", "02", "03", "04", "06"} <= with_hub, with_hub
+
+
+def test_notebooks_are_stored_without_outputs():
+    for p in NOTEBOOKS:
+        code = [c for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"]
+        assert not [c for c in code if c.get("outputs") or c.get("execution_count")], p.name
 
 
 def test_notebooks_exist():
@@ -48,6 +118,9 @@ def test_notebook_runs(path):
     assert all(c.get("execution_count") for c in code)
     mimes = {k for c in code for o in c.get("outputs", []) for k in o.get("data", {})}
     assert "application/vnd.plotly.v1+json" in mimes or "application/vnd.jupyter.widget-view+json" in mimes
+    # Output reads like a tutorial, not a debugger; hub ids fail at once offline and say so in one line.
+    assert not debugger_like(nb), "\n".join(debugger_like(nb))
+    assert not hub_cell_problems(nb), "\n".join(hub_cell_problems(nb))
     text = _text(nb)
     if path.name == "01_quickstart.ipynb":
         assert "147 of 196 patches hidden" in text  # 75% of the 14x14 grid, exactly
@@ -60,12 +133,14 @@ def test_notebook_runs(path):
         assert re.search(r"pointing game, relevance : \d/\d object words peak on their object", text)
         assert "-> refused: The text is empty" in text and "were dropped" in text and "read as [unk]: 🙂" in text
         assert "this is an image-only model" in text
-        assert text.count("skipped: Could not load") == 3  # offline: the hub ids explain themselves
+        assert text.count("offline: skipped '") == 3  # offline: the hub ids explain themselves, one line each
+        # the deletion AUC's sign and units are explained where it is printed
+        assert "negative = the logit fell below 0; lower = falls sooner = more faithful" in text
         assert re.search(r"random map\s+0\.\d+", text) and re.search(r"relevance\s+0\.\d+", text)
     if path.name == "06_video_mae.ipynb":
         assert "patches hidden in every time step: 75%" in text and "running-cell" in text
         assert re.search(r"tube\s+model [\d.]+ dB \| nearest visible frame [\d.]+ dB", text)
-        assert text.count("refused:") == 3 and "skipped: Could not load 'MCG-NJU/videomae-base'" in text
+        assert text.count("refused:") == 3 and "offline: skipped 'MCG-NJU/videomae-base'" in text
         assert "uniform: [7, 22, 37, 52, 67, 82, 97, 112] at [0.88, 2.75" in text
         assert "strided: [45, 49, 53, 57, 61, 65, 69, 73]" in text
         assert "[0, 4, 8, 11, 11, 11, 11, 11] | padded (the last frame repeats): the clip has 12 frames" in text
@@ -79,7 +154,7 @@ def test_notebook_runs(path):
         assert re.search(r"depth \(0/64 visible\): rmse [\d.]+, absrel [\d.]+", text)
         assert "budget split by Dirichlet(1)" in text and "— RGB + 10% depth" in text
         assert re.search(r"depth visible  10%: model AbsRel [\d.]+ \| inpainting [\d.]+", text)
-        assert "handled: ('depth: 24 patches are mostly unknown and never shown',)" in text
+        assert "handled: depth: 24 patches are mostly unknown and never shown" in text
         assert text.count("refused:") == 5 and "not in transformers" in text
     if path.name == "10_interventions.ipynb":
         assert "nothing ablated: Δ +0.000 dB" in text
@@ -94,4 +169,4 @@ def test_notebook_runs(path):
     if path.name == "08_audio_visual_mae.ipynb":
         assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
         assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text
-        assert text.count("refused:") == 5 and "handled: ['the sound lasts 0.25 s" in text
+        assert text.count("refused:") == 5 and "handled: the sound lasts 0.25 s" in text

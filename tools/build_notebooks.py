@@ -118,7 +118,7 @@ import numpy as np
 xx, yy = np.meshgrid(np.linspace(0, 1, 300), np.linspace(0, 1, 200))
 gradient = np.dstack([xx, yy, np.full_like(xx, 0.5)])
 img = explorer.load_image(gradient.astype("float32"))
-print(img.pixels.shape, img.notes)
+print(img.pixels.shape, "| notes:", "; ".join(img.notes) or "none")
 
 try:
     explorer.load_image(b"this is not an image")
@@ -130,7 +130,7 @@ try:
     base = explorer.load_model("facebook/vit-mae-base")
     print("loaded", base.info)
 except explorer.ModelLoadError as e:
-    print(e)
+    print(e.brief)  # one line; str(e) has the whole story (where the cache is, which models work offline)
 """),
     ("md", """
 **Next:** `02_mae_masking.ipynb` compares mask strategies, sweeps the ratio and compares checkpoints.
@@ -207,22 +207,27 @@ when the hub or a local copy is available.
     ("code", """
 import tempfile, torch
 from transformers import ViTMAEForPreTraining
+from transformers.utils import logging as hf_logging
 
+hf_logging.disable_progress_bar()  # saving one small file needs no "Writing model shards" bar
 torch.manual_seed(0)
 untrained = ViTMAEForPreTraining(model.model.config.__class__.from_dict(model.model.config.to_dict()))
 untrained_dir = tempfile.mkdtemp(prefix="untrained-mae-")
 untrained.save_pretrained(untrained_dir)
-
+"""),
+    ("code", """
 candidates = {"mini-mae (trained)": "mini-mae", "same architecture, untrained": untrained_dir,
               "facebook/vit-mae-base": "facebook/vit-mae-base"}
-rows = []
+loaded = {}
 for label, source in candidates.items():
     try:
-        m = explorer.load_model(source)
+        loaded[label] = explorer.load_model(source)
     except explorer.ModelLoadError as e:
-        print(f"skipped {label}: {str(e)[:120]}...")
-        continue
-    rows.append((label, [explorer.reconstruct(m, "chelsea", ratio=r, seed=0) for r in (0.5, 0.75, 0.9)]))
+        print(e.brief)  # offline, a hub id fails at once and says how to get the checkpoint
+"""),
+    ("code", """
+rows = [(label, [explorer.reconstruct(m, "chelsea", ratio=r, seed=0) for r in (0.5, 0.75, 0.9)])
+        for label, m in loaded.items()]
 explorer.viz.reconstruction_grid(rows, show="pasted")
 """),
     ("md", """
@@ -317,8 +322,8 @@ captum_maps = {}
 for name in ("saliency", "gradient-shap", "smoothgrad", "gradcam"):
     r = A.explain(model, "chelsea", name, samples=8)  # samples: GradientSHAP's and SmoothGrad's draws (seed 0)
     captum_maps[REGISTRY[name].short + (" (signed)" if REGISTRY[name].signed else "")] = r.map
-print(A.METHODS)
-print(r.options)
+print("methods:", ", ".join(A.METHODS))
+print("Grad-CAM options:", "; ".join(f"{k} = {v}" for k, v in r.options.items()))
 VA.method_row(maps.image, captum_maps)
 """),
     ("md", """
@@ -417,6 +422,7 @@ reachable) on a clip of a square moving right, made with OpenCV:
 import tempfile
 
 from transformers import VideoMAEConfig, VideoMAEModel
+from transformers.utils import logging as hf_logging
 
 from explorer.video import load_video, write_video
 
@@ -426,6 +432,7 @@ for i in range(16):
 clip_path = Path(tempfile.mkdtemp()) / "square.avi"
 write_video(clip_path, frames)
 
+hf_logging.disable_progress_bar()  # saving one small file needs no "Writing model shards" bar
 torch.manual_seed(0)
 video_dir = tempfile.mkdtemp()
 VideoMAEModel(VideoMAEConfig(image_size=112, num_frames=16, hidden_size=192, num_hidden_layers=4, num_attention_heads=3,
@@ -451,7 +458,7 @@ def run():
     return h
 
 probs, names, path = A.capture_all(layers, run)
-print(probs.shape, names, path)
+print(f"attention {probs.shape} (layers, heads, queries, keys) from {', '.join(names)}, captured by {path}")
 """),
     ("md", """
 Real checkpoints load by id (they need the Hugging Face hub or a local copy), e.g. a ViT classifier, for
@@ -462,7 +469,7 @@ try:
     vit = explorer.load_model("google/vit-base-patch16-224")
     print(vit.labels[int(vit.logits(vit.normalise(A.attention_maps(vit, "chelsea").image))[0].argmax())])
 except explorer.ModelLoadError as e:
-    print("skipped:", str(e)[:160], "...")
+    print(e.brief)
 """),
 ]
 
@@ -543,10 +550,10 @@ import json
 from pypdf import PdfReader
 
 page = PdfReader(grid.files["pdf"]).pages[0]
-print("PDF page:", float(page.mediabox.width), "x", float(page.mediabox.height), "pt; preset width:",
-      export.PRESETS["double-column"].width_in * 72, "pt")
+print(f"PDF page: {float(page.mediabox.width):g} x {float(page.mediabox.height):g} pt; preset width: "
+      f"{export.PRESETS['double-column'].width_in * 72:g} pt")
 fonts = {f["/BaseFont"] for res in [page["/Resources"]] for f in res["/Font"].values()}
-print("embedded fonts:", sorted(str(f) for f in fonts))
+print("embedded fonts:", ", ".join(sorted(str(f) for f in fonts)))
 sidecar = json.loads(grid.files["json"].read_text())
 print(json.dumps({k: sidecar[k] for k in ("recipe", "provenance")}, indent=1)[:900], "...")
 """),
@@ -641,7 +648,8 @@ print(text, "|", model.kind, "|", model.output_name)
     ("code", """
 al = align(model, scene.image, text)
 print(al.answer)
-print("words:", al.word_strings, "| attention", al.attention.shape, "(layers, heads, words, rows, cols)")
+print("words:", " ".join(f"{i}:{w}" for i, w in enumerate(al.word_strings)), "| attention", al.attention.shape,
+      "(layers, heads, words, rows, cols)")
 VF.word_strip(al, "relevance")
 """),
     ("md", """
@@ -657,8 +665,10 @@ fig
 
 For one object word, the four maps over the image, each scaled to [0, 1]. Because the scene is generated we know
 where each object is: the *pointing game* asks whether a word's map peaks on its object, and *deletion* blanks
-patches in the map's order and watches the output fall (a lower area than a random order means the map found
-what the output needs).
+patches in the map's order and watches the output fall. Its *area* (deletion AUC) is the output averaged over the
+share of patches blanked, in the output's own units: here the match logit, so it is negative once blanking drives the
+logit below zero (an all-blank image scores about −7). Lower than random orders means the map found what the output
+needs.
 """),
     ("code", """
 word = 1  # the first colour word
@@ -672,11 +682,12 @@ truth = scene.word_masks(text)   # word index -> the mask of the object it names
 hits = pointing_hits(al, truth)
 for m, h in hits.items():
     print(f"pointing game, {m:10s}: {sum(h)}/{len(h)} object words peak on their object")
+print(f"deletion AUC of '{al.word_strings[word]}': the {model.output_name} averaged while the map's patches are blanked, "
+      f"best first (intact {al.score:+.2f}; negative = the logit fell below 0; lower = falls sooner = more faithful)")
 for m in al.available:
     d = deletion_auc(model, scene.image, text, al.word_map(m, word))
     lo, hi = d["band"]
-    print(f"deletion AUC of '{al.word_strings[word]}', {m:10s}: {d['map']:.3f} "
-          f"({d['orders']} random orders: 95% in {lo:.3f}–{hi:.3f}) -> {d['verdict']}")
+    print(f"  {m:10s} {d['map']:+.2f}   {d['orders']} random orders: 95% between {lo:+.2f} and {hi:+.2f} -> {d['verdict']}")
 """),
     ("md", """
 ## 3 · How much does the output depend on each modality?
@@ -694,7 +705,7 @@ print(f"output {rep.score:+.2f}; image masked {rep.masked['image']:+.2f}; text m
 print(rep.headline())
 for w in rep.warnings:
     print("warning:", w)
-print("per word:", dict(zip(al.word_strings, np.round(rep.word_attribution, 2))))
+print("per word (IG):", ", ".join(f"{w} {a:+.2f}" for w, a in zip(al.word_strings, rep.word_attribution)))
 VF.modality_figure(rep, output_name=model.output_name)
 """),
     ("md", """
@@ -734,8 +745,8 @@ baselines (the model card reports it over 300 scenes; here 30 to stay quick).
 from explorer.fusion.evaluate import pointing_game
 
 res = pointing_game(model, scenes=30)
-for k, v in res.items():
-    print(f"{k:28s} {v}")
+for k, v in res.items():  # hit rates (share of object words whose map peaks on the object), then counts
+    print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
 """),
     ("md", """
 ## 7 · Bad input and real checkpoints
@@ -767,7 +778,7 @@ for hub_id in ["openai/clip-vit-base-patch16", "Salesforce/blip-itm-base-coco", 
         m = load_fusion_model(hub_id)
         print(hub_id, align(m, "chelsea", "a cat lying on a couch").answer)
     except explorer.ModelLoadError as e:
-        print("skipped:", str(e)[:120], "...")
+        print(e.brief)
 """),
 ]
 
@@ -902,7 +913,7 @@ except ValueError as e:
 try:
     explorer.load_model("MCG-NJU/videomae-base")
 except explorer.ModelLoadError as e:
-    print("skipped:", str(e)[:120], "...")
+    print(e.brief)
 """),
 ]
 

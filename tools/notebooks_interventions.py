@@ -105,7 +105,8 @@ output.
 app = explorer.AttentionApp(model="mini-mae", image="chelsea")
 app.interventions.ablate_btn.value = True
 app.interventions.toggle(l, h)          # what clicking head (l, h) in the grid does in Ablate mode
-print(app.interventions.ablation.heads, f"Δ {app.interventions.ablation.delta:+.3f} dB")
+print("ablated:", ", ".join(f"L{a} H{b}" for a, b in app.interventions.ablation.heads),
+      f"Δ {app.interventions.ablation.delta:+.3f} dB")
 app
 """),
     ("code", """

@@ -25,7 +25,7 @@ mm = load_multimodal_model("mini-rgbd-mae")
 for s in mm.modalities:
     print(f"{s.name:6s} {s.kind:6s} shape {s.shape}, patches {s.patch} → {s.num_patches} tokens ({s.unit})")
 x, notes = sample_inputs(mm, "room:10000001")   # a generated room the model never saw
-print(notes)
+print("; ".join(notes))
 """),
     ("md", """
 ## 1 · Depth from RGB alone
@@ -107,7 +107,7 @@ The rooms are far from this photo, so expect a rough guess, not a depth estimato
 """),
     ("code", """
 x_m, notes_m = sample_inputs(mm, "motorcycle:1")
-print(notes_m)
+print("; ".join(notes_m))
 r = reconstruct_multimodal(mm, x_m, {"rgb": 1.0, "depth": 0.1}, seed=0)
 print(r.summary())
 multimodal_figure(r)
@@ -129,7 +129,7 @@ d = stereo_disparity(half(left), half(right), num_disparities=48)
 # full-resolution disparity = 8 × this one (scikit-image's copy is already a quarter of Middlebury's)
 depth = MOTORCYCLE_F_PX * MOTORCYCLE_BASELINE_M / (np.where(d.valid, d.depth * 8, np.nan) + MOTORCYCLE_DOFFS_PX)
 x_s, notes_s = prepare_rgbd(half(left)[:, 230:].astype(np.float32) / 255, depth[:, 230:])
-print(d.notes, notes_s)
+print("\\n".join([*d.notes, *notes_s]))
 r = reconstruct_multimodal(mm, x_s, {"rgb": 1.0, "depth": 0.25}, seed=0)
 print(r.summary())
 """),
@@ -156,7 +156,7 @@ from explorer.depth import DepthLoadError, load_depth
 
 holes = x["depth"].copy(); holes[:24] = np.nan            # invalid depth: never shown, never scored
 r = reconstruct_multimodal(mm, {"rgb": x["rgb"], "depth": holes}, {"rgb": 1.0, "depth": 0.3}, seed=0)
-print("handled:", r.notes)
+print("handled:", "; ".join(r.notes))
 for call in [lambda: reconstruct_multimodal(mm, x, {"rgb": 0.0, "depth": 0.0}),
              lambda: reconstruct_multimodal(mm, {"rgb": x["rgb"]}, {"rgb": 0.5, "depth": 0.5}),
              lambda: reconstruct_multimodal(mm, {"rgb": x["rgb"][:32]}, {"rgb": 1.0}),
@@ -195,7 +195,9 @@ av = load_multimodal_model("mini-av-mae")
 for s in av.modalities:
     print(f"{s.name:6s} {s.kind:12s} shape {s.shape}, patches {s.patch} → {s.num_patches} tokens")
 clip = make_av_clip(10_000_002)          # held out
-print([(o.colour, o.shape, f"{PITCH_HZ[o.colour]:.0f} Hz") for o in clip.clip.objects], "bounces at frames", clip.bounces)
+for o, b in zip(clip.clip.objects, clip.bounces):
+    print(f"{o.colour} {o.shape}: hums at {PITCH_HZ[o.colour]:.0f} Hz, bounces at "
+          + (", ".join(f"{f / 8:.3g} s" for f in b) or "no time in this clip"))   # 8 frames per second
 """),
     ("md", """
 ## 1 · The log-mel spectrogram
@@ -261,7 +263,7 @@ with wave.open(str(tmp / "clip.wav"), "wb") as w:
     w.setnchannels(2); w.setsampwidth(2); w.setframerate(16_000); w.writeframes(stereo.tobytes())
 
 files = av_from_files(str(tmp / "clip.avi"), str(tmp / "clip.wav"))   # what the app does with two uploads
-print({k: v.shape for k, v in files.arrays.items()})
+print(", ".join(f"{k} {v.shape}" for k, v in files.arrays.items()))
 print("\\n".join(files.notes))
 """),
     ("md", """
@@ -276,7 +278,8 @@ from explorer.widgets.multimodal_app import MultiMAEApp
 
 app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.0})
 app.set_av(str(tmp / "clip.avi"), str(tmp / "clip.wav"))
-print(app.status.value)
+print(app.result.summary())  # the app's numbers as text (its status line and table show them above)
+print("notes:", "; ".join(app.notes))
 """),
     ("md", """
 ## 5 · Bad input
@@ -296,6 +299,6 @@ for call in [lambda: load_audio(b""), lambda: load_audio(b"RIFF....WAVEjunk"),
 short = clip.audio[:4000]   # a quarter of a second: padded, and said so
 from explorer.multimodal.inputs import prepare_av
 _, notes = prepare_av(None, float("nan"), short)
-print("handled:", notes)
+print("handled:", "; ".join(notes))
 """),
 ]

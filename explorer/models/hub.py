@@ -43,7 +43,16 @@ _PROBES: dict[str, tuple[float, str | None]] = {}  # endpoint → (monotonic tim
 
 
 class ModelLoadError(RuntimeError):
-    """The model could not be found, reached or understood; the message says what to do."""
+    """The model could not be found, reached or understood; the message says what to do.
+
+    Attributes:
+        brief: the same in one short line for a notebook cell or a status line (``"offline: skipped
+            'org/name' …; to get it: `hf download …`"``); the full message where no shorter one was given.
+    """
+
+    def __init__(self, *args, brief: str | None = None):
+        super().__init__(*args)
+        self.brief = brief or (str(args[0]) if args else "")
 
 
 def device_and_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
@@ -152,10 +161,19 @@ def _fetch_hint(model_id: str, shipped: list[str]) -> str:
 
 
 def offline_error(model_id: str, reason: str, *, cache_dir=None, shipped: list[str] = ()) -> ModelLoadError:
-    """The hub cannot be used and the checkpoint is not cached: say so, and how to get it here."""
+    """The hub cannot be used and the checkpoint is not cached: say so, and how to get it here.
+
+    Its ``brief`` is one line: ``offline: skipped 'org/name' (…); to get it: `hf download org/name --local-dir
+    ./name` where there is internet, then pass that folder instead of the id``.
+    """
+    short = model_id.split("/")[-1]
+    why = "this machine is set to work offline" if "set to work offline" in reason else "the hub is not reachable"
     return ModelLoadError(
         f"Could not load {model_id!r} from the Hugging Face hub: {reason}, and the checkpoint is not in the local "
-        f"Hugging Face cache ({_cache_folder(cache_dir)}). " + _fetch_hint(model_id, list(shipped)))
+        f"Hugging Face cache ({_cache_folder(cache_dir)}). " + _fetch_hint(model_id, list(shipped)),
+        brief=(f"offline: skipped {model_id!r} ({why} and it is not in the local cache); to get it: "
+               f"`hf download {model_id} --local-dir ./{short}` where there is internet, then pass that folder "
+               "instead of the id"))
 
 
 def hub_error(model_id: str, err: Exception, *, shipped: list[str] = ()) -> ModelLoadError:
