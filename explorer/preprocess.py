@@ -46,6 +46,17 @@ def _target(size) -> tuple[int, int]:
     return h, w
 
 
+#: Enlargements up to this factor go without a note (rounding of an image that is about the model's size).
+ENLARGE_NOTE_ABOVE = 1.05
+
+
+def _enlarged(scale: float, src: str) -> str:
+    """The note for an image enlarged ``scale`` times (empty up to :data:`ENLARGE_NOTE_ABOVE`)."""
+    if scale <= ENLARGE_NOTE_ABOVE:
+        return ""
+    return f"; enlarged {scale:.1f}×: the model sees no more detail than the {src} original"
+
+
 def fit_image(pixels: np.ndarray, size: "int | tuple[int, int]", policy: str = "center-crop", pad_value: float = 0.5) -> Fit:
     """Fit ``pixels`` ``(h, w, 3)`` float in ``[0, 1]`` to ``(size, size, 3)``, or to ``(H, W, 3)`` for ``size=(H, W)``.
 
@@ -73,7 +84,7 @@ def fit_image(pixels: np.ndarray, size: "int | tuple[int, int]", policy: str = "
         note = "unchanged" if (w, h) == (W, H) else f"resized to {dst}"
         if w * H != h * W:
             note += f" (aspect ratio {w / h:.2f} squashed to {W / H:.2f})" if not square else f" (aspect ratio {w / h:.2f} squashed to 1)"
-        return Fit(out, policy, (w, h), f"{src} → {note}")
+        return Fit(out, policy, (w, h), f"{src} → {note}{_enlarged(max(W / w, H / h), src)}")
     if policy == "center-crop":
         scale = max(H / h, W / w)
         nw, nh = max(W, int(round(w * scale))), max(H, int(round(h * scale)))
@@ -86,7 +97,7 @@ def fit_image(pixels: np.ndarray, size: "int | tuple[int, int]", policy: str = "
         elif nh > H:
             cut = f" (top/bottom {100 * (nh - H) / nh:.0f}% cut)"
         step = "" if (nw, nh) == (w, h) else (f"shorter side resized to {H}, " if square else f"resized to {nw}x{nh}, ")
-        return Fit(out, policy, (w, h), f"{src} → {step}centre-cropped to {dst}{cut}")
+        return Fit(out, policy, (w, h), f"{src} → {step}centre-cropped to {dst}{cut}{_enlarged(scale, src)}")
     scale = min(H / h, W / w)
     nw, nh = max(1, min(W, int(round(w * scale)))), max(1, min(H, int(round(h * scale))))
     resized = _resize(img, nw, nh)
@@ -94,4 +105,4 @@ def fit_image(pixels: np.ndarray, size: "int | tuple[int, int]", policy: str = "
     top, left = (H - nh) // 2, (W - nw) // 2
     out[top : top + nh, left : left + nw] = resized
     what = f"longer side resized to {H}" if square else f"resized to {nw}x{nh}"
-    return Fit(out, policy, (w, h), f"{src} → {what}, padded with grey to {dst}")
+    return Fit(out, policy, (w, h), f"{src} → {what}, padded with grey to {dst}{_enlarged(scale, src)}")

@@ -22,9 +22,20 @@ from typing import Callable, Iterable
 import ipywidgets as W
 
 from ..models import ModelLoadError, available_devices
-from .messages import StatusMixin
+from .messages import StatusMixin, error_html
 
 _STATUS_STYLE = "font-size:12px;color:#444;line-height:1.5"
+#: Rows of controls wrap onto the next line in a narrow output area instead of being cut off.
+ROW = dict(flex_flow="row wrap", align_items="center")
+
+
+def upload_name(value) -> str:
+    """The file name of a ``FileUpload`` value (ipywidgets 8: a tuple of dicts with ``name``), or ``"upload"``."""
+    try:
+        first = value[0] if isinstance(value, (tuple, list)) else next(iter(value.values()))
+        return str(first.get("name") or "upload")
+    except Exception:  # noqa: BLE001 - a name for a message only
+        return "upload"
 
 
 def file_stem(name: str, *, default: str = "image", length: int = 40) -> str:
@@ -95,6 +106,9 @@ class AppBase(StatusMixin, W.VBox):
     started = False
     dtype_dd = None
     upload = None
+    upload_label = None
+    _uploading = None
+    _upload_failed = False
     _quiet_depth = 0
     _work_depth = 0
     _shown_in_cell = None
@@ -130,14 +144,16 @@ class AppBase(StatusMixin, W.VBox):
                                     layout=W.Layout(width=sample_width))
         if upload_accept is not None:
             self.upload = W.FileUpload(accept=upload_accept, multiple=False, description=upload_label)
+            self.upload_label = W.HTML(layout=W.Layout(max_width="260px", overflow="hidden"))
         self.progress = W.IntProgress(value=0, min=0, max=1, bar_style="info", description="",
                                       layout=W.Layout(width="260px", display="none"))
         self.status = W.HTML()
         self.details = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.status_area = W.VBox([self.progress, self.status, self.details])
         return [W.HBox([self.model_box, self.device_dd, *([self.dtype_dd] if self.dtype_dd else []), self.load_btn,
-                        *model_extra]),
-                W.HBox([self.sample_dd, *([self.upload] if self.upload else []), *sample_extra])]
+                        *model_extra], layout=W.Layout(**ROW)),
+                W.HBox([self.sample_dd, *([self.upload, self.upload_label] if self.upload else []), *sample_extra],
+                       layout=W.Layout(**ROW))]
 
     def model_name(self) -> str:
         """The name typed in the model box (stripped); refused when empty."""
@@ -166,6 +182,30 @@ class AppBase(StatusMixin, W.VBox):
         else:
             use(source)
 
+    # ------------------------------------------------------------------ uploads
+    def take_upload(self, value, use: Callable) -> None:
+        """Show the uploaded file ``value`` (a ``FileUpload`` value) through ``use(value)``.
+
+        Its name appears beside the upload button.  When it loads, the sample dropdown goes blank (it no longer names
+        what is on screen); when it is refused, the message names the file and says what is still on screen.
+        """
+        if not value:
+            return
+        name = upload_name(value)
+        self._uploading, self._upload_failed = name, False
+        self._before_upload = self.status.value
+        try:
+            use(value)
+        finally:
+            self._uploading = None
+        if self.upload_label is not None:
+            shown = html.escape(name)
+            self.upload_label.value = (f"<span style='font-size:12px' title='{shown}'>{shown}</span>" if not self._upload_failed
+                                       else f"<span style='font-size:12px;text-decoration:line-through' title='not loaded'>{shown}</span>")
+        if not self._upload_failed:
+            with self.quiet():
+                self.sample_dd.value = None
+
     # ------------------------------------------------------------------ status
     def _info(self, text: str) -> None:
         """Show ``text`` (HTML) in the status line and clear the details of an earlier error."""
@@ -174,7 +214,16 @@ class AppBase(StatusMixin, W.VBox):
 
     def _error(self, message: str, details: str | None = None):
         self.progress.layout.display = "none"
-        super()._error(message, details)
+        if self._uploading is None:
+            super()._error(message, details)
+            return
+        # A refused upload: name the file, and keep saying what is still on screen.
+        self._upload_failed = True
+        super()._error(f"{self._uploading} was not loaded: {message}", details)
+        before = getattr(self, "_before_upload", "")
+        if before and "⚠" not in before:
+            self.status.value = error_html(f"{self._uploading} was not loaded: {message}",
+                                           f"<div style='margin-top:4px'>Still showing:</div>{before}")
 
     # ------------------------------------------------------------------ re-entrancy guard
     @contextlib.contextmanager

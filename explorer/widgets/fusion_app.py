@@ -87,7 +87,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.words = W.ToggleButtons(options=[], description="Word", style={"button_width": "auto"})
         self.method = W.Dropdown(options=[], description="Method", layout=W.Layout(width="380px"))
         self.layer = W.IntSlider(value=0, min=0, max=0, description="Layer", continuous_update=True)
-        self.head = W.Dropdown(options=[("mean of heads", "mean")], value="mean", description="Head", layout=W.Layout(width="200px"))
+        self.head = W.Dropdown(options=[("mean of heads", "mean")], value="mean", description="Head", layout=W.Layout(width="240px"))
         self.layer_note = W.HTML()  # a layer whose map is zero by construction (Grad-CAM at BLIP's / ViLT's last layer)
         self.opacity = W.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="Opacity", continuous_update=True)
         self.cscale = W.Dropdown(options=list(COLORSCALES), value="Viridis", description="Colours", layout=W.Layout(width="200px"))
@@ -133,7 +133,8 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         ])
         self.words.observe(lambda _c: self.interventions.redraw(), names="value")  # the ablation figure follows the word
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.on_change([self.sample_dd, self.upload], lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
+        self.on_change(self.sample_dd, lambda ch: self._set_image(ch["new"]) if ch["new"] else None)
+        self.on_change(self.upload, lambda ch: self.take_upload(ch["new"], self._set_image))
         self.run_btn.on_click(lambda _b: self._compute())
         self.on_change(self.text_box, lambda _c: self._compute())
         self.on_change(self.words, lambda ch: self.select_word(ch["new"]) if ch["new"] is not None else None)

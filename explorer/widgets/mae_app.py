@@ -20,7 +20,7 @@ from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..data.samples import SAMPLES, sample_label
-from .base import AppBase, file_stem
+from .base import ROW, AppBase, file_stem
 from .figures import AppFigure, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
@@ -72,6 +72,9 @@ class MAEApp(AppBase):
                                    readout_format=".2f", continuous_update=True, style={"description_width": "initial"},
                                    layout=W.Layout(width="420px"))
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
+        self.per_view_scale = W.Checkbox(value=False, description="error scale per view", indent=False,
+                                         tooltip="off: one error colour scale per image (that of the random masks), "
+                                                 "so strategies compare; on: each sweep's own largest error")
         self.fig = AppFigure()
         self.curve = AppFigure()
         self.export_panel = ExportPanel(self.export_request)
@@ -79,14 +82,14 @@ class MAEApp(AppBase):
         super().__init__([
             *head,
             W.HBox([self.strategy_tb]),
-            W.HBox([self.ratio, self.seed]),
+            W.HBox([self.ratio, self.seed, self.per_view_scale], layout=W.Layout(**ROW)),
             self.status_area, self.fig.box, self.export_panel, self.curve.box,
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change(self.sample_dd, lambda ch: self._set_image_from(ch["new"]))
-        self.on_change(self.upload, self._on_upload)
-        self.on_change([self.fit_dd, self.strategy_tb, self.seed], lambda _c: self._refresh())
+        self.on_change(self.upload, lambda ch: self.take_upload(ch["new"], self._set_image_from))
+        self.on_change([self.fit_dd, self.strategy_tb, self.seed, self.per_view_scale], lambda _c: self._refresh())
         self.on_change(self.ratio, self._on_ratio)
         self.start(lambda: self._first(image))
 
@@ -120,12 +123,6 @@ class MAEApp(AppBase):
             self._set_image(self.loaded)
 
     @_guarded
-    def _on_upload(self, change):
-        if not change["new"]:
-            return
-        self._set_image_from(change["new"])
-
-    @_guarded
     def _set_image_from(self, image):
         loaded = load_input(image)
         self._source = image
@@ -154,8 +151,18 @@ class MAEApp(AppBase):
             self.sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
         # The sweep already holds the fitted input: clicks paint on exactly what it was computed from.
         self._pixels, self._input_info = self.sweep.results[0].image, self.sweep.results[0].input
-        self._err_max = float(max(r.patch_error[r.mask].max() for r in self.sweep.results))
+        self._err_max = self._error_scale()
         self._show(self.sweep.at(self.ratio.value), rebuild=True, extra_ms=(time.perf_counter() - t0) * 1e3)
+
+    def _error_scale(self) -> float:
+        """The error map's top colour: the largest hidden-patch error of this image's **random** sweep (same model,
+        fit and seed), so block and grid masks share the random one's scale; with "scale per view" ticked, the
+        largest error of the sweep on screen.  Errors above the scale show in the top colour."""
+        sweep = self.sweep
+        if not self.per_view_scale.value and sweep.results[0].spec.strategy != "random":
+            with self.computing("computing the random sweep for the error scale"):
+                sweep = self.cache.get(self.adapter, self.loaded, self.seed.value, "random", self.fit_dd.value)
+        return float(max(r.patch_error[r.mask].max() for r in sweep.results))
 
     @_guarded
     def _on_ratio(self, change):

@@ -97,7 +97,8 @@ class VideoMAEApp(FrameControls, AppBase):
             self.status_area, self.fig.box, self.timeline.box, self.curve.box, self.strip.box, self.export_view, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.on_change([self.clip_dd, self.upload], lambda ch: self._set_clip(ch["new"]) if ch["new"] else None)
+        self.on_change(self.clip_dd, lambda ch: self._set_clip(ch["new"]) if ch["new"] else None)
+        self.on_change(self.upload, lambda ch: self.take_upload(ch["new"], self._set_clip))
         self.on_change([self.strategy, self.seed], lambda _c: self._compute())
         self.on_change([self.sampling, self.stride], lambda _c: self._set_clip(self._source) if self._source is not None else None)
         self.on_change(self.ratio, lambda _c: self._show())

@@ -1,0 +1,150 @@
+"""Issue 18: figures that fit the notebook, the manual-mode curve, uploads that say what happened, one error scale
+per image.  Widget-level checks (the browser checks are in tests/test_browser_polish.py)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from explorer.viz.fit import MIN_FONT_PX, scaled_text_sizes, text_sizes
+from explorer.widgets.figures import AppFigure, fitted_bundle, figure_row, hide_figure, replace_figure
+from explorer.widgets.mae_app import MAEApp
+
+from _tiny import save_tiny_mae
+from test_widgets import png_bytes, upload_value
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return save_tiny_mae(tmp_path_factory.mktemp("polish-model"), image_size=64)
+
+
+@pytest.fixture()
+def app(tiny_dir):
+    return MAEApp(model=str(tiny_dir), image="chelsea", ratio=0.75)
+
+
+def _figure(width=900, title_px=14, ann_px=(16, None)):
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
+    fig.update_layout(width=width, height=300, title=dict(text="t", font=dict(size=title_px)), font=dict(size=11))
+    for px in ann_px:
+        fig.add_annotation(text="panel", font=dict(size=px) if px else None)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ fitting figures
+def test_fitted_bundle_wraps_plotlys_default_export_once():
+    js = fitted_bundle()
+    exports = re.findall(r"export\s*\{([^{}]*)\}", js)
+    last = [n.strip() for n in exports[-1].split(",")]
+    assert "__explorerFit as default" in last and sum(n.endswith(" as default") for n in last) == 1
+    assert "FigureView" in " ".join(last)  # plotly's named exports are kept
+    original = re.search(r"const __plotlyWidget = (\w+);", js).group(1)
+    assert f"{original} as default" not in exports[-1]
+    assert "new ResizeObserver" in js and "model.set('fit_width', width)" in js
+
+
+def test_replace_figure_autosizes_inside_a_box_no_wider_than_the_figure():
+    w = AppFigure()
+    assert not w.shown and w.box.children == (w,)  # nothing on screen before the first figure: no empty chart
+    replace_figure(w, _figure(width=900))
+    assert w.shown and w.box.layout.max_width == "900px" and w.box.layout.width == "100%"
+    assert w.layout.width is None and w.layout.autosize is True and w.layout.height == 300
+    assert w.natural_width == 900 and len(w.data) == 1
+    hide_figure(w)
+    assert not w.shown
+    replace_figure(w, _figure(width=640))
+    assert w.shown and w.box.layout.max_width == "640px"
+
+
+def test_figures_in_a_row_start_from_their_width_and_wrap():
+    a, b = AppFigure(row=True), AppFigure(row=True)
+    row = figure_row(a, b)
+    assert row.children == (a.box, b.box) and row.layout.flex_flow == "row wrap"
+    replace_figure(a, _figure(width=500))
+    assert a.box.layout.flex == "0 1 500px" and a.box.layout.width == "auto"
+
+
+def test_text_scales_to_the_reported_width_with_a_floor():
+    w = AppFigure()
+    replace_figure(w, _figure(width=1000, title_px=14, ann_px=(16, None)))
+    assert [a.font.size for a in w.layout.annotations] == [16, None]
+    w.fit_width = 1000  # at its natural width nothing changes
+    assert [a.font.size for a in w.layout.annotations] == [16, 11] and w.layout.title.font.size == 14
+    w.fit_width = 750
+    assert [a.font.size for a in w.layout.annotations] == [12, 9] and w.layout.title.font.size == 10.5
+    w.fit_width = 300  # 0.3x: every font at the floor
+    assert [a.font.size for a in w.layout.annotations] == [MIN_FONT_PX] * 2 and w.layout.font.size == MIN_FONT_PX
+    replace_figure(w, _figure(width=1000, title_px=14, ann_px=(16,)))  # a new figure fits the width reported last
+    assert w.layout.annotations[0].font.size == MIN_FONT_PX
+
+
+def test_scaled_sizes_never_grow_and_keep_small_fonts():
+    sizes = text_sizes(_figure(title_px=8, ann_px=(20,)).layout)
+    assert sizes == {"font": 11.0, "title": 8.0, "annotations": [20.0]}
+    up = scaled_text_sizes(sizes, 3.0)  # wider than built: unchanged
+    assert up == {"font": {"size": 11.0}, "title": {"font": {"size": 8.0}}, "annotations": [{"font": {"size": 20.0}}]}
+    down = scaled_text_sizes(sizes, 0.1)
+    assert down["title"] == {"font": {"size": 8.0}}  # already below the floor: not raised
+    assert down["annotations"] == [{"font": {"size": MIN_FONT_PX}}]
+
+
+# ------------------------------------------------------------------------------------------------ fault 5: manual mode
+def test_manual_mode_hides_the_ratio_curve_and_random_brings_it_back(app):
+    assert app.curve.shown and len(app.curve.data) > 0
+    height = app.curve.layout.height
+    app.strategy_tb.value = "manual"
+    assert not app.curve.shown and app.result.spec.strategy == "manual"
+    assert app.curve.layout.height == height  # hidden, not squashed to a strip
+    app.strategy_tb.value = "random"
+    assert app.curve.shown and app.sweep is not None
+
+
+def test_a_click_that_starts_a_manual_mask_hides_the_curve(app):
+    app.paint([0, 1, 2])
+    assert app.result.spec.strategy == "manual" and not app.curve.shown
+
+
+# ------------------------------------------------------------------------------------------------ fault 6: uploads
+def test_a_good_upload_is_named_and_the_sample_dropdown_goes_blank(app):
+    assert app.sample_dd.value == "chelsea"
+    small = (np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)
+    app.upload.value = upload_value(png_bytes(small), name="tiny cat.png")
+    assert "⚠" not in app.status.value
+    assert app.sample_dd.value is None  # it no longer names what is on screen
+    assert "tiny cat.png" in app.upload_label.value
+    assert "enlarged 1.3×" in app.status.value  # 48 px → the 64 px test model, said aloud
+    app.sample_dd.value = "chelsea"  # choosing the sample again shows it again
+    assert app.result.input.name == "chelsea"
+
+
+def test_a_bad_upload_names_the_file_and_says_what_is_still_shown(app):
+    before = app.result
+    app.upload.value = upload_value(b"this is not an image", name="notes.txt")
+    status = app.status.value
+    assert "⚠" in status and "notes.txt was not loaded" in status
+    assert "Still showing" in status and "chelsea" in status  # the line that named the image on screen stays
+    assert app.result is before and app.sample_dd.value == "chelsea"
+    assert "line-through" in app.upload_label.value and "notes.txt" in app.upload_label.value
+
+
+# ------------------------------------------------------------------------------------------------ fault 9: error scale
+def test_the_error_scale_is_one_per_image_across_strategies(app):
+    scales = {}
+    for strategy in ("random", "block", "grid"):
+        app.strategy_tb.value = strategy
+        scales[strategy] = app.fig.data[4].zmax
+    random_sweep = app.cache.get(app.adapter, app.loaded, 0, "random", app.fit_dd.value)
+    top = max(float(r.patch_error[r.mask].max()) for r in random_sweep.results)
+    assert scales == {s: pytest.approx(top) for s in scales}
+    # the block sweep's own largest error differs: the shared scale is a choice, not a coincidence
+    block = app.cache.get(app.adapter, app.loaded, 0, "block", app.fit_dd.value)
+    own = max(float(r.patch_error[r.mask].max()) for r in block.results)
+    assert own != pytest.approx(top)
+    app.per_view_scale.value = True  # the user asks for a scale per view
+    app.strategy_tb.value = "block"
+    assert app.fig.data[4].zmax == pytest.approx(own)
+    assert app.export_request()["options"]["error_max"] == pytest.approx(own)  # the export draws what is on screen
