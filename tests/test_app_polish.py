@@ -148,3 +148,21 @@ def test_the_error_scale_is_one_per_image_across_strategies(app):
     app.strategy_tb.value = "block"
     assert app.fig.data[4].zmax == pytest.approx(own)
     assert app.export_request()["options"]["error_max"] == pytest.approx(own)  # the export draws what is on screen
+
+
+# ------------------------------------------------------------------------------------------------ fault 4: reload
+def test_a_view_drawn_after_a_reload_gets_the_figure_on_screen(app):
+    """plotly keeps the state a figure widget started from (empty for an app figure); a view drawn after the page
+    reloaded asks for the figure on screen and gets it, with the change the last slider move made."""
+    fig = app.fig
+    assert fig.has_figure and fig._widget_data == []  # what a reloaded page would draw from: nothing
+    app.ratio.value = 0.5
+    sent = []
+    fig.send = lambda content, buffers=None: sent.append(content)
+    fig._on_page_message(fig, {"type": "explorer-restore"}, [])
+    assert sent == [{"type": "explorer-restored"}]
+    assert len(fig._widget_data) == 5
+    assert [t["source"] for t in fig._widget_data[:4]] == [t.source for t in fig.data[:4]]
+    assert fig._widget_layout["title"]["text"] == fig.layout.title.text and "50% hidden" in fig.layout.title.text
+    fig._on_page_message(fig, {"type": "something else"}, [])
+    assert len(sent) == 1

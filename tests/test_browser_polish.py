@@ -15,6 +15,8 @@ from browser_helpers import (chromium_page, jupyter_lab, kernel_eval, notebook_s
                              require_browser, run_all_and_wait, screenshot, wait_for, wait_kernel_idle,
                              wait_stable_hrefs)
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 LAPTOP = (1440, 757)
 
@@ -151,3 +153,4 @@ def test_attention_app_click_after_run_all_off_screen(tmp_path):
     assert not _fits(plots), plots
     assert not errors, errors
     assert before  # the map was drawn before the click
+

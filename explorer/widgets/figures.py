@@ -13,6 +13,7 @@ The box stays hidden until the first figure is shown, so an app never shows an e
 
 from __future__ import annotations
 
+import copy
 import functools
 import pathlib
 import re
@@ -34,9 +35,8 @@ const __explorerFit = () => {
   return {
     initialize: widget.initialize,
     render(ctx) {
-      const cleanup = widget.render(ctx);
       const el = ctx.el, model = ctx.model;
-      let last = 0, timer = null;
+      let cleanup = null, waiting = null, last = 0, timer = null, late = null;
       const observer = new ResizeObserver(entries => {
         const width = Math.round(entries[entries.length - 1].contentRect.width);
         if (!width || width === last) return;
@@ -47,8 +47,35 @@ const __explorerFit = () => {
         clearTimeout(timer);
         timer = setTimeout(() => { model.set('fit_width', width); model.save_changes(); }, 120);
       });
-      observer.observe(el);
-      return () => { observer.disconnect(); clearTimeout(timer); if (typeof cleanup === 'function') cleanup(); };
+      const start = () => {
+        if (cleanup !== null) return;
+        if (waiting) model.off('msg:custom', waiting);
+        cleanup = widget.render(ctx) || (() => {});
+        observer.observe(el);
+      };
+      if (model.get('has_figure') && !(model.get('_widget_data') || []).length) {
+        // A page reloaded after the figure was drawn: plotly's saved state is the empty figure it started from.
+        // Ask the kernel for the figure on screen, then draw; without an answer, say how to get it back.
+        waiting = msg => { if (msg && msg.type === 'explorer-restored') start(); };
+        model.on('msg:custom', waiting);
+        model.send({type: 'explorer-restore'});
+        late = setTimeout(() => {
+          if (cleanup !== null) return;
+          start();
+          const note = document.createElement('div');
+          note.className = 'explorer-restore-note';
+          note.textContent = 'This figure could not be restored after the page reloaded (is the kernel running?): re-run the cell to redraw it.';
+          note.style.cssText = 'padding:6px 10px;color:var(--jp-warn-color0,#8a5300);font-size:12px';
+          el.prepend(note);
+        }, 8000);
+      } else {
+        start();
+      }
+      return () => {
+        observer.disconnect(); clearTimeout(timer); clearTimeout(late);
+        if (waiting) model.off('msg:custom', waiting);
+        if (typeof cleanup === 'function') cleanup();
+      };
     },
   };
 };
@@ -95,6 +122,8 @@ class AppFigure(go.FigureWidget):
     """
 
     fit_width = traitlets.Int(0).tag(sync=True)
+    #: a figure has been shown (synced: a reloaded page asks the kernel for it instead of drawing an empty plot)
+    has_figure = traitlets.Bool(False).tag(sync=True)
     natural_width = None
     row = False
     _box = None
@@ -108,6 +137,18 @@ class AppFigure(go.FigureWidget):
         # In a column the box spans the output area; in a row (figure_row) it takes its natural width and may shrink.
         self._box = W.VBox([self], layout=W.Layout(width="auto" if row else "100%", min_width="0", display="none"))
         self.observe(lambda _change: self.fit_text(), names="fit_width")
+        self.on_msg(self._on_page_message)
+
+    def _on_page_message(self, _widget, content, _buffers) -> None:
+        """A view drawn after the page reloaded asks for the figure: hand it plotly's full state, then say so."""
+        if isinstance(content, dict) and content.get("type") == "explorer-restore":
+            self.restore_state()
+            self.send({"type": "explorer-restored"})
+
+    def restore_state(self) -> None:
+        """Put the figure on screen into the state a new view draws from (plotly keeps the one it started with)."""
+        self._widget_layout = copy.deepcopy(self._layout_obj._props)
+        self._widget_data = copy.deepcopy(self._data)
 
     @property
     def box(self) -> W.VBox:
@@ -155,6 +196,7 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         widget.add_traces(fig.data)
     if fit:
         widget.fit_text()
+        widget.has_figure = True
         widget.box.layout.display = None
 
 
