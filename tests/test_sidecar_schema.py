@@ -198,8 +198,8 @@ def test_required_keys(path, key):
 def test_unknown_keys_are_named_with_the_known_ones():
     with pytest.raises(ValueError) as e:
         validate(_set(_valid(), "style.colour", "red"))
-    assert str(e.value) == ("sidecar.style has an unknown key 'colour'; known: preset, height_in, letters, width_pt, "
-                            "height_pt.")
+    assert str(e.value) == ("sidecar.style has an unknown key 'colour'; known: preset, height_in, letters, rows, title_pt, "
+                            "width_pt, height_pt.")
 
 
 def test_inputs_name_a_sample_or_a_path_and_a_recipe_needs_provenance():

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import html
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,8 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
                   formats=FORMATS, dpi: int | None = None, height_in: float | None = None, letters: bool = True,
                   overwrite: bool = False, rename: bool = True, recipe: dict | None = None,
                   provenance: dict | None = None, title: str | None = None,
-                  store: "list[StoredInput]" = ()) -> ExportResult:
+                  store: "list[StoredInput]" = (), rows: "int | str | None" = "auto",
+                  title_pt: float | None = None) -> ExportResult:
     """Style ``fig`` for a paper and write it in every format of ``formats`` plus a JSON sidecar.
 
     Args:
@@ -142,6 +144,14 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
         dpi: PNG resolution (default: the preset's, 300).
         height_in: figure height in inches (default: keep the figure's aspect ratio).
         letters: panel letters a, b, c, ...
+        rows: how a one-row strip of panels is laid out (:func:`explorer.viz.paper.fit_layout`).  ``"auto"``: one
+            row when its titles and letters fit (titles shrink down to the preset's ``min_font_pt`` first), else two
+            rows, three, ...  A number keeps that many rows; when they cannot be made legible the export still
+            happens, and a note (in the result's ``notes`` and the sidecar) and a
+            :class:`explorer.viz.paper.LayoutWarning` say what collides and propose the rows that would fit.
+            ``None``: no layout check, the panels as the figure placed them (how sidecars written before this option
+            reproduce).  The sidecar records the rows and title size used, so ``reproduce`` rebuilds the same layout.
+        title_pt: panel-title size in points (default: chosen with ``rows``); only with ``rows``.
         recipe / provenance: what regenerates the figure (filled by :func:`export_recipe`);
             without a recipe the sidecar still records style and versions, but
             ``reproduce`` cannot rebuild the figure.
@@ -154,12 +164,22 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
         FileExistsError: the name is taken and neither ``overwrite`` nor ``rename``; nothing was written.
     """
     from ..viz.notes import figure_notes
-    from ..viz.paper import add_footnote, paper_style
+    from ..viz.paper import LayoutWarning, add_footnote, fit_layout, paper_style
 
     formats = _formats(formats)
     p = get_preset(preset, **({"dpi": int(dpi)} if dpi else {}))
     _settle_stem(path, formats, overwrite=overwrite, rename=rename)  # refuse before the work
-    styled, notes = paper_style(fig, p, height_in=height_in, letters=letters)
+    layout = None
+    if rows is not None:
+        layout = fit_layout(fig, p, rows=rows, title_pt=title_pt, height_in=height_in, letters=letters)
+    elif title_pt is not None:
+        raise ValueError("title_pt needs rows ('auto' or a number): without rows the figure is styled as it was built.")
+    styled, notes = paper_style(fig, p, height_in=height_in, letters=letters,
+                                **({"rows": layout.rows, "title_pt": layout.title_pt} if layout else {}))
+    warning = layout.note(p) if layout else None
+    if warning:
+        warnings.warn(warning, LayoutWarning, stacklevel=2)
+        notes.append(warning)
     # The caveats the screen shows beside the result (attached by the figure builders) go under the figure, into
     # the caption and into the sidecar: an export never drops what the app told its user.
     shown = figure_notes(fig)
@@ -168,6 +188,7 @@ def export_figure(fig: go.Figure, path: "str | os.PathLike", *, preset: "str | P
     sidecar = {
         "schema": SCHEMA, "title": title, "caption": caption(title, shown), "recipe": recipe, "provenance": provenance,
         "style": {"preset": p.as_dict(), "height_in": height_in, "letters": letters,
+                  **({"rows": layout.rows, "title_pt": layout.title_pt} if layout else {}),
                   "width_pt": round(p.width_in * 72, 3), "height_pt": round(float(styled.layout.height) * 0.75, 3)},
         "formats": list(formats), "notes": notes, "versions": versions(),
     }

@@ -135,7 +135,7 @@ def reproduce(sidecar_path: "str | Path", *, out: "str | Path | None" = None, in
     preset = Preset(**style["preset"])
     result = export_figure(fig, target, preset=preset, formats=sc["formats"], height_in=style["height_in"],
                            letters=style["letters"], recipe=sc["recipe"], provenance=prov, title=sc.get("title"),
-                           overwrite=overwrite)
+                           overwrite=overwrite, rows=style.get("rows"), title_pt=style.get("title_pt"))
     report = ReproduceReport(result, batched=bool(prov.get("batched")))
     recorded = dict(sc.get("files") or {})
     if not recorded and given.suffix.lower().lstrip(".") in result.files:  # an exported file alone

@@ -273,6 +273,7 @@ def _schema():
                      "dpi": Int(50, 1200), "description": Text(1000)},
                     required=("name", "width_in", "font_pt", "tick_pt", "letter_pt", "font_family", "dpi"))
     style = Fields({"preset": preset, "height_in": Num(0.25, MAX_HEIGHT_IN, none=True), "letters": Bool(),
+                    "rows": Int(1, 64), "title_pt": Num(2.0, 72.0, none=True),
                     "width_pt": Num(0.0, 100_000.0), "height_pt": Num(0.0, 100_000.0)},
                    required=("preset", "height_in", "letters"))
     model = Fields({"id": Text(1000, what="a model name, folder or Hugging Face id (at most 1000 characters)"),

@@ -49,6 +49,13 @@ class Preset:
     def width_px(self) -> float:
         return self.width_in * PX_PER_IN
 
+    @property
+    def min_font_pt(self) -> float:
+        """Smallest size (points) a panel title may shrink to so that a row of panels fits: the preset's tick size,
+        the smallest text it already sets (never above ``font_pt``).  Not stored: it follows from the fields, so
+        sidecars written before it existed keep their bytes."""
+        return min(self.tick_pt, self.font_pt)
+
     def px(self, pt: float) -> float:
         """Font size in points → plotly pixels."""
         return pt * PX_PER_PT
@@ -73,8 +80,8 @@ PRESETS: dict[str, Preset] = {
                description="Nature single column, 89 mm, sans-serif 5-7 pt"),
         Preset("nature-double", 183 / 25.4, font_pt=7.0, tick_pt=6.0, letter_pt=8.0, font_family=SANS,
                description="Nature double column, 183 mm"),
-        Preset("screen", 13.0, font_pt=10.0, tick_pt=9.0, letter_pt=11.0, font_family=SANS, dpi=150,
-               description="slides and web pages"),
+        Preset("screen", 12.0, font_pt=10.0, tick_pt=9.0, letter_pt=11.0, font_family=SANS, dpi=150,
+               description="slides and web pages (12 in, the widest a sidecar records)"),
     ]
 }
 
