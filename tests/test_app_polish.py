@@ -166,3 +166,33 @@ def test_a_view_drawn_after_a_reload_gets_the_figure_on_screen(app):
     assert fig._widget_layout["title"]["text"] == fig.layout.title.text and "50% hidden" in fig.layout.title.text
     fig._on_page_message(fig, {"type": "something else"}, [])
     assert len(sent) == 1
+
+
+# ------------------------------------------------------------------------------------------------ dark theme
+def test_dark_theme_switches_the_look_and_back_exactly():
+    from explorer.viz.theme import DARK_BACKGROUND, DARK_TEXT
+
+    w = AppFigure()
+    fig = _figure()
+    fig.update_layout(template="plotly_white", font=dict(color="#123456"))
+    replace_figure(w, fig)
+    light = w.layout.to_plotly_json()
+    w.dark = True  # the page reported a dark theme
+    assert w.layout.paper_bgcolor == DARK_BACKGROUND and w.layout.font.color == DARK_TEXT
+    assert w.layout.template.layout.paper_bgcolor == "rgb(17,17,17)"  # plotly's dark template
+    replace_figure(w, _figure(width=700))  # a figure shown while dark is drawn dark
+    assert w.layout.font.color == DARK_TEXT and w.layout.paper_bgcolor == DARK_BACKGROUND
+    assert fig.layout.font.color == "#123456"  # the figure handed in is not changed
+    w.dark = False
+    assert w.layout.font.color is None and w.layout.paper_bgcolor is None  # as _figure() built it
+    replace_figure(w, fig)
+    w.dark, w.dark = True, False
+    assert w.layout.to_plotly_json() == light
+
+
+def test_status_text_uses_the_themes_colours(app):
+    from explorer.widgets import base, messages
+
+    assert "var(--jp-ui-font-color1" in base._STATUS_STYLE and "var(--jp-error-color0" in messages._ERROR_STYLE
+    app.ratio.value = 0.5
+    assert "var(--jp-ui-font-color2" in app.status.value and "#444" not in app.status.value.replace(",#444", "")

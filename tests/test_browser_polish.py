@@ -154,3 +154,54 @@ def test_attention_app_click_after_run_all_off_screen(tmp_path):
     assert not errors, errors
     assert before  # the map was drawn before the click
 
+
+
+_LOOK_JS = """() => {
+  const lum = c => { const m = (c || '').match(/[\\d.]+/g) || [0, 0, 0]; return (0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / 255; };
+  const status = Array.from(document.querySelectorAll('.jp-OutputArea .widget-html div'))
+      .find(e => (e.innerText || '').includes('figure updated'));
+  const fig = document.querySelector('.jp-OutputArea .js-plotly-plot:not(.jp-RenderedPlotly)');
+  const title = fig && fig.querySelector('.annotation-text');
+  const bg = fig && fig.querySelector('rect.bg');
+  return {status: status ? lum(getComputedStyle(status).color) : null,
+          title: title ? lum(title.style.fill || getComputedStyle(title).fill) : null,
+          paper: fig ? getComputedStyle(fig.querySelector('svg.main-svg')).backgroundColor : null,
+          plotbg: bg ? [bg.style.fill, bg.style.fillOpacity] : null,
+          page: lum(getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor)};
+}"""
+
+
+def test_apps_follow_the_dark_theme(tmp_path):
+    """Dark theme: the app's figures switch to the dark look and its status text to the theme's colours (light on
+    dark), and back when the theme is light again; screenshots in both themes."""
+    require_browser()
+    shutil.copy2(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path)
+    nb = "01_quickstart.ipynb"
+    looks, shots = {}, {}
+    with jupyter_lab(tmp_path) as server, chromium_page(viewport=LAPTOP) as page:
+        try:
+            _run_all_off_screen(page, server, nb)
+            app = page.locator(".jp-OutputArea").filter(has=page.locator(".widget-label", has_text="Masking ratio")).last
+            app.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+            looks["light"] = page.evaluate(_LOOK_JS)
+            shots["light"] = screenshot(page, "polish-theme-light")
+            for theme, dark in (("JupyterLab Dark", "True"), ("JupyterLab Light", "False")):
+                page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+                wait_for(lambda: kernel_eval(page, nb, "print(app.fig.dark, app.curve.dark)").split() == [dark, dark], 60,
+                         f"the app figures to follow {theme}")
+                time.sleep(1.5)
+                key = "dark" if dark == "True" else "light-again"
+                looks[key] = page.evaluate(_LOOK_JS)
+                shots[key] = screenshot(page, f"polish-theme-{key}")
+            errors = output_errors(page)
+        except Exception as e:
+            shot = screenshot(page, "polish-theme-failure")
+            raise AssertionError(f"{type(e).__name__}: {e}\nscreenshot: {shot}\nconsole: {page.console_log[-15:]}") from e
+    print(looks, shots)
+    light, dark, again = looks["light"], looks["dark"], looks["light-again"]
+    assert dark["page"] < 0.3 < light["page"]  # the theme did change
+    assert light["status"] < 0.5 < dark["status"]  # status text readable on each background
+    assert light["title"] < 0.5 < dark["title"]  # figure text too
+    assert light["paper"] == "rgb(255, 255, 255)" and dark["paper"] == "rgba(0, 0, 0, 0)"  # white, then the page shows
+    assert again["paper"] == light["paper"] and again["plotbg"] == light["plotbg"]
+    assert again["title"] == light["title"] and not errors

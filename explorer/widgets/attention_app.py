@@ -305,7 +305,7 @@ class AttentionApp(AppBase):
 
         def failed(e):
             if not isinstance(e, Stopped):
-                self.live_text.value = f"<div style='font-size:12px;color:#8b0000'>Faithfulness not computed: {html.escape(str(e))}</div>"
+                self.live_text.value = f"<div style='font-size:12px;color:var(--jp-error-color0,#8b0000)'>Faithfulness not computed: {html.escape(str(e))}</div>"
 
         self.live.submit(work, self._show_live, failed)
 
@@ -341,7 +341,7 @@ class AttentionApp(AppBase):
 
         s = randomisation_check(self.adapter, self.loaded, fn)
         rows = "".join(f"<tr><td>{n}</td><td>{r:.3f}</td><td>{x:.3f}</td></tr>" for n, r, x in zip(s.levels, s.spearman, s.ssim))
-        colour = {"depends": "#1b5e20", "mixed": "#b35900", "blind": "#8b0000"}[s.outcome]
+        colour = {"depends": "var(--jp-success-color0,#1b5e20)", "mixed": "var(--jp-warn-color1,#b35900)", "blind": "var(--jp-error-color0,#8b0000)"}[s.outcome]
         self.faith_text.value = (f"<div style='font-size:12px'><b>Randomisation check</b> ({html.escape(method)}): "
                                  f"<span style='color:{colour}'>{html.escape(s.verdict())}</span>."
                                  f"<table><tr><th>top blocks randomised</th><th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")

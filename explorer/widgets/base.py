@@ -24,7 +24,7 @@ import ipywidgets as W
 from ..models import ModelLoadError, available_devices
 from .messages import StatusMixin, error_html
 
-_STATUS_STYLE = "font-size:12px;color:#444;line-height:1.5"
+_STATUS_STYLE = "font-size:12px;color:var(--jp-ui-font-color1,#444);line-height:1.5"
 #: Rows of controls wrap onto the next line in a narrow output area instead of being cut off.
 ROW = dict(flex_flow="row wrap", align_items="center")
 

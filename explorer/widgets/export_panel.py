@@ -84,7 +84,7 @@ class ExportPanel(W.VBox):
         self.last = res
         items = "".join(f"<li><code>{html.escape(str(p))}</code> ({p.stat().st_size / 1024:.0f} KB)</li>"
                         for p in res.files.values())
-        notes = "".join(f"<div style='color:#8a5300'>{html.escape(n)}</div>" for n in res.notes)
+        notes = "".join(f"<div style='color:var(--jp-warn-color0,#8a5300)'>{html.escape(n)}</div>" for n in res.notes)
         self.status.value = (f"<div style='font-size:12px'><b>Exported</b> ({html.escape(self.preset.value)}, "
                              f"{res.sidecar['style']['width_pt']:.0f} × {res.sidecar['style']['height_pt']:.0f} pt):"
                              f"<ul style='margin:2px 0'>{items}</ul>{notes}"

@@ -23,7 +23,8 @@ import plotly
 import plotly.graph_objects as go
 import traitlets
 
-from ..viz.fit import text_sizes, scaled_text_sizes
+from ..viz.fit import scaled_text_sizes, text_sizes
+from ..viz.theme import dark_updates, light_state
 
 #: The last ``export{…}`` statement of plotly's widget bundle (its anywidget entry point is the default export).
 _EXPORT = re.compile(r"export\s*\{([^{}]*)\}\s*;?(?=(?:\s|/\*[\s\S]*?\*/)*$)")
@@ -47,6 +48,14 @@ const __explorerFit = () => {
         clearTimeout(timer);
         timer = setTimeout(() => { model.set('fit_width', width); model.save_changes(); }, 120);
       });
+      // Follow JupyterLab's (and Voila's) theme: the body says whether the theme is light.
+      const report = () => {
+        const dark = !!(document.body && document.body.dataset.jpThemeLight === 'false');
+        if (model.get('dark') !== dark) { model.set('dark', dark); model.save_changes(); }
+      };
+      const theme = new MutationObserver(report);
+      if (document.body) theme.observe(document.body, {attributes: true, attributeFilter: ['data-jp-theme-light']});
+      report();
       const start = () => {
         if (cleanup !== null) return;
         if (waiting) model.off('msg:custom', waiting);
@@ -72,7 +81,7 @@ const __explorerFit = () => {
         start();
       }
       return () => {
-        observer.disconnect(); clearTimeout(timer); clearTimeout(late);
+        observer.disconnect(); theme.disconnect(); clearTimeout(timer); clearTimeout(late);
         if (waiting) model.off('msg:custom', waiting);
         if (typeof cleanup === 'function') cleanup();
       };
@@ -122,12 +131,15 @@ class AppFigure(go.FigureWidget):
     """
 
     fit_width = traitlets.Int(0).tag(sync=True)
+    #: the page shows a dark theme (synced from the page): figures are drawn with the dark look
+    dark = traitlets.Bool(False).tag(sync=True)
     #: a figure has been shown (synced: a reloaded page asks the kernel for it instead of drawing an empty plot)
     has_figure = traitlets.Bool(False).tag(sync=True)
     natural_width = None
     row = False
     _box = None
     _base_sizes = None
+    _light = None
 
     def __init__(self, *args, row: bool = False, **kwargs):
         type(self)._esm = fitted_bundle()
@@ -137,6 +149,7 @@ class AppFigure(go.FigureWidget):
         # In a column the box spans the output area; in a row (figure_row) it takes its natural width and may shrink.
         self._box = W.VBox([self], layout=W.Layout(width="auto" if row else "100%", min_width="0", display="none"))
         self.observe(lambda _change: self.fit_text(), names="fit_width")
+        self.observe(lambda _change: self.apply_theme(), names="dark")
         self.on_msg(self._on_page_message)
 
     def _on_page_message(self, _widget, content, _buffers) -> None:
@@ -168,9 +181,17 @@ class AppFigure(go.FigureWidget):
         with self.batch_update():
             self.update_layout(updates)
 
+    def apply_theme(self) -> None:
+        """Draw the figure on screen with the dark look when :attr:`dark`, else with the look it was built with."""
+        if self._light is None:
+            return
+        with self.batch_update():
+            self.update_layout(dark_updates() if self.dark else self._light)
+
     def _remember(self, fig: go.Figure, width: float | None) -> None:
         self.natural_width = float(width) if width else None
         self._base_sizes = text_sizes(fig.layout)
+        self._light = light_state(fig.layout)
 
 
 def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
@@ -187,6 +208,8 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         layout.width = None
         layout.autosize = True
         widget._remember(fig, width)
+        if widget.dark:
+            layout.update(dark_updates())
         widget.box.layout.max_width = f"{int(width)}px" if width else None
         if widget.row:  # side by side: start from the natural width, shrink alone on a narrow line, else wrap
             widget.box.layout.flex = f"0 1 {int(width)}px" if width else "1 1 auto"

@@ -229,7 +229,7 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             self.words.value = self.word
             self.patch = None
         self.answer.value = (f"<div style='font-size:14px'><b>Output:</b> {html.escape(al.answer)}</div>"
-                             + "".join(f"<div style='font-size:12px;color:#8a5300'>ⓘ {html.escape(n)}</div>" for n in al.notes
+                             + "".join(f"<div style='font-size:12px;color:var(--jp-warn-color0,#8a5300)'>ⓘ {html.escape(n)}</div>" for n in al.notes
                                        if "centre-cropped to" not in n or "cut" in n))
         self._update(rebuild=True)
         self._update_matrix()

@@ -86,7 +86,7 @@ class WordPatchViews:
                 self.main.layout.annotations[1].text = self._title()
                 self.main.layout.shapes = [dict(marker, xref=x, yref=y) for x, y in (("x", "y"), ("x2", "y2"))] if marker else []
         note = al.layer_note(method.name, self.settings()["layer"]) if method.layer else None
-        self.layer_note.value = (f"<div style='font-size:12px;color:#8a5300'>ⓘ {html.escape(note)}</div>" if note else "")
+        self.layer_note.value = (f"<div style='font-size:12px;color:var(--jp-warn-color0,#8a5300)'>ⓘ {html.escape(note)}</div>" if note else "")
         self._update_bars()
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         self._start_live()
@@ -196,14 +196,14 @@ class FusionChecks:
         def done(d):
             self.live_deletion = d
             lo, hi = d["band"]
-            colour = {"better than random": "#1b5e20", "worse than random": "#8b0000"}.get(d["verdict"], "#666")
+            colour = {"better than random": "var(--jp-success-color0,#1b5e20)", "worse than random": "var(--jp-error-color0,#8b0000)"}.get(d["verdict"], "var(--jp-ui-font-color2,#666)")
             self.live_text.value = (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(word)}' ({html.escape(label)}): "
                                     f"{d['map']:.3f}; {d['orders']} random orders: 95% in {lo:.3f}–{hi:.3f} — "
                                     f"<span style='color:{colour}'>{d['verdict']}</span>.</div>")
 
         def failed(e):
             if not isinstance(e, Stopped):
-                self.live_text.value = f"<div style='font-size:12px;color:#8b0000'>Deletion AUC not computed: {html.escape(str(e))}</div>"
+                self.live_text.value = f"<div style='font-size:12px;color:var(--jp-error-color0,#8b0000)'>Deletion AUC not computed: {html.escape(str(e))}</div>"
 
         self.live.submit(lambda stop: deletion_auc(adapter, loaded, text, m, lock=model_lock(), should_stop=stop), done, failed)
 
@@ -214,7 +214,7 @@ class FusionChecks:
         s = fusion_randomisation_check(self.adapter, self.loaded, al.meta["text"], self.method.value, self.word,
                                        **self.settings())
         rows = "".join(f"<tr><td>{n}</td><td>{r:.3f}</td><td>{x:.3f}</td></tr>" for n, r, x in zip(s.levels, s.spearman, s.ssim))
-        colour = {"depends": "#1b5e20", "mixed": "#b35900", "blind": "#8b0000"}[s.outcome]
+        colour = {"depends": "var(--jp-success-color0,#1b5e20)", "mixed": "var(--jp-warn-color1,#b35900)", "blind": "var(--jp-error-color0,#8b0000)"}[s.outcome]
         self.truth.value += (f"<div style='font-size:12px'><b>Randomisation check</b> of '{html.escape(al.word_strings[self.word])}' "
                              f"({html.escape(al.describe(self.method.value, **self.settings()))}): <span style='color:{colour}'>"
                              f"{html.escape(s.verdict())}</span>.<table><tr><th>top cross-modal layers randomised</th>"
@@ -227,7 +227,7 @@ class FusionChecks:
         al = self.alignment
         d = deletion_auc(self.adapter, self.loaded, al.meta["text"], self.current_map())
         lo, hi = d["band"]
-        colour = {"better than random": "#1b5e20", "worse than random": "#8b0000"}.get(d["verdict"], "#b35900")
+        colour = {"better than random": "var(--jp-success-color0,#1b5e20)", "worse than random": "var(--jp-error-color0,#8b0000)"}.get(d["verdict"], "var(--jp-warn-color1,#b35900)")
         self.truth.value += (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(al.word_strings[self.word])}' "
                              f"({html.escape(al.describe(self.method.value, **self.settings()))}): {d['map']:.3f}; "
                              f"{d['orders']} random orders: mean {d['random']:.3f}, 95% in {lo:.3f}–{hi:.3f} — "
@@ -242,7 +242,7 @@ class FusionChecks:
         replace_figure(self.modality, VF.modality_figure(r, output_name=self.adapter.output_name))
         self.modality_box.children = [self.modality.box]
         top = int(np.argmax(np.abs(r.word_attribution))) if len(r.word_attribution) else 0
-        warn = "".join(f"<div style='color:#b35900'>⚠ {html.escape(w)}</div>" for w in r.warnings)
+        warn = "".join(f"<div style='color:var(--jp-warn-color1,#b35900)'>⚠ {html.escape(w)}</div>" for w in r.warnings)
         self.modality_text.value = (
             f"<div style='font-size:12px'>{html.escape(r.headline())} Word with the largest IG attribution: "
             f"'{html.escape(self.alignment.word_strings[top])}'. Masking the image moves the output "

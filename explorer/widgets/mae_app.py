@@ -104,7 +104,7 @@ class MAEApp(AppBase):
         if r is not None:
             parts.append(f"<b>{html.escape(r.input.name)}</b>: {html.escape(r.input.fit_description)}")
             parts += [html.escape(n) for n in r.input.notes]
-            parts += [f"<span style='color:#8a5300'>{html.escape(n)}</span>" for n in r.notes]
+            parts += [f"<span style='color:var(--jp-warn-color0,#8a5300)'>{html.escape(n)}</span>" for n in r.notes]
             if self.adapter is not None:
                 parts.append(f"model <b>{html.escape(self.adapter.model_id)}</b> on {self.adapter.device} ({str(self.adapter.dtype).replace('torch.', '')})")
         if extra:
@@ -227,7 +227,7 @@ class MAEApp(AppBase):
         if extra_ms:
             timing = f"ratio sweep ready in {extra_ms:.0f} ms (19 ratios, cached); " + timing
         hint = "click patches to hide / show them" if rec.spec.strategy != "manual" else f"manual mask: {rec.mask.sum()} patches hidden; click to toggle"
-        self._info_line(f"<span style='color:#666'>{timing} · {hint}</span>")
+        self._info_line(f"<span style='color:var(--jp-ui-font-color2,#666)'>{timing} · {hint}</span>")
 
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:
@@ -247,4 +247,5 @@ class MAEApp(AppBase):
         if self.sweep is None:  # a hand-made mask has no ratio sweep: no curve (not an empty strip)
             hide_figure(self.curve)
             return
-        replace_figure(self.curve, viz.ratio_curve(self.sweep, current=self.result.spec.ratio))
+        # the non-learned fills on the same masks, computed once per sweep and kept with it (a slider move redraws nothing)
+        replace_figure(self.curve, viz.ratio_curve(self.sweep, baselines=self.sweep.baseline_psnr, current=self.result.spec.ratio))

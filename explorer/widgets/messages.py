@@ -6,7 +6,7 @@ import functools
 import html
 import traceback
 
-_ERROR_STYLE = "color:#8b0000;background:#fdecea;border:1px solid #f5c2c0;padding:6px 10px;border-radius:4px"
+_ERROR_STYLE = "color:var(--jp-error-color0,#8b0000);background:var(--jp-error-color3,#fdecea);border:1px solid var(--jp-error-color2,#f5c2c0);padding:6px 10px;border-radius:4px"
 
 
 def error_html(message: str, extra_html: str = "") -> str:
