@@ -196,3 +196,21 @@ def test_status_text_uses_the_themes_colours(app):
     assert "var(--jp-ui-font-color1" in base._STATUS_STYLE and "var(--jp-error-color0" in messages._ERROR_STYLE
     app.ratio.value = 0.5
     assert "var(--jp-ui-font-color2" in app.status.value and "#444" not in app.status.value.replace(",#444", "")
+
+
+# ------------------------------------------------------------------------------------------------ fault 11 in the app
+def test_export_panel_lays_out_rows_and_shows_a_forced_rows_warning(app, tmp_path, recwarn):
+    import json
+
+    panel = app.export_panel
+    panel.folder.value = str(tmp_path)
+    panel.preset.value = "single-column"
+    panel.formats["svg"].value = panel.formats["png"].value = False
+    res = panel.export()
+    assert res is not None and json.loads(res.files["json"].read_text())["style"]["rows"] == 2  # auto: two rows fit
+    assert "rows=2" not in panel.status.value
+    panel.rows.value = 1  # the user forces one row on a column too narrow for five panels
+    res = panel.export()
+    assert res is not None and json.loads(res.files["json"].read_text())["style"]["rows"] == 1
+    assert "rows=2" in panel.status.value and any("rows=2" in n for n in res.notes)
+    assert not [w for w in recwarn if "legible" in str(w.message)]  # shown in the panel, not on stderr

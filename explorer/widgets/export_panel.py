@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import html
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import ipywidgets as W
 
-from ..export import FORMATS, PRESETS, ExportError, export_recipe
+from ..export import FORMATS, PRESETS, ExportError, LayoutWarning, export_recipe
 from .messages import error_html
 
 
@@ -46,14 +47,19 @@ class ExportPanel(W.VBox):
                         for f in FORMATS}
         self.dpi = W.Dropdown(options=[150, 300, 600], value=300, description="PNG dpi", layout=W.Layout(width="150px"))
         self.letters = W.Checkbox(value=True, description="panel letters", indent=False, layout=W.Layout(width="120px"))
+        self.rows = W.Dropdown(options=[("auto", "auto"), ("1 row", 1), ("2 rows", 2), ("3 rows", 3)], value="auto",
+                               description="Panels in", layout=W.Layout(width="190px"),
+                               tooltip="auto: one row where the titles fit the column, else as many rows as needed")
         self.folder = W.Text(value=folder, description="Folder", layout=W.Layout(width="260px"))
         self.name = W.Text(value="", placeholder="(automatic)", description="Name", layout=W.Layout(width="260px"))
         self.overwrite = W.Checkbox(value=False, description="overwrite", indent=False, layout=W.Layout(width="100px"))
         self.button = W.Button(description="Export", icon="file-export", button_style="success")
         self.status = W.HTML()
         super().__init__([
-            W.HBox([self.preset, *self.formats.values(), self.dpi, self.letters]),
-            W.HBox([self.folder, self.name, self.overwrite, self.button]),
+            W.HBox([self.preset, *self.formats.values(), self.dpi, self.letters, self.rows],
+                   layout=W.Layout(flex_flow="row wrap", align_items="center")),
+            W.HBox([self.folder, self.name, self.overwrite, self.button],
+                   layout=W.Layout(flex_flow="row wrap", align_items="center")),
             self.status,
         ])
         self.button.on_click(lambda _b: self.export())
@@ -69,10 +75,12 @@ class ExportPanel(W.VBox):
             stem = Path(self.folder.value.strip() or ".") / (typed or req["name"])
             self.status.value = "Exporting…"
             self.button.disabled = True
-            res = export_recipe(req["recipe"], stem, model=req["model"], inputs=req["inputs"], options=req["options"],
-                                attach=req.get("attach"), preset=self.preset.value, formats=formats,
-                                dpi=int(self.dpi.value), letters=self.letters.value, overwrite=self.overwrite.value,
-                                rename=not typed)
+            with warnings.catch_warnings():  # a layout warning is also a note of the result: shown below, not on stderr
+                warnings.simplefilter("ignore", LayoutWarning)
+                res = export_recipe(req["recipe"], stem, model=req["model"], inputs=req["inputs"], options=req["options"],
+                                    attach=req.get("attach"), preset=self.preset.value, formats=formats,
+                                    dpi=int(self.dpi.value), letters=self.letters.value, overwrite=self.overwrite.value,
+                                    rename=not typed, rows=self.rows.value)
         except (ExportError, ValueError, FileExistsError, OSError) as e:
             self._show_error(str(e))
             return None
