@@ -3,6 +3,7 @@ per image.  Widget-level checks (the browser checks are in tests/test_browser_po
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -214,3 +215,73 @@ def test_export_panel_lays_out_rows_and_shows_a_forced_rows_warning(app, tmp_pat
     assert res is not None and json.loads(res.files["json"].read_text())["style"]["rows"] == 1
     assert "rows=2" in panel.status.value and any("rows=2" in n for n in res.notes)
     assert not [w for w in recwarn if "legible" in str(w.message)]  # shown in the panel, not on stderr
+
+
+# ------------------------------------------------------------------------------------------------ reopen from a sidecar
+def _export(app, tmp_path, name):
+    panel = app.export_panel
+    panel.folder.value = str(tmp_path)
+    panel.name.value = name
+    for fmt in ("pdf", "svg"):
+        panel.formats[fmt].value = False
+    res = panel.export()
+    assert res is not None, panel.status.value
+    return res
+
+
+def _view(app) -> dict:
+    r = app.result
+    return {"sha": r.input.sha256, "fit": r.input.fit_policy, "strategy": r.spec.strategy, "ratio": r.spec.ratio,
+            "seed": r.spec.seed, "mask": r.mask.tolist(), "zmax": app.fig.data[4].zmax,
+            "sources": [t.source for t in app.fig.data[:4]], "model": app.adapter.model_id}
+
+
+def test_from_sidecar_reopens_the_exported_view(app, tmp_path):
+    app.fit_dd.value = "pad"
+    app.strategy_tb.value = "block"
+    app.seed.value = 3
+    app.ratio.value = 0.4
+    before = _view(app)
+    res = _export(app, tmp_path, "block-view")
+    again = MAEApp.from_sidecar(res.files["json"])
+    assert _view(again) == before
+    assert again.sample_dd.value == "chelsea" and again.per_view_scale.value is False
+    # the reopened view exports the same figure, byte for byte
+    res2 = _export(again, tmp_path, "block-view-again")
+    assert res2.files["png"].read_bytes() == res.files["png"].read_bytes()
+
+
+def test_from_sidecar_restores_a_hand_made_mask_and_a_per_view_scale_from_the_png(app, tmp_path):
+    app.per_view_scale.value = True
+    app.strategy_tb.value = "grid"
+    app.paint([0, 5, 17, 40])
+    before = _view(app)
+    res = _export(app, tmp_path, "manual-view")
+    again = MAEApp.from_sidecar(res.files["png"])  # the PNG carries its sidecar
+    assert _view(again) == before and again.result.spec.strategy == "manual"
+    assert sorted(np.flatnonzero(again.result.mask)) == [0, 5, 17, 40]
+
+
+def test_reopen_button_restores_in_place_and_refuses_other_figures(app, tmp_path, tiny_dir):
+    from explorer.export import export_recipe
+
+    app.seed.value = 7
+    app.ratio.value = 0.9
+    before = _view(app)
+    res = _export(app, tmp_path, "seed7")
+    app.seed.value, app.ratio.value = 0, 0.25
+    assert _view(app) != before
+    app.export_panel.reopen_path.value = str(res.files["json"])
+    app.export_panel.reopen_btn.click()
+    assert _view(app) == before and "⚠" not in app.status.value
+    other = export_recipe("error_strip", tmp_path / "strip", model=str(tiny_dir), inputs=["chelsea"], formats=["png"])
+    app.export_panel.reopen_path.value = str(other.files["json"])
+    app.export_panel.reopen_btn.click()
+    shown = html.unescape(app.status.value)
+    assert "⚠" in shown and "strip.json was exported with the 'error_strip' recipe; MAEApp reopens 'reconstruction'" in shown
+    with pytest.raises(ValueError, match="'error_strip' recipe; MAEApp reopens 'reconstruction' figures"):
+        MAEApp.from_sidecar(other.files["json"])
+    assert _view(app) == before  # nothing changed
+    app.export_panel.reopen_path.value = str(tmp_path / "missing.json")
+    app.export_panel.reopen_btn.click()
+    assert "⚠" in app.status.value and _view(app) == before

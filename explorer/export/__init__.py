@@ -17,11 +17,11 @@ from ..viz.presets import PRESETS, Preset, get_preset
 from .registry import RECIPES, get_recipe, recipe
 from . import recipes as _recipes, video_recipes as _video_recipes  # noqa: F401  (register the built-in recipes)
 from .render import FORMATS, ExportError
-from .reproduce import ReproduceReport, reproduce
+from .reproduce import Reopened, ReproduceReport, reopen, reproduce
 from .sidecar import SidecarError, read_sidecar, versions
 
 __all__ = [
     "ExportError", "ExportResult", "FORMATS", "LayoutWarning", "PRESETS", "Preset", "RECIPES", "ReproduceError", "ReproduceReport",
     "SidecarError", "build_recipe", "export_figure", "export_recipe", "free_stem", "get_preset", "get_recipe",
-    "model_spec", "read_sidecar", "recipe", "remove_stale_parts", "reproduce", "versions", "write_atomic",
+    "model_spec", "read_sidecar", "recipe", "remove_stale_parts", "Reopened", "reopen", "reproduce", "versions", "write_atomic",
 ]

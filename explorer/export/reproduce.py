@@ -83,6 +83,54 @@ def _png_difference(a: Path, b: Path) -> tuple[str, int | None]:
     return f"differs: {int((d.max(-1) > 0).sum())} pixels, at most {int(d.max())}/255", int(d.max())
 
 
+@dataclass(frozen=True)
+class Reopened:
+    """What an exported figure was made from, read back from its sidecar (see :func:`reopen`).
+
+    Attributes:
+        recipe: the recipe's name (``"reconstruction"``, ``"attention_methods"``, …).
+        options: the recipe's options as recorded (ratio, seed, strategy, layer, query, …).
+        model: the adapter, loaded and checked against the recorded weights' hash.
+        inputs: the recorded inputs, loaded and checked against their hashes (``LoadedImage`` each).
+        sources: what each input came from (a sample name or a path), for a later export to record again.
+        sidecar: the whole sidecar.
+    """
+
+    recipe: str
+    options: dict
+    model: object
+    inputs: list
+    sources: list
+    sidecar: dict
+
+
+def reopen(sidecar_path: "str | Path", *, device: str | None = None, check_weights: bool = True,
+           allow_download: bool = False) -> Reopened:
+    """Read the sidecar of an exported figure and load its model and inputs, checked, without building a figure.
+
+    The apps' ``from_sidecar`` uses this to come back to the view a figure was exported from.  The sidecar is read as
+    untrusted, as by :func:`reproduce` (paths only inside its folder, hashes required, no download unless
+    ``allow_download``).
+
+    Raises:
+        SidecarError: no sidecar, or one that does not fit the schema.
+        ReproduceError: a bare figure (no recipe), an input or model that is not the recorded one, or would need a
+            download.
+    """
+    sidecar_path = Path(sidecar_path)
+    if sidecar_path.suffix.lower() != ".json" and sidecar_path.with_suffix(".json").is_file():
+        sidecar_path = sidecar_path.with_suffix(".json")
+    sc = read_sidecar(sidecar_path)
+    if not sc.get("recipe"):
+        raise ReproduceError(f"{sidecar_path} was exported from a bare figure (no recipe): there is no view to reopen.")
+    base = sidecar_path.parent
+    prov = sc["provenance"]
+    loaded = [resolve_input(spec, base) for spec in prov["inputs"]]
+    adapter = resolve_model(prov["model"], device=device, check=check_weights, base=base, allow_download=allow_download)
+    return Reopened(sc["recipe"]["name"], dict(sc["recipe"]["options"]), adapter, [li for li, _ in loaded],
+                    [src for _, src in loaded], sc)
+
+
 def reproduce(sidecar_path: "str | Path", *, out: "str | Path | None" = None, inputs: "list | None" = None,
               device: str | None = None, check_weights: bool = True, overwrite: bool = False,
               allow_download: bool = False, model=None, input_dirs: "list | tuple" = ()) -> ReproduceReport:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 import ipywidgets as W
@@ -107,6 +109,9 @@ class AppBase(StatusMixin, W.VBox):
     dtype_dd = None
     upload = None
     upload_label = None
+    _preloaded = None
+    #: export recipes whose sidecars :meth:`reopen` accepts (an app that exports nothing reopens nothing)
+    recipes: tuple = ()
     _uploading = None
     _upload_failed = False
     _quiet_depth = 0
@@ -129,6 +134,8 @@ class AppBase(StatusMixin, W.VBox):
             model_extra / sample_extra: more widgets at the end of each row.
         """
         style = {"description_width": "initial"}
+        if not isinstance(model, (str, os.PathLike)) and hasattr(model, "model_id"):  # an adapter, already loaded
+            self._preloaded, model = model, model.model_id
         self.model_box = W.Combobox(value=str(model), options=list(dict.fromkeys(models)), description="Model",
                                     ensure_option=False, placeholder=placeholder, style=style,
                                     layout=W.Layout(width=model_width))
@@ -166,6 +173,8 @@ class AppBase(StatusMixin, W.VBox):
         """``loader(name, device=..., dtype=...)`` for the model box, device and dtype on screen, with "loading <name>…"
         and the progress bar up while it runs."""
         name = self.model_name()
+        if self._preloaded is not None and name == self._preloaded.model_id:  # handed over loaded (from a sidecar)
+            return self._preloaded
         kw = dict(device=self.device_dd.value)
         if self.dtype_dd is not None:
             kw["dtype"] = self.dtype_dd.value
@@ -181,6 +190,28 @@ class AppBase(StatusMixin, W.VBox):
             self.sample_dd.value = source
         else:
             use(source)
+
+    # ------------------------------------------------------------------ sidecars
+    def reopen(self, path, *, device: str | None = None, allow_download: bool = False):
+        """Read the sidecar of a figure this app exported (``.json``, or the exported PNG / PDF / SVG) and load its
+        model and inputs, checked against the recorded hashes (:func:`explorer.export.reopen`).
+
+        Raises:
+            ValueError: the figure was exported by another app (the message names the right one).
+        """
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in self.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; {type(self).__name__} "
+                             f"reopens {', '.join(repr(x) for x in self.recipes) or 'no'} figures.")
+        return r
+
+    def hand_over_model(self, adapter) -> None:
+        """Show ``adapter`` (already loaded) as the model in the model box, without loading it again."""
+        self._preloaded = adapter
+        with self.quiet():
+            self.model_box.value = adapter.model_id
 
     # ------------------------------------------------------------------ uploads
     def take_upload(self, value, use: Callable) -> None:

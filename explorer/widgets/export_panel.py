@@ -29,6 +29,7 @@ class ExportPanel(W.VBox):
     """Export the current view of an app to PDF / SVG / PNG + JSON sidecar.
 
     Args:
+        reopen: called with the path typed in *Reopen* when *Reopen view* is clicked (``None``: no such row).
         request: called on every click; returns ``dict(recipe=..., model=adapter, inputs=[...],
             options={...}, name="suggested-stem")`` for the view on screen, optionally with
             ``attach={option: in-memory input}`` (see :func:`explorer.export.export_recipe`).
@@ -38,7 +39,8 @@ class ExportPanel(W.VBox):
         last: the :class:`explorer.export.ExportResult` of the last export (or ``None``).
     """
 
-    def __init__(self, request: Callable[[], dict], *, folder: str = "figures"):
+    def __init__(self, request: Callable[[], dict], *, folder: str = "figures",
+                 reopen: "Callable[[str], None] | None" = None):
         self.request = request
         self.last = None
         self.preset = W.Dropdown(options=[(f"{k} ({p.width_in:.2f} in)", k) for k, p in PRESETS.items()],
@@ -55,12 +57,20 @@ class ExportPanel(W.VBox):
         self.overwrite = W.Checkbox(value=False, description="overwrite", indent=False, layout=W.Layout(width="100px"))
         self.button = W.Button(description="Export", icon="file-export", button_style="success")
         self.status = W.HTML()
+        self.reopen_path = W.Text(value="", placeholder="figures/….json (or the exported .png / .pdf / .svg)",
+                                  description="Reopen", layout=W.Layout(width="420px"))
+        self.reopen_btn = W.Button(description="Reopen view", icon="folder-open",
+                                   tooltip="come back to the view a figure was exported from: model, input, settings")
+        reopen_row = [W.HBox([self.reopen_path, self.reopen_btn], layout=W.Layout(flex_flow="row wrap"))] if reopen else []
+        if reopen is not None:
+            self.reopen_btn.on_click(lambda _b: reopen(self.reopen_path.value.strip()))
         super().__init__([
             W.HBox([self.preset, *self.formats.values(), self.dpi, self.letters, self.rows],
                    layout=W.Layout(flex_flow="row wrap", align_items="center")),
             W.HBox([self.folder, self.name, self.overwrite, self.button],
                    layout=W.Layout(flex_flow="row wrap", align_items="center")),
             self.status,
+            *reopen_row,
         ])
         self.button.on_click(lambda _b: self.export())
 

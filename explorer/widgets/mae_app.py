@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
 
 from .. import viz
+from ..export import ReproduceError
 from ..io import ImageLoadError, LoadedImage
 from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
 from ..models import DeviceError, ModelLoadError, list_models, load_model
@@ -26,7 +28,7 @@ from .export_panel import ExportPanel
 from .messages import guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
-USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 
 
 _guarded = guarded(USER_ERRORS)
@@ -47,6 +49,8 @@ class MAEApp(AppBase):
         fig: the ``plotly.graph_objects.FigureWidget`` with the five panels.
         last_update_ms: server-side time of the last figure update.
     """
+
+    recipes = ("reconstruction",)
 
     def __init__(self, model: str = "mini-mae", image="chelsea", *, ratio: float = 0.75, seed: int = 0,
                  strategy: str = "random", fit: str = "center-crop", device: str = "auto", cache: SweepCache | None = None):
@@ -77,7 +81,7 @@ class MAEApp(AppBase):
                                                  "so strategies compare; on: each sweep's own largest error")
         self.fig = AppFigure()
         self.curve = AppFigure()
-        self.export_panel = ExportPanel(self.export_request)
+        self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
 
         super().__init__([
             *head,
@@ -92,6 +96,55 @@ class MAEApp(AppBase):
         self.on_change([self.fit_dd, self.strategy_tb, self.seed, self.per_view_scale], lambda _c: self._refresh())
         self.on_change(self.ratio, self._on_ratio)
         self.start(lambda: self._first(image))
+
+    # ------------------------------------------------------------------ sidecars
+    @classmethod
+    def from_sidecar(cls, path, *, device: str | None = None, allow_download: bool = False, **kwargs) -> "MAEApp":
+        """The app as it was when the figure ``path`` was exported (its ``.json`` sidecar, or the exported PNG / PDF /
+        SVG that embeds it): the same model (weights checked), input, mask strategy, ratio, seed, fit, hand-made mask
+        and error scale.  ``kwargs`` go to :class:`MAEApp` (e.g. ``cache``)."""
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in cls.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; MAEApp reopens "
+                             "'reconstruction' figures.")
+        o = r.options
+        app = cls(model=r.model, image=r.sources[0], ratio=o["ratio"], seed=o["seed"], fit=o["fit"],
+                  strategy="random" if o["strategy"] == "manual" else o["strategy"], **kwargs)
+        app._apply_recorded(r)
+        return app
+
+    @_guarded
+    def restore(self, path):
+        """Come back to the view the figure ``path`` was exported from, in this app (what the Reopen button does)."""
+        r = self.reopen(path)
+        o = r.options
+        self.hand_over_model(r.model)
+        self.adapter = r.model
+        with self.quiet():
+            self.ratio.value, self.seed.value, self.fit_dd.value = o["ratio"], o["seed"], o["fit"]
+            self.strategy_tb.value = "random" if o["strategy"] == "manual" else o["strategy"]
+            self.per_view_scale.value = False
+        self._source, self.loaded = r.sources[0], r.inputs[0]
+        self._refresh()
+        self._apply_recorded(r)
+
+    def _apply_recorded(self, r) -> None:
+        """The parts of a recorded view the constructor does not take: the sample shown, a hand-made mask, the error
+        scale the figure was drawn with."""
+        o = r.options
+        if not (isinstance(r.sources[0], str) and r.sources[0] in SAMPLES):
+            with self.quiet():
+                self.sample_dd.value = None  # not a listed sample: the dropdown does not name it
+        if o["strategy"] == "manual":
+            self.paint(o["manual"])
+        want = o.get("error_max")
+        if want is not None and self.sweep is not None and not np.isclose(self._err_max, want, rtol=1e-6):
+            self.per_view_scale.value = True  # exported with the scale of its own sweep
+            if not np.isclose(self._err_max, want, rtol=1e-6):
+                self._err_max = float(want)
+                self._show(self.result, rebuild=True)
 
     def _first(self, image):
         self._load_model(refresh=False)
