@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from explorer.viz.fit import MIN_FONT_PX, scaled_text_sizes, text_sizes
+from explorer.viz.fit import MIN_FONT_PX, MODEBAR_PX, scaled_text_sizes, text_sizes, wrapped_titles
 from explorer.widgets.figures import AppFigure, fitted_bundle, figure_row, hide_figure, replace_figure
 from explorer.widgets.mae_app import MAEApp
 
@@ -53,7 +53,8 @@ def test_replace_figure_autosizes_inside_a_box_no_wider_than_the_figure():
     assert not w.shown and w.box.children == (w,)  # nothing on screen before the first figure: no empty chart
     replace_figure(w, _figure(width=900))
     assert w.shown and w.box.layout.max_width == "900px" and w.box.layout.width == "100%"
-    assert w.layout.width is None and w.layout.autosize is True and w.layout.height == 300
+    assert w.layout.width is None and w.layout.autosize is True
+    assert w.layout.height == 300 + MODEBAR_PX and w.layout.margin.t == 100 + MODEBAR_PX  # a strip for the toolbar
     assert w.natural_width == 900 and len(w.data) == 1
     hide_figure(w)
     assert not w.shown
@@ -91,6 +92,28 @@ def test_scaled_sizes_never_grow_and_keep_small_fonts():
     down = scaled_text_sizes(sizes, 0.1)
     assert down["title"] == {"font": {"size": 8.0}}  # already below the floor: not raised
     assert down["annotations"] == [{"font": {"size": MIN_FONT_PX}}]
+
+
+def test_subplot_titles_wider_than_their_panel_break_into_lines_on_screen():
+    """Fault 7: the methods row's titles ran into each other ("…0.00) relevance (Chefer 2021)integrated…")."""
+    from explorer.viz.maps import map_strip
+
+    maps = {name: np.random.default_rng(0).random((4, 4)) for name in
+            ("raw L0 mean", "rollout (mean, discard 0.00)", "relevance (Chefer 2021)", "integrated gradients (captum)")}
+    fig = map_strip(np.zeros((32, 32, 3)), maps, cell=190, show_image=False)
+    w = AppFigure()
+    replace_figure(w, fig)
+    texts = [a.text for a in w.layout.annotations]
+    assert texts[0] == "raw L0 mean"  # short: unchanged
+    assert [t.count("<br>") for t in texts[1:]] == [1, 1, 1]
+    assert [t.replace("<br>", " ") for t in texts] == list(maps)  # broken at spaces, nothing dropped
+    pitch = (fig.layout.width - fig.layout.margin.l - fig.layout.margin.r) * (fig.layout.annotations[1].x - fig.layout.annotations[0].x)
+    for t in texts:  # every line fits its column at 16 px (0.55 em per character)
+        assert all(len(line) * 0.55 * 16 <= pitch - 8 for line in t.split("<br>")), (t, pitch)
+    extra = w.layout.margin.t - fig.layout.margin.t - MODEBAR_PX
+    assert extra == pytest.approx(1.3 * 16)  # room above for the second line
+    assert [a.text for a in fig.layout.annotations] == list(maps)  # the figure (and its exports) keep one line
+    assert wrapped_titles(go.Layout(width=2000, annotations=fig.layout.annotations))[0] == {}  # wide enough: no change
 
 
 # ------------------------------------------------------------------------------------------------ fault 5: manual mode

@@ -67,6 +67,20 @@ def _display(bundle: dict) -> None:
     display(bundle, raw=True)
 
 
+def widen_buttons(root: W.Widget) -> int:
+    """Give every button and upload button under ``root`` the width of its label (ipywidgets' default is a fixed
+    148 px that cuts longer labels: "Deletion / inse…"); explicit widths are kept.  Returns how many were widened."""
+    n = 0
+    stack = [root]
+    while stack:
+        w = stack.pop()
+        if isinstance(w, (W.Button, W.FileUpload)) and not w.layout.width:
+            w.layout.width = "auto"
+            n += 1
+        stack.extend(c for c in getattr(w, "children", ()) if isinstance(c, W.Widget))
+    return n
+
+
 class FrameControls:
     """A Frame slider with a Play button linked to it, for apps that show one frame of a clip at a time.
 
@@ -313,6 +327,7 @@ class AppBase(StatusMixin, W.VBox):
     def start(self, run: Callable[[], None], *, steps: int = 3) -> None:
         """Show the app (in a notebook, before anything slow), then ``run()`` (load the model, the first input, the
         first figure) with the progress bar up; ``steps``: how many :meth:`working` stages ``run`` goes through."""
+        widen_buttons(self)
         self._display_first()
         self.progress.max = steps + 1
         try:

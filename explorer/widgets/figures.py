@@ -23,7 +23,7 @@ import plotly
 import plotly.graph_objects as go
 import traitlets
 
-from ..viz.fit import scaled_text_sizes, text_sizes
+from ..viz.fit import MODEBAR_PX, scaled_text_sizes, text_sizes, wrapped_titles
 from ..viz.theme import dark_updates, light_state
 
 #: The last ``export{…}`` statement of plotly's widget bundle (its anywidget entry point is the default export).
@@ -198,13 +198,22 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
     """Show ``fig`` in ``widget`` (traces and layout replaced in one update).
 
     For an :class:`AppFigure`: the figure's fixed width becomes the box's maximum width, the figure is autosized
-    inside it (its height kept), its text is scaled to the width the browser reported, and the box is shown.
+    inside it (its height kept, plus a strip for plotly's toolbar and any title lines added), subplot titles wider than
+    their panel break into lines, its text is scaled to the width the browser reported, and the box is shown.
     """
     layout = fig.layout
     fit = isinstance(widget, AppFigure)
     if fit:
         width = layout.width
         layout = go.Layout(layout)
+        # on screen: titles wider than their panel break into lines, and plotly's toolbar gets a strip of its own
+        wrap, extra = wrapped_titles(layout)
+        if wrap:
+            layout.update(wrap)
+        top = (layout.margin.t if layout.margin and layout.margin.t is not None else 100) + extra + MODEBAR_PX
+        layout.margin.t = top
+        if layout.height:
+            layout.height = float(layout.height) + extra + MODEBAR_PX
         layout.width = None
         layout.autosize = True
         widget._remember(fig, width)
