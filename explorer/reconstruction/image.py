@@ -4,6 +4,7 @@
     result = explorer.reconstruct(model, "chelsea", ratio=0.75, seed=0)
     sweep = explorer.reconstruct_sweep(model, "chelsea", seed=0)      # 19 ratios, one batched pass
     sweep.at(0.5)                                                     # a Reconstruction
+    sweep.baseline_psnr                                               # Telea / mean fill on the same masks, (19,) each
 
 Results are plain dataclasses of numpy arrays plus the metadata needed to reproduce them;
 they never hold plotly or widget objects.  A :class:`SweepCache` keeps recent sweeps per
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -128,6 +130,18 @@ class ReconstructionSweep:
     def psnr_curve(self) -> np.ndarray:
         """``(R,)`` masked PSNR per ratio."""
         return np.array([r.psnr_masked for r in self.results])
+
+    @cached_property
+    def baseline_psnr(self) -> dict[str, np.ndarray]:
+        """Non-learned fills on this sweep's own masks: name → ``(R,)`` masked-patch PSNR (dB) per ratio
+        (:func:`explorer.reconstruction.baselines.sweep_baseline_psnr`: Telea inpainting, mean colour of the visible pixels).
+
+        Computed on first use and kept with the sweep, so a cached sweep (:class:`SweepCache`) never recomputes them.
+        """
+        from .baselines import sweep_baseline_psnr
+
+        first = self.results[0]
+        return sweep_baseline_psnr(first.image, [r.mask for r in self.results], first.patch_size)
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -3,14 +3,17 @@
     clip = explorer.video.load_video("clip.mp4", num_frames=model.num_frames)
     rec = reconstruct_video(model, clip, ratio=0.9, strategy="tube", seed=0)
     rec.psnr_masked, rec.psnr_per_frame            # dB over hidden pixels (overall, per frame)
+    rec.baseline_psnr                              # the same for nearest visible frame, Telea, mean colour fills
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
+from . import baselines as B
 from ..metrics import masked_psnr, patch_mse, psnr_from_mse
 from ..preprocess import fit_image
 from ..masking.video import VIDEO_STRATEGIES, video_mask
@@ -57,8 +60,54 @@ class VideoReconstruction:
     @property
     def psnr_masked(self) -> float:
         """Masked-patch PSNR (dB) over the whole clip (mean squared error over every hidden patch of every frame)."""
-        errs = [patch_mse(self.prediction[i], self.frames[i], self.patch_size)[self.frame_mask(i)] for i in range(len(self.frames))]
-        return psnr_from_mse(float(np.concatenate(errs).mean()))
+        return clip_masked_psnr(self.prediction, self.frames, self.mask, self.tubelet, self.patch_size)
+
+    @cached_property
+    def baseline_psnr(self) -> dict[str, float]:
+        """Non-learned fills of the same hidden tubelets, scored as :attr:`psnr_masked`: name → dB
+        (:func:`video_baseline_psnr`).  Computed on first use and kept with the reconstruction."""
+        return video_baseline_psnr(self.frames, self.mask, self.tubelet, self.patch_size)
+
+
+#: Curve names of the video baselines (drawn in the order Telea, mean, nearest: Telea and mean look as in the image app).
+NEAREST = "nearest visible frame (else Telea)"
+TELEA_FRAMES = "Telea inpainting (per frame)"
+MEAN_FRAMES = "mean colour fill (per frame)"
+
+
+def clip_masked_psnr(pred: np.ndarray, frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> float:
+    """Masked-patch PSNR (dB) of ``pred`` over a whole clip: the mean squared error over every hidden patch of every frame.
+
+    Args:
+        pred, frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool, True = hidden.
+    Returns ``nan`` when nothing is hidden.
+    """
+    errs = np.concatenate([patch_mse(pred[i], frames[i], patch)[mask[i // tubelet]] for i in range(len(frames))])
+    return psnr_from_mse(float(errs.mean())) if errs.size else float("nan")
+
+
+def video_baseline_psnr(frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> dict[str, float]:
+    """:func:`clip_masked_psnr` of the non-learned fills of ``mask`` (those of notebook 06 and the video model card,
+    plus the mean colour): :data:`TELEA_FRAMES` (:func:`~explorer.reconstruction.baselines.video_telea_fill`),
+    :data:`MEAN_FRAMES` (:func:`~explorer.reconstruction.baselines.video_mean_fill`) and :data:`NEAREST`
+    (:func:`~explorer.reconstruction.baselines.nearest_frame_fill`).  Telea runs once per frame and serves both of the first two.
+
+    Args:
+        frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool.
+    """
+    inpainted = B.video_telea_fill(frames, mask, tubelet, patch)
+    fills = {TELEA_FRAMES: inpainted, MEAN_FRAMES: B.video_mean_fill(frames, mask, tubelet, patch),
+             NEAREST: B.nearest_frame_fill(frames, mask, tubelet, patch, inpainted=inpainted)}
+    return {name: clip_masked_psnr(f, frames, mask, tubelet, patch) for name, f in fills.items()}
+
+
+def sweep_baseline_psnr(recs) -> dict[str, np.ndarray]:
+    """The baselines of a ratio sweep of :class:`VideoReconstruction` ``recs`` (in the curve's order): name → ``(R,)`` dB.
+
+    Each reconstruction keeps its own (:attr:`VideoReconstruction.baseline_psnr`), so a cached sweep computes them once.
+    """
+    per = [r.baseline_psnr for r in recs]
+    return {name: np.array([p[name] for p in per], float) for name in (per[0] if per else {})}
 
 
 def reconstruct_video(model, clip, ratio: float = 0.9, strategy: str = "tube", seed: int = 0, *,

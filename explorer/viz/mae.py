@@ -110,25 +110,57 @@ def reconstruction_figure(result, *, error_max: float | None = None, height: int
     return attach_notes(fig, [*result.input.notes, *result.notes])
 
 
+#: The model's curve: solid, thicker, with markers.
+MODEL_STYLE = dict(color="#1f77b4", width=2.5)
+#: Baseline curves in the order given: colour, dash and marker, so they differ in grey print too.
+BASELINE_STYLES = (("#d62728", "dash", "square"), ("#2ca02c", "dot", "diamond"), ("#ff7f0e", "dashdot", "triangle-up"),
+                   ("#7f7f7f", "longdash", "x"))
+
+
+def _finite(values) -> list:
+    """Floats with ``None`` for NaN / inf (NaN is not JSON; plotly leaves the point out)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, np.float64)]
+
+
+def quality_curves(fig: go.Figure, x, model_name: str, model_y, baselines: "dict[str, np.ndarray] | None" = None, *,
+                   unit: str = "dB", legend_rows: int = 1) -> go.Figure:
+    """Add the model's curve and one curve per baseline (``{name: (R,) values}`` at the same ``x``) to ``fig``.
+
+    Distinct colours, dashes and markers; one hover box per ``x`` lists every curve's value; the legend sits in a row
+    below the axes (reserved in the bottom margin), where it covers no data.  Returns ``fig``.
+    """
+    fig.add_trace(go.Scatter(x=list(map(float, x)), y=_finite(model_y), mode="lines+markers", name=model_name,
+                             line=MODEL_STYLE, marker=dict(size=6), hovertemplate=f"%{{y:.2f}} {unit}"))
+    for k, (bname, vals) in enumerate((baselines or {}).items()):
+        colour, dash, symbol = BASELINE_STYLES[k % len(BASELINE_STYLES)]
+        fig.add_trace(go.Scatter(x=list(map(float, x)), y=_finite(vals), mode="lines+markers", name=bname,
+                                 line=dict(color=colour, dash=dash, width=1.8), marker=dict(size=5, symbol=symbol),
+                                 hovertemplate=f"%{{y:.2f}} {unit}"))
+    rows = max(1, int(legend_rows))
+    fig.update_layout(hovermode="x unified", showlegend=True,
+                      legend=dict(orientation="h", x=0, xanchor="left", yref="container", y=0, yanchor="bottom",
+                                  font=dict(size=11), tracegroupgap=0))
+    fig.update_layout(margin=dict(b=45 + 22 * rows))
+    return fig
+
+
 def ratio_curve(sweep, *, baselines: dict[str, np.ndarray] | None = None, current: float | None = None, title: str | None = None) -> go.Figure:
     """Masked PSNR (dB) against masking ratio for a :class:`explorer.ReconstructionSweep`.
 
     Args:
-        baselines: optional extra curves, name → ``(R,)`` PSNR at the sweep's ratios.
-        current: ratio to mark with a vertical line.
+        baselines: extra curves, name → ``(R,)`` PSNR at the sweep's ratios; the apps pass the sweep's own
+            ``sweep.baseline_psnr`` (Telea inpainting and mean colour fill on the same masks).
+        current: ratio to mark with a vertical line (the figure's first shape).
     """
-    ratios = np.asarray(sweep.ratios)
     fig = go.Figure()
-    name = sweep.results[0].model.model_id
-    fig.add_trace(go.Scatter(x=ratios, y=sweep.psnr_curve, mode="lines+markers", name=name))
-    for bname, vals in (baselines or {}).items():
-        fig.add_trace(go.Scatter(x=ratios, y=np.asarray(vals), mode="lines", name=bname, line=dict(dash="dash")))
+    quality_curves(fig, sweep.ratios, sweep.results[0].model.model_id, sweep.psnr_curve, baselines)
     if current is not None:
         fig.add_vline(x=current, line=dict(color="grey", dash="dot"))
+    b = fig.layout.margin.b  # the legend row below the axes; the plot keeps the height it had without one
     fig.update_layout(
         title=title or f"Masked-patch PSNR vs masking ratio ({sweep.results[0].spec.strategy}, seed {sweep.results[0].spec.seed})",
-        xaxis_title="masking ratio", yaxis_title="PSNR over hidden patches (dB)", template="plotly_white", height=320, width=700,
-        margin=dict(l=50, r=10, t=50, b=40),
+        xaxis_title="masking ratio", yaxis_title="PSNR over hidden patches (dB)", template="plotly_white", height=280 + b,
+        width=700, margin=dict(l=50, r=10, t=50, b=b),
     )
     return fig
 

@@ -3,6 +3,7 @@
 * :func:`video_frame_figure` — one frame: original | masked input | reconstruction (visible pasted) | error.
 * :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / reconstruction.
 * :func:`psnr_per_frame_figure` — masked-patch PSNR per frame, with the clip's overall value.
+* :func:`ratio_curve` — the clip's masked-patch PSNR against the masking ratio, with the non-learned baselines.
 * :func:`frames_figure` — chosen frames as rows of those four panels (for papers).
 * :func:`sampling_figure` — which frames of the clip the model reads, on a time line.
 
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .images import data_uri, json_grid, upscale_factor
+from .mae import quality_curves
 
 GREY = 0.5
 
@@ -117,6 +119,27 @@ def psnr_per_frame_figure(rec, *, baselines: "dict[str, np.ndarray] | None" = No
         fig.add_trace(go.Scatter(x=x, y=json_grid(np.asarray(v)[None])[0], mode="lines+markers", name=name, line=dict(dash="dot")))
     fig.update_layout(xaxis_title="frame", yaxis_title="masked-patch PSNR (dB)", width=560, height=300,
                       margin=dict(l=60, r=10, t=30, b=40), template="plotly_white")
+    return fig
+
+
+def ratio_curve(recs, *, baselines: "dict[str, np.ndarray] | None" = None, model: str = "model",
+                title: str | None = None) -> go.Figure:
+    """Masked-patch PSNR (dB) of the clip against the masking ratio, one point per reconstruction of ``recs``.
+
+    Args:
+        recs: :class:`explorer.reconstruction.video.VideoReconstruction` of one clip, strategy and seed, by ratio.
+        baselines: name → ``(R,)`` dB on the same masks (the apps pass
+            :func:`explorer.reconstruction.video.sweep_baseline_psnr` of ``recs``).
+        model: the model curve's legend name.
+    """
+    recs = list(recs)
+    fig = quality_curves(go.Figure(), [r.ratio for r in recs], model, [r.psnr_masked for r in recs], baselines,
+                         legend_rows=2 if baselines else 1)
+    first = recs[0] if recs else None
+    text = title or (f"{first.strategy} masking, seed {first.seed}" if first is not None else "")
+    b = fig.layout.margin.b
+    fig.update_layout(xaxis_title="masking ratio", yaxis_title="masked-patch PSNR (dB)", width=520, height=240 + b,
+                      title=dict(text=text, font=dict(size=12)), margin=dict(l=60, r=10, t=40, b=b), template="plotly_white")
     return fig
 
 

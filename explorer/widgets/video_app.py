@@ -171,13 +171,14 @@ class VideoMAEApp(FrameControls, AppBase):
         replace_figure(self.curve, self.ratio_curve())
 
     def ratio_curve(self) -> go.Figure:
-        """Masked-patch PSNR of the clip against the ratio, from the cached sweep."""
-        rs = sorted(self.sweep)
-        fig = go.Figure(go.Scatter(x=rs, y=[self.sweep[r].psnr_masked for r in rs], mode="lines+markers", name="model"))
-        fig.update_layout(xaxis_title="masking ratio", yaxis_title="masked-patch PSNR (dB)", width=520, height=280,
-                          title=dict(text=f"{self.strategy.value} masking, seed {self.seed.value}", font=dict(size=12)),
-                          margin=dict(l=60, r=10, t=40, b=40), template="plotly_white")
-        return fig
+        """Masked-patch PSNR of the clip against the ratio, from the cached sweep, beside the non-learned fills (nearest
+        visible frame, per-frame Telea, mean colour) on the same masks: each reconstruction keeps its own, so a cached
+        sweep computes them once."""
+        from ..reconstruction.video import sweep_baseline_psnr
+
+        recs = [self.sweep[r] for r in sorted(self.sweep)]
+        return VV.ratio_curve(recs, baselines=sweep_baseline_psnr(recs), model="model",
+                              title=f"{self.strategy.value} masking, seed {self.seed.value}")
 
     @_guarded
     def _show(self, rebuild: bool = False):
