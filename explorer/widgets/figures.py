@@ -65,15 +65,20 @@ const __explorerFit = () => {
       if (model.get('has_figure') && !(model.get('_widget_data') || []).length) {
         // A page reloaded after the figure was drawn: plotly's saved state is the empty figure it started from.
         // Ask the kernel for the figure on screen, then draw; without an answer, say how to get it back.
-        waiting = msg => { if (msg && msg.type === 'explorer-restored') start(); };
+        let note = null;
+        waiting = msg => {
+          if (!msg || msg.type !== 'explorer-restored') return;
+          if (note) note.remove();
+          start();
+        };
         model.on('msg:custom', waiting);
         model.send({type: 'explorer-restore'});
-        late = setTimeout(() => {
+        late = setTimeout(() => {  // the kernel is busy or gone: say so, and keep waiting for its answer
           if (cleanup !== null) return;
-          start();
-          const note = document.createElement('div');
+          note = document.createElement('div');
           note.className = 'explorer-restore-note';
-          note.textContent = 'This figure could not be restored after the page reloaded (is the kernel running?): re-run the cell to redraw it.';
+          note.textContent = 'Waiting for the kernel to redraw this figure after the page reloaded; ' +
+                             'if it does not appear, re-run the cell.';
           note.style.cssText = 'padding:6px 10px;color:var(--jp-warn-color0,#8a5300);font-size:12px';
           el.prepend(note);
         }, 8000);
