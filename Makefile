@@ -1,6 +1,7 @@
 # explorer: the two everyday commands are `make lab` and `make test`.
 #
 #   make lab      install into .venv, open notebooks/01_quickstart.ipynb in JupyterLab
+#   make app      install into .venv, serve one app as a standalone page with Voila (APP=mae|attention|...)
 #   make test     install into .venv (+ Debian test deps), run pytest
 #
 # Variables (override on the command line, e.g. `make test PYTEST_ARGS="-k io -q"`):
@@ -10,6 +11,10 @@
 #   PYTEST_ARGS  arguments for pytest                               []
 #   PYTEST_WORKERS  pytest-xdist workers (`-n`); 0 runs in one process [auto: one per core]
 #   LAB_ARGS     extra arguments for `jupyter lab` (e.g. --ip=0.0.0.0 --port=8890)
+#   APP          the app `make app` serves: a notebook of notebooks/apps/ (mae, attention, alignment, video,
+#                rgbd, audio_visual)                                   [mae]
+#   APP_IP       the address `make app` listens on; 0.0.0.0 (with VOILA_ARGS=--token) shares it on a LAN  [127.0.0.1]
+#   VOILA_ARGS   extra arguments for `voila` (e.g. --port=8870 --token)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -47,10 +52,16 @@ SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help install sysdeps lab test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
+APP ?= mae
+APPS := $(sort $(basename $(notdir $(wildcard notebooks/apps/*.ipynb))))
+APP_IP ?= 127.0.0.1
+VOILA_ARGS ?=
+
+.PHONY: help install sysdeps lab app app-name test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
+	@echo "make app APP=mae     install into $(VENV) and serve one app as a page (Voila, http://127.0.0.1:8866): $(APPS)"
 	@echo "make test            install (+ Debian packages: $(SYSDEPS)) and run pytest"
 	@echo "make install         only create/update $(VENV)"
 	@echo "make sysdeps         only install the Debian packages the tests need"
@@ -97,6 +108,15 @@ sysdeps:
 lab: install
 	@$(MAKE) --no-print-directory sysdeps || echo "warning: Export (PDF/SVG/PNG) needs Chromium and fonts-liberation; see README." >&2
 	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb $(LAB_ROOT_FLAG) $(LAB_ARGS)
+
+# One app, no code: Voila runs notebooks/apps/$(APP).ipynb in a kernel of its own for each visitor.
+# Only this machine can open it (APP_IP=127.0.0.1); sharing it (APP_IP=0.0.0.0 VOILA_ARGS=--token): README, "App mode".
+app: app-name install
+	@$(MAKE) --no-print-directory sysdeps || echo "warning: Export (PDF/SVG/PNG) needs Chromium and fonts-liberation; see README." >&2
+	$(VENV)/bin/voila notebooks/apps/$(APP).ipynb --Voila.ip=$(APP_IP) --strip_sources=True $(VOILA_ARGS)
+
+app-name:  # before installing: a misspelt APP fails at once
+	@if [ ! -f notebooks/apps/$(APP).ipynb ]; then echo "error: no app '$(APP)'; choose one of: $(APPS)" >&2; exit 2; fi
 
 # pytest exit status 5 means "no tests collected": never let that pass quietly.
 define run_pytest

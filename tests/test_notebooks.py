@@ -12,6 +12,8 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: App mode (Voila, `make app`): a title and one app each, written by tools/build_notebooks.py from tools/notebooks_apps.py
+APP_NOTEBOOKS = sorted((ROOT / "notebooks" / "apps").glob("*.ipynb"))
 
 #: Output a researcher should never have to read: a debugger's view of the numbers instead of the numbers.
 DEBUGGER_LIKE = {
@@ -93,7 +95,7 @@ def test_hub_id_cells_are_found():
 
 
 def test_notebooks_are_stored_without_outputs():
-    for p in NOTEBOOKS:
+    for p in NOTEBOOKS + APP_NOTEBOOKS:
         code = [c for c in nbformat.read(p, as_version=4).cells if c.cell_type == "code"]
         assert not [c for c in code if c.get("outputs") or c.get("execution_count")], p.name
 
@@ -170,3 +172,51 @@ def test_notebook_runs(path):
         assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
         assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text
         assert text.count("refused:") == 5 and "handled: the sound lasts 0.25 s" in text
+
+
+def _app_sources() -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebooks_apps", ROOT / "tools" / "notebooks_apps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: module.app_cells(name) for name in module.APPS}
+
+
+def test_app_notebooks_are_the_built_ones():
+    """notebooks/apps/ holds exactly what tools/build_notebooks.py writes: per app a one-line title and the app."""
+    built = _app_sources()
+    assert {p.stem for p in APP_NOTEBOOKS} == set(built) >= {"mae", "attention", "alignment", "video", "rgbd", "audio_visual"}
+    for p in APP_NOTEBOOKS:
+        cells = [(c.cell_type, c.source) for c in nbformat.read(p, as_version=4).cells]
+        assert cells == [("markdown" if k == "md" else "code", t.strip("\n")) for k, t in built[p.stem]], (
+            f"{p.name} differs from tools/notebooks_apps.py: run python tools/build_notebooks.py")
+        (_, title), (_, code) = cells
+        assert title.startswith("# ") and "\n" not in title and "$" not in title, title  # one line, no maths (no MathJax)
+        assert "App(" in code, code
+
+
+@pytest.mark.notebook
+def test_app_notebooks_run():
+    """Every app notebook shows its app on the offline mini models, without errors or warnings.  Cheaply: all of them
+    run in one kernel (one start, one import of explorer), each notebook's cells in turn."""
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    owner = []
+    for p in APP_NOTEBOOKS:
+        for cell in nbformat.read(p, as_version=4).cells:
+            book.cells.append(cell)
+            owner.append(p.name)
+    NotebookClient(book, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks" / "apps")}}).execute()
+    for name, cell in zip(owner, book.cells):
+        if cell.cell_type != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        assert cell.get("execution_count"), name
+        assert not [o for o in outputs if o.get("output_type") == "error"], (name, outputs)
+        stderr = [o["text"] for o in outputs if o.get("name") == "stderr"]
+        assert not [t for t in stderr if re.search(r"Warning|Error|Traceback", t)], (name, stderr)
+        mimes = {k for o in outputs for k in o.get("data", {})}
+        assert "application/vnd.jupyter.widget-view+json" in mimes, (name, mimes)  # the app itself, nothing else
+        assert not [o for o in outputs if o.get("output_type") == "stream"], (name, outputs)

@@ -1,6 +1,6 @@
 """Write the tutorial notebooks (cells kept here as plain text so diffs stay readable).
 
-    python tools/build_notebooks.py       # rewrites notebooks/*.ipynb without outputs
+    python tools/build_notebooks.py       # rewrites notebooks/*.ipynb and notebooks/apps/*.ipynb without outputs
 """
 
 from pathlib import Path
@@ -923,6 +923,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from notebooks_multimodal import AUDIO_VISUAL, RGBD
     from notebooks_interventions import INTERVENTIONS
+    from notebooks_apps import APPS, app_cells
 
     ROOT.mkdir(exist_ok=True)
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_mae_masking.ipynb", MASKING),
@@ -932,3 +933,7 @@ if __name__ == "__main__":
                         ("10_interventions.ipynb", INTERVENTIONS)]:
         nbf.write(nb(cells), ROOT / name)
         print("wrote", ROOT / name)
+    (ROOT / "apps").mkdir(exist_ok=True)
+    for name in APPS:  # app mode (Voila): a title and the app, one notebook per app
+        nbf.write(nb(app_cells(name)), ROOT / "apps" / f"{name}.ipynb")
+        print("wrote", ROOT / "apps" / f"{name}.ipynb")
