@@ -176,11 +176,12 @@ def test_the_error_scale_is_one_per_image_across_strategies(app):
 
 # ------------------------------------------------------------------------------------------------ fault 4: reload
 def test_a_view_drawn_after_a_reload_gets_the_figure_on_screen(app):
-    """plotly keeps the state a figure widget started from (empty for an app figure); a view drawn after the page
-    reloaded asks for the figure on screen and gets it, with the change the last slider move made."""
+    """A view drawn after the page reloaded, when the figure changed in place since it was saved, asks for the
+    figure on screen and gets it, with the change the last slider move made."""
     fig = app.fig
-    assert fig.has_figure and fig._widget_data == []  # what a reloaded page would draw from: nothing
-    app.ratio.value = 0.5
+    assert fig.has_figure and not fig.stale  # saved with the figure: a page loading now draws it at once
+    app.ratio.value = 0.5  # served by an in-place update: the saved state is now older than the screen
+    assert fig.stale and [t["source"] for t in fig._widget_data[:4]] != [t.source for t in fig.data[:4]]
     sent = []
     fig.send = lambda content, buffers=None: sent.append(content)
     fig._on_page_message(fig, {"type": "explorer-restore"}, [])
@@ -308,3 +309,40 @@ def test_reopen_button_restores_in_place_and_refuses_other_figures(app, tmp_path
     app.export_panel.reopen_path.value = str(tmp_path / "missing.json")
     app.export_panel.reopen_btn.click()
     assert "⚠" in app.status.value and _view(app) == before
+
+
+def test_the_state_a_later_page_draws_from_is_kept_without_sending_it_again():
+    """Reload / Voila: the kernel's state of an app figure is the figure on screen (saved when it is replaced, without a
+    message to the open views), and marked stale by an in-place change, so a page that loads later asks for it."""
+
+    class Comm:  # stands in for the kernel's comm: records what would go to the open views
+        kernel = object()
+        comm_id = "test"
+
+        def __init__(self):
+            self.sent = []
+
+        def send(self, data=None, metadata=None, buffers=None):
+            self.sent.append(sorted((data or {}).get("state", {})))
+
+        def on_msg(self, callback):
+            pass
+
+        def close(self, *args, **kwargs):
+            pass
+
+    w = AppFigure()
+    w.comm = Comm()
+    replace_figure(w, _figure(width=600))
+    keys = {k for msg in w.comm.sent for k in msg}
+    assert "has_figure" in keys and "_py2js_addTraces" in keys  # the spy sees what goes to the views
+    assert "_widget_data" not in keys and "_widget_layout" not in keys and "stale" not in keys  # nothing re-sent
+    assert len(w._widget_data) == 1 and w._widget_layout["height"] == 300 + MODEBAR_PX and w.stale is False
+    assert w.get_state()["stale"] is False and len(w.get_state()["_widget_data"]) == 1  # what a new page is given
+    w.comm.sent.clear()
+    with w.batch_update():
+        w.data[0].y = [1, 0]  # an in-place change, as a slider move makes
+    assert w.stale is True and w.get_state()["stale"] is True
+    assert not any("stale" in msg for msg in w.comm.sent)
+    w._on_page_message(w, {"type": "explorer-restore"}, [])  # the late page asks; it gets the figure as it is now
+    assert list(w._widget_data[0]["y"]) == [1, 0] and w.stale is False

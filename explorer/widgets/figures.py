@@ -62,9 +62,9 @@ const __explorerFit = () => {
         cleanup = widget.render(ctx) || (() => {});
         observer.observe(el);
       };
-      if (model.get('has_figure') && !(model.get('_widget_data') || []).length) {
-        // A page reloaded after the figure was drawn: plotly's saved state is the empty figure it started from.
-        // Ask the kernel for the figure on screen, then draw; without an answer, say how to get it back.
+      if (model.get('has_figure') && (model.get('stale') || !(model.get('_widget_data') || []).length)) {
+        // A page (re)loaded after the figure changed in place (a slider move): the saved state is older than the
+        // figure on screen.  Ask the kernel for it, then draw; while it is busy, say so.
         let note = null;
         waiting = msg => {
           if (!msg || msg.type !== 'explorer-restored') return;
@@ -140,6 +140,9 @@ class AppFigure(go.FigureWidget):
     dark = traitlets.Bool(False).tag(sync=True)
     #: a figure has been shown (synced: a reloaded page asks the kernel for it instead of drawing an empty plot)
     has_figure = traitlets.Bool(False).tag(sync=True)
+    #: the figure changed in place since its state was saved for new views (kept in the kernel's state only: a page
+    #: that loads later, such as a reload or Voila, asks for the figure then)
+    stale = traitlets.Bool(False).tag(sync=True)
     natural_width = None
     row = False
     _box = None
@@ -167,6 +170,45 @@ class AppFigure(go.FigureWidget):
         """Put the figure on screen into the state a new view draws from (plotly keeps the one it started with)."""
         self._widget_layout = copy.deepcopy(self._layout_obj._props)
         self._widget_data = copy.deepcopy(self._data)
+        self._set_quietly(stale=False)
+
+    def save_state(self) -> None:
+        """Keep the figure on screen as the state a page that loads later draws from (a reload, Voila), without
+        sending it to the views already open (they have it)."""
+        self._set_quietly(_widget_layout=copy.deepcopy(self._layout_obj._props), _widget_data=copy.deepcopy(self._data),
+                          stale=False)
+
+    def _set_quietly(self, **values) -> None:
+        """Set synced traits in the kernel's state only: the open views are not sent them (they already show it)."""
+        for key, value in values.items():
+            to_json = self.trait_metadata(key, "to_json", self._trait_to_json)
+            with self._lock_property(**{key: to_json(value, self)}):
+                setattr(self, key, value)
+
+    # Every change plotly sends to the open views after the state was saved makes the saved state stale.
+    def _send_relayout_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_relayout_msg(*args, **kwargs)
+
+    def _send_restyle_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_restyle_msg(*args, **kwargs)
+
+    def _send_update_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_update_msg(*args, **kwargs)
+
+    def _send_addTraces_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_addTraces_msg(*args, **kwargs)
+
+    def _send_deleteTraces_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_deleteTraces_msg(*args, **kwargs)
+
+    def _send_moveTraces_msg(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return super()._send_moveTraces_msg(*args, **kwargs)
 
     @property
     def box(self) -> W.VBox:
@@ -233,6 +275,7 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         widget.add_traces(fig.data)
     if fit:
         widget.fit_text()
+        widget.save_state()
         widget.has_figure = True
         widget.box.layout.display = None
 
