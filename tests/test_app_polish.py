@@ -346,3 +346,58 @@ def test_the_state_a_later_page_draws_from_is_kept_without_sending_it_again():
     assert not any("stale" in msg for msg in w.comm.sent)
     w._on_page_message(w, {"type": "explorer-restore"}, [])  # the late page asks; it gets the figure as it is now
     assert list(w._widget_data[0]["y"]) == [1, 0] and w.stale is False
+
+
+# ------------------------------------------------------------------------------------------------ A/B comparison
+def _title(fig) -> str:
+    return fig.layout.title.text
+
+
+def test_ab_comparison_with_a_randomised_copy_follows_every_mask(app):
+    import explorer
+    from explorer.attention.faithfulness import randomise_top_layers
+    from explorer.viz.compare import pixel_difference
+
+    assert not app.compare_fig.shown
+    app.compare("randomised copy")
+    assert app.compare_fig.shown and not app.compare_off.disabled
+    b = app.model_b
+    # an independent B: the same re-drawing, seed and blocks, reconstructed through the public API on the same mask
+    ref_b, _ = randomise_top_layers(app.adapter, len(app.adapter.blocks), seed=0)
+    for ratio in (0.75, 0.3):
+        app.ratio.value = ratio
+        a = app.result
+        want = explorer.reconstruct(ref_b, "chelsea", ratio=ratio, seed=0, strategy="random")
+        got = app.result_b()
+        assert np.array_equal(got.mask, a.mask) and np.array_equal(want.mask, a.mask)
+        assert got.psnr_masked == pytest.approx(want.psnr_masked, abs=1e-4)
+        delta = got.psnr_masked - a.psnr_masked
+        assert f"B − A {delta:+.1f} dB".replace("-", "−") in _title(app.compare_fig)
+        assert f"the same {int(a.mask.sum())} patches hidden" in _title(app.compare_fig)
+        diff = np.asarray(app.compare_fig.data[2].z, dtype=float)
+        ref = pixel_difference(a, got)[::1, ::1]
+        assert np.nanmax(np.abs(diff - np.round(ref, 4))) < 1e-6 and np.isnan(diff).sum() == (~a.pixel_mask).sum()
+    app.paint([1, 2, 3, 30])  # a hand-made mask is given to B too
+    assert np.array_equal(app.result_b().mask, app.result.mask) and "the same 4 patches hidden" in _title(app.compare_fig)
+    assert app.model_b is b
+    app.compare_off.click()
+    assert app.model_b is None and not app.compare_fig.shown
+
+
+def test_ab_comparison_refuses_a_model_with_another_grid(app, tmp_path):
+    other = save_tiny_mae(tmp_path / "other", image_size=32)
+    app.compare(str(other))
+    assert "⚠" in app.status.value and "the same mask cannot be given to both" in html.unescape(app.status.value)
+    assert app.model_b is None and not app.compare_fig.shown
+    app.compare_box.value = str(app.model_box.value)  # the same checkpoint as B: Δ is exactly 0
+    app.compare_btn.click()
+    assert app.compare_fig.shown and "B − A +0.0 dB" in _title(app.compare_fig)
+    assert np.nanmax(np.asarray(app.compare_fig.data[2].z, dtype=float)) == 0
+
+
+def test_ab_comparison_shows_the_trained_model_beats_its_randomised_copy():
+    app = MAEApp(model="mini-mae", image="chelsea", ratio=0.75)
+    app.compare("randomised copy")
+    a, b = app.result, app.result_b()
+    assert b.psnr_masked < a.psnr_masked - 3  # the trained mini-mae is far ahead of weights that learned nothing
+    assert "B − A −" in _title(app.compare_fig) and "randomised (seed 0)" in _title(app.compare_fig)

@@ -15,6 +15,8 @@ import ipywidgets as W
 import numpy as np
 
 from .. import viz
+from ..attention.faithfulness import randomise_top_layers
+from ..viz import compare as VC
 from ..export import ReproduceError
 from ..io import ImageLoadError, LoadedImage
 from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
@@ -28,6 +30,9 @@ from .export_panel import ExportPanel
 from .messages import guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
+#: what the Compare box offers for "B = A with every encoder block re-drawn" (a model that learned nothing)
+RANDOMISED = "randomised copy"
+
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 
 
@@ -81,16 +86,31 @@ class MAEApp(AppBase):
                                                  "so strategies compare; on: each sweep's own largest error")
         self.fig = AppFigure()
         self.curve = AppFigure()
+        # A/B: a second checkpoint (or a randomised copy of this one) on the same input under the same masks
+        self.model_b = None
+        self.name_b = None
+        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_models()], ensure_option=False,
+                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
+                                      description="Compare with", style={"description_width": "initial"},
+                                      layout=W.Layout(width="420px"))
+        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
+                                    tooltip="show model B beside this one (A) on the same image and the same mask")
+        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
+        self.compare_fig = AppFigure()
         self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
 
         super().__init__([
             *head,
             W.HBox([self.strategy_tb]),
             W.HBox([self.ratio, self.seed, self.per_view_scale], layout=W.Layout(**ROW)),
-            self.status_area, self.fig.box, self.export_panel, self.curve.box,
+            self.status_area, self.fig.box,
+            W.HBox([self.compare_box, self.compare_btn, self.compare_off], layout=W.Layout(**ROW)), self.compare_fig.box,
+            self.export_panel, self.curve.box,
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
+        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
+        self.compare_off.on_click(lambda _b: self.compare(None))
         self.on_change(self.sample_dd, lambda ch: self._set_image_from(ch["new"]))
         self.on_change(self.upload, lambda ch: self.take_upload(ch["new"], self._set_image_from))
         self.on_change([self.fit_dd, self.strategy_tb, self.seed, self.per_view_scale], lambda _c: self._refresh())
@@ -275,12 +295,66 @@ class MAEApp(AppBase):
                 self.fig.layout.title.text = upd["title"]
             if self.sweep is not None and self.curve.layout.shapes:
                 self.curve.layout.shapes[0].update(x0=rec.spec.ratio, x1=rec.spec.ratio)
+        self._show_b(rec)
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         timing = f"figure updated in {self.last_update_ms:.0f} ms"
         if extra_ms:
             timing = f"ratio sweep ready in {extra_ms:.0f} ms (19 ratios, cached); " + timing
         hint = "click patches to hide / show them" if rec.spec.strategy != "manual" else f"manual mask: {rec.mask.sum()} patches hidden; click to toggle"
         self._info_line(f"<span style='color:var(--jp-ui-font-color2,#666)'>{timing} · {hint}</span>")
+
+    # ------------------------------------------------------------------ A/B comparison
+    @_guarded
+    def compare(self, model_b):
+        """Show model B beside the model on screen (A): the same input, the same mask (every strategy, ratio and hand-
+        made mask), their difference and B − A in masked-patch PSNR.  ``model_b``: a model name, hub id or folder,
+        ``"randomised copy"`` (A with every encoder block re-drawn, seeded by the Seed box), an adapter, or ``None``
+        to stop comparing."""
+        if model_b is None or (isinstance(model_b, str) and not model_b.strip()):
+            self.model_b = self.name_b = None
+            self.compare_off.disabled = True
+            hide_figure(self.compare_fig)
+            return
+        if self.adapter is None:
+            raise ValueError("Load model A first.")
+        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
+            with self.working("re-drawing every encoder block of A…"):
+                b, _ = randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=int(self.seed.value))
+            name = f"{self.adapter.model_id} randomised (seed {int(self.seed.value)})"
+        elif isinstance(model_b, str):
+            with self.working(f"loading {model_b.strip()}…"):
+                b = load_model(model_b.strip(), device=self.device_dd.value)
+            name = b.model_id
+        else:
+            b, name = model_b, model_b.model_id
+        if b.reconstructs != "image":
+            raise ModelLoadError(f"{name!r} is a {b.family} model, not a masked autoencoder: it cannot be compared here.")
+        if (b.grid, b.patch_size) != (self.adapter.grid, self.adapter.patch_size):
+            raise ValueError(f"{name!r} sees a {b.grid[0]}x{b.grid[1]} grid of {b.patch_size}-px patches, A a "
+                             f"{self.adapter.grid[0]}x{self.adapter.grid[1]} grid of {self.adapter.patch_size}-px "
+                             "patches: the same mask cannot be given to both.")
+        self.model_b, self.name_b = b, name
+        self.compare_off.disabled = False
+        if self.result is not None:
+            self._show_b(self.result)
+
+    def result_b(self, rec=None):
+        """Model B's reconstruction of the view on screen (same input and mask), or ``None`` when not comparing."""
+        rec = rec if rec is not None else self.result
+        if self.model_b is None or rec is None:
+            return None
+        if rec.spec.strategy == "manual" or self.sweep is None:
+            return reconstruct_manual(self.model_b, self._pixels, self._input_info, np.flatnonzero(rec.mask),
+                                      self.seed.value)
+        with self.computing("computing B's ratio sweep"):
+            sweep_b = self.cache.get(self.model_b, self.loaded, self.seed.value, self.strategy_tb.value, self.fit_dd.value)
+        return sweep_b.at(rec.spec.ratio)
+
+    def _show_b(self, rec) -> None:
+        if self.model_b is None:
+            return
+        replace_figure(self.compare_fig, VC.comparison_figure(rec, self.result_b(rec), name_a=self.adapter.model_id,
+                                                              name_b=self.name_b))
 
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:
