@@ -7,6 +7,7 @@ Every error is shown inside the widget; no callback lets an exception reach the 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from .export_panel import ExportPanel
 from .messages import guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
+#: how long the ratio slider rests before the curve's marker follows it (seconds)
+MARKER_DELAY_S = 0.15
 #: what the Compare box offers for "B = A with every encoder block re-drawn" (a model that learned nothing)
 RANDOMISED = "randomised copy"
 
@@ -69,6 +72,8 @@ class MAEApp(AppBase):
         self._pixels = None
         self._input_info: InputInfo | None = None
         self._err_max = None
+        self._updates: dict = {}  # (id(result), error scale) -> encoded panel update, for the sweep on screen
+        self._marker_timer = None
 
         self.fit_dd = W.Dropdown(options=list(POLICIES), value=fit, description="Fit", layout=W.Layout(width="190px"))
         head = self.header(model=model, models=list_models(), placeholder="mini-mae, facebook/vit-mae-base or a folder",
@@ -284,7 +289,7 @@ class MAEApp(AppBase):
                 tr.on_click(self._on_click)
             self._draw_curve()
         else:
-            upd = viz.reconstruction_update(rec, error_max=err_max)
+            upd = self._update_for(rec, err_max)
             with self.fig.batch_update():
                 for i, src in enumerate(upd["sources"]):
                     self.fig.data[i].source = src
@@ -293,8 +298,7 @@ class MAEApp(AppBase):
                 for ann, text in zip(self.fig.layout.annotations, upd["titles"]):
                     ann.text = text
                 self.fig.layout.title.text = upd["title"]
-            if self.sweep is not None and self.curve.layout.shapes:
-                self.curve.layout.shapes[0].update(x0=rec.spec.ratio, x1=rec.spec.ratio)
+            self._move_marker()
         self._show_b(rec)
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         timing = f"figure updated in {self.last_update_ms:.0f} ms"
@@ -302,6 +306,36 @@ class MAEApp(AppBase):
             timing = f"ratio sweep ready in {extra_ms:.0f} ms (19 ratios, cached); " + timing
         hint = "click patches to hide / show them" if rec.spec.strategy != "manual" else f"manual mask: {rec.mask.sum()} patches hidden; click to toggle"
         self._info_line(f"<span style='color:var(--jp-ui-font-color2,#666)'>{timing} · {hint}</span>")
+
+    def _update_for(self, rec, err_max) -> dict:
+        """The panel update for ``rec`` (encoded images, error grid, titles): encoded once per result of the sweep
+        on screen and reused when the slider comes back to its ratio."""
+        key = (id(rec), err_max)
+        upd = self._updates.get(key)
+        if upd is None or upd[0] is not rec:
+            if len(self._updates) > 64:
+                self._updates.clear()
+            upd = self._updates[key] = (rec, viz.reconstruction_update(rec, error_max=err_max))
+        return upd[1]
+
+    def _move_marker(self) -> None:
+        """Move the ratio curve's marker to the ratio on screen once the slider rests (~0.15 s): a marker move redraws
+        the whole curve in the page, which would delay the panels of a slider being dragged.  Without a running event
+        loop (scripts, tests) it moves at once."""
+        def move():
+            self._marker_timer = None
+            if self.sweep is not None and self.result is not None and self.curve.layout.shapes:
+                self.curve.layout.shapes[0].update(x0=self.result.spec.ratio, x1=self.result.spec.ratio)
+
+        if self._marker_timer is not None:
+            self._marker_timer.cancel()
+            self._marker_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            move()
+            return
+        self._marker_timer = loop.call_later(MARKER_DELAY_S, move)
 
     # ------------------------------------------------------------------ A/B comparison
     @_guarded
