@@ -61,7 +61,8 @@ def _video_timeline_and_export(page, app) -> dict:
     """The VideoMAEApp's sampling time line is drawn; its Export button writes the frames view."""
     read = lambda: app.locator(".js-plotly-plot .gtitle").evaluate_all("els => els.map(e => e.textContent || '')")  # noqa: E731
     # the sampling time line is a figure of its own: wait until it is drawn (a loaded machine draws it later)
-    titles = wait_for(lambda: (t := read()) if any("frames ·" in x for x in t) else None, 60, "the sampling time line's title")
+    titles = wait_for(lambda: next((t for t in [read()] if any("frames ·" in x for x in t)), None), 60,
+                      "the sampling time line's title")
     button = app.locator("button", has_text=re.compile(r"^\s*Export\s*$")).first
     button.scroll_into_view_if_needed()
     button.click()
