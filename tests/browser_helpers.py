@@ -135,19 +135,17 @@ def jupyter_lab(root_dir: Path, start_timeout: float = 60.0):
         _stop(server)
 
 
-def _stop(server: LabServer) -> None:
-    proc = server.proc
+def stop_process(proc: subprocess.Popen, polite=None) -> None:
+    """Stop a server started in its own process group, and its kernels: ``polite()`` first when given (e.g. an HTTP
+    shutdown that also shuts its kernels down), then SIGTERM and SIGKILL to the group, then any kernel left over."""
     kids = []
     with contextlib.suppress(Exception):
         import psutil
 
         kids = psutil.Process(proc.pid).children(recursive=True)  # kernels run in their own sessions
-    if proc.poll() is None:
-        with contextlib.suppress(Exception):  # polite: shuts kernels down too
-            req = urllib.request.Request(
-                f"{server.url}/api/shutdown", method="POST", headers={"Authorization": f"token {server.token}"}
-            )
-            urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
+    if polite is not None and proc.poll() is None:
+        with contextlib.suppress(Exception):
+            polite()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -165,6 +163,16 @@ def _stop(server: LabServer) -> None:
         with contextlib.suppress(Exception):
             if k.is_running():
                 k.kill()
+
+
+def _stop(server: LabServer) -> None:
+    def shutdown():
+        req = urllib.request.Request(
+            f"{server.url}/api/shutdown", method="POST", headers={"Authorization": f"token {server.token}"}
+        )
+        urllib.request.urlopen(req, timeout=5).read()  # noqa: S310
+
+    stop_process(server.proc, polite=shutdown)
 
 
 @contextlib.contextmanager

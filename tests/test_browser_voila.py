@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from browser_helpers import (chromium_page, free_port, plot_image_hrefs, require_browser, screenshot, wait_for,
+from browser_helpers import (chromium_page, free_port, plot_image_hrefs, require_browser, screenshot, stop_process, wait_for,
                              wait_stable_hrefs)
 
 pytestmark = pytest.mark.browser
@@ -120,26 +119,8 @@ def voila(notebook: Path, workdir: Path, start_timeout: float = 60.0):
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop Voilà and its kernels (as browser_helpers stops JupyterLab, less the /api/shutdown Voilà does not have):
-    SIGTERM to its process group (Voilà shuts its kernels down), then SIGKILL, then any kernel left over."""
-    kids = []
-    with contextlib.suppress(Exception):
-        import psutil
-
-        kids = psutil.Process(proc.pid).children(recursive=True)  # kernels run in their own sessions
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    for k in kids:
-        with contextlib.suppress(Exception):
-            if k.is_running():
-                k.kill()
+    """Stop Voilà and its kernels (as browser_helpers stops JupyterLab, less the /api/shutdown Voilà does not have)."""
+    stop_process(proc)
 
 
 def _drive(page, server: VoilaServer) -> dict:

@@ -185,30 +185,6 @@ class AppFigure(go.FigureWidget):
             with self._lock_property(**{key: to_json(value, self)}):
                 setattr(self, key, value)
 
-    # Every change plotly sends to the open views after the state was saved makes the saved state stale.
-    def _send_relayout_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_relayout_msg(*args, **kwargs)
-
-    def _send_restyle_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_restyle_msg(*args, **kwargs)
-
-    def _send_update_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_update_msg(*args, **kwargs)
-
-    def _send_addTraces_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_addTraces_msg(*args, **kwargs)
-
-    def _send_deleteTraces_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_deleteTraces_msg(*args, **kwargs)
-
-    def _send_moveTraces_msg(self, *args, **kwargs):
-        self._set_quietly(stale=True)
-        return super()._send_moveTraces_msg(*args, **kwargs)
 
     @property
     def box(self) -> W.VBox:
@@ -239,6 +215,22 @@ class AppFigure(go.FigureWidget):
         self.natural_width = float(width) if width else None
         self._base_sizes = text_sizes(fig.layout)
         self._light = light_state(fig.layout)
+
+
+def _marks_stale(name: str):
+    """An override of plotly's ``name`` (a message to the open views) that first marks the saved state stale."""
+    def send(self, *args, **kwargs):
+        self._set_quietly(stale=True)
+        return getattr(super(AppFigure, self), name)(*args, **kwargs)
+
+    send.__name__ = name
+    return send
+
+
+# Every change plotly sends to the open views after the state was saved makes the saved state stale.
+for _name in ("_send_relayout_msg", "_send_restyle_msg", "_send_update_msg", "_send_addTraces_msg",
+              "_send_deleteTraces_msg", "_send_moveTraces_msg"):
+    setattr(AppFigure, _name, _marks_stale(_name))
 
 
 def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
