@@ -401,3 +401,31 @@ def test_ab_comparison_shows_the_trained_model_beats_its_randomised_copy():
     a, b = app.result, app.result_b()
     assert b.psnr_masked < a.psnr_masked - 3  # the trained mini-mae is far ahead of weights that learned nothing
     assert "B − A −" in _title(app.compare_fig) and "randomised (seed 0)" in _title(app.compare_fig)
+
+
+def _attention_view(app) -> dict:
+    req = app.export_request()
+    return {"options": req["options"], "sha": app.loaded.sha256, "model": app.adapter.model_id,
+            "main": [list(map(list, app.main.data[2].z))], "title": app.main.layout.annotations[1].text}
+
+
+def test_attention_app_reopens_its_exported_view(tiny_dir, tmp_path):
+    from explorer.widgets.attention_app import AttentionApp
+
+    app = AttentionApp(model=str(tiny_dir), image="chelsea")
+    app.layer.value, app.head.value = 1, 0
+    app.fusion.value, app.discard.value, app.residual.value = "max", 0.2, False
+    app.panels.value = ("raw", "rollout")
+    app.set_query((2, 3))
+    before = _attention_view(app)
+    res = _export(app, tmp_path, "attention-view")
+    again = AttentionApp.from_sidecar(res.files["json"])
+    assert _attention_view(again) == before
+    assert _export(again, tmp_path, "attention-again").files["png"].read_bytes() == res.files["png"].read_bytes()
+    fresh = AttentionApp(model=str(tiny_dir), image="chelsea")  # the Reopen button, in an app showing something else
+    assert _attention_view(fresh) != before
+    fresh.export_panel.reopen_path.value = str(res.files["png"])
+    fresh.export_panel.reopen_btn.click()
+    assert _attention_view(fresh) == before and "⚠" not in fresh.status.value
+    with pytest.raises(ValueError, match="'attention_methods' recipe; MAEApp reopens 'reconstruction' figures"):
+        MAEApp.from_sidecar(res.files["json"])

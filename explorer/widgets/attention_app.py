@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import html
 import os
+from pathlib import Path
 import time
 
 import ipywidgets as W
 import numpy as np
 
 from ..attention import AttentionError, attention_maps, explain, provenance
+from ..export import ReproduceError
 from ..attention.registry import REGISTRY, explainable
 from ..attention.faithfulness import Stopped, deletion_insertion, randomisation_check
 from ..io import ImageLoadError
@@ -35,7 +37,7 @@ from .export_panel import ExportPanel
 from .intervention_panel import ImageBackend, InterventionPanel
 from .messages import guarded
 
-USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+USER_ERRORS = (AttentionError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", "openai/clip-vit-base-patch16")
 
 
@@ -57,8 +59,10 @@ class AttentionApp(AppBase):
         last_update_ms: server time of the last layer / head / opacity update.
     """
 
+    recipes = ("attention_methods",)
+
     def __init__(self, model: str = "mini-mae", image="chelsea", *, device: str = "auto"):
-        if not isinstance(model, (str, os.PathLike)):  # e.g. your own torch module: say what to pass instead
+        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "model_id"):  # e.g. your own torch module
             raise AttentionError(f"AttentionApp takes a model name, hub id or folder (not a {type(model).__name__}); for your "
                                  "own torch module use explorer.attention.attention_maps(module, x, forward=...).")
         self.adapter = None
@@ -101,7 +105,7 @@ class AttentionApp(AppBase):
         self.live_curves: dict = {}
         self.prov_box = W.VBox([W.HTML("<b>Reconstruction provenance</b> (MAE): click a grey patch"),
                                 W.HBox([self.prov_ratio, self.prov_seed]), self.prov.box])
-        self.export_panel = ExportPanel(self.export_request)
+        self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         self.interventions = InterventionPanel(self, ImageBackend(self), on_marks=self._mark_ablated, on_pick=self.select,
                                                own_grid=False)  # ablation / importance / patching (issue 16)
         super().__init__([
@@ -378,6 +382,41 @@ class AttentionApp(AppBase):
     def show_provenance(self, query):
         """Provenance of masked patch ``query`` (flat index), as clicking it does."""
         self._draw_provenance(int(query))
+
+    # ------------------------------------------------------------------ sidecars
+    @classmethod
+    def from_sidecar(cls, path, *, device: str | None = None, allow_download: bool = False, **kwargs) -> "AttentionApp":
+        """The app as it was when the figure ``path`` was exported (its ``.json`` sidecar, or the PNG / PDF / SVG that
+        embeds it): the same model (weights checked), image, query, layer, head, fusion, discard ratio, residual and
+        methods.  ``kwargs`` go to :class:`AttentionApp`."""
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in cls.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; AttentionApp reopens "
+                             "'attention_methods' figures.")
+        app = cls(model=r.model, image=r.sources[0], **kwargs)
+        app._apply_recorded(r)
+        return app
+
+    @_guarded
+    def restore(self, path):
+        """Come back to the view the figure ``path`` was exported from, in this app (what the Reopen button does)."""
+        r = self.reopen(path)
+        self.hand_over_model(r.model)
+        self.adapter = r.model
+        self._set_image(r.sources[0])
+        self._apply_recorded(r)
+
+    def _apply_recorded(self, r) -> None:
+        o = r.options
+        if not (isinstance(r.sources[0], str) and r.sources[0] in SAMPLES):
+            with self.quiet():
+                self.sample_dd.value = None  # not a listed sample: the dropdown does not name it
+        self.layer.value, self.head.value = int(o["layer"]), o["head"]
+        self.fusion.value, self.discard.value, self.residual.value = o["fusion"], float(o["discard"]), bool(o["residual"])
+        self.panels.value = tuple(o["methods"])
+        self.set_query(o["query"])
 
     # ------------------------------------------------------------------ export
     def export_request(self) -> dict:
