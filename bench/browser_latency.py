@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -50,7 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 from common import machine, pct  # noqa: E402
 from browser_helpers import (  # noqa: E402
-    _APP_STATE_PY, CHROMIUM, chromium_page, jupyter_lab, kernel_eval, open_and_run_all, screenshot, wait_for,
+    _APP_STATE_PY, CHROMIUM, chromium_page, find_app, jupyter_lab, kernel_eval, open_and_run_all, screenshot, wait_for,
     wait_stable_hrefs,
 )
 
@@ -236,13 +235,7 @@ def _commit() -> str:
 
 def _find_app(page):
     """The five-panel figure, the ratio slider's handle and the app's output area, once the figure is drawn."""
-    ratio_slider = page.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile("ratio", re.I)))
-    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
-    slider = outputs.locator(ratio_slider).first
-    slider.wait_for(state="visible", timeout=120_000)
-    app = outputs.filter(has=ratio_slider).last
-    plot = app.locator(".js-plotly-plot").first
-    plot.wait_for(state="visible", timeout=120_000)
+    app, slider, plot = find_app(page, "ratio", slider_timeout=120)
     wait_stable_hrefs(app, timeout=120)
     return plot, slider.locator(".noUi-handle").first, app
 

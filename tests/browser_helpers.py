@@ -46,6 +46,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tail_log(path: Path, n: int = 60) -> str:
+    """The last ``n`` lines of a server's log file (for failure messages)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no server log)"
+
+
 @dataclass
 class LabServer:
     url: str  # http://127.0.0.1:PORT
@@ -58,10 +66,7 @@ class LabServer:
         return f"{self.url}/lab/tree/{name}?token={self.token}"
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no server log)"
+        return tail_log(self.log, n)
 
 
 def _get(url: str, token: str, timeout: float = 2.0) -> bytes:
@@ -399,19 +404,26 @@ def open_and_run_all(page, server, nb_name: str) -> None:
     assert not early, "running the notebook produced errors:\n" + "\n---\n".join(early)
 
 
+def find_app(page, slider_label: str = "ratio", *, slider_timeout: float = 60.0):
+    """``(app output area, slider, first plotly figure)`` of the app whose slider is labelled ``slider_label`` (a
+    regular expression), once the slider and the figure are visible."""
+    labelled = page.locator(".widget-slider").filter(
+        has=page.locator(".widget-label", has_text=re.compile(slider_label, re.I))
+    )
+    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
+    slider = outputs.locator(labelled).first
+    slider.wait_for(state="visible", timeout=slider_timeout * 1000)
+    app = outputs.filter(has=labelled).last
+    plot = app.locator(".js-plotly-plot").first
+    plot.wait_for(state="visible", timeout=120_000)
+    return app, slider, plot
+
+
 def _drive(page, server, nb_name: str, name: str, presses: int, t0: float, then=None, slider_label: str = "ratio") -> dict:
     open_and_run_all(page, server, nb_name)
 
     # The app: the output area holding a slider labelled "...ratio..." and a plotly figure.
-    ratio_slider = page.locator(".widget-slider").filter(
-        has=page.locator(".widget-label", has_text=re.compile(slider_label, re.I))
-    )
-    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea")
-    slider = outputs.locator(ratio_slider).first
-    slider.wait_for(state="visible", timeout=60_000)
-    app = outputs.filter(has=ratio_slider).last
-    plot = app.locator(".js-plotly-plot").first
-    plot.wait_for(state="visible", timeout=120_000)
+    app, slider, plot = find_app(page, slider_label)
     before = wait_stable_hrefs(app, timeout=120)
     handle = slider.locator(".noUi-handle").first
     readout = slider.locator(".widget-readout").first

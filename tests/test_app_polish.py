@@ -15,17 +15,9 @@ from explorer.widgets.figures import AppFigure, fitted_bundle, figure_row, hide_
 from explorer.widgets.mae_app import MAEApp
 
 from _tiny import save_tiny_mae
-from test_widgets import png_bytes, upload_value
+from test_widgets import app, png_bytes, tiny_dir, upload_value  # noqa: F401 - the MAE app fixtures, shared
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_mae(tmp_path_factory.mktemp("polish-model"), image_size=64)
-
-
-@pytest.fixture()
-def app(tiny_dir):
-    return MAEApp(model=str(tiny_dir), image="chelsea", ratio=0.75)
 
 
 def _figure(width=900, title_px=14, ann_px=(16, None)):

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from browser_helpers import (chromium_page, free_port, plot_image_hrefs, require_browser, screenshot, stop_process, wait_for,
+from browser_helpers import (chromium_page, free_port, plot_image_hrefs, require_browser, screenshot, stop_process, tail_log, wait_for,
                              wait_stable_hrefs)
 
 pytestmark = pytest.mark.browser
@@ -56,10 +56,7 @@ class VoilaServer:
         return f"{self.url}/?token={self.token}"
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no server log)"
+        return tail_log(self.log, n)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

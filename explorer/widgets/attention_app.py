@@ -428,6 +428,3 @@ class AttentionApp(AppBase):
                                  discard=float(self.discard.value), residual=bool(self.residual.value), steps=16,
                                  methods=[n for n in REGISTRY if n in (self.panels.value or PANELS)]))
 
-
-#: Kept for modules that still import it from here (the fusion app); the helper lives in :mod:`.base`.
-_replace = replace_figure
