@@ -124,8 +124,15 @@ def _attention_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+_HREFS = "els => els.map(e => e.getAttribute('href') || e.getAttribute('xlink:href') || '')"
+
+#: Empty a plotly view as a lost update leaves it: no traces, no images.
+_EMPTY_VIEW_JS = "g => { g.data.splice(0, g.data.length); g.querySelectorAll('image').forEach(i => i.remove()); }"
+
+
 def test_attention_app_click_after_run_all_off_screen(tmp_path):
-    """Fault 1 for the attention app: its query-patch click works after Run All rendered and updated it off screen."""
+    """Fault 1 for the attention app: its query-patch click works after Run All rendered and updated it off screen.
+    A view left empty (its traces lost) while the kernel shows a figure asks the kernel for it and redraws."""
     require_browser()
     _attention_notebook(tmp_path / "offscreen.ipynb")
     nb = "offscreen.ipynb"
@@ -144,12 +151,20 @@ def test_attention_app_click_after_run_all_off_screen(tmp_path):
             query = kernel_eval(page, nb, "print(app.query, app.layer.value)").split()
             plots = page.evaluate(_PLOTS_JS)
             shot = screenshot(page, "polish-attention-click")
+            # A view that lost its traces (an empty plot while the kernel holds a figure) asks for it and redraws.
+            drawn = plot.locator("image").evaluate_all(_HREFS)
+            plot.evaluate(_EMPTY_VIEW_JS)
+            emptied = plot.locator("image").evaluate_all(_HREFS)
+            kernel_eval(page, nb, "app.main.n_shown += 1")  # a figure is shown: the views check themselves
+            wait_for(lambda: plot.locator("image").evaluate_all(_HREFS) == drawn, 60, "the emptied view to redraw")
+            repaired = [m for m in page.console_log if "a figure view is empty" in m]
             errors = output_errors(page)
         except Exception as e:
             shot = screenshot(page, "polish-attention-failure")
             raise AssertionError(f"{type(e).__name__}: {e}\nscreenshot: {shot}\nconsole: {page.console_log[-15:]}") from e
     print(query, shot)
     assert query_before == "cls" and query[0].isdigit() and query[1] == "1", (query_before, query)
+    assert drawn and not emptied and repaired, (len(drawn), len(emptied), page.console_log[-5:])
     assert not _fits(plots), plots
     assert not errors, errors
     assert before  # the map was drawn before the click

@@ -37,7 +37,7 @@ const __explorerFit = () => {
     initialize: widget.initialize,
     render(ctx) {
       const el = ctx.el, model = ctx.model;
-      let cleanup = null, waiting = null, last = 0, timer = null, late = null;
+      let cleanup = null, last = 0, timer = null, late = null;
       const observer = new ResizeObserver(entries => {
         const width = Math.round(entries[entries.length - 1].contentRect.width);
         if (!width || width === last) return;
@@ -56,23 +56,38 @@ const __explorerFit = () => {
       const theme = new MutationObserver(report);
       if (document.body) theme.observe(document.body, {attributes: true, attributeFilter: ['data-jp-theme-light']});
       report();
+      let asked = false, note = null, checker = null;
       const start = () => {
         if (cleanup !== null) return;
-        if (waiting) model.off('msg:custom', waiting);
         cleanup = widget.render(ctx) || (() => {});
         observer.observe(el);
+        schedule();
       };
+      // The kernel answers a view that asked for the figure: draw it (again, for a view that came out empty).
+      const restored = msg => {
+        if (!msg || msg.type !== 'explorer-restored' || !asked) return;
+        asked = false;
+        if (note) { note.remove(); note = null; }
+        if (cleanup !== null) { cleanup(); cleanup = null; }
+        start();
+      };
+      model.on('msg:custom', restored);
+      const ask = () => { asked = true; model.send({type: 'explorer-restore'}); };
+      // A view that shows an empty plot while the kernel holds a figure (its traces were lost between the view being
+      // created and the figure arriving) asks for the figure and redraws, instead of staying empty.
+      const check = () => {
+        checker = null;
+        const want = model.get('n_traces') || 0;
+        if (cleanup === null || asked || !want || (el.data || []).length) return;
+        console.warn(`explorer: a figure view is empty but the kernel shows ${want} traces; asking the kernel for it`);
+        ask();
+      };
+      const schedule = () => { clearTimeout(checker); checker = setTimeout(check, 1000); };
+      model.on('change:n_shown', schedule);
       if (model.get('has_figure') && (model.get('stale') || !(model.get('_widget_data') || []).length)) {
         // A page (re)loaded after the figure changed in place (a slider move): the saved state is older than the
         // figure on screen.  Ask the kernel for it, then draw; while it is busy, say so.
-        let note = null;
-        waiting = msg => {
-          if (!msg || msg.type !== 'explorer-restored') return;
-          if (note) note.remove();
-          start();
-        };
-        model.on('msg:custom', waiting);
-        model.send({type: 'explorer-restore'});
+        ask();
         late = setTimeout(() => {  // the kernel is busy or gone: say so, and keep waiting for its answer
           if (cleanup !== null) return;
           note = document.createElement('div');
@@ -86,8 +101,8 @@ const __explorerFit = () => {
         start();
       }
       return () => {
-        observer.disconnect(); theme.disconnect(); clearTimeout(timer); clearTimeout(late);
-        if (waiting) model.off('msg:custom', waiting);
+        observer.disconnect(); theme.disconnect(); clearTimeout(timer); clearTimeout(late); clearTimeout(checker);
+        model.off('msg:custom', restored); model.off('change:n_shown', schedule);
         if (typeof cleanup === 'function') cleanup();
       };
     },
@@ -143,6 +158,10 @@ class AppFigure(go.FigureWidget):
     #: the figure changed in place since its state was saved for new views (kept in the kernel's state only: a page
     #: that loads later, such as a reload or Voila, asks for the figure then)
     stale = traitlets.Bool(False).tag(sync=True)
+    #: how many traces the figure on screen has, and how many figures have been shown (synced: a view that stays
+    #: empty although the kernel shows a figure asks for it again)
+    n_traces = traitlets.Int(0).tag(sync=True)
+    n_shown = traitlets.Int(0).tag(sync=True)
     natural_width = None
     row = False
     _box = None
@@ -268,7 +287,10 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
     if fit:
         widget.fit_text()
         widget.save_state()
-        widget.has_figure = True
+        with widget.hold_sync():
+            widget.has_figure = True
+            widget.n_traces = len(widget.data)
+            widget.n_shown += 1
         widget.box.layout.display = None
 
 
