@@ -5,6 +5,8 @@ Composition only: results from :mod:`explorer.attention`, figures from :mod:`exp
 One forward per (model, image) feeds every layer / head / query / opacity interaction from the
 cached :class:`explorer.attention.AttentionMaps`; rollout variants are recomputed from the cache;
 relevance and integrated gradients are computed once per (query, target) and cached.
+A/B: a second model's maps (:func:`explorer.attention.compare.compare_maps`, drawn by
+:mod:`explorer.viz.compare_attention`) are computed once per (image, model B) and cached the same way.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import ipywidgets as W
 import numpy as np
 
 from ..attention import AttentionError, attention_maps, explain, provenance
+from ..attention.compare import compare_maps
 from ..export import ReproduceError
 from ..attention.registry import REGISTRY, explainable
-from ..attention.faithfulness import Stopped, deletion_insertion, randomisation_check
+from ..attention.faithfulness import Stopped, deletion_insertion, randomisation_check, randomise_top_layers
 from ..io import ImageLoadError
 from ..masking import MaskError, MaskSpec, make_mask
 from ..models import DeviceError, ModelLoadError, list_models, load_model
@@ -28,11 +31,12 @@ from ..models.base import model_lock
 from ..reconstruction import load_input
 from ..data.samples import SAMPLES, sample_label
 from ..viz import attention as VA
+from ..viz import compare_attention as VCA
 from ..viz import interventions as VI
 from ..viz.images import json_grid
 from .background import Background
-from .base import AppBase, file_stem
-from .figures import AppFigure, figure_row, replace_figure
+from .base import ROW, AppBase, file_stem
+from .figures import AppFigure, figure_row, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .intervention_panel import ImageBackend, InterventionPanel
 from .messages import guarded
@@ -44,6 +48,21 @@ HUB_ATTENTION_MODELS = ("facebook/vit-mae-base", "google/vit-base-patch16-224", 
 _guarded = guarded(USER_ERRORS)
 #: the side-by-side panels shown first (names of :mod:`explorer.attention.registry`)
 PANELS = ("raw", "rollout", "relevance", "integrated-gradients")
+#: what the Compare box offers for "B = A with every encoder block (and any head) re-drawn" (a model that learned nothing)
+RANDOMISED = "randomised copy"
+
+
+def _head_text(head) -> str:
+    return "mean of heads" if head == "mean" else f"head {head}"
+
+
+def _layout_text(layout) -> str:
+    """A token layout in words: ``"a grid of 4x4 patches of 8 px after CLS"``."""
+    grid = "x".join(str(g) for g in layout.grid)
+    unit = f"patches of {layout.patch_size} px" if layout.tubelet == 1 else \
+        f"tubelets of {layout.tubelet} frames x {layout.patch_size} px"
+    after = f"after {', '.join(n.upper() for n in layout.names)}" if layout.prefix else "with no prefix token"
+    return f"a grid of {grid} {unit} {after}"
 
 
 class AttentionApp(AppBase):
@@ -53,8 +72,14 @@ class AttentionApp(AppBase):
         model: shipped name, hub id or folder of a ViTMAE or ViT classifier.
         image: sample name or anything :func:`explorer.load_image` takes.
 
+    A/B comparison: :meth:`compare` (or the "Compare A/B" button) shows a second model B (a checkpoint, or A's
+    randomised copy) beside A on the same image, query, layer, head and method options: A's map, B's map and B − A,
+    titled with their Spearman rank correlation and top-k patch overlap; it follows every slider, click and new image.
+
     Attributes:
         maps: the cached :class:`explorer.attention.AttentionMaps`.
+        model_b, maps_b: model B and its cached maps of the image on screen (``None`` when not comparing).
+        comparison: the :class:`explorer.attention.compare.MapComparison` on screen (``None`` before one is shown).
         query: ``"cls"`` or a flat patch index.
         last_update_ms: server time of the last layer / head / opacity update.
     """
@@ -72,6 +97,9 @@ class AttentionApp(AppBase):
         self.query = "cls"
         self._explain_cache: dict = {}
         self.last_update_ms = float("nan")
+        self.model_b = self.name_b = self.maps_b = self.comparison = None
+        self._b_request = None  # (what compare() was given, seed): a new model A is compared with it again
+        self._explain_cache_b: dict = {}
         style = {"description_width": "initial"}
         head = self.header(model=model, models=list_models() + list(HUB_ATTENTION_MODELS), device=device,
                            samples=[(sample_label(n), n) for n in SAMPLES], sample_value=next(iter(SAMPLES)))
@@ -98,6 +126,16 @@ class AttentionApp(AppBase):
         self.methods = AppFigure()
         self.extra = AppFigure()
         self.prov = AppFigure()
+        # A/B: a second model (or a randomised copy of this one) on the same image, query and settings
+        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_models()], ensure_option=False,
+                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
+                                      description="Compare with", style=style, layout=W.Layout(width="420px"))
+        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
+                                    tooltip="show model B beside this one (A) on the same image, query and settings")
+        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
+        self.compare_method = W.Dropdown(options=[(m.label, n) for n, m in REGISTRY.items()], value="raw",
+                                         description="Map compared", style=style, layout=W.Layout(width="320px"))
+        self.compare_fig = AppFigure()
         self.faith_text = W.HTML()
         #: deletion / insertion of every map in the methods row, computed in the background after the row appears
         self.live_text = W.HTML()
@@ -112,7 +150,9 @@ class AttentionApp(AppBase):
             *head,
             W.HBox([self.cls_btn, self.layer, self.head]),
             W.HBox([self.opacity, self.cscale]),
-            self.status_area, self.main.box, self.export_panel,
+            self.status_area, self.main.box,
+            W.HBox([self.compare_box, self.compare_btn, self.compare_off, self.compare_method], layout=W.Layout(**ROW)),
+            self.compare_fig.box, self.export_panel,
             figure_row(self.grid, self.summary, self.interventions.heads_fig), self.interventions,
             W.HTML("<b>Methods side by side</b> (raw = the layer / head above)"),
             W.HBox([self.fusion, self.residual]), W.HBox([self.discard, self.panels]), self.methods.box, self.live_text,
@@ -125,6 +165,11 @@ class AttentionApp(AppBase):
         self.cls_btn.on_click(lambda _b: self.set_query(self.maps.layout.default_query if self.maps else "cls"))
         self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update_main())
         self.on_change([self.fusion, self.discard, self.residual, self.panels], lambda _c: self._update_methods())
+        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
+        self.compare_off.on_click(lambda _b: self.compare(None))
+        self.on_change([self.layer, self.head, self.opacity, self.cscale, self.compare_method], lambda _c: self._show_b())
+        self.on_change([self.fusion, self.discard, self.residual],
+                       lambda _c: self._show_b() if self.compare_method.value == "rollout" else None)
         self.faith_btn.on_click(lambda _b: self.run_faithfulness())
         self.sanity_btn.on_click(lambda _b: self.run_sanity())
         self.on_change([self.prov_ratio, self.prov_seed], lambda _c: self._draw_provenance(None))
@@ -139,8 +184,11 @@ class AttentionApp(AppBase):
     def _load_model(self, refresh: bool = True):
         self.adapter = self.load_selected(load_model)
         self.maps = None
+        dropped = self._b_follows_a()
         if refresh and self.loaded is not None:
             self._compute()
+        if dropped:
+            raise ValueError(dropped)
 
     @_guarded
     def _set_image(self, image):
@@ -154,6 +202,8 @@ class AttentionApp(AppBase):
         with self.computing():
             self.maps = attention_maps(self.adapter, self.loaded)
         self._explain_cache.clear()
+        self.maps_b = None  # B's maps are of the previous image (or model A's settings): computed again when shown
+        self._explain_cache_b.clear()
         L, H = self.maps.num_layers, self.maps.num_heads
         with self.quiet():  # the new ranges redraw once, below
             with self.layer.hold_trait_notifications():
@@ -179,6 +229,7 @@ class AttentionApp(AppBase):
         self.prov_box.layout.display = None if self.adapter.reconstructs == "image" else "none"
         if self.adapter.reconstructs == "image":
             self._draw_provenance(None)
+        self._show_b()
 
     # ------------------------------------------------------------------ main view
     def set_query(self, query):
@@ -260,12 +311,16 @@ class AttentionApp(AppBase):
     # ------------------------------------------------------------------ methods
     def explained(self, method: str):
         """The cached :class:`explorer.attention.Relevance` of ``method`` for the current query and options."""
+        return self._explained_by(self.adapter, self._explain_cache, method)
+
+    def _explained_by(self, adapter, cache: dict, method: str):
+        """``method``'s Relevance of ``adapter`` (A or B) for the current query and options, cached in ``cache``."""
         opts = (method, self.query, self.fusion.value, round(self.discard.value, 3), self.residual.value) if method == "rollout" \
             else (method, self.query)
-        if opts not in self._explain_cache:
-            self._explain_cache[opts] = explain(self.adapter, self.loaded, method, query=self.query, fusion=self.fusion.value,
-                                                discard=self.discard.value, residual=self.residual.value, steps=16)
-        return self._explain_cache[opts]
+        if opts not in cache:
+            cache[opts] = explain(adapter, self.loaded, method, query=self.query, fusion=self.fusion.value,
+                                  discard=self.discard.value, residual=self.residual.value, steps=16)
+        return cache[opts]
 
     def method_maps(self) -> dict:
         """Title → map of each panel chosen in :attr:`panels` (names of the method registry), in registry order."""
@@ -351,6 +406,139 @@ class AttentionApp(AppBase):
                                  f"<table><tr><th>top blocks randomised</th><th>Spearman</th><th>SSIM</th></tr>{rows}</table></div>")
         return s
 
+    # ------------------------------------------------------------------ A/B comparison
+    @_guarded
+    def compare(self, model_b, *, seed: int = 0):
+        """Show model B beside the model on screen (A): the same image, query, layer, head, fusion, discard ratio and
+        residual, A's map, B's map and B − A for the method chosen in :attr:`compare_method` (``"raw"``: the main
+        view), titled with their Spearman rank correlation and top-k overlap over the patches.
+
+        Args:
+            model_b: a model name, hub id or folder, ``"randomised copy"`` (A with every encoder block and any head
+                re-drawn, seeded by ``seed``), an adapter from :func:`explorer.load_model`, or ``None`` to stop.
+        Refused (a message in the app) when B is not an image / video attention model, or when its token layout
+        (grid, patch size, prefix tokens) differs from A's: the same query patch could not be given to both.
+        """
+        if model_b is None or (isinstance(model_b, str) and not model_b.strip()):
+            self._stop_comparing()
+            return
+        if self.adapter is None:
+            raise ValueError("Load model A first.")
+        b, name = self._resolve_b(model_b, seed)
+        self._check_b(b, name)
+        self.model_b, self.name_b, self._b_request = b, name, (model_b, int(seed))
+        self.maps_b = None
+        self._explain_cache_b.clear()
+        self.compare_off.disabled = False
+        if self.maps is not None:
+            self._update_main()  # the status line: A's view (an earlier refusal's message goes)
+        self._show_b()
+
+    def _stop_comparing(self) -> None:
+        self.model_b = self.name_b = self.maps_b = self.comparison = self._b_request = None
+        self._explain_cache_b.clear()
+        self.compare_off.disabled = True
+        hide_figure(self.compare_fig)
+
+    def _resolve_b(self, model_b, seed: int):
+        """``(adapter, name)`` of what :meth:`compare` was given."""
+        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
+            with self.working("re-drawing every encoder block of A…"):
+                b, _ = randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=int(seed))
+            return b, f"{self.adapter.model_id} randomised (seed {int(seed)})"
+        if isinstance(model_b, (str, os.PathLike)):
+            with self.working(f"loading {str(model_b).strip()}…"):
+                b = load_model(str(model_b).strip(), device=self.device_dd.value)
+            return b, b.model_id
+        if not hasattr(model_b, "model_id"):
+            raise ValueError(f"Compare with a model name, hub id, folder, {RANDOMISED!r} or an adapter from "
+                             f"explorer.load_model (not a {type(model_b).__name__}).")
+        return model_b, model_b.model_id
+
+    def _check_b(self, b, name: str) -> None:
+        if not (hasattr(b, "layout") and hasattr(b, "relevance_target")):
+            raise ModelLoadError(f"{name!r} is a {getattr(b, 'family', type(b).__name__)} model without image attention "
+                                 "the explorer can capture: it cannot be compared here.")
+        la, lb = self.adapter.layout, b.layout
+        if (lb.grid, lb.patch_size, lb.names, lb.tubelet) != (la.grid, la.patch_size, la.names, la.tubelet):
+            raise ValueError(f"{name!r} sees {_layout_text(lb)}, A ({self.adapter.model_id}) {_layout_text(la)}: the same "
+                             "query patch cannot be given to both.")
+
+    def _b_follows_a(self) -> "str | None":
+        """After model A changed: a randomised copy is re-drawn from the new A; another B is kept if it still fits A,
+        else comparing stops and the reason is returned."""
+        if self.model_b is None:
+            return None
+        request, seed = self._b_request
+        if isinstance(request, str) and request.strip() == RANDOMISED:
+            self.model_b, self.name_b = self._resolve_b(request, seed)
+            return None
+        try:
+            self._check_b(self.model_b, self.name_b)
+        except (ValueError, ModelLoadError) as e:
+            self._stop_comparing()
+            return f"Stopped comparing: {e}"
+        return None
+
+    def map_b(self, method: "str | None" = None) -> np.ndarray:
+        """Model B's map of ``method`` (default: the one chosen for the comparison) for the view on screen, from B's
+        cache: B's attention is captured once per (image, model B); rollout / relevance / captum maps once per
+        (query, options), as A's are.  ``layout.grid``-shaped."""
+        method = method or self.compare_method.value
+        if self.model_b is None or self.loaded is None:
+            raise ValueError("Not comparing: choose model B and press Compare A/B first.")
+        if method != "raw":
+            with self.computing(f"computing B's {method}"):
+                return self._explained_by(self.model_b, self._explain_cache_b, method).map
+        if self.maps_b is None:
+            with self.computing("capturing B's attention"):
+                self.maps_b = attention_maps(self.model_b, self.loaded)
+        layer, head = self.layer.value, self.head.value
+        if layer >= self.maps_b.num_layers or (head != "mean" and head >= self.maps_b.num_heads):
+            nl, nh = self.maps_b.num_layers, self.maps_b.num_heads
+            raise ValueError(f"B ({self.name_b}) has {nl} layer{'s' * (nl != 1)} x {nh} head{'s' * (nh != 1)}: "
+                             f"layer {layer}, {_head_text(head)} is A's only; choose another layer / head, or a map "
+                             "over all layers (rollout, relevance).")
+        return self.maps_b.query_map(layer, head, self.query)
+
+    @_guarded
+    def _show_b(self) -> None:
+        if self.model_b is None or self.maps is None:
+            return
+        try:
+            self.comparison, fig = self._comparison_figure()
+        except Exception:
+            hide_figure(self.compare_fig)  # no stale comparison beside a view it does not match
+            raise
+        replace_figure(self.compare_fig, fig)
+
+    def _comparison_figure(self):
+        method = self.compare_method.value
+        a, b = self._map_for(method), self.map_b(method)
+        comparison = compare_maps(a, b)
+        note = ""
+        if REGISTRY[method].target:
+            ta = self.explained(method).options.get("target")
+            tb = self._explained_by(self.model_b, self._explain_cache_b, method).options.get("target")
+            if ta != tb:
+                note = f"A explains its class {ta}, B its class {tb}"
+        marker = VA._query_marker(self.maps.layout, self.maps.patch_size, self.query)
+        fig = VCA.attention_comparison_figure(
+            self.maps.image, comparison, name_a=self.adapter.model_id, name_b=self.name_b, what=self._compare_what(method),
+            note=note, marker=marker, opacity=self.opacity.value, colorscale=self.cscale.value,
+            label="attention" if method in ("raw", "rollout") else "relevance")
+        return comparison, fig
+
+    def _compare_what(self, method: str) -> str:
+        """The compared map in words: ``"raw attention, layer 1, mean of heads, query CLS"``."""
+        query = f", query {VA.query_text(self.query)}" if REGISTRY[method].query else ""
+        if method == "raw":
+            return f"raw attention, layer {self.layer.value}, {_head_text(self.head.value)}{query}"
+        if method == "rollout":
+            return (f"rollout ({self.fusion.value} of heads, discard {self.discard.value:.2f}, "
+                    f"{'with' if self.residual.value else 'no'} residual){query}")
+        return REGISTRY[method].label + query
+
     # ------------------------------------------------------------------ provenance
     def provenance_mask(self) -> np.ndarray:
         return make_mask(self.adapter.grid, MaskSpec("random", self.prov_ratio.value, self.prov_seed.value))
@@ -405,8 +593,11 @@ class AttentionApp(AppBase):
         r = self.reopen(path)
         self.hand_over_model(r.model)
         self.adapter = r.model
+        dropped = self._b_follows_a()
         self._set_image(r.sources[0])
         self._apply_recorded(r)
+        if dropped:
+            raise ValueError(dropped)
 
     def _apply_recorded(self, r) -> None:
         o = r.options
