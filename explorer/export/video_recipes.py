@@ -4,7 +4,8 @@ The clip is named in the options, not passed as an image: ``clip="generated:<see
 (the clip's own bytes, or ``.npy`` for arrays, stored next to the figure when the export writes it) with ``video_sha256``;
 pass the clip itself as ``attach={"video": clip}`` and the export fills both in (:func:`video_input`).
 The recipe decodes and samples it again (``sampling``, ``stride``, ``short``) and masks it with the same ``seed``, so
-``python -m explorer reproduce`` rebuilds the same figure.
+``python -m explorer reproduce`` rebuilds the same figure.  ``frame`` (every video recipe) and the mask options of
+``video_sampling`` are recorded for the video app's Reopen only: the figure does not use them.
 
     export_recipe("video_frames", "figs/clip", model="mini-video-mae", inputs=[],
                   options=dict(clip="generated:10000003", ratio=0.9, strategy="tube", seed=0, frames=[0, 4, 7]))
@@ -34,6 +35,10 @@ CLIP_SCHEMA = dict(clip=Text(32, r"generated:[0-9]{1,12}", none=True, what="'gen
                    video_sha256=SHA256_OR_NONE, sampling=Choice(SAMPLINGS), stride=Int(1, 64),
                    short=Choice(SHORT_CLIP, none=True))
 MASK_SCHEMA = dict(ratio=Num(0.0, 1.0), strategy=Choice(VIDEO_STRATEGIES), seed=SEED, fit=Choice(POLICIES))
+#: The frame the app showed when it exported (from 0): not drawn, recorded so that the app's Reopen comes back to it
+#: (``None``, as in sidecars written before it was recorded: ``frames``' middle one for ``video_frames``, else the first).
+VIEW = dict(frame=None)
+VIEW_SCHEMA = dict(frame=Int(0, 4095, none=True))
 
 
 @attachment("video")
@@ -87,8 +92,8 @@ def _reconstruction(adapter, o):
     return reconstruct_video(adapter, v, ratio=float(o["ratio"]), strategy=o["strategy"], seed=int(o["seed"]), fit=o["fit"])
 
 
-@recipe("video_frames", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, frames=None),
-        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, frames=ListOf(Int(0, 4095), 64, 1, none=True)))
+@recipe("video_frames", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, **VIEW, frames=None),
+        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, **VIEW_SCHEMA, frames=ListOf(Int(0, 4095), 64, 1, none=True)))
 def _video_frames(adapter, images, o) -> go.Figure:
     """Masked video: chosen frames as rows of original | masked input | reconstruction | error."""
     from ..viz.video import frames_figure
@@ -99,8 +104,8 @@ def _video_frames(adapter, images, o) -> go.Figure:
     return attach_notes(frames_figure(rec, o["frames"]), rec.notes)
 
 
-@recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, step=1),
-        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, step=Int(1, 1024)))
+@recipe("video_filmstrip", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, **VIEW, step=1),
+        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, **VIEW_SCHEMA, step=Int(1, 1024)))
 def _video_filmstrip(adapter, images, o) -> go.Figure:
     """Masked video: every frame (or every ``step``-th) as rows original / masked input / reconstruction."""
     from ..viz.video import filmstrip
@@ -111,9 +116,13 @@ def _video_filmstrip(adapter, images, o) -> go.Figure:
     return attach_notes(filmstrip(rec, step=int(o["step"])), rec.notes)
 
 
-@recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP), schema=dict(CLIP_SCHEMA))
+@recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, **VIEW),
+        schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, **VIEW_SCHEMA))
 def _video_sampling(adapter, images, o) -> go.Figure:
-    """Which frames of the clip the video model reads, on a time line."""
+    """Which frames of the clip the video model reads, on a time line.
+
+    The mask options are not drawn: the app records the mask it showed beside the time line, for its Reopen (sidecars
+    written before they were recorded read as the app's defaults)."""
     from ..viz.video import sampling_figure
 
     return sampling_figure(video_from_options(adapter, o))

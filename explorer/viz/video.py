@@ -4,6 +4,7 @@
 * :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / reconstruction.
 * :func:`psnr_per_frame_figure` — masked-patch PSNR per frame, with the clip's overall value.
 * :func:`ratio_curve` — the clip's masked-patch PSNR against the masking ratio, with the non-learned baselines.
+* :func:`ratio_marker` — that curve's marker of the ratio on screen (line, ring on the curve, value), as layout entries.
 * :func:`frames_figure` — chosen frames as rows of those four panels (for papers).
 * :func:`sampling_figure` — which frames of the clip the model reads, on a time line.
 
@@ -17,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .images import data_uri, json_grid, upscale_factor
-from .mae import quality_curves
+from .mae import MODEL_STYLE, quality_curves
 
 GREY = 0.5
 
@@ -123,7 +124,7 @@ def psnr_per_frame_figure(rec, *, baselines: "dict[str, np.ndarray] | None" = No
 
 
 def ratio_curve(recs, *, baselines: "dict[str, np.ndarray] | None" = None, model: str = "model",
-                title: str | None = None) -> go.Figure:
+                title: str | None = None, current: float | None = None) -> go.Figure:
     """Masked-patch PSNR (dB) of the clip against the masking ratio, one point per reconstruction of ``recs``.
 
     Args:
@@ -131,16 +132,46 @@ def ratio_curve(recs, *, baselines: "dict[str, np.ndarray] | None" = None, model
         baselines: name → ``(R,)`` dB on the same masks (the apps pass
             :func:`explorer.reconstruction.video.sweep_baseline_psnr` of ``recs``).
         model: the model curve's legend name.
+        current: a ratio of ``recs`` to mark (:func:`ratio_marker`: the figure's first two shapes and first
+            annotation; no trace is added).
     """
     recs = list(recs)
     fig = quality_curves(go.Figure(), [r.ratio for r in recs], model, [r.psnr_masked for r in recs], baselines,
                          legend_rows=2 if baselines else 1)
+    if current is not None and recs:
+        at = min(recs, key=lambda r: abs(r.ratio - current))
+        m = ratio_marker(at.ratio, at.psnr_masked, span=(min(r.ratio for r in recs), max(r.ratio for r in recs)))
+        fig.update_layout(shapes=m["shapes"], annotations=m["annotations"])
     first = recs[0] if recs else None
     text = title or (f"{first.strategy} masking, seed {first.seed}" if first is not None else "")
     b = fig.layout.margin.b
     fig.update_layout(xaxis_title="masking ratio", yaxis_title="masked-patch PSNR (dB)", width=520, height=240 + b,
                       title=dict(text=text, font=dict(size=12)), margin=dict(l=60, r=10, t=40, b=b), template="plotly_white")
     return fig
+
+
+def ratio_marker(ratio: float, value: "float | None", *, unit: str = "dB", span: "tuple[float, float]" = (0.5, 0.95)) -> dict:
+    """The marker of the ratio on screen on a quality curve: a dotted vertical line at ``ratio``, a ring on the curve at
+    ``(ratio, value)`` (a fixed size in pixels) and the value written beside it.
+
+    Args:
+        value: the model curve's value at ``ratio`` (NaN / inf / ``None``: the line alone).
+        span: the curve's ratio range; the label goes to the left of the ring in its right half, so it stays inside.
+    Returns:
+        ``{"shapes": [line, ring], "annotations": [label]}``, plotly layout dicts.  :func:`ratio_curve` draws them; an
+        app moves the marker of a curve on screen by updating these three layout entries (the traces stay as they are).
+    """
+    x = float(ratio)
+    ok = value is not None and bool(np.isfinite(value))
+    y = float(value) if ok else 0.0
+    right = x > (span[0] + span[1]) / 2
+    line = dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, line=dict(color="grey", dash="dot", width=1))
+    ring = dict(type="circle", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel", xanchor=x, yanchor=y,
+                x0=-6, x1=6, y0=-6, y1=6, line=dict(color=MODEL_STYLE["color"], width=2), visible=ok)
+    label = dict(x=x, y=y, xref="x", yref="y", text=f"{y:.2f} {unit}" if ok else "", showarrow=False,
+                 xanchor="right" if right else "left", xshift=-9 if right else 9, yshift=10, visible=ok,
+                 font=dict(size=11, color=MODEL_STYLE["color"]))
+    return {"shapes": [line, ring], "annotations": [label]}
 
 
 def frames_figure(rec, frames: "list[int] | None" = None, *, cell: int = 170) -> go.Figure:

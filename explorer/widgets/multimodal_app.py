@@ -3,16 +3,19 @@
 Composition only: inputs from :mod:`explorer.multimodal.inputs` (and the image / depth / video / audio
 loaders), results from :func:`explorer.multimodal.reconstruct_multimodal` (cached per budgets and seed),
 baselines from :mod:`explorer.multimodal.baselines`, figures from :mod:`explorer.viz.multimodal`.
-A frame move (audio-visual models) swaps cached PNGs in the live figure.
+A frame move (audio-visual models) swaps cached PNGs in the live figure.  An exported view comes back from its sidecar:
+:meth:`MultiMAEApp.from_sidecar`, or the export panel's Reopen row.
 """
 
 from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import ipywidgets as W
 
+from ..export import ReproduceError
 from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
 from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_models, load_multimodal_model, reconstruct_multimodal
@@ -24,7 +27,7 @@ from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
-USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, BudgetError, MultiModalInputError, ValueError)
+USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, BudgetError, MultiModalInputError, ValueError, ReproduceError)
 _guarded = guarded(USER_ERRORS)
 
 #: Budget presets per task: label → {modality: visible ratio}.
@@ -36,6 +39,8 @@ PRESETS = {
 }
 METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth": ("absrel", "AbsRel", False),
           "spectrogram": ("rmse_db", "dB RMSE", False)}
+#: the Total slider's first value (visible patches split by the Dirichlet button)
+TOTAL = 16
 
 
 class MultiMAEApp(FrameControls, AppBase):
@@ -51,6 +56,8 @@ class MultiMAEApp(FrameControls, AppBase):
         baselines: :func:`baseline_metrics` of it.
         last_update_ms: server time of the last frame update.
     """
+
+    recipes = ("multimodal",)
 
     def __init__(self, model: str = "mini-rgbd-mae", sample: str | None = None, *, budgets: dict | None = None, seed: int = 0,
                  device: str = "auto"):
@@ -71,14 +78,14 @@ class MultiMAEApp(FrameControls, AppBase):
         self.sliders = W.HBox()
         self.presets = W.HBox()
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
-        self.total = W.IntSlider(value=16, min=1, max=64, description="Total", continuous_update=False)
+        self.total = W.IntSlider(value=TOTAL, min=1, max=64, description="Total", continuous_update=False)
         self.dirichlet_btn = W.Button(description="Dirichlet split", tooltip="MultiMAE: split the total budget by a seeded Dirichlet(1) draw")
         self.frame_controls(interval=300)
         self.time_box = W.HBox([self.play, self.frame])
         self.table = W.HTML()
         self.fig = AppFigure()
         self._request = None
-        self.export_panel = ExportPanel(self.export_request)
+        self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         super().__init__([
             *head,
             self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
@@ -92,6 +99,57 @@ class MultiMAEApp(FrameControls, AppBase):
         self.on_change(self.frame, lambda _c: self._show_frame())
         self._initial = (sample, budgets)
         self.start(self._load_model)
+
+    # ------------------------------------------------------------------ sidecars
+    @classmethod
+    def from_sidecar(cls, path, *, device: str | None = None, allow_download: bool = False, **kwargs) -> "MultiMAEApp":
+        """The app as it was when the figure ``path`` was exported (its ``.json`` sidecar, or the exported PNG / PDF /
+        SVG that embeds it): the same model (weights checked), sample or stored inputs (checked against their hash),
+        visible budget per modality or Dirichlet total, seed and frame.  ``kwargs`` go to :class:`MultiMAEApp`.
+
+        Raises:
+            ValueError: a figure of another app's recipe, or a masking strategy the app has no control for.
+        """
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in cls.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; MultiMAEApp reopens "
+                             f"{', '.join(repr(x) for x in cls.recipes)} figures.")
+        view = _recorded_view(r, path)
+        if device is not None:
+            kwargs.setdefault("device", device)
+        app = cls(model=r.model, sample=view["sample"], budgets=view["budgets"], seed=view["seed"], **kwargs)
+        app._apply_recorded(view)
+        return app
+
+    @_guarded
+    def restore(self, path):
+        """Come back to the view the figure ``path`` was exported from, in this app (what the Reopen button does)."""
+        r = self.reopen(path)
+        view = _recorded_view(r, path)  # everything checked before anything on screen changes
+        self.hand_over_model(r.model)
+        if r.model is not self.adapter:  # another model: its controls, without computing the first sample's view
+            self._initial = (view["sample"], view["budgets"])
+            self._load_model()
+        self._apply_recorded(view)
+
+    def _apply_recorded(self, view: dict) -> None:
+        """Show a recorded view: its inputs, budgets (or Dirichlet total) and seed in one computation, then its frame."""
+        if self.adapter is None:
+            return
+        with self.quiet():
+            self.seed.value = view["seed"]
+            # a budgets view does not use the Total slider: it starts where a new app's does, as from_sidecar's
+            self.total.value = view["total"] if view["total"] is not None else min(TOTAL, self.total.max)
+            listed = view["sample"] in [v for _l, v in sample_names(self.adapter.task)]
+            self.sample_dd.value = view["sample"] if listed else None  # not listed: the dropdown does not name it
+        if view["budgets"] is not None:
+            self.set_budgets(view["budgets"], compute=False)
+        arrays, notes, self._key = view["inputs"]
+        self.inputs, self.notes = dict(arrays), list(notes)
+        self._compute(dirichlet=view["total"] is not None)
+        self.frame.value = min(view["frame"] + 1, self.frame.max)
 
     # ------------------------------------------------------------------ model and inputs
     @_guarded
@@ -271,3 +329,41 @@ class MultiMAEApp(FrameControls, AppBase):
                     self.fig.layout.annotations[k].text = v["title"]
                 self.fig.layout.title.text = f"{self.result.model_id} · seed {self.result.seed}"
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
+
+
+def _recorded_view(r, path) -> dict:
+    """What the app shows for a reopened ``multimodal`` sidecar ``r`` (an :class:`explorer.export.Reopened`): the
+    sample's name or the stored inputs (read from the figure's folder, checked against their hash), budgets as visible
+    ratios (recorded patch counts divided by the modality's patches), the Dirichlet total, seed and frame.
+
+    Raises:
+        ValueError: a per-modality masking strategy other than random (the app has no control for it).
+        MultiModalInputError: stored inputs that are missing, changed or outside the figure's folder.
+    """
+    from ..export.inputs import load_arrays
+    from ..export.registry import input_folder, input_path, options_for
+
+    o, adapter = options_for(r.recipe, r.options), r.model  # a key missing (an older sidecar): its default
+    odd = {k: v for k, v in (o["strategy"] or {}).items() if v != "random"}
+    if odd:
+        raise ValueError(f"{Path(path).name} masks {', '.join(f'{k} by {v}' for k, v in odd.items())}: the app masks every "
+                         "modality at random. Rebuild it with python -m explorer reproduce.")
+    if (o["sample"] is None) == (o["arrays"] is None):
+        raise ValueError(f"{Path(path).name} names neither a sample nor stored inputs: there is nothing to reopen.")
+    if o["sample"] is not None:  # an unknown sample is refused here, before anything on screen changes
+        arrays, notes = sample_inputs(adapter, o["sample"])
+        inputs = (arrays, list(notes), o["sample"])
+    else:
+        with input_folder(Path(path).parent):
+            arrays = load_arrays(input_path(o["arrays"]), o["arrays_sha256"])
+        inputs = (arrays, [f"stored inputs {Path(o['arrays']).name} (from the export)"], f"upload:{o['arrays_sha256']}")
+    budgets = None
+    if o["budgets"] is not None:  # patch counts (what the app records) or ratios; a modality left out shows nothing
+        n = {s.name: s.num_patches for s in adapter.modalities}
+        unknown = sorted(set(o["budgets"]) - set(n))
+        if unknown:
+            raise ValueError(f"{Path(path).name} gives a budget to {unknown[0]!r}, which {adapter.model_id} does not have.")
+        budgets = {k: (v / n[k] if isinstance(v, int) else float(v)) for k, v in
+                   ((k, o["budgets"].get(k, 0)) for k in n)}
+    return dict(sample=o["sample"], inputs=inputs, budgets=budgets, total=o["total"], seed=int(o["seed"]),
+                frame=int(o["frame"]))

@@ -5,17 +5,22 @@ uniform in time, or strided as it was trained; the time line shows which frames)
 :mod:`explorer.reconstruction.video` (one reconstruction per ratio of the sweep, computed once per
 (model, clip, sampling, strategy, seed) and cached), figures from :mod:`explorer.viz.video`, files from
 :mod:`explorer.export` (recipes ``video_frames``, ``video_filmstrip``, ``video_sampling``).  Moving the time or
-the ratio slider swaps cached PNG frames in the live figure.
+the ratio slider swaps cached PNG frames in the live figure; the ratio curve's marker follows the slider once it rests.
+An exported view comes back from its sidecar: :meth:`VideoMAEApp.from_sidecar`, or the export panel's Reopen row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import html
 import time
+from pathlib import Path
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from ..export import ReproduceError
 from ..io import ImageLoadError
 from ..masking import MaskError
 from ..models import DeviceError, ModelLoadError, load_model
@@ -29,13 +34,15 @@ from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
-USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError)
+USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 #: The ratios of the slider (VideoMAE works at 90–95 %).
 VIDEO_RATIOS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 CLIP_SEEDS = (10_000_003, 10_000_011, 10_000_021)
 STRIDES = (1, 2, 4, 8)
 EXPORT_VIEWS = (("frames (first, current, last)", "video_frames"), ("filmstrip", "video_filmstrip"),
                 ("sampling time line", "video_sampling"))
+#: how long the ratio slider rests before the curve's marker follows it (seconds), as in the MAE app
+MARKER_DELAY_S = 0.15
 
 _guarded = guarded(USER_ERRORS)
 
@@ -54,8 +61,11 @@ class VideoMAEApp(FrameControls, AppBase):
         result: the :class:`explorer.reconstruction.video.VideoReconstruction` on screen.
         video: the :class:`explorer.video.LoadedVideo` the model reads (which frames, when).
         sweep: ratio → reconstruction for the current (clip, strategy, seed).
+        curve: the ratio curve, its marker (:func:`explorer.viz.video.ratio_marker`) at the ratio on screen.
         last_update_ms: server time of the last frame / ratio update.
     """
+
+    recipes = tuple(name for _label, name in EXPORT_VIEWS)
 
     def __init__(self, model: str = "mini-video-mae", clip="generated:10000003", *, ratio: float = 0.9, strategy: str = "tube",
                  seed: int = 0, device: str = "auto", dtype: str = "float32", sampling: str = "strided",
@@ -69,6 +79,7 @@ class VideoMAEApp(FrameControls, AppBase):
         self._cache: dict[tuple, dict] = {}
         self.result = None
         self.last_update_ms = float("nan")
+        self._marker_timer = None
         head = self.header(model=model, models=["mini-video-mae", "MCG-NJU/videomae-base"], device=device,
                            dtypes=["float32", "bfloat16", "float16"], dtype=dtype,
                            samples=[(f"generated clip {s} (held out)", f"generated:{s}") for s in CLIP_SEEDS], sample_label="Clip",
@@ -90,7 +101,7 @@ class VideoMAEApp(FrameControls, AppBase):
         self.timeline = AppFigure()
         self.export_view = W.Dropdown(options=list(EXPORT_VIEWS), value="video_frames", description="Export view",
                                       layout=W.Layout(width="320px"))
-        self.export_panel = ExportPanel(self.export_request)
+        self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         super().__init__([
             *head,
             W.HBox([self.sampling, self.stride, self.strategy, self.seed]), W.HBox([self.ratio, self.play, self.frame]),
@@ -113,6 +124,59 @@ class VideoMAEApp(FrameControls, AppBase):
             self._source = clip
             with self.quiet():
                 self.show_first(clip, lambda _c: None)
+
+    # ------------------------------------------------------------------ sidecars
+    @classmethod
+    def from_sidecar(cls, path, *, device: str | None = None, allow_download: bool = False, **kwargs) -> "VideoMAEApp":
+        """The app as it was when the figure ``path`` was exported (its ``.json`` sidecar, or the exported PNG / PDF /
+        SVG that embeds it): the same model (weights checked) and dtype, clip (a stored one checked against its hash),
+        sampling and stride, mask strategy, ratio and seed, frame on screen and export view.  ``kwargs`` go to
+        :class:`VideoMAEApp`.
+
+        Raises:
+            ValueError: a figure of another app's recipe, or options the app has no control for (reproduce those with
+                ``python -m explorer reproduce``).
+        """
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in cls.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; VideoMAEApp reopens "
+                             f"{', '.join(repr(x) for x in cls.recipes)} figures.")
+        view = _recorded_view(r, path)
+        kwargs.setdefault("dtype", view["dtype"])
+        if device is not None:
+            kwargs.setdefault("device", device)
+        app = cls(model=r.model, clip=view["clip"], ratio=view["ratio"], strategy=view["strategy"], seed=view["seed"],
+                  sampling=view["sampling"], stride=view["stride"], **kwargs)
+        app._apply_recorded(r.recipe, view)
+        return app
+
+    @_guarded
+    def restore(self, path):
+        """Come back to the view the figure ``path`` was exported from, in this app (what the Reopen button does)."""
+        r = self.reopen(path)
+        view = _recorded_view(r, path)  # everything checked before anything on screen changes
+        if r.model is not self.adapter:
+            self._cache.clear()
+        self.hand_over_model(r.model)
+        self.adapter = r.model
+        with self.quiet():
+            if view["dtype"] in self.dtype_dd.options:
+                self.dtype_dd.value = view["dtype"]
+            self.sampling.value, self.stride.value = view["sampling"], view["stride"]
+            self.strategy.value, self.seed.value, self.ratio.value = view["strategy"], view["seed"], view["ratio"]
+        self._set_clip(view["clip"])
+        self._apply_recorded(r.recipe, view)
+
+    def _apply_recorded(self, recipe: str, view: dict) -> None:
+        """The parts of a recorded view the constructor does not take: the clip dropdown, the frame, the export view."""
+        with self.quiet():
+            listed = isinstance(view["clip"], str) and view["clip"] in [v for _l, v in self.clip_dd.options]
+            self.clip_dd.value = view["clip"] if listed else None  # a clip not listed: the dropdown does not name it
+            self.export_view.value = recipe
+        if self.result is not None:
+            self.frame.value = min(view["frame"] + 1, self.frame.max)
 
     @property
     def dtype(self) -> str:
@@ -168,7 +232,7 @@ class VideoMAEApp(FrameControls, AppBase):
         with self.quiet():  # shown once, below
             self.set_frame_count(n)
         self._show(rebuild=True)
-        replace_figure(self.curve, self.ratio_curve())
+        replace_figure(self.curve, self.ratio_curve())  # marked at the ratio on screen
 
     def ratio_curve(self) -> go.Figure:
         """Masked-patch PSNR of the clip against the ratio, from the cached sweep, beside the non-learned fills (nearest
@@ -178,7 +242,33 @@ class VideoMAEApp(FrameControls, AppBase):
 
         recs = [self.sweep[r] for r in sorted(self.sweep)]
         return VV.ratio_curve(recs, baselines=sweep_baseline_psnr(recs), model="model",
-                              title=f"{self.strategy.value} masking, seed {self.seed.value}")
+                              title=f"{self.strategy.value} masking, seed {self.seed.value}", current=self.ratio.value)
+
+    def _move_marker(self) -> None:
+        """Move the ratio curve's marker (line, ring on the model's curve, its value) to the ratio on screen once the
+        slider rests (~0.15 s), in place: three layout entries change, no trace.  Without a running event loop (scripts,
+        tests) it moves at once."""
+        def move():
+            self._marker_timer = None
+            if not self.sweep or self.result is None or len(self.curve.layout.shapes) < 2 or not self.curve.layout.annotations:
+                return
+            ratios = sorted(self.sweep)
+            m = VV.ratio_marker(self.result.ratio, self.result.psnr_masked, span=(ratios[0], ratios[-1]))
+            lay = self.curve.layout
+            with self.curve.batch_update():
+                lay.shapes[0].update(m["shapes"][0])
+                lay.shapes[1].update(m["shapes"][1])
+                lay.annotations[0].update(m["annotations"][0])
+
+        if self._marker_timer is not None:
+            self._marker_timer.cancel()
+            self._marker_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            move()
+            return
+        self._marker_timer = loop.call_later(MARKER_DELAY_S, move)
 
     @_guarded
     def _show(self, rebuild: bool = False):
@@ -193,6 +283,8 @@ class VideoMAEApp(FrameControls, AppBase):
             with self.strip.batch_update():
                 for trace, src in zip(self.strip.data, VV.filmstrip_sources(self.result)):
                     trace.source = src
+        if not rebuild:  # a ratio move (a rebuild draws a new curve, marked where it should be)
+            self._move_marker()
         self._info(f"{html.escape(self.adapter.model_id)} · "
                    f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
                    f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
@@ -227,15 +319,13 @@ class VideoMAEApp(FrameControls, AppBase):
             raise ValueError("Nothing to export yet: load a model and a clip first.")
         r, T = self.result, len(self.result.frames)
         opts = dict(sampling=self.video.sampling, stride=int(self.video.stride), ratio=float(r.ratio), strategy=r.strategy,
-                    seed=int(r.seed))
+                    seed=int(r.seed), frame=self.frame_index)  # the mask and frame on screen also for the time line
         generated = _is_generated(self._source)
         if generated:
             opts["clip"] = self._source
         view = self.export_view.value
         if view == "video_frames":
             opts["frames"] = sorted({0, self.frame_index, T - 1})
-        if view == "video_sampling":
-            opts = {k: v for k, v in opts.items() if k not in ("ratio", "strategy", "seed")}
         what = file_stem(self._source) if generated else "clip-" + self.video.sha256[:8]
         name = f"{what}-{view.split('_', 1)[1]}-{r.strategy}-{round(100 * r.ratio)}-seed{r.seed}"
         return dict(recipe=view, model=self.adapter, inputs=[], options=opts, name=name,
@@ -244,3 +334,64 @@ class VideoMAEApp(FrameControls, AppBase):
 
 def _is_generated(clip) -> bool:
     return isinstance(clip, str) and clip.startswith("generated:")
+
+
+def _recorded_view(r, path) -> dict:
+    """What the app shows for a reopened video sidecar ``r`` (an :class:`explorer.export.Reopened`): its controls' values
+    and the clip (a generated clip's name, or the stored clip read from the figure's folder and checked against its
+    recorded hash, as the recipe reads it).
+
+    Raises:
+        ValueError: options the app has no control for (a ratio off the slider, another stride, ``short``, ``fit``,
+            ``step``, or frames other than the first, the current and the last).
+        ReproduceError: a stored clip that is missing, outside the figure's folder or not the recorded one.
+    """
+    from ..export.inputs import input_bytes, load_npy
+    from ..export.registry import input_folder, input_path, options_for
+    from ..io import array_sha256
+
+    o, T = options_for(r.recipe, r.options), int(r.model.num_frames)  # a key missing (an older sidecar): its default
+    problems = []
+    ratio = next((x for x in VIDEO_RATIOS if abs(x - float(o["ratio"])) < 1e-9), None)
+    if ratio is None:
+        problems.append(f"ratio {o['ratio']} is not on the slider ({', '.join(f'{x:g}' for x in VIDEO_RATIOS)})")
+    if int(o["stride"]) not in STRIDES:
+        problems.append(f"stride {o['stride']} is not offered ({', '.join(map(str, STRIDES))})")
+    if o["short"] is not None:
+        problems.append(f"short={o['short']!r} (the app reads short clips the sampling's default way)")
+    if o["fit"] != "center-crop":
+        problems.append(f"fit={o['fit']!r} (the app centre-crops)")
+    if o.get("step", 1) != 1:
+        problems.append(f"a filmstrip with step {o['step']} (the app's shows every frame)")
+    frame = o["frame"]
+    if r.recipe == "video_frames":
+        shown = [0, T // 2, T - 1] if o["frames"] is None else [int(i) for i in o["frames"]]
+        if frame is None:  # exported before the frame on screen was recorded: the one between the first and the last
+            frame = shown[1] if len(shown) == 3 else shown[0]
+        if shown != sorted({0, int(frame), T - 1}):
+            problems.append(f"frames {shown} (the app exports the first, the current and the last of {T})")
+    frame = 0 if frame is None else int(frame)
+    if not 0 <= frame < T:
+        problems.append(f"frame {frame} of a {T}-frame clip")
+    if problems:
+        raise ValueError(f"{Path(path).name} cannot be shown in the video app as it was exported: {'; '.join(problems)}. "
+                         "Rebuild it with python -m explorer reproduce.")
+    if o["clip"] is not None:
+        clip = o["clip"]
+    else:
+        if not o["video"] or not o["video_sha256"]:
+            raise ReproduceError(f"{Path(path).name} names no clip with its SHA-256: there is nothing to reopen.")
+        with input_folder(Path(path).parent):
+            stored = input_path(o["video"])  # refused if it leads out of the figure's folder
+            data = input_bytes(stored)
+        if data is None:
+            raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({stored}).")
+        if stored.suffix == ".npy":
+            clip = load_npy(data, f"the stored clip {stored.name}")
+            got = array_sha256(clip)  # as explorer.video.load_video hashes an array
+        else:  # as the recipe reads it
+            clip, got = {"name": stored.name, "content": data}, hashlib.sha256(data).hexdigest()
+        if got != o["video_sha256"]:
+            raise ReproduceError(f"{stored} has SHA-256 {got[:12]}…, the figure was made from {o['video_sha256'][:12]}….")
+    return dict(clip=clip, ratio=ratio, strategy=o["strategy"], seed=int(o["seed"]), sampling=o["sampling"],
+                stride=int(o["stride"]), frame=frame, dtype=str(r.sidecar["provenance"]["model"].get("dtype", "float32")))
