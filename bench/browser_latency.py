@@ -9,8 +9,9 @@ press). For each press the page records:
 
 * ``t0``: ``performance.now()`` in a keydown listener on the slider handle (capture phase);
 * every WebSocket frame sent and received (time, bytes; a wrapper installed before JupyterLab starts);
-* a ``MutationObserver`` on the app's five-panel plotly figure: when each panel's ``<image>`` href changes (four
-  ``go.Image`` panels and the error-map heatmap, which plotly also draws as an ``<image>``);
+* a ``MutationObserver`` on the app's five-panel plotly figure: when each visible panel's ``<image>`` href changes
+  (the app draws its five panels as layout images; before, four ``go.Image`` traces and the error-map heatmap, which
+  plotly also draws as an ``<image>``; transparent click / hover heatmaps are not panels and are left out);
 * the ``load`` event of each changed ``<image>`` (the new data URI decoded and ready to draw);
 * for each mutation and each load, the next ``requestAnimationFrame`` (its frame timestamp identifies the frame) and
   the end of that frame's work (a ``MessageChannel`` message posted from the rAF callback runs after the frame's
@@ -67,13 +68,16 @@ app = explorer.MAEApp(model="mini-mae", image="chelsea")
 INSTRUMENT = """\
 _bench = []
 _bench_encode = []
-_orig_update = _viz.reconstruction_update
+import explorer.widgets.mae_app as _mae_app
+# the panel update the app encodes: screen_update (layout images); reconstruction_update before it (go.Image traces)
+_owner, _fn = (_mae_app, "screen_update") if hasattr(_mae_app, "screen_update") else (_viz, "reconstruction_update")
+_orig_update = getattr(_owner, _fn)
 def _timed_update(*a, **k):
     t = _time.perf_counter()
     out = _orig_update(*a, **k)
     _bench_encode.append(((_time.perf_counter() - t) * 1e3, sum(len(s) for s in out["sources"]), len(_json.dumps(out["error"]))))
     return out
-_viz.reconstruction_update = _timed_update
+setattr(_owner, _fn, _timed_update)
 _orig_set_state = app.ratio.set_state
 def _timed_set_state(sync_data, _orig=_orig_set_state):
     t_in = _time.time()
@@ -109,7 +113,9 @@ WS_INIT = """
 PAGE_INSTRUMENT = """
 ([gd, handle]) => {
   const L = window.__lat = {presses: [], cur: null, timeOrigin: performance.timeOrigin};
-  const imgs = () => Array.from(gd.querySelectorAll('image'));
+  // the panels a user sees: every <image> not inside a transparent trace (click / hover targets are invisible)
+  const seen = e => { for (let n = e; n && n !== gd; n = n.parentElement) if (getComputedStyle(n).opacity === '0') return false; return true; };
+  const imgs = () => Array.from(gd.querySelectorAll('image')).filter(seen);
   const href = e => e.getAttribute('href') || e.getAttribute('xlink:href') || '';
   const kind = e => { const g = e.closest('.imagelayer, .heatmaplayer'); return g ? (g.classList.contains('heatmaplayer') ? 'heatmap' : 'image') : 'other'; };
   let last = imgs().map(href);

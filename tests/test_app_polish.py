@@ -173,13 +173,14 @@ def test_a_view_drawn_after_a_reload_gets_the_figure_on_screen(app):
     fig = app.fig
     assert fig.has_figure and not fig.stale  # saved with the figure: a page loading now draws it at once
     app.ratio.value = 0.5  # served by an in-place update: the saved state is now older than the screen
-    assert fig.stale and [t["source"] for t in fig._widget_data[:4]] != [t.source for t in fig.data[:4]]
+    saved = lambda: [im["source"] for im in fig._widget_layout["images"]]  # noqa: E731
+    assert fig.stale and saved() != [im.source for im in fig.layout.images]
     sent = []
     fig.send = lambda content, buffers=None: sent.append(content)
     fig._on_page_message(fig, {"type": "explorer-restore"}, [])
     assert sent == [{"type": "explorer-restored"}]
     assert len(fig._widget_data) == 5
-    assert [t["source"] for t in fig._widget_data[:4]] == [t.source for t in fig.data[:4]]
+    assert saved() == [im.source for im in fig.layout.images]
     assert fig._widget_layout["title"]["text"] == fig.layout.title.text and "50% hidden" in fig.layout.title.text
     fig._on_page_message(fig, {"type": "something else"}, [])
     assert len(sent) == 1
@@ -249,7 +250,7 @@ def _view(app) -> dict:
     r = app.result
     return {"sha": r.input.sha256, "fit": r.input.fit_policy, "strategy": r.spec.strategy, "ratio": r.spec.ratio,
             "seed": r.spec.seed, "mask": r.mask.tolist(), "zmax": app.fig.data[4].zmax,
-            "sources": [t.source for t in app.fig.data[:4]], "model": app.adapter.model_id}
+            "sources": [im.source for im in app.fig.layout.images], "model": app.adapter.model_id}
 
 
 def test_from_sidecar_reopens_the_exported_view(app, tmp_path):

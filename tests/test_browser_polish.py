@@ -62,8 +62,9 @@ def _click_in(page, plot, fx: float, fy: float) -> None:
 
 
 def _fits(plots: list[dict]) -> list[dict]:
-    """The app figures drawn wider than the space they have (clipped or scrolled)."""
-    return [p for p in plots if p["widget"] and p["shown"] and p["svg"] > p["area"] + 1]
+    """The figures (app figures and the notebook's static ones) drawn wider than the space they have (clipped or
+    scrolled)."""
+    return [p for p in plots if p["shown"] and p["svg"] > p["area"] + 1]
 
 
 def _quickstart(page, server, nb: str) -> dict:
@@ -103,6 +104,8 @@ def test_quickstart_click_after_run_all_off_screen_and_figures_fit(tmp_path):
                                  f"server log:\n{server.log_tail(30)}") from e
     print(seen)
     assert seen["kernel"].split() == ["manual", "1", "False"], seen["kernel"]  # the click reached Python; no curve
+    static = [p for p in seen["open"] if not p["widget"] and p["shown"]]
+    assert static and max(p["svg"] for p in static) > 800, static  # the notebook's own 1250-px figure, fitted
     for when in ("open", "after_click", "closed"):
         assert not _fits(seen[when]), (when, seen[when])
     app_figs = [p for p in seen["closed"] if p["widget"] and p["shown"]]

@@ -127,6 +127,68 @@ def _check_mae_figure(fig, rec, error_max: float):
     assert np.nanmax(z) <= hm.zmax * (1 + 1e-6)  # nothing on screen saturates the colour scale
 
 
+def _decode_uri(src: str, size: int) -> np.ndarray:
+    """The ``(size, size, C)`` uint8 RGB(A) image a PNG data URI holds, its integer nearest upscaling undone."""
+    assert src.startswith("data:image/png;base64,"), src[:40]
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    k = img.shape[0] // size
+    assert k >= 1 and img.shape[:2] == (k * size, k * size), (img.shape, size)
+    small = img[::k, ::k]
+    np.testing.assert_array_equal(np.repeat(np.repeat(small, k, 0), k, 1), img)  # crisp nearest upscaling
+    return small
+
+
+def _plotly_colours(values: np.ndarray, vmax: float) -> np.ndarray:
+    """``(N, 3)`` RGB that plotly's own ``sample_colorscale`` gives the error scale (Viridis on ``[0, vmax]``)."""
+    import plotly.colors as pc
+
+    got = pc.sample_colorscale("Viridis", list(np.clip(np.asarray(values, float) / vmax, 0, 1)), colortype="tuple")
+    return np.array([[c * 255 if max(t) <= 1 else c for c in t] for t in got], float)
+
+
+def _check_mae_screen(fig, rec, error_max: float):
+    """The app's on-screen figure (layout images, one per panel): the five panels against ``rec``'s arrays, the
+    error map's colours against plotly's own colour scale on ``[0, error_max]`` (transparent exactly on visible
+    patches), the hover heatmap's values and colour bar, the click heatmaps over the patch grid, the ratio in the
+    title."""
+    image, pred, p = rec.image, rec.prediction, rec.patch_size
+    S = image.shape[0]
+    px = _pixels(rec.mask, p)[..., None]
+    masked = np.where(px, 0.5, image)
+    pasted = np.where(px, pred, image)
+    _distinct(image, masked, pred, pasted)
+    imgs = fig.layout.images
+    assert len(imgs) == 5 and len(fig.data) == 5
+    names = ("original", "masked input", "reconstruction", "reconstruction + visible")
+    for i, (im, want, name) in enumerate(zip(imgs[:4], (image, masked, pred, pasted), names)):
+        ax = "" if i == 0 else str(i + 1)
+        assert (im.xref, im.yref, im.x, im.y, im.sizex, im.sizey) == (f"x{ax}", f"y{ax}", 0, 0, S, S), (name, im)
+        got = _decode_uri(im.source, S)
+        diff = np.abs(got.astype(int) - _u8(want).astype(int))
+        assert diff.max() <= TOL, f"{name}: panel differs from its array by up to {diff.max()} grey levels"
+    gh, gw = rec.mask.shape
+    want = np.where(rec.mask, _patch_mse(pred, image, p), np.nan)
+    _asym_grid(want)
+    assert imgs[4].xref == "x5" and imgs[4].sizex == S
+    err = _decode_uri(imgs[4].source, gh)
+    np.testing.assert_array_equal(err[..., 3] == 0, ~rec.mask)  # transparent exactly on visible patches
+    np.testing.assert_allclose(err[rec.mask][:, :3], _plotly_colours(want[rec.mask], error_max), atol=1.01)
+    hm = fig.data[4]
+    assert hm.type == "heatmap" and hm.xaxis == "x5" and hm.opacity == 0
+    np.testing.assert_allclose(hm.x, (np.arange(gw) + 0.5) * p)
+    np.testing.assert_allclose(hm.y, (np.arange(gh) + 0.5) * p)
+    z = _z(hm)
+    np.testing.assert_array_equal(np.isnan(z), ~rec.mask)
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-9)
+    assert hm.zmin == 0 and hm.zmax == pytest.approx(error_max, rel=1e-5)
+    assert np.nanmax(z) <= hm.zmax * (1 + 1e-6)
+    for i, tr in enumerate(fig.data[:4]):  # the click targets: one cell per patch, centred on it
+        assert tr.type == "heatmap" and tr.opacity == 0 and tr.xaxis == ("x" if i == 0 else f"x{i + 1}")
+        np.testing.assert_allclose(tr.x, (np.arange(gw) + 0.5) * p)
+    assert f"{100 * rec.hidden_fraction:.0f}% hidden" in fig.layout.title.text
+
+
 def _sweep_error_max(sweep) -> float:
     """The documented shared scale of a sweep: the largest hidden-patch MSE over every ratio (numpy, from the arrays)."""
     return max(float(_patch_mse(r.prediction, r.image, r.patch_size)[r.mask].max()) for r in sweep.results)
@@ -142,15 +204,15 @@ def test_mae_panels_show_original_masked_prediction_pasted_and_error(mae_app):
         app.strategy_tb.value = "random"
     app.ratio.value = 0.5
     assert app.sweep is not None and app.result.spec.strategy == "random"
-    _check_mae_figure(app.fig, app.result, _sweep_error_max(app.sweep))
-    app.ratio.value = 0.75  # the in-place update path (reconstruction_update)
+    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep))
+    app.ratio.value = 0.75  # the in-place update path (screen_update)
     assert app.result.hidden_fraction == pytest.approx(0.75)
-    _check_mae_figure(app.fig, app.result, _sweep_error_max(app.sweep))
+    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep))
     app.ratio.value = 0.05  # one hidden patch: its error is far below the sweep's maximum, the scale must still be the sweep's
     rec = app.result
     assert rec.mask.sum() == 1
     assert _patch_mse(rec.prediction, rec.image, 8)[rec.mask].max() < 0.9 * _sweep_error_max(app.sweep)
-    _check_mae_figure(app.fig, rec, _sweep_error_max(app.sweep))
+    _check_mae_screen(app.fig, rec, _sweep_error_max(app.sweep))
     # The pure figure builder too (what exports draw).
     from explorer import viz
 
@@ -180,7 +242,7 @@ def test_mae_click_toggles_the_clicked_patch_not_its_transpose(mae_app):
     changed = np.argwhere(after != before)
     assert changed.tolist() == [[r, c]]
     # What the screen shows at the clicked place follows: grey in the masked panel iff now hidden.
-    masked = _decode(app.fig.data[1])
+    masked = _decode_uri(app.fig.layout.images[1].source, app.result.image.shape[0])
     block = masked[r * p:(r + 1) * p, c * p:(c + 1) * p].astype(int)
     if after[r, c]:
         assert np.abs(block - 128).max() <= TOL
@@ -189,7 +251,7 @@ def test_mae_click_toggles_the_clicked_patch_not_its_transpose(mae_app):
     rec = app.result
     own_max = float(_patch_mse(rec.prediction, rec.image, p)[rec.mask].max())
     assert abs(own_max - sweep_max) > 0.01 * sweep_max  # the manual scale is told from the sweep's
-    _check_mae_figure(app.fig, rec, own_max)
+    _check_mae_screen(app.fig, rec, own_max)
     # A second click on the same patch puts it back.
     app._on_click(app.fig.data[0], _Points([c * p + 1], [r * p + 1]), None)
     np.testing.assert_array_equal(app.result.mask, before)

@@ -43,15 +43,15 @@ def is_error(app) -> bool:
 
 def test_slider_updates_figure_from_cache(app):
     assert not is_error(app) and len(app.fig.data) == 5
-    before = [t.source for t in app.fig.data[:4]]
+    before = [im.source for im in app.fig.layout.images]
     misses = app.cache.misses
     app.ratio.value = 0.3
-    after = [t.source for t in app.fig.data[:4]]
+    after = [im.source for im in app.fig.layout.images]
     assert before[0] == after[0]  # the original does not change
     assert before[1] != after[1] and before[2] != after[2]  # masked input and reconstruction do
     assert app.cache.misses == misses  # no new forward: served from the cached sweep
     assert app.result.hidden_fraction == pytest.approx(0.3, abs=1 / 64)
-    assert "30% hidden" in app.fig.layout.annotations[1].text
+    assert "30% hidden" in app.fig.layout.title.text
     assert app.last_update_ms < 1000
     # The error map is blank (None, JSON-safe) exactly on visible patches, numbers on hidden ones.
     z = app.fig.data[4].z

@@ -28,13 +28,16 @@ def upscale_nearest(image: np.ndarray, min_side: int) -> np.ndarray:
 
 
 def data_uri(image: np.ndarray, fmt: str = "png", min_side: int = 224, quality: int = 92) -> str:
-    """Encode ``(H, W, 3)`` RGB (float in [0, 1] or uint8) as a ``data:image/...;base64`` URI.
+    """Encode ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (float in [0, 1] or uint8) as a ``data:image/...;base64`` URI.
 
-    ``fmt`` is ``"png"`` (lossless, default) or ``"jpeg"`` (smaller for photos).
+    ``fmt`` is ``"png"`` (lossless, default; keeps the alpha channel) or ``"jpeg"`` (smaller for photos; RGB only).
     """
     img = image if image.dtype == np.uint8 else to_uint8(image)
     img = upscale_nearest(img, min_side)
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    rgba = img.ndim == 3 and img.shape[2] == 4
+    if rgba and fmt != "png":
+        raise ValueError("only PNG keeps an alpha channel: encode RGBA images with fmt='png'")
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA if rgba else cv2.COLOR_RGB2BGR)
     if fmt == "png":
         ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     elif fmt == "jpeg":

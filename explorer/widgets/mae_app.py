@@ -18,6 +18,7 @@ import numpy as np
 from .. import viz
 from ..attention.faithfulness import randomise_top_layers
 from ..viz import compare as VC
+from ..viz.mae_screen import screen_figure, screen_update
 from ..export import ReproduceError
 from ..io import ImageLoadError, LoadedImage
 from ..masking import SWEEP_RATIOS, STRATEGIES, MaskError
@@ -284,21 +285,20 @@ class MAEApp(AppBase):
         self.result = rec
         err_max = self._err_max if self.sweep is not None else None
         if rebuild or not same_size:
-            replace_figure(self.fig, viz.reconstruction_figure(rec, error_max=err_max))
+            replace_figure(self.fig, screen_figure(rec, error_max=err_max))
             for tr in self.fig.data[:4]:
                 tr.on_click(self._on_click)
             self._draw_curve()
         else:
+            # five image sources and the title: plotly.js redraws no trace, so every panel lands in one frame
             upd = self._update_for(rec, err_max)
             with self.fig.batch_update():
-                for i, src in enumerate(upd["sources"]):
-                    self.fig.data[i].source = src
-                self.fig.data[4].z = upd["error"]
-                self.fig.data[4].zmax = upd["error_max"]
-                for ann, text in zip(self.fig.layout.annotations, upd["titles"]):
-                    ann.text = text
+                for img, src in zip(self.fig.layout.images, upd["sources"]):
+                    img.source = src
                 self.fig.layout.title.text = upd["title"]
-            self._move_marker()
+                if self.fig.data[4].zmax != upd["error_max"]:
+                    self.fig.data[4].zmax = upd["error_max"]
+            self._settle(upd)
         self._show_b(rec)
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         timing = f"figure updated in {self.last_update_ms:.0f} ms"
@@ -315,15 +315,18 @@ class MAEApp(AppBase):
         if upd is None or upd[0] is not rec:
             if len(self._updates) > 64:
                 self._updates.clear()
-            upd = self._updates[key] = (rec, viz.reconstruction_update(rec, error_max=err_max))
+            upd = self._updates[key] = (rec, screen_update(rec, error_max=err_max))
         return upd[1]
 
-    def _move_marker(self) -> None:
-        """Move the ratio curve's marker to the ratio on screen once the slider rests (~0.15 s): a marker move redraws
-        the whole curve in the page, which would delay the panels of a slider being dragged.  Without a running event
-        loop (scripts, tests) it moves at once."""
+    def _settle(self, upd: dict | None = None) -> None:
+        """Once the slider rests (~0.15 s): move the ratio curve's marker to the ratio on screen and give the error
+        map its hover values (``upd["error"]``).  Both redraw more than the panels (the whole curve; every trace of
+        the figure), which would delay the panels of a slider being dragged.  Without a running event loop (scripts,
+        tests) it happens at once."""
         def move():
             self._marker_timer = None
+            if upd is not None and len(self.fig.data) == 5:
+                self.fig.data[4].z = upd["error"]  # plotly sends it only when it differs
             if self.sweep is not None and self.result is not None and self.curve.layout.shapes:
                 self.curve.layout.shapes[0].update(x0=self.result.spec.ratio, x1=self.result.spec.ratio)
 
