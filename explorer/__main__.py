@@ -26,13 +26,26 @@ def _export(args) -> int:
     cfg = BatchConfig(
         model=args.model, inputs=args.inputs, out=args.out, ratios=tuple(args.ratios), views=tuple(args.views),
         seed=args.seed, strategy=args.strategy, fit=args.fit, formats=tuple(args.formats), preset=args.preset,
-        dpi=args.dpi, device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=args.overwrite,
+        rows=args.rows, dpi=args.dpi, device=args.device, dtype=args.dtype, batch_size=args.batch_size, overwrite=args.overwrite,
         recursive=args.recursive, **({"workers": args.workers} if args.workers else {}),
     )
     summary = run_batch(cfg, progress=not args.quiet)
     print(summary.text())
     print(f"Summary written to {cfg.out}/summary.json")
     return 1 if summary.failed else 0
+
+
+def _rows(text: str) -> "int | str":
+    """``--rows``: ``auto`` or a whole number of rows, at least 1."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of rows (1, 2, …), got {text!r}")
+    return n
 
 
 def _reproduce(args) -> int:
@@ -69,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--formats", nargs="+", choices=["pdf", "svg", "png"], default=["pdf", "svg", "png"],
                     help="formats of the figure views")
     ex.add_argument("--preset", choices=sorted(PRESETS), default="double-column")
+    ex.add_argument("--rows", type=_rows, default="auto",
+                    help="panel rows of the exported figures: 'auto' (one row when legible at the preset's "
+                         "width, else more) or a number (a warning in the figure's notes when it cannot be legible)")
     ex.add_argument("--dpi", type=int, default=None)
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--strategy", choices=["random", "block", "grid"], default="random")

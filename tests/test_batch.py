@@ -82,13 +82,14 @@ def test_batch_cli_figures_with_sidecars_that_reproduce(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "explorer", "export", "--model", "mini-mae", "--inputs", str(tmp_path / "in"),
            "--out", str(tmp_path / "out"), "--ratios", "0.75", "--views", "reconstruction", "grid", "attention", "--formats", "png",
-           "--device", "cpu", "--quiet"]
+           "--device", "cpu", "--quiet", "--rows", "2"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 1, run.stderr  # one input failed
     assert "3 exported" in run.stdout and "FAILED" in run.stdout and "corrupt.png" in run.stdout
     fig = tmp_path / "out" / "img1_png" / "reconstruction_r75.json"
     sc = json.loads(fig.read_text())
     assert sc["provenance"]["batched"] is True
+    assert sc["style"]["rows"] == 2  # --rows: the five panels in two rows (reproduce reads it back)
     assert (tmp_path / "out" / "img1_png" / "grid.png").is_file()
     att = json.loads((tmp_path / "out" / "img1_png" / "attention.json").read_text())
     assert att["recipe"]["name"] == "attention_grid"
@@ -102,6 +103,16 @@ def test_batch_cli_figures_with_sidecars_that_reproduce(tmp_path):
                          env=env, timeout=600)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     assert "png" in rep.stdout and ("identical" in rep.stdout or "within rounding" in rep.stdout)
+
+
+def test_batch_rows_must_be_auto_or_a_count(tmp_path, tiny):
+    for bad in (0, -1, 1.5, "two", True):
+        with pytest.raises(ValueError, match="--rows"):
+            run_batch(BatchConfig(model=str(tiny), inputs=str(tmp_path), out=str(tmp_path / "o"), views=("reconstruction",),
+                                  rows=bad), progress=False)
+    run = subprocess.run([sys.executable, "-m", "explorer", "export", "--model", "x", "--inputs", ".", "--out", "o",
+                          "--rows", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "whole number of rows" in run.stderr
 
 
 def test_batch_rejects_bad_arguments(tmp_path, tiny):

@@ -77,6 +77,7 @@ class BatchConfig:
     fit: str = "center-crop"
     formats: tuple[str, ...] = ("pdf", "svg", "png")
     preset: str = "double-column"
+    rows: "int | str" = "auto"
     dpi: int | None = None
     device: str = "auto"
     dtype: str = "float32"
@@ -283,6 +284,8 @@ def run_batch(cfg: BatchConfig, *, progress: bool = True, log=print, adapter=Non
                              "give ratios that differ in percent.")
     if any(v != "tiles" for v in cfg.views):
         get_preset(cfg.preset)
+    if cfg.rows != "auto" and not (isinstance(cfg.rows, int) and not isinstance(cfg.rows, bool) and cfg.rows >= 1):
+        raise ValueError(f"--rows must be 'auto' or a whole number of rows (1, 2, …), got {cfg.rows!r}")
     root = Path(cfg.inputs)
     out = Path(cfg.out)
     files = list_inputs(root, cfg.recursive, exclude=(out,))
@@ -374,6 +377,7 @@ def _run_locked(cfg: BatchConfig, ratios: tuple[float, ...], root: Path, out: Pa
 
             def figure(fig, stem: str, recipe_name: str, opts: dict, batched: bool = True) -> None:
                 res = export_figure(fig, folder / stem, preset=cfg.preset, formats=cfg.formats, dpi=cfg.dpi, overwrite=True,
+                                    rows=cfg.rows,
                                     letters=get_recipe(recipe_name).letters, recipe={"name": recipe_name, "options": opts},
                                     provenance={"model": mspec, "inputs": [in_spec], **({"batched": True} if batched else {})})
                 written.extend(str(p) for p in res.files.values())
