@@ -6,13 +6,15 @@ and checks from :mod:`.fusion_panels`.  One forward + backward per (model, image
 method / layer / head / opacity / sort interaction from the cached :class:`explorer.fusion.Alignment`;
 Integrated Gradients per word, the modality report and the counterfactual are computed on demand and kept.
 The Method menu is the fusion method registry; Export writes the view on screen (method, its settings,
-word, patch) through the ``word_maps`` recipe.
+word, patch) through the ``word_maps`` recipe, and Reopen (or :meth:`FusionApp.from_sidecar`) comes back to it.
+"Compare A/B" shows a second model (or a randomised copy of this one) beside it (:class:`.fusion_panels.ABComparison`).
 """
 
 from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import ipywidgets as W
 
@@ -24,11 +26,11 @@ from ..data.samples import SAMPLES, sample_label
 from ..data.scenes import make_scene
 from ..viz.attention import COLORSCALES
 from .background import Background
-from .base import AppBase, file_stem
+from .base import ROW, AppBase, file_stem
 from .figures import AppFigure, figure_row
 from .export_panel import ExportPanel
 from .intervention_panel import FusionBackend, InterventionPanel
-from .fusion_panels import USER_ERRORS, FusionChecks, WordPatchViews, _guarded, method_menu  # noqa: F401 (USER_ERRORS: public here)
+from .fusion_panels import RANDOMISED, USER_ERRORS, ABComparison, FusionChecks, WordPatchViews, _guarded, method_menu  # noqa: F401 (USER_ERRORS: public here)
 
 #: Held-out generated scenes offered as samples (seeds never used in training), with ground truth.
 SCENE_SEEDS = (10_000_003, 10_000_011, 10_000_021, 10_000_042, 10_000_077, 10_000_101)
@@ -52,7 +54,39 @@ def scene_sample(seed: int):
     return img, sc.caption(), sc
 
 
-class FusionApp(WordPatchViews, FusionChecks, AppBase):
+def recorded_image(r):
+    """What to show for the input of a reopened sidecar ``r``: ``"scene:<seed>"`` for a generated scene (one of
+    :data:`SCENE_SEEDS`, or one recorded under its name ``scene-<seed>``; checked by its hash), so that its caption
+    and ground truth come back; else the recorded source (a sample name) or the checked :class:`LoadedImage`."""
+    loaded, source = r.inputs[0], r.sources[0]
+    if isinstance(source, str) and source in SAMPLES:
+        return source
+    name = str(loaded.name or "")
+    seeds = ([int(name[6:])] if name.startswith("scene-") and name[6:].isdigit() else []) + list(SCENE_SEEDS)
+    for seed in dict.fromkeys(seeds):
+        if scene_sample(seed)[0].sha256 == loaded.sha256:
+            return f"scene:{seed}"
+    return loaded
+
+
+def check_recorded(r, path) -> None:
+    """Refuse a ``word_maps`` sidecar with settings the app has no control for (a fit other than centre-crop, method
+    options other than the registry's defaults): reopened, it would show another figure than the one exported.
+
+    Raises:
+        ValueError: naming the option (``python -m explorer reproduce`` rebuilds such figures).
+    """
+    o = r.options
+    m = get_method(o["method"])
+    want = {k: m.settings(**(o["method_options"] or {}))[k] for k in m.options}
+    if o["fit"] != "center-crop" or want != dict(m.options):
+        what = f"fit={o['fit']!r}" if o["fit"] != "center-crop" else f"method_options={o['method_options']!r}"
+        raise ValueError(f"{Path(path).name} was exported with {what}, which FusionApp has no control for (it shows "
+                         "center-crop and each method's default options); rebuild it with `python -m explorer "
+                         "reproduce` instead.")
+
+
+class FusionApp(ABComparison, WordPatchViews, FusionChecks, AppBase):
     """Interactive cross-modal alignment explorer.
 
     Args:
@@ -64,7 +98,10 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         alignment: the cached :class:`explorer.fusion.Alignment`.
         word: selected clickable word (0-based); patch: selected patch (or ``None``).
         last_update_ms: server time of the last view update served from the cache.
+        model_b, alignment_b, comparison: the A/B comparison (see :meth:`compare`), ``None`` when off.
     """
+
+    recipes = ("word_maps",)
 
     def __init__(self, model: str = "mini-fusion", image="scene:10000003", text: str | None = None, *, device: str = "auto"):
         self.adapter = None
@@ -116,7 +153,16 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.modality_box = W.VBox([])
         self.cf_box = W.VBox([])
         self._order = None
-        self.export_panel = ExportPanel(self.export_request)
+        # A/B: a second fusion model (or a randomised copy of this one) on the same image, text, word and settings
+        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_fusion_models()], ensure_option=False,
+                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
+                                      description="Compare with", style=style, layout=W.Layout(width="420px"))
+        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
+                                    tooltip="show model B's map of the same word beside this one's (A), and B − A")
+        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
+        self.compare_fig = AppFigure()
+        self.compare_note = W.HTML()
+        self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         self.interventions = InterventionPanel(self, FusionBackend(self))  # ablation / importance / patching (issue 16)
         super().__init__([
             *head,
@@ -124,7 +170,10 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             self.status_area, self.answer, self.words,
             W.HBox([self.method, self.layer, self.head]), self.layer_note,
             W.HBox([self.opacity, self.cscale]),
-            figure_row(self.main, self.bars), self.live_text, self.export_panel, self.truth,
+            figure_row(self.main, self.bars), self.live_text,
+            W.HBox([self.compare_box, self.compare_btn, self.compare_off], layout=W.Layout(**ROW)), self.compare_note,
+            self.compare_fig.box,
+            self.export_panel, self.truth,
             self.sort, self.matrix.box,
             W.HBox([self.modality_btn, self.truth_btn, self.sanity_btn]), self.modality_text, self.modality_box,
             W.HTML("<b>Counterfactual</b>: change the selected word and compare"),
@@ -145,6 +194,8 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
         self.truth_btn.on_click(lambda _b: self.run_deletion())
         self.sanity_btn.on_click(lambda _b: self.run_sanity())
         self.cf_btn.on_click(lambda _b: self.counterfactual(self.cf_word.value))
+        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
+        self.compare_off.on_click(lambda _b: self.compare(None))
         self.start(lambda: self._first(image, text))
 
     def _first(self, image, text: str | None):
@@ -157,6 +208,68 @@ class FusionApp(WordPatchViews, FusionChecks, AppBase):
             if text:
                 self.text_box.value = text
         self._compute()
+
+    # ------------------------------------------------------------------ sidecars
+    @classmethod
+    def from_sidecar(cls, path, *, device: str | None = None, allow_download: bool = False, **kwargs) -> "FusionApp":
+        """The app as it was when the ``word_maps`` figure ``path`` was exported (its ``.json`` sidecar, or the PNG /
+        PDF / SVG that embeds it): the same model (weights checked), image, text, word, method and its options, layer,
+        head, clicked patch, colour scale and opacity (a strip of every word, ``word=None``, opens on the first content
+        word).  ``kwargs`` go to :class:`FusionApp`.
+
+        Raises:
+            ValueError: the figure was made by another recipe (the message names it), or with a fit or method options
+                the app has no control for.
+        """
+        from ..export import reopen
+
+        r = reopen(path, device=device, allow_download=allow_download)
+        if r.recipe not in cls.recipes:
+            raise ValueError(f"{Path(path).name} was exported with the {r.recipe!r} recipe; FusionApp reopens "
+                             "'word_maps' figures.")
+        check_recorded(r, path)
+        app = cls(model=r.model, image=recorded_image(r), text=r.options["text"], **kwargs)
+        app._apply_recorded(r)
+        return app
+
+    @_guarded
+    def restore(self, path):
+        """Come back to the view the figure ``path`` was exported from, in this app (what the Reopen button does)."""
+        r = self.reopen(path)
+        check_recorded(r, path)
+        self.hand_over_model(r.model)
+        self.adapter = r.model
+        self.alignment = None
+        image = recorded_image(r)
+        with self.quiet():
+            listed = isinstance(image, str) and any(v == image for _l, v in self.sample_dd.options)
+            self.sample_dd.value = image if listed else None
+        self._set_image(image, run=False)
+        self._set_text(r.options["text"])
+        self._compute()
+        self._apply_recorded(r)
+
+    def _apply_recorded(self, r) -> None:
+        """The parts of a recorded view the constructor does not take: what the input came from, method, layer, head,
+        colours, opacity, word and patch (one redraw)."""
+        o = r.options
+        if self.scene is None:
+            self._source = r.sources[0]  # a later export records the input as it was recorded (a scene: its pixels)
+        if self.alignment is None:
+            return
+        with self.quiet():
+            self.method.value = o["method"]
+            self.layer.value = self._default_layer() if o["layer"] is None else int(o["layer"])
+            self.head.value = o["head"]
+            self.cscale.value = o["colorscale"]
+            self.opacity.value = float(o["opacity"])
+        self.patch = None if o["patch"] is None else int(o["patch"])
+        if o["word"] is not None:
+            self.word = int(o["word"])
+            with self.quiet():
+                self.words.value = self.word
+        self._update(rebuild=True)
+        self._update_matrix()
 
     # ------------------------------------------------------------------ inputs
     @_guarded

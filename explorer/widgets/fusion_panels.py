@@ -15,17 +15,22 @@ import time
 import numpy as np
 
 from ..attention.faithfulness import Stopped
-from ..fusion import FusionInputError, align, deletion_auc, modality_report, pointing_hits
+from ..export import ReproduceError
+from ..fusion import FusionInputError, align, deletion_auc, load_fusion_model, modality_report, pointing_hits
+from ..fusion.compare import check_comparable, compare_maps, randomised_copy, word_maps_ab
 from ..fusion.faithfulness import fusion_randomisation_check
 from ..models.base import model_lock
 from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
+from ..viz import compare_words as VCW
 from ..viz import fusion as VF
 from ..viz.images import json_grid
-from .figures import replace_figure
+from .figures import hide_figure, replace_figure
 from .messages import guarded
 
-USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError)
+USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError, ReproduceError)
+#: what the Compare box offers for "B = A with every cross-modal layer re-drawn" (a fusion that learned nothing)
+RANDOMISED = "randomised copy"
 
 _guarded = guarded(USER_ERRORS)
 
@@ -88,6 +93,7 @@ class WordPatchViews:
         note = al.layer_note(method.name, self.settings()["layer"]) if method.layer else None
         self.layer_note.value = (f"<div style='font-size:12px;color:var(--jp-warn-color0,#8a5300)'>ⓘ {html.escape(note)}</div>" if note else "")
         self._update_bars()
+        self._show_b()
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         self._start_live()
 
@@ -272,3 +278,106 @@ class FusionChecks:
                               f"{html.escape(al.describe(m, **s))}; shared colour scale.</div>")
         self.counterfactual_alignment = other
         return other
+
+
+class ABComparison:
+    """Model B beside the model on screen (A): the same image, text, word, method, layer, head and patch; B's map, A's,
+    and B − A with their rank correlation (and, on a generated scene, each one's pointing game and energy in the
+    object's box).  B's :class:`~explorer.fusion.Alignment` is computed once per (input, text, B) and kept, so word /
+    method / layer / head / patch changes are served from the two caches.
+
+    State: ``model_b``, ``name_b`` (``None`` when not comparing), ``alignment_b``, ``comparison`` (the
+    :class:`explorer.fusion.compare.MapComparison` on screen).
+    """
+
+    model_b = None
+    name_b = None
+    alignment_b = None
+    comparison = None
+    _b_input = None  # (B, LoadedImage, text, A) that alignment_b was computed (and checked against A) for
+    _b_view = None  # what the comparison figure shows, but the patch (a patch move only moves the outline)
+
+    @_guarded
+    def compare(self, model_b, *, seed: int = 0):
+        """Show model B beside A.  ``model_b``: a fusion model name, hub id or folder, ``"randomised copy"`` (A with
+        every cross-modal layer re-drawn, seeded by ``seed``: the randomisation check's deepest level), an adapter, or
+        ``None`` to stop comparing.  A B that reads other words in the text, or sees another patch grid, is refused
+        (the message says what differs) and the comparison on screen, if any, stays."""
+        if model_b is None or (isinstance(model_b, str) and not model_b.strip()):
+            self.model_b = self.name_b = self.alignment_b = self.comparison = None
+            self._b_input = self._b_view = None
+            self.compare_off.disabled = True
+            self.compare_note.value = ""
+            hide_figure(self.compare_fig)
+            return
+        if self.adapter is None or self.alignment is None:
+            raise ValueError("Load model A, an image and a text first.")
+        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
+            names = list(dict.fromkeys(self.alignment.layer_names))
+            with self.working("re-drawing A's cross-modal layers…"):
+                b = randomised_copy(self.adapter, names, seed=seed)
+            name = f"{self.adapter.model_id} randomised ({len(names)} cross-modal layers, seed {int(seed)})"
+        elif isinstance(model_b, str):
+            with self.working(f"loading {model_b.strip()}…"):
+                b = load_fusion_model(model_b.strip(), device=self.device_dd.value)
+            name = b.model_id
+        else:
+            b, name = model_b, model_b.model_id
+        check_comparable(self.adapter, b, self.alignment.meta["text"], name_a=f"A ({self.adapter.model_id})",
+                         name_b=f"B ({name})")
+        al_b = self._alignment_b(b)
+        self.model_b, self.name_b, self.alignment_b = b, name, al_b
+        self._b_input, self._b_view = (b, self.loaded, self.alignment.meta["text"], self.adapter), None
+        self.compare_off.disabled = False
+        self._show_b()
+
+    def _alignment_b(self, b):
+        """B's alignment of the input and text on screen: the kept one when it was computed for them and ``b``, else
+        one forward + backward of ``b`` (the caller keeps it, with :attr:`_b_input`)."""
+        text = self.alignment.meta["text"]
+        key = self._b_input
+        if key is not None and key[0] is b and key[1] is self.loaded and key[2] == text:
+            return self.alignment_b
+        with self.computing("B: forward + backward"):
+            return align(b, self.loaded, text)
+
+    def _show_b(self) -> None:
+        """Draw the comparison for the view on screen (a no-op when not comparing).  A view B cannot show (a method it
+        lacks, a text its tokenizer reads otherwise) hides the figure and says why; the comparison stays on."""
+        if self.model_b is None or self.alignment is None:
+            return
+        al, s, method = self.alignment, self.settings(), self.method.value
+        name_b = f"B ({self.name_b})"
+        try:
+            key = self._b_input
+            if key is None or key[1] is not self.loaded or key[2] != al.meta["text"] or key[3] is not self.adapter:
+                check_comparable(self.adapter, self.model_b, al.meta["text"], name_a=f"A ({self.adapter.model_id})",
+                                 name_b=name_b)
+                self.alignment_b = self._alignment_b(self.model_b)
+                self._b_input = (self.model_b, self.loaded, al.meta["text"], self.adapter)
+            a, b = word_maps_ab(al, self.alignment_b, method, self.word, adapter_a=self.adapter, adapter_b=self.model_b,
+                                name_b=name_b, **s)
+            cmp = compare_maps(a, b, mask=self.scene_word_masks().get(self.word))
+        except USER_ERRORS as e:
+            self.comparison = self._b_view = None
+            hide_figure(self.compare_fig)
+            self.compare_note.value = ("<div style='font-size:12px;color:var(--jp-warn-color0,#8a5300)'>ⓘ No A/B comparison "
+                                       f"for this view: {html.escape(str(e))}</div>")
+            return
+        self.comparison = cmp
+        m = al.method(method)
+        fig = VCW.word_comparison_figure(al.image, cmp, patch_size=al.patch_size, word=al.word_strings[self.word],
+                                         description=al.describe(method, **s), name_a=self.adapter.model_id,
+                                         name_b=self.name_b, colorscale=self.cscale.value, opacity=self.opacity.value,
+                                         label=m.short, diverging=m.diverging, patch=self.patch)
+        view = ((al, self.alignment_b, self.model_b),
+                (method, self.word, tuple(sorted(s.items())), self.cscale.value, float(self.opacity.value)))
+        last = self._b_view
+        same = last is not None and all(x is y for x, y in zip(view[0], last[0])) and view[1] == last[1]
+        if same and self.compare_fig.shown and len(self.compare_fig.data) == 6:
+            with self.compare_fig.batch_update():  # only the patch moved: move its outline
+                self.compare_fig.layout.shapes = fig.layout.shapes
+        else:
+            replace_figure(self.compare_fig, fig)
+            self._b_view = view
+        self.compare_note.value = ""
