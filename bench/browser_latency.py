@@ -126,7 +126,9 @@ PAGE_INSTRUMENT = """
     ch.port1.onmessage = () => { rec.done = performance.now(); };
     ch.port2.postMessage(0);
   });
-  const mo = new MutationObserver(() => {
+  const mo = new MutationObserver(records => {
+    // an attributeFilter would miss plotly's xlink:href edits (namespaced attributes are not reported with a filter)
+    if (!records.some(r => r.type === 'childList' || r.attributeName === 'href')) return;
     const now = performance.now(), els = imgs(), cur = els.map(href);
     cur.forEach((h, i) => {
       if (h === last[i]) return;
@@ -136,7 +138,7 @@ PAGE_INSTRUMENT = """
     });
     last = cur;
   });
-  mo.observe(gd, {subtree: true, childList: true, attributes: true, attributeFilter: ['href']});
+  mo.observe(gd, {subtree: true, childList: true, attributes: true});
   gd.addEventListener('load', e => {
     if (!L.cur || !e.target || e.target.tagName !== 'image') return;
     const rec = {panel: imgs().indexOf(e.target), t: performance.now()};

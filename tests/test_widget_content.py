@@ -147,7 +147,7 @@ def _plotly_colours(values: np.ndarray, vmax: float) -> np.ndarray:
     return np.array([[c * 255 if max(t) <= 1 else c for c in t] for t in got], float)
 
 
-def _check_mae_screen(fig, rec, error_max: float):
+def _check_mae_screen(fig, rec, error_max: float, caption: str | None = None):
     """The app's on-screen figure (layout images, one per panel): the five panels against ``rec``'s arrays, the
     error map's colours against plotly's own colour scale on ``[0, error_max]`` (transparent exactly on visible
     patches), the hover heatmap's values and colour bar, the click heatmaps over the patch grid, the ratio in the
@@ -186,7 +186,9 @@ def _check_mae_screen(fig, rec, error_max: float):
     for i, tr in enumerate(fig.data[:4]):  # the click targets: one cell per patch, centred on it
         assert tr.type == "heatmap" and tr.opacity == 0 and tr.xaxis == ("x" if i == 0 else f"x{i + 1}")
         np.testing.assert_allclose(tr.x, (np.arange(gw) + 0.5) * p)
-    assert f"{100 * rec.hidden_fraction:.0f}% hidden" in fig.layout.title.text
+    assert not fig.layout.title.text  # no figure text changes with the ratio: the caption above says it
+    if caption is not None:
+        assert f"{100 * rec.hidden_fraction:.0f}% hidden" in caption and f"{rec.psnr_masked:.2f} dB" in caption
 
 
 def _sweep_error_max(sweep) -> float:
@@ -204,15 +206,15 @@ def test_mae_panels_show_original_masked_prediction_pasted_and_error(mae_app):
         app.strategy_tb.value = "random"
     app.ratio.value = 0.5
     assert app.sweep is not None and app.result.spec.strategy == "random"
-    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep))
+    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep), app.fig_caption.value)
     app.ratio.value = 0.75  # the in-place update path (screen_update)
     assert app.result.hidden_fraction == pytest.approx(0.75)
-    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep))
+    _check_mae_screen(app.fig, app.result, _sweep_error_max(app.sweep), app.fig_caption.value)
     app.ratio.value = 0.05  # one hidden patch: its error is far below the sweep's maximum, the scale must still be the sweep's
     rec = app.result
     assert rec.mask.sum() == 1
     assert _patch_mse(rec.prediction, rec.image, 8)[rec.mask].max() < 0.9 * _sweep_error_max(app.sweep)
-    _check_mae_screen(app.fig, rec, _sweep_error_max(app.sweep))
+    _check_mae_screen(app.fig, rec, _sweep_error_max(app.sweep), app.fig_caption.value)
     # The pure figure builder too (what exports draw).
     from explorer import viz
 
@@ -251,7 +253,7 @@ def test_mae_click_toggles_the_clicked_patch_not_its_transpose(mae_app):
     rec = app.result
     own_max = float(_patch_mse(rec.prediction, rec.image, p)[rec.mask].max())
     assert abs(own_max - sweep_max) > 0.01 * sweep_max  # the manual scale is told from the sweep's
-    _check_mae_screen(app.fig, rec, own_max)
+    _check_mae_screen(app.fig, rec, own_max, app.fig_caption.value)
     # A second click on the same patch puts it back.
     app._on_click(app.fig.data[0], _Points([c * p + 1], [r * p + 1]), None)
     np.testing.assert_array_equal(app.result.mask, before)

@@ -51,7 +51,7 @@ def test_slider_updates_figure_from_cache(app):
     assert before[1] != after[1] and before[2] != after[2]  # masked input and reconstruction do
     assert app.cache.misses == misses  # no new forward: served from the cached sweep
     assert app.result.hidden_fraction == pytest.approx(0.3, abs=1 / 64)
-    assert "30% hidden" in app.fig.layout.title.text
+    assert "30% hidden" in app.fig_caption.value
     assert app.last_update_ms < 1000
     # The error map is blank (None, JSON-safe) exactly on visible patches, numbers on hidden ones.
     z = app.fig.data[4].z

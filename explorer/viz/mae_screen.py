@@ -3,9 +3,10 @@
 :func:`explorer.viz.reconstruction_figure` (used for exported figures) draws the four pictures as ``go.Image``
 traces and the error map as a heatmap.  Changing a trace's data makes plotly.js recompute and redraw every trace of
 every panel (its ``calc`` step), and changing a subplot title does the same; in the browser that costs 20–50 ms per
-slider step.  Here every panel, the error map included, is a *layout image* of the axes it sits on, and the subplot
-titles do not change with the ratio (the figure title says it): a ratio change only swaps five image sources and the
-title text, which plotly.js applies without recomputing any trace, so all five panels are painted in the same frame.
+slider step.  Here every panel, the error map included, is a *layout image* of the axes it sits on, and no text of the
+figure changes with the ratio (a title edit also makes plotly.js redraw everything): the app shows the line that
+says the ratio and the PSNR (:func:`screen_update`'s ``"title"``) above the figure.  A ratio change only swaps five
+image sources, which plotly.js applies without recomputing any trace, so all five panels are painted in one frame.
 
 What the traces did is kept by invisible traces:
 
@@ -61,8 +62,8 @@ def screen_update(result, *, error_max: float | None = None, min_side: int = 224
 
     Returns:
         ``{"sources": [5 data URIs: original, masked input, reconstruction, pasted, error map],
-        "title": str, "error": gh x gw nested list (None on visible patches, for the hover values),
-        "error_max": float}``.
+        "title": str (model, mask, seed, ratio, masked-patch PSNR: the line the app shows above the figure),
+        "error": gh x gw nested list (None on visible patches, for the hover values), "error_max": float}``.
     """
     vmax = _error_max(result, error_max)
     err = _error_grid(result)
@@ -79,8 +80,8 @@ def screen_figure(result, *, error_max: float | None = None, height: int = 330, 
                   min_side: int = 224) -> go.Figure:
     """The five panels of ``result`` for the app: layout images on axes in model-input pixels (``0..S``, so a click
     at ``(x, y)`` is the patch ``(y // p, x // p)``), transparent click / hover heatmaps, the error map's colour bar
-    on ``[0, error_max]``.  Update it with :func:`screen_update`: ``layout.images[i].source`` and ``layout.title``
-    (and, when convenient, the hover values ``data[4].z``)."""
+    on ``[0, error_max]``; no figure title (the app shows ``screen_update(...)["title"]`` above it).  Update it with
+    :func:`screen_update`: ``layout.images[i].source`` (and, when convenient, the hover values ``data[4].z``)."""
     upd = screen_update(result, error_max=error_max, min_side=min_side)
     S, p = result.image.shape[0], result.patch_size
     gh, gw = result.mask.shape
@@ -105,7 +106,7 @@ def screen_figure(result, *, error_max: float | None = None, height: int = 330, 
         fig.update_yaxes(range=[S, 0], showticklabels=False, showgrid=False, zeroline=False, scaleanchor=f"x{ax}",
                          scaleratio=1, constrain="domain", row=1, col=c)
     fig.update_layout(
-        images=images, title=dict(text=upd["title"], font=dict(size=13), x=0.01), height=height, width=width,
-        margin=dict(l=10, r=10, t=60, b=10), template="plotly_white", dragmode=False,
+        images=images, height=height, width=width, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
+        dragmode=False,
     )
     return attach_notes(fig, [*result.input.notes, *result.notes])

@@ -111,6 +111,83 @@ const __explorerFit = () => {
 """
 
 
+#: Two costs plotly's widget view adds to every update from Python, which our views remove:
+#:
+#: * it marks the update ``_doNotReportToPy`` (so that plotly.js's event for it is not echoed back to Python), as a
+#:   key of the data it hands plotly.js; plotly.js takes the unknown key for an edit that needs every trace recomputed,
+#:   so swapping five image sources costs a full redraw (15-35 ms on a small CPU).  Our views make the mark
+#:   non-enumerable (plotly.js does not see it; the view's own check still does) and skip the one echo event that
+#:   plotly.js then emits for the update;
+#: * after the update it computes the figure's full data and layout and sends their defaults to Python
+#:   (``_sendTraceDeltas`` / ``_sendLayoutDelta``: deep merges of the whole figure) before the browser may paint.  Our
+#:   views send them ~0.1 s later (the newest edit's only, when several updates come first), after the new panels are
+#:   painted.
+_VIEW_PATCH_JS = r"""
+const __explorerPatchView = View => {
+  const P = View && View.prototype;
+  if (!P || P.__explorerPatched) return;
+  P.__explorerPatched = true;
+  const hide = d => {
+    if (d && typeof d === 'object' && !Object.prototype.hasOwnProperty.call(d, '_doNotReportToPy'))
+      Object.defineProperty(d, '_doNotReportToPy', {value: false, writable: true, enumerable: false, configurable: true});
+  };
+  const quiet = [['do_update', '_py2js_update', ['style_data', 'layout_data'], 'handle_plotly_update'],
+                 ['do_relayout', '_py2js_relayout', ['relayout_data'], 'handle_plotly_relayout'],
+                 ['do_restyle', '_py2js_restyle', ['restyle_data'], 'handle_plotly_restyle']];
+  for (const [apply, trait, parts, handle] of quiet) {
+    const run = P[apply], echo = P[handle];
+    if (typeof run !== 'function' || typeof echo !== 'function') continue;
+    const slot = '__explorerMute_' + handle;
+    P[apply] = function () {
+      // the view reads the message through its model's get(), which deserialises a new copy on every call: mark the
+      // copy it is handed
+      const view = this, model = this.model;
+      if (!model || typeof model.get !== 'function') return run.apply(this, arguments);
+      const own = Object.prototype.hasOwnProperty.call(model, 'get'), get = model.get;
+      model.get = function (name) {
+        const msg = get.apply(this, arguments);
+        if (name === trait && msg && parts.every(k => msg[k] && typeof msg[k] === 'object')) {
+          parts.forEach(k => hide(msg[k]));
+          if (trait !== '_py2js_relayout' || msg.source_view_id !== view.viewID) {
+            // plotly.js will emit one event for this update: it is ours, not the user's
+            const queue = view[slot] || (view[slot] = []), token = {};
+            queue.push(token);
+            setTimeout(() => { const i = queue.indexOf(token); if (i >= 0) queue.splice(i, 1); }, 2000);  // none came
+          }
+        }
+        return msg;
+      };
+      try {
+        return run.apply(this, arguments);
+      } finally {
+        if (own) model.get = get; else delete model.get;
+      }
+    };
+    P[handle] = function () {
+      const queue = this[slot];
+      if (queue && queue.length) { queue.shift(); return; }
+      return echo.apply(this, arguments);
+    };
+  }
+  for (const name of ['_sendTraceDeltas', '_sendLayoutDelta']) {
+    const send = P[name];
+    if (typeof send !== 'function') continue;
+    const slot = '__explorerNext' + name;
+    P[name] = function (editId) {
+      const waiting = this[slot] !== undefined;
+      this[slot] = editId;  // a later update replaces the edit id: one send carries the newest
+      if (waiting) return;
+      setTimeout(() => {
+        const id = this[slot];
+        this[slot] = undefined;
+        try { send.call(this, id); } catch (e) { console.warn('explorer: a figure delta was not sent', e); }
+      }, 100);
+    };
+  }
+};
+"""
+
+
 class FrontEndError(RuntimeError):
     """Plotly's widget bundle does not have the shape :class:`AppFigure` wraps (a plotly upgrade changed it)."""
 
@@ -133,7 +210,10 @@ def fitted_bundle() -> str:
         raise FrontEndError(f"plotly {plotly.__version__}: no default export at the end of {path}; "
                             "the figures cannot fit their output area.")
     rest = [n for n in names if not n.endswith(" as default")]
-    export = f"const __plotlyWidget = {default[0]};\n{_WRAP_JS}\nexport{{{', '.join(rest + ['__explorerFit as default'])}}};"
+    view = [n.split(" as ")[0].strip() for n in rest if n.endswith(" as FigureView")]
+    defer = f"{_VIEW_PATCH_JS}\n__explorerPatchView({view[0]});\n" if view else ""
+    export = (f"const __plotlyWidget = {default[0]};\n{defer}{_WRAP_JS}\n"
+              f"export{{{', '.join(rest + ['__explorerFit as default'])}}};")
     return text[:match.start()] + export + text[match.end():]
 
 
@@ -269,9 +349,11 @@ def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
         if wrap:
             layout.update(wrap)
         top = (layout.margin.t if layout.margin and layout.margin.t is not None else 100) + extra + MODEBAR_PX
-        layout.margin.t = top
+        layout.margin.t = round(top)
         if layout.height:
-            layout.height = float(layout.height) + extra + MODEBAR_PX
+            # whole pixels: plotly.js rounds the autosized element's height, and a fractional layout height makes every
+            # later update look like a resize (a full redraw, 20-30 ms, instead of the few edits it carries)
+            layout.height = round(float(layout.height) + extra + MODEBAR_PX)
         layout.width = None
         layout.autosize = True
         widget._remember(fig, width)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import viz
 from ..attention.faithfulness import randomise_top_layers
 from ..viz import compare as VC
+from ..viz.mae import figure_title
 from ..viz.mae_screen import screen_figure, screen_update
 from ..export import ReproduceError
 from ..io import ImageLoadError, LoadedImage
@@ -91,6 +92,8 @@ class MAEApp(AppBase):
                                          tooltip="off: one error colour scale per image (that of the random masks), "
                                                  "so strategies compare; on: each sweep's own largest error")
         self.fig = AppFigure()
+        #: the line above the figure: model, mask, seed, ratio, masked-patch PSNR (HTML; updated with the panels)
+        self.fig_caption = W.HTML()
         self.curve = AppFigure()
         # A/B: a second checkpoint (or a randomised copy of this one) on the same input under the same masks
         self.model_b = None
@@ -109,7 +112,7 @@ class MAEApp(AppBase):
             *head,
             W.HBox([self.strategy_tb]),
             W.HBox([self.ratio, self.seed, self.per_view_scale], layout=W.Layout(**ROW)),
-            self.status_area, self.fig.box,
+            self.status_area, self.fig_caption, self.fig.box,
             W.HBox([self.compare_box, self.compare_btn, self.compare_off], layout=W.Layout(**ROW)), self.compare_fig.box,
             self.export_panel, self.curve.box,
         ])
@@ -290,15 +293,16 @@ class MAEApp(AppBase):
                 tr.on_click(self._on_click)
             self._draw_curve()
         else:
-            # five image sources and the title: plotly.js redraws no trace, so every panel lands in one frame
+            # five image sources in one message whose keys plotly.js reads as edits of the layout images
+            # (``images[i].source``: the ``images.i.source`` form a batch update sends makes it redraw the whole figure,
+            # as a title edit would): no trace is redrawn, so every panel lands in one frame
             upd = self._update_for(rec, err_max)
-            with self.fig.batch_update():
-                for img, src in zip(self.fig.layout.images, upd["sources"]):
-                    img.source = src
-                self.fig.layout.title.text = upd["title"]
-                if self.fig.data[4].zmax != upd["error_max"]:
-                    self.fig.data[4].zmax = upd["error_max"]
+            if self.fig.data[4].zmax != upd["error_max"]:
+                self.fig.data[4].zmax = upd["error_max"]
+            self.fig.plotly_relayout({f"images[{i}].source": src for i, src in enumerate(upd["sources"])})
             self._settle(upd)
+        self.fig_caption.value = (f"<div style='font-size:13px;padding:2px 0 0 10px;color:var(--jp-ui-font-color1,#2a3f5f)'>"
+                                  f"{html.escape(figure_title(rec))}</div>")
         self._show_b(rec)
         self.last_update_ms = (time.perf_counter() - t0) * 1e3
         timing = f"figure updated in {self.last_update_ms:.0f} ms"
@@ -328,7 +332,8 @@ class MAEApp(AppBase):
             if upd is not None and len(self.fig.data) == 5:
                 self.fig.data[4].z = upd["error"]  # plotly sends it only when it differs
             if self.sweep is not None and self.result is not None and self.curve.layout.shapes:
-                self.curve.layout.shapes[0].update(x0=self.result.spec.ratio, x1=self.result.spec.ratio)
+                r = self.result.spec.ratio
+                self.curve.plotly_relayout({"shapes[0].x0": r, "shapes[0].x1": r})
 
         if self._marker_timer is not None:
             self._marker_timer.cancel()
