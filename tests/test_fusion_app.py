@@ -3,6 +3,8 @@ right map; bad input is explained in the app and the app keeps working; export r
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pytest
 
@@ -244,6 +246,9 @@ def test_live_deletion_of_the_map_on_screen_matches_a_direct_call_and_follows_th
     direct = deletion_auc(app.adapter, app.loaded, app.alignment.meta["text"], app.current_map())
     assert d["map"] == pytest.approx(direct["map"]) and np.allclose(d["random_aucs"], direct["random_aucs"])
     assert d["verdict"] in app.live_text.value and f"{d['map']:.3f}" in app.live_text.value
+    # what the number is, in whose units, and why it may be negative
+    assert f"model's {app.adapter.output_name}" in html.unescape(app.live_text.value)
+    assert "can be negative" in app.live_text.value and "lower than the random orders" in app.live_text.value
     before = app.live_deletion
     app.select_word(0 if app.word != 0 else 1)
     assert app.live.wait(60) and app.live_deletion is not before
