@@ -15,6 +15,7 @@ their message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import os
@@ -29,6 +30,9 @@ from .messages import StatusMixin, error_html
 _STATUS_STYLE = "font-size:12px;color:var(--jp-ui-font-color1,#444);line-height:1.5"
 #: Rows of controls wrap onto the next line in a narrow output area instead of being cut off.
 ROW = dict(flex_flow="row wrap", align_items="center")
+#: Seconds a slider must rest before work that would delay the panels of a slider being dragged (a curve's marker,
+#: hover values) is done.
+REST_DELAY_S = 0.15
 
 
 def upload_name(value) -> str:
@@ -130,6 +134,7 @@ class AppBase(StatusMixin, W.VBox):
     _upload_failed = False
     _quiet_depth = 0
     _work_depth = 0
+    _rest_timer = None
     _shown_in_cell = None
 
     # ------------------------------------------------------------------ header
@@ -290,6 +295,24 @@ class AppBase(StatusMixin, W.VBox):
         """Observe ``names`` of ``widgets``: ``callback(change)``, except for changes made inside :meth:`quiet`."""
         for w in widgets if isinstance(widgets, (list, tuple)) else [widgets]:
             w.observe(lambda change: None if self.is_quiet else callback(change), names=names)
+
+    def when_resting(self, fn: Callable[[], None], *, delay: float = REST_DELAY_S) -> None:
+        """Run ``fn()`` once the controls have rested ``delay`` seconds (a newer call replaces a waiting one).
+        Without a running event loop (scripts, tests) it runs at once."""
+        if self._rest_timer is not None:
+            self._rest_timer.cancel()
+            self._rest_timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            fn()
+            return
+
+        def run():
+            self._rest_timer = None
+            fn()
+
+        self._rest_timer = loop.call_later(delay, run)
 
     # ------------------------------------------------------------------ progress
     @property

@@ -7,7 +7,6 @@ Every error is shown inside the widget; no callback lets an exception reach the 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
 from pathlib import Path
@@ -27,14 +26,14 @@ from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..data.samples import SAMPLES, sample_label
-from .base import ROW, AppBase, file_stem
+from .base import REST_DELAY_S, ROW, AppBase, file_stem
 from .figures import AppFigure, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
 #: Exceptions whose message is meant for the user as it is (no traceback shown).
 #: how long the ratio slider rests before the curve's marker follows it (seconds)
-MARKER_DELAY_S = 0.15
+MARKER_DELAY_S = REST_DELAY_S
 #: what the Compare box offers for "B = A with every encoder block re-drawn" (a model that learned nothing)
 RANDOMISED = "randomised copy"
 
@@ -75,7 +74,6 @@ class MAEApp(AppBase):
         self._input_info: InputInfo | None = None
         self._err_max = None
         self._updates: dict = {}  # (id(result), error scale) -> encoded panel update, for the sweep on screen
-        self._marker_timer = None
 
         self.fit_dd = W.Dropdown(options=list(POLICIES), value=fit, description="Fit", layout=W.Layout(width="190px"))
         head = self.header(model=model, models=list_models(), placeholder="mini-mae, facebook/vit-mae-base or a folder",
@@ -328,22 +326,13 @@ class MAEApp(AppBase):
         the figure), which would delay the panels of a slider being dragged.  Without a running event loop (scripts,
         tests) it happens at once."""
         def move():
-            self._marker_timer = None
             if upd is not None and len(self.fig.data) == 5:
                 self.fig.data[4].z = upd["error"]  # plotly sends it only when it differs
             if self.sweep is not None and self.result is not None and self.curve.layout.shapes:
                 r = self.result.spec.ratio
                 self.curve.plotly_relayout({"shapes[0].x0": r, "shapes[0].x1": r})
 
-        if self._marker_timer is not None:
-            self._marker_timer.cancel()
-            self._marker_timer = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            move()
-            return
-        self._marker_timer = loop.call_later(MARKER_DELAY_S, move)
+        self.when_resting(move)
 
     # ------------------------------------------------------------------ A/B comparison
     @_guarded

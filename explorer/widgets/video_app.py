@@ -11,7 +11,6 @@ An exported view comes back from its sidecar: :meth:`VideoMAEApp.from_sidecar`, 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import html
 import time
@@ -29,7 +28,7 @@ from ..video import SAMPLINGS, VideoLoadError
 from ..masking.video import VIDEO_STRATEGIES
 from ..reconstruction.video import reconstruct_video
 from ..viz import video as VV
-from .base import AppBase, FrameControls, file_stem
+from .base import REST_DELAY_S, AppBase, FrameControls, file_stem
 from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
@@ -42,7 +41,7 @@ STRIDES = (1, 2, 4, 8)
 EXPORT_VIEWS = (("frames (first, current, last)", "video_frames"), ("filmstrip", "video_filmstrip"),
                 ("sampling time line", "video_sampling"))
 #: how long the ratio slider rests before the curve's marker follows it (seconds), as in the MAE app
-MARKER_DELAY_S = 0.15
+MARKER_DELAY_S = REST_DELAY_S
 
 _guarded = guarded(USER_ERRORS)
 
@@ -79,7 +78,6 @@ class VideoMAEApp(FrameControls, AppBase):
         self._cache: dict[tuple, dict] = {}
         self.result = None
         self.last_update_ms = float("nan")
-        self._marker_timer = None
         head = self.header(model=model, models=["mini-video-mae", "MCG-NJU/videomae-base"], device=device,
                            dtypes=["float32", "bfloat16", "float16"], dtype=dtype,
                            samples=[(f"generated clip {s} (held out)", f"generated:{s}") for s in CLIP_SEEDS], sample_label="Clip",
@@ -249,7 +247,6 @@ class VideoMAEApp(FrameControls, AppBase):
         slider rests (~0.15 s), in place: three layout entries change, no trace.  Without a running event loop (scripts,
         tests) it moves at once."""
         def move():
-            self._marker_timer = None
             if not self.sweep or self.result is None or len(self.curve.layout.shapes) < 2 or not self.curve.layout.annotations:
                 return
             ratios = sorted(self.sweep)
@@ -260,15 +257,7 @@ class VideoMAEApp(FrameControls, AppBase):
                 lay.shapes[1].update(m["shapes"][1])
                 lay.annotations[0].update(m["annotations"][0])
 
-        if self._marker_timer is not None:
-            self._marker_timer.cancel()
-            self._marker_timer = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            move()
-            return
-        self._marker_timer = loop.call_later(MARKER_DELAY_S, move)
+        self.when_resting(move)
 
     @_guarded
     def _show(self, rebuild: bool = False):
