@@ -205,7 +205,7 @@ class FusionChecks:
             colour = {"better than random": "var(--jp-success-color0,#1b5e20)", "worse than random": "var(--jp-error-color0,#8b0000)"}.get(d["verdict"], "var(--jp-ui-font-color2,#666)")
             what = html.escape(getattr(adapter, "output_name", "") or "output")
             self.live_text.value = (f"<div style='font-size:12px'>Deletion AUC of '{html.escape(word)}' ({html.escape(label)}): "
-                                    f"{d['map']:.3f}; {d['orders']} random orders: 95% in {lo:.3f}–{hi:.3f} — "
+                                    f"{d['map']:.3f}; {d['orders']} random orders: 95% between {lo:.3f} and {hi:.3f} — "
                                     f"<span style='color:{colour}'>{d['verdict']}</span>.<br>"
                                     f"<span style='color:var(--jp-ui-font-color2,#666)'>The AUC is the model's {what} "
                                     f"averaged while the map's patches are blanked, highest first, in the {what}'s own "
