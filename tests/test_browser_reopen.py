@@ -48,7 +48,9 @@ def _steps(page, server, tmp_path) -> dict:
     app.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     # A/B: B is the model's randomised copy, on the same image and mask
     _type_and_press(app, "B: a model", "randomised copy", "Compare A/B")
-    wait_for(lambda: len(app.locator(".js-plotly-plot").evaluate_all(_IMAGES_JS)) >= 3, 120, "the A/B figure")
+    # the comparison's figure exists (hidden) from the start: ask the kernel whether B is shown, then wait for its images
+    wait_for(lambda: kernel_eval(page, NB, "print(app.compare_fig.shown)").strip() == "True", 120, "the A/B figure")
+    wait_for(lambda: sum(app.locator(".js-plotly-plot").evaluate_all(_IMAGES_JS)) >= 5 + 2, 120, "the A/B images")
     wait_kernel_idle(page, NB)
     seen["ab"] = kernel_eval(page, NB, "print(app.name_b, app.compare_fig.shown, len(app.compare_fig.data), "
                                        "app.compare_fig.layout.title.text)")
