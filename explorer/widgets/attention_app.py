@@ -35,7 +35,7 @@ from ..viz import compare_attention as VCA
 from ..viz import interventions as VI
 from ..viz.images import json_grid
 from .background import Background
-from .base import ROW, AppBase, file_stem
+from .base import RANDOMISED, ROW, AppBase, file_stem
 from .figures import AppFigure, figure_row, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .intervention_panel import ImageBackend, InterventionPanel
@@ -49,7 +49,6 @@ _guarded = guarded(USER_ERRORS)
 #: the side-by-side panels shown first (names of :mod:`explorer.attention.registry`)
 PANELS = ("raw", "rollout", "relevance", "integrated-gradients")
 #: what the Compare box offers for "B = A with every encoder block (and any head) re-drawn" (a model that learned nothing)
-RANDOMISED = "randomised copy"
 
 
 def _head_text(head) -> str:
@@ -127,15 +126,9 @@ class AttentionApp(AppBase):
         self.extra = AppFigure()
         self.prov = AppFigure()
         # A/B: a second model (or a randomised copy of this one) on the same image, query and settings
-        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_models()], ensure_option=False,
-                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
-                                      description="Compare with", style=style, layout=W.Layout(width="420px"))
-        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
-                                    tooltip="show model B beside this one (A) on the same image, query and settings")
-        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
+        self.compare_controls(list_models(), tooltip="show model B beside this one (A) on the same image, query and settings")
         self.compare_method = W.Dropdown(options=[(m.label, n) for n, m in REGISTRY.items()], value="raw",
                                          description="Map compared", style=style, layout=W.Layout(width="320px"))
-        self.compare_fig = AppFigure()
         self.faith_text = W.HTML()
         #: deletion / insertion of every map in the methods row, computed in the background after the row appears
         self.live_text = W.HTML()
@@ -165,8 +158,6 @@ class AttentionApp(AppBase):
         self.cls_btn.on_click(lambda _b: self.set_query(self.maps.layout.default_query if self.maps else "cls"))
         self.on_change([self.layer, self.head, self.opacity, self.cscale], lambda _c: self._update_main())
         self.on_change([self.fusion, self.discard, self.residual, self.panels], lambda _c: self._update_methods())
-        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
-        self.compare_off.on_click(lambda _b: self.compare(None))
         self.on_change([self.layer, self.head, self.opacity, self.cscale, self.compare_method], lambda _c: self._show_b())
         self.on_change([self.fusion, self.discard, self.residual],
                        lambda _c: self._show_b() if self.compare_method.value == "rollout" else None)
@@ -442,18 +433,10 @@ class AttentionApp(AppBase):
 
     def _resolve_b(self, model_b, seed: int):
         """``(adapter, name)`` of what :meth:`compare` was given."""
-        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
-            with self.working("re-drawing every encoder block of A…"):
-                b, _ = randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=int(seed))
-            return b, f"{self.adapter.model_id} randomised (seed {int(seed)})"
-        if isinstance(model_b, (str, os.PathLike)):
-            with self.working(f"loading {str(model_b).strip()}…"):
-                b = load_model(str(model_b).strip(), device=self.device_dd.value)
-            return b, b.model_id
-        if not hasattr(model_b, "model_id"):
-            raise ValueError(f"Compare with a model name, hub id, folder, {RANDOMISED!r} or an adapter from "
-                             f"explorer.load_model (not a {type(model_b).__name__}).")
-        return model_b, model_b.model_id
+        return self.pick_model_b(
+            model_b, load=lambda n: load_model(n, device=self.device_dd.value), redrawing="re-drawing every encoder block of A…",
+            randomise=lambda: (randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=int(seed))[0],
+                               f"{self.adapter.model_id} randomised (seed {int(seed)})"))
 
     def _check_b(self, b, name: str) -> None:
         if not (hasattr(b, "layout") and hasattr(b, "relevance_target")):

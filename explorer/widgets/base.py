@@ -25,11 +25,14 @@ from typing import Callable, Iterable
 import ipywidgets as W
 
 from ..models import ModelLoadError, available_devices
+from .figures import AppFigure
 from .messages import StatusMixin, error_html
 
 _STATUS_STYLE = "font-size:12px;color:var(--jp-ui-font-color1,#444);line-height:1.5"
 #: Rows of controls wrap onto the next line in a narrow output area instead of being cut off.
 ROW = dict(flex_flow="row wrap", align_items="center")
+#: What the A/B box takes for "model A with its layers re-drawn, seeded".
+RANDOMISED = "randomised copy"
 #: Seconds a slider must rest before work that would delay the panels of a slider being dragged (a curve's marker,
 #: hover values) is done.
 REST_DELAY_S = 0.15
@@ -295,6 +298,39 @@ class AppBase(StatusMixin, W.VBox):
         """Observe ``names`` of ``widgets``: ``callback(change)``, except for changes made inside :meth:`quiet`."""
         for w in widgets if isinstance(widgets, (list, tuple)) else [widgets]:
             w.observe(lambda change: None if self.is_quiet else callback(change), names=names)
+
+    # ------------------------------------------------------------------ A/B comparison
+    def compare_controls(self, models: Iterable[str], *, tooltip: str) -> None:
+        """The A/B widgets, wired to the app's ``compare(model_b)``: :attr:`compare_box` (``RANDOMISED`` and
+        ``models``), :attr:`compare_btn`, :attr:`compare_off` (stops comparing) and :attr:`compare_fig`."""
+        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *models], ensure_option=False,
+                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
+                                      description="Compare with", style={"description_width": "initial"},
+                                      layout=W.Layout(width="420px"))
+        self.compare_btn = W.Button(description="Compare A/B", icon="columns", tooltip=tooltip)
+        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
+        self.compare_fig = AppFigure()
+        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
+        self.compare_off.on_click(lambda _b: self.compare(None))
+
+    def pick_model_b(self, model_b, *, load: Callable[[str], object], randomise: Callable[[], tuple], redrawing: str):
+        """``(adapter, name)`` of model B from what ``compare`` was given: ``RANDOMISED`` → ``randomise()`` (which
+        returns both; ``redrawing`` is shown meanwhile), a name, hub id or folder → ``load(name)``, or an adapter.
+
+        Raises:
+            ValueError: anything else.
+        """
+        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
+            with self.working(redrawing):
+                return randomise()
+        if isinstance(model_b, (str, os.PathLike)):
+            with self.working(f"loading {str(model_b).strip()}…"):
+                b = load(str(model_b).strip())
+            return b, b.model_id
+        if not hasattr(model_b, "model_id"):
+            raise ValueError(f"Compare with a model name, hub id, folder, {RANDOMISED!r} or an adapter "
+                             f"(not a {type(model_b).__name__}).")
+        return model_b, model_b.model_id
 
     def when_resting(self, fn: Callable[[], None], *, delay: float = REST_DELAY_S) -> None:
         """Run ``fn()`` once the controls have rested ``delay`` seconds (a newer call replaces a waiting one).

@@ -154,13 +154,8 @@ class FusionApp(ABComparison, WordPatchViews, FusionChecks, AppBase):
         self.cf_box = W.VBox([])
         self._order = None
         # A/B: a second fusion model (or a randomised copy of this one) on the same image, text, word and settings
-        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_fusion_models()], ensure_option=False,
-                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
-                                      description="Compare with", style=style, layout=W.Layout(width="420px"))
-        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
-                                    tooltip="show model B's map of the same word beside this one's (A), and B − A")
-        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
-        self.compare_fig = AppFigure()
+        self.compare_controls(list_fusion_models(),
+                              tooltip="show model B's map of the same word beside this one's (A), and B − A")
         self.compare_note = W.HTML()
         self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         self.interventions = InterventionPanel(self, FusionBackend(self))  # ablation / importance / patching (issue 16)
@@ -194,8 +189,6 @@ class FusionApp(ABComparison, WordPatchViews, FusionChecks, AppBase):
         self.truth_btn.on_click(lambda _b: self.run_deletion())
         self.sanity_btn.on_click(lambda _b: self.run_sanity())
         self.cf_btn.on_click(lambda _b: self.counterfactual(self.cf_word.value))
-        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
-        self.compare_off.on_click(lambda _b: self.compare(None))
         self.start(lambda: self._first(image, text))
 
     def _first(self, image, text: str | None):

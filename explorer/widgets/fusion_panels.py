@@ -30,7 +30,7 @@ from .messages import guarded
 
 USER_ERRORS = (FusionInputError, ImageLoadError, ModelLoadError, DeviceError, ValueError, IndexError, KeyError, ReproduceError)
 #: what the Compare box offers for "B = A with every cross-modal layer re-drawn" (a fusion that learned nothing)
-RANDOMISED = "randomised copy"
+from .base import RANDOMISED  # noqa: E402
 
 _guarded = guarded(USER_ERRORS)
 
@@ -318,17 +318,12 @@ class ABComparison:
             return
         if self.adapter is None or self.alignment is None:
             raise ValueError("Load model A, an image and a text first.")
-        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
-            names = list(dict.fromkeys(self.alignment.layer_names))
-            with self.working("re-drawing A's cross-modal layers…"):
-                b = randomised_copy(self.adapter, names, seed=seed)
-            name = f"{self.adapter.model_id} randomised ({len(names)} cross-modal layers, seed {int(seed)})"
-        elif isinstance(model_b, str):
-            with self.working(f"loading {model_b.strip()}…"):
-                b = load_fusion_model(model_b.strip(), device=self.device_dd.value)
-            name = b.model_id
-        else:
-            b, name = model_b, model_b.model_id
+        names = list(dict.fromkeys(self.alignment.layer_names))
+        b, name = self.pick_model_b(
+            model_b, load=lambda n: load_fusion_model(n, device=self.device_dd.value),
+            redrawing="re-drawing A's cross-modal layers…",
+            randomise=lambda: (randomised_copy(self.adapter, names, seed=seed),
+                               f"{self.adapter.model_id} randomised ({len(names)} cross-modal layers, seed {int(seed)})"))
         check_comparable(self.adapter, b, self.alignment.meta["text"], name_a=f"A ({self.adapter.model_id})",
                          name_b=f"B ({name})")
         al_b = self._alignment_b(b)

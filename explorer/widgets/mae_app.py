@@ -26,7 +26,7 @@ from ..models import DeviceError, ModelLoadError, list_models, load_model
 from ..preprocess import POLICIES
 from ..reconstruction import InputInfo, SweepCache, as_input, load_input, reconstruct_manual
 from ..data.samples import SAMPLES, sample_label
-from .base import REST_DELAY_S, ROW, AppBase, file_stem
+from .base import RANDOMISED, REST_DELAY_S, ROW, AppBase, file_stem  # noqa: F401 (RANDOMISED: public here)
 from .figures import AppFigure, hide_figure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
@@ -35,7 +35,6 @@ from .messages import guarded
 #: how long the ratio slider rests before the curve's marker follows it (seconds)
 MARKER_DELAY_S = REST_DELAY_S
 #: what the Compare box offers for "B = A with every encoder block re-drawn" (a model that learned nothing)
-RANDOMISED = "randomised copy"
 
 USER_ERRORS = (ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 
@@ -96,14 +95,7 @@ class MAEApp(AppBase):
         # A/B: a second checkpoint (or a randomised copy of this one) on the same input under the same masks
         self.model_b = None
         self.name_b = None
-        self.compare_box = W.Combobox(value="", options=[RANDOMISED, *list_models()], ensure_option=False,
-                                      placeholder="B: a model, hub id, folder or 'randomised copy'",
-                                      description="Compare with", style={"description_width": "initial"},
-                                      layout=W.Layout(width="420px"))
-        self.compare_btn = W.Button(description="Compare A/B", icon="columns",
-                                    tooltip="show model B beside this one (A) on the same image and the same mask")
-        self.compare_off = W.Button(description="Stop comparing", icon="times", disabled=True)
-        self.compare_fig = AppFigure()
+        self.compare_controls(list_models(), tooltip="show model B beside this one (A) on the same image and the same mask")
         self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
 
         super().__init__([
@@ -116,8 +108,6 @@ class MAEApp(AppBase):
         ])
 
         self.load_btn.on_click(lambda _b: self._load_model())
-        self.compare_btn.on_click(lambda _b: self.compare(self.compare_box.value))
-        self.compare_off.on_click(lambda _b: self.compare(None))
         self.on_change(self.sample_dd, lambda ch: self._set_image_from(ch["new"]))
         self.on_change(self.upload, lambda ch: self.take_upload(ch["new"], self._set_image_from))
         self.on_change([self.fit_dd, self.strategy_tb, self.seed, self.per_view_scale], lambda _c: self._refresh())
@@ -348,16 +338,11 @@ class MAEApp(AppBase):
             return
         if self.adapter is None:
             raise ValueError("Load model A first.")
-        if isinstance(model_b, str) and model_b.strip() == RANDOMISED:
-            with self.working("re-drawing every encoder block of A…"):
-                b, _ = randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=int(self.seed.value))
-            name = f"{self.adapter.model_id} randomised (seed {int(self.seed.value)})"
-        elif isinstance(model_b, str):
-            with self.working(f"loading {model_b.strip()}…"):
-                b = load_model(model_b.strip(), device=self.device_dd.value)
-            name = b.model_id
-        else:
-            b, name = model_b, model_b.model_id
+        seed = int(self.seed.value)
+        b, name = self.pick_model_b(
+            model_b, load=lambda n: load_model(n, device=self.device_dd.value), redrawing="re-drawing every encoder block of A…",
+            randomise=lambda: (randomise_top_layers(self.adapter, len(self.adapter.blocks), seed=seed)[0],
+                               f"{self.adapter.model_id} randomised (seed {seed})"))
         if b.reconstructs != "image":
             raise ModelLoadError(f"{name!r} is a {b.family} model, not a masked autoencoder: it cannot be compared here.")
         if (b.grid, b.patch_size) != (self.adapter.grid, self.adapter.patch_size):
