@@ -270,3 +270,21 @@ def save_tiny_videomae(folder, seed: int = 0) -> Path:
                          decoder_num_attention_heads=4, decoder_intermediate_size=64, norm_pix_loss=False)
     VideoMAEForPreTraining(cfg).save_pretrained(folder)
     return Path(folder)
+
+
+class Points:
+    """What plotly hands a click callback: model-pixel coordinates of the clicked point."""
+
+    def __init__(self, xs=(0,), ys=(0,), inds=(0,)):
+        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
+
+
+def export_png(app, folder, name):
+    """Export the view on screen of ``app`` as PNG only (plus its sidecar) into ``folder`` under ``name``; the result."""
+    panel = app.export_panel
+    panel.folder.value, panel.name.value = str(folder), name
+    for fmt in ("pdf", "svg"):
+        panel.formats[fmt].value = False
+    res = panel.export()
+    assert res is not None, panel.status.value
+    return res

@@ -14,10 +14,8 @@ from explorer.viz.fit import MIN_FONT_PX, MODEBAR_PX, scaled_text_sizes, text_si
 from explorer.widgets.figures import AppFigure, fitted_bundle, figure_row, hide_figure, replace_figure
 from explorer.widgets.mae_app import MAEApp
 
-from _tiny import save_tiny_mae
+from _tiny import save_tiny_mae, export_png as _export
 from test_widgets import app, png_bytes, tiny_dir, upload_value  # noqa: F401 - the MAE app fixtures, shared
-
-
 
 
 def _figure(width=900, title_px=14, ann_px=(16, None)):
@@ -235,15 +233,6 @@ def test_export_panel_lays_out_rows_and_shows_a_forced_rows_warning(app, tmp_pat
 
 
 # ------------------------------------------------------------------------------------------------ reopen from a sidecar
-def _export(app, tmp_path, name):
-    panel = app.export_panel
-    panel.folder.value = str(tmp_path)
-    panel.name.value = name
-    for fmt in ("pdf", "svg"):
-        panel.formats[fmt].value = False
-    res = panel.export()
-    assert res is not None, panel.status.value
-    return res
 
 
 def _view(app) -> dict:

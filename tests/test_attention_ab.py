@@ -7,7 +7,7 @@ import html
 
 import numpy as np
 import pytest
-from _tiny import save_tiny_mae, save_tiny_mini_fusion
+from _tiny import save_tiny_mae, save_tiny_mini_fusion, Points as _Points
 from scipy.stats import spearmanr
 
 import explorer.attention.maps as maps_mod
@@ -16,11 +16,6 @@ from explorer.attention.compare import compare_maps, default_k, rank_correlation
 from explorer.attention.faithfulness import randomise_top_layers
 from explorer.fusion import load_fusion_model
 from explorer.widgets.attention_app import AttentionApp
-
-
-class _Points:
-    def __init__(self, xs, ys, inds=(0,)):
-        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
 
 
 @pytest.fixture(scope="module")

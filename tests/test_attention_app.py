@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tiny import save_tiny_clip, save_tiny_mae, save_tiny_vit
+from _tiny import save_tiny_clip, save_tiny_mae, save_tiny_vit, Points as _Points
 
 import explorer.attention.maps as maps_mod
 from explorer.widgets.attention_app import AttentionApp
-
-
-class _Points:
-    def __init__(self, xs, ys, inds=(0,)):
-        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from explorer.fusion.compare import box_coverage, compare_maps, energy_in_box, p
 from explorer.fusion.faithfulness import randomise_fusion_layers
 from explorer.viz.compare_words import title_of
 from explorer.widgets.fusion_app import FusionApp
+from _tiny import export_png as _export
 
 
 @pytest.fixture()
@@ -191,15 +192,6 @@ def test_stop_comparing_hides_the_figure(app):
 
 
 # ------------------------------------------------------------------------------------------------ reopen
-def _export(app, tmp_path, name):
-    panel = app.export_panel
-    panel.folder.value = str(tmp_path)
-    panel.name.value = name
-    for fmt in ("pdf", "svg"):
-        panel.formats[fmt].value = False
-    res = panel.export()
-    assert res is not None, panel.status.value
-    return res
 
 
 def _view(app) -> dict:

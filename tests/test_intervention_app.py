@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _tiny import save_tiny_mae, save_tiny_vit
+from _tiny import save_tiny_mae, save_tiny_vit, Points as _Points
 
 from explorer.attention import interventions as I
 from explorer.fusion import interventions as FI
 from explorer.widgets.attention_app import AttentionApp
 from explorer.widgets.fusion_app import FusionApp
-
-
-class _Points:
-    def __init__(self, xs=(0,), ys=(0,), inds=(0,)):
-        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
 
 
 def _err(app) -> bool:

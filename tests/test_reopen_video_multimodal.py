@@ -20,16 +20,7 @@ from explorer.widgets.video_app import VIDEO_RATIOS, VideoMAEApp
 
 from test_multimodal_app import _png, av_folder, rgbd_folder  # noqa: F401 - the multimodal app's fast fixtures
 from test_video_app import folder  # noqa: F401 - the video app's tiny VideoMAE
-
-
-def _export(app, tmp_path, name):
-    panel = app.export_panel
-    panel.folder.value, panel.name.value = str(tmp_path), name
-    for fmt in ("pdf", "svg"):
-        panel.formats[fmt].value = False
-    res = panel.export()
-    assert res is not None, panel.status.value
-    return res
+from _tiny import export_png as _export
 
 
 def _same_files(a, b):

@@ -17,17 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from _tiny import DEPTH, RGB, save_tiny_mae, save_tiny_multimae
+from _tiny import DEPTH, RGB, save_tiny_mae, save_tiny_multimae, Points as _Points
 
 TOL = 1  # grey levels: PNG is lossless, allow one level of rounding
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-class _Points:
-    """What plotly hands a click callback: model-pixel coordinates of the clicked point."""
-
-    def __init__(self, xs, ys, inds=(0,)):
-        self.xs, self.ys, self.point_inds = list(xs), list(ys), list(inds)
 
 
 def _decode(trace) -> np.ndarray:
