@@ -65,6 +65,14 @@ def __getattr__(name):
         from . import fusion
 
         return getattr(fusion, name)
+    if name == "UniFormerApp":
+        from .widgets.uniformer_app import UniFormerApp
+
+        return UniFormerApp
+    if name == "load_uniformer_model":
+        from .models import load_uniformer_model
+
+        return load_uniformer_model
     if name in ("load_multimodal_model", "reconstruct_multimodal"):
         from . import multimodal
 

@@ -35,9 +35,10 @@ from .multimae import MultiMAEAdapter
 from .videomae import VideoMAEAdapter, VideoMAEPreTrainingAdapter
 from .vilt import ViltAdapter
 from .vit import ViTAdapter
+from .checkpoint_file import is_checkpoint_file, load_checkpoint_file
 from ..data.shipped import data_dir, shipped_models  # noqa: F401  (re-exported)
 
-KINDS = ("image", "video", "fusion", "multimodal")
+KINDS = ("image", "video", "fusion", "multimodal", "hierarchical")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Family:
 
     Attributes:
         tag: unique name of the family (for image and video families, the adapter's ``family``).
-        kind: ``"image"``, ``"video"``, ``"fusion"`` (image+text) or ``"multimodal"``: which loader opens it.
+        kind: ``"image"``, ``"video"``, ``"fusion"`` (image+text), ``"multimodal"`` or ``"hierarchical"``
+            (UniFormer's local/global stages): which loader opens it.
         model_types: ``config.model_type`` values it claims.
         adapter: the adapter class.
         build: ``build(family, checkpoint, class_name, *, device, dtype, **options) → adapter``.
@@ -138,6 +140,7 @@ _OPENERS = {
     "video": ("a video model", "explorer.load_model or explorer.VideoMAEApp"),
     "fusion": ("an image+text model", "explorer.fusion.load_fusion_model or explorer.FusionApp"),
     "multimodal": ("a multimodal MAE", "explorer.load_multimodal_model or explorer.MultiMAEApp"),
+    "hierarchical": ("a UniFormer (local + global stages)", "explorer.load_uniformer_model or explorer.UniFormerApp"),
 }
 
 
@@ -211,6 +214,9 @@ class _Loader:
 _IMAGE = _Loader(("image", "video"), "the explorer", "facebook/vit-mae-base")
 _FUSION = _Loader(("fusion",), "the image+text explorer", "openai/clip-vit-base-patch16", FUSION_HUB_MODELS,
                   heads=" (e.g. an image-text matching or VQA checkpoint)")
+_HIERARCHICAL = _Loader(("hierarchical",), "the UniFormer explorer", "mini-uniformer", no_hub=(
+    "UniFormer (Sense-X) is released as checkpoint files for its own repository, not in transformers; supported here: "
+    "{shipped}, a folder in their format, or the authors' .pth file."))
 _MULTIMODAL = _Loader(("multimodal",), "the multimodal explorer", "mini-rgbd-mae", no_hub=(
     "transformers has no multimodal (RGB-D or audio-visual) MAE class; supported here: {shipped} or a folder in their "
     "format. Video-only MAEs (VideoMAEForPreTraining, e.g. MCG-NJU/videomae-base) open in explorer.VideoMAEApp."))
@@ -243,6 +249,8 @@ def _load(name_or_path, loader: _Loader, *, device, dtype, cache_dir=None, **opt
     """Shared body of the three loaders: device → name → checkpoint → family → adapter."""
     dev, dt = hub.device_and_dtype(device, dtype)
     name = str(name_or_path)
+    if is_checkpoint_file(name):  # an author's checkpoint file (MultiMAE, Audio-MAE, UniFormer, timm…)
+        return load_checkpoint_file(name, kinds=loader.kinds, device=dev, dtype=dt)
     shipped = _shipped(loader.kinds)
     if name in UNSUPPORTED_HUB:
         raise ModelLoadError(f"{name!r}: {UNSUPPORTED_HUB[name]}, so it cannot be loaded here. Supported here: "
@@ -274,6 +282,11 @@ def list_fusion_models() -> list[str]:
     return _shipped(_FUSION.kinds) + list(FUSION_HUB_MODELS)
 
 
+def list_uniformer_models() -> list[str]:
+    """Shipped UniFormers (what the UniFormer app offers)."""
+    return _shipped(_HIERARCHICAL.kinds)
+
+
 def list_multimodal_models() -> list[str]:
     """Shipped multimodal MAEs (what the widgets offer)."""
     return _shipped(_MULTIMODAL.kinds)
@@ -285,7 +298,8 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: 
 
     Args:
         name_or_path: a shipped mini model (``"mini-mae"``), a Hugging Face id
-            (``"facebook/vit-mae-base"``) or a folder written by ``save_pretrained``.
+            (``"facebook/vit-mae-base"``), a folder written by ``save_pretrained``, or a checkpoint file in timm's /
+            the MAE authors' layout (``mae_pretrain_vit_base.pth``, timm's ``model.safetensors``).
         device: ``"auto"`` (cuda → mps → cpu), ``"cuda"``, ``"mps"`` or ``"cpu"``.
         dtype: ``"float32"`` or ``"bfloat16"`` (``"float16"`` on GPUs only).
         attn_implementation: ``"sdpa"`` (fast) or ``"eager"``.
@@ -326,8 +340,9 @@ def load_multimodal_model(name_or_path: str | os.PathLike, *, device: str = "aut
     """Load a multimodal MAE.
 
     Args:
-        name_or_path: ``"mini-rgbd-mae"``, ``"mini-av-mae"`` or a folder holding ``config.json`` (model_type
-            ``"mini-multimae"``) and ``model.safetensors``.
+        name_or_path: ``"mini-rgbd-mae"``, ``"mini-av-mae"``, a folder holding ``config.json`` (model_type
+            ``"mini-multimae"``) and ``model.safetensors``, or an author's checkpoint file (MultiMAE's or
+            Audio-MAE's ``.pth``; read with ``weights_only=True``).
         device: ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``; dtype: ``"float32"`` or ``"bfloat16"``.
     Raises:
         ModelLoadError: unknown name, another kind of model, a published checkpoint transformers cannot load,
@@ -335,3 +350,18 @@ def load_multimodal_model(name_or_path: str | os.PathLike, *, device: str = "aut
         explorer.models.device.DeviceError: the device / dtype is not available.
     """
     return _load(name_or_path, _MULTIMODAL, device=device, dtype=dtype)
+
+
+def load_uniformer_model(name_or_path: str | os.PathLike, *, device: str = "auto", dtype: str = "float32"):
+    """Load a UniFormer (image or video; local relation aggregation in the shallow stages, global attention in the deep).
+
+    Args:
+        name_or_path: ``"mini-uniformer"``, a folder holding ``config.json`` (model_type ``"uniformer"``) and
+            ``model.safetensors``, or the authors' checkpoint file (``uniformer_small_in1k.pth``,
+            ``uniformer_base_k400_8x8.pth``…; read with ``weights_only=True``).
+        device: ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``; dtype: ``"float32"`` or ``"bfloat16"``.
+    Raises:
+        ModelLoadError: unknown name, another kind of model, missing or mismatched weights (named).
+        explorer.models.device.DeviceError: the device / dtype is not available.
+    """
+    return _load(name_or_path, _HIERARCHICAL, device=device, dtype=dtype)
