@@ -32,6 +32,7 @@ from .fusion_clip import CLIPFusionAdapter
 from .fusion_mini import MiniFusionAdapter
 from .mae import MAEAdapter
 from .multimae import MultiMAEAdapter
+from .uniformer import UniFormerAdapter
 from .videomae import VideoMAEAdapter, VideoMAEPreTrainingAdapter
 from .vilt import ViltAdapter
 from .vit import ViTAdapter
@@ -118,6 +119,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("blip-itm", "fusion", ("blip",), BlipITMAdapter, _hf_fusion, architectures=BlipITMAdapter.architectures),
     Family("vilt", "fusion", ("vilt",), ViltAdapter, _hf_fusion, architectures=ViltAdapter.architectures),
     Family("mini-multimae", "multimodal", ("mini-multimae",), MultiMAEAdapter, _from_folder, from_hub=False),
+    Family("uniformer", "hierarchical", ("uniformer",), UniFormerAdapter, _from_folder, from_hub=False),
 )
 
 #: Image-only model types no family reads (so the image+text loader can say they have no text input).
