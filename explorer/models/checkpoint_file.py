@@ -248,7 +248,7 @@ def load_checkpoint_file(path: str | Path, *, kinds: tuple[str, ...] | None, dev
     state = strip_prefix(read_state_dict(path))
     fmt = identify(state, path=path, kinds=kinds)
     try:
-        return fmt.build(state, path=path, model_id=model_id or path.name, device=device, dtype=dtype)
+        return fmt.build(state, path=path, model_id=model_id or str(path), device=device, dtype=dtype)
     except ModelLoadError:
         raise
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:

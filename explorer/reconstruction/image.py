@@ -183,8 +183,10 @@ def _resolve_model(model):
 
     adapter = _resolve_any(model)
     if getattr(adapter, "reconstructs", None) != "image":
-        raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder of images ({getattr(adapter, 'family', '?')}); "
-                             "masked reconstruction needs a ViTMAE checkpoint such as mini-mae or facebook/vit-mae-base.")
+        why = getattr(adapter, "no_reconstruction", None)
+        raise ModelLoadError(f"{adapter.model_id!r} is not a masked autoencoder of images ({getattr(adapter, 'family', '?')}"
+                             f"{': ' + why if why else ''}); masked reconstruction needs a ViTMAE checkpoint such as "
+                             "mini-mae or facebook/vit-mae-base.")
     return adapter
 
 

@@ -186,8 +186,9 @@ class MAEApp(AppBase):
     def _load_model(self, refresh: bool = True):
         adapter = self.load_selected(load_model)
         if adapter.reconstructs != "image":
-            raise ModelLoadError(f"{self.model_box.value.strip()!r} is a {adapter.family} model, not a masked autoencoder: "
-                                 "open it in the attention explorer (notebook 03) instead.")
+            why = getattr(adapter, "no_reconstruction", None) or f"it is a {adapter.family} model, not a masked autoencoder"
+            raise ModelLoadError(f"{self.model_box.value.strip()!r} cannot be reconstructed here: {why}. Open it in the "
+                                 "attention explorer (notebook 03) instead.")
         self.adapter = adapter
         if refresh and self.loaded is not None:
             self._set_image(self.loaded)
