@@ -710,7 +710,7 @@ def test_check_and_construction_refusals_word_for_word():
     with _raises(ValueError, "dep: expected arrays of shape (B, 4, 6), got (4, 6)."):
         DEP.check(np.zeros((4, 6)))
     DEP.check(np.zeros((3, 4, 6)))
-    with _raises(ValueError, "Unknown modality kind 'lidar'; known: image, depth, video, spectrogram."):
+    with _raises(ValueError, "Unknown modality kind 'lidar'; known: image, depth, video, spectrogram, semantic."):
         Modality("d", "lidar", (4, 6), (2, 3), (0.0,), (1.0,))
     with _raises(ValueError, "d: shape (4, 7) is not a multiple of the patch (2, 3)."):
         Modality("d", "depth", (4, 7), (2, 3), (0.0,), (1.0,))

@@ -36,7 +36,8 @@ class ModalityResult:
         original: ``spec.shape`` float32 (NaN = unknown; all NaN when the modality was not given).
         visible: ``(N,)`` bool, the patches the model saw.
         prediction: ``spec.shape`` float32, the model's output for every patch.
-        patch_error: ``spec.grid`` float32 RMSE per hidden patch (NaN for visible or unknown patches).
+        patch_error: ``spec.grid`` float32 RMSE per hidden patch (semantic maps: the share of its pixels with the wrong
+            class; NaN for visible or unknown patches).
         metrics: on hidden patches with known values (see :func:`modality_metrics`).
     """
 
@@ -96,14 +97,20 @@ class MultiModalReconstruction:
 def modality_metrics(spec: Modality, truth: np.ndarray, pred: np.ndarray, hidden: np.ndarray) -> dict:
     """Errors on ``hidden`` (``spec.shape`` bool) values that are known.
 
-    All: ``rmse`` (in the modality's unit) and ``hidden_values``.  Image / video: ``psnr`` (dB, values in
-    [0, 1]).  Depth: ``absrel`` (mean |d̂ − d| / d), ``delta1`` (share with max(d̂/d, d/d̂) < 1.25).
-    Spectrogram: ``rmse_db`` (the RMSE of log power in decibels).
+    All: ``hidden_values``; all but semantic maps: ``rmse`` (in the modality's unit).  Image / video: ``psnr`` (dB,
+    values in [0, 1]).  Depth: ``absrel`` (mean |d̂ − d| / d), ``delta1`` (share with max(d̂/d, d/d̂) < 1.25).
+    Spectrogram: ``rmse_db`` (the RMSE of log power in decibels).  Semantic (class ids): ``accuracy`` (share of pixels
+    with the right class) and ``miou`` (intersection over union averaged over the classes in the truth or the
+    prediction there).
     """
     keep = hidden & np.isfinite(truth)
     if not keep.any():
         return {}
     t, p = truth[keep].astype(np.float64), pred[keep].astype(np.float64)
+    if spec.kind == "semantic":
+        classes = np.union1d(t, p)
+        iou = [np.sum((t == c) & (p == c)) / np.sum((t == c) | (p == c)) for c in classes]
+        return {"accuracy": float(np.mean(t == p)), "miou": float(np.mean(iou)), "hidden_values": int(keep.sum())}
     mse = float(np.mean((p - t) ** 2))
     out = {"rmse": float(np.sqrt(mse)), "hidden_values": int(keep.sum())}
     if spec.kind in ("image", "video"):
@@ -122,6 +129,9 @@ def _patch_rmse(spec: Modality, truth: np.ndarray, pred: np.ndarray, hidden_toke
 
     d = spec.patchify(torch.from_numpy((pred - truth)[None].astype(np.float32)))[0].numpy()
     n = np.isfinite(d).sum(1)
+    if spec.kind == "semantic":  # the share of the patch's known pixels with the wrong class
+        err = np.where(n > 0, np.nansum(d != 0, axis=1) / np.maximum(n, 1), np.nan)
+        return np.where(hidden_tokens, err, np.nan).reshape(spec.grid).astype(np.float32)
     err = np.sqrt(np.where(n > 0, np.nansum(d ** 2, axis=1) / np.maximum(n, 1), np.nan))
     err = np.where(hidden_tokens, err, np.nan)
     return err.reshape(spec.grid).astype(np.float32)

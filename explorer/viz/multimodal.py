@@ -5,7 +5,8 @@
 * :func:`budget_curve` — a metric against one modality's visible share (from a list of reconstructions).
 
 Depth uses the *turbo* map over a range shared by the original and the prediction (NaN = grey);
-spectrograms use *magma* with low frequencies at the bottom.  Images go to the browser as PNG data URIs.
+spectrograms use *magma* with low frequencies at the bottom; semantic maps one colour per class (the COCO panoptic
+colours for MultiMAE's 133 classes) with a legend of the classes on screen.  Images go to the browser as PNG data URIs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .images import data_uri, json_grid, upscale_factor
+from ..modalities import COCO_PANOPTIC_CLASSES, COCO_PANOPTIC_COLOURS
 
 GREY = 0.5
 COLUMNS = ("original", "what the model saw", "reconstruction", "error per hidden patch")
@@ -41,6 +43,38 @@ def colourise(values: np.ndarray, kind: str, vrange: tuple[float, float]) -> np.
     return rgb[::-1] if kind == "spectrogram" else rgb
 
 
+def class_palette(classes: tuple[str, ...]) -> np.ndarray:
+    """``(len(classes), 3)`` float RGB in [0, 1]: the COCO panoptic colours for those classes, otherwise evenly spread
+    hues (golden-ratio steps) at two lightnesses."""
+    if tuple(classes) == COCO_PANOPTIC_CLASSES:
+        return np.asarray(COCO_PANOPTIC_COLOURS, np.float32) / 255
+    k = np.arange(len(classes))
+    hsv = np.stack([(k * 0.618034 % 1.0) * 180, np.full(len(k), 200), np.where(k % 2, 170, 235)], -1).astype(np.uint8)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255
+
+
+def paint_classes(ids: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """``(H, W)`` class ids (float, NaN = unknown) → ``(H, W, 3)`` float RGB with :func:`class_palette`; NaN → grey."""
+    pal = class_palette(classes)
+    known = np.isfinite(ids)
+    out = np.full((*ids.shape, 3), GREY, np.float32)
+    out[known] = pal[np.clip(ids[known].astype(int), 0, len(pal) - 1)]
+    return out
+
+
+def class_legend(result, top: int = 8) -> str:
+    """HTML: a coloured square and the name of the ``top`` classes covering most pixels of the original and the
+    prediction (``"■ wall-other-merged ■ person … (+5 more)"``)."""
+    s = result.spec
+    vals = np.concatenate([result.original[np.isfinite(result.original)].ravel(), result.prediction.ravel()])
+    ids, counts = np.unique(vals.astype(int), return_counts=True)
+    order = ids[np.argsort(-counts, kind="stable")]
+    pal = (class_palette(s.classes) * 255).round().astype(int)
+    shown = " ".join(f"<span style='color:rgb({pal[c][0]},{pal[c][1]},{pal[c][2]})'>■</span> {s.classes[c]}"
+                     for c in order[:top] if 0 <= c < len(s.classes))
+    return shown + (f" (+{len(order) - top} more)" if len(order) > top else "")
+
+
 def _frame(result, x: np.ndarray, frame: int) -> np.ndarray:
     return x[frame] if result.spec.kind == "video" else x
 
@@ -49,6 +83,8 @@ def _display(result, x: np.ndarray, frame: int, vrange) -> np.ndarray:
     x = _frame(result, x, frame)
     if result.spec.kind in ("image", "video"):
         return np.where(np.isfinite(x), np.clip(x, 0, 1), GREY).astype(np.float32)
+    if result.spec.kind == "semantic":
+        return paint_classes(x, result.spec.classes)
     return colourise(x, result.spec.kind, vrange)
 
 
@@ -67,13 +103,14 @@ def modality_panels(result, frame: int = 0) -> dict:
         err = err[::-1]
     vis, n = int(result.visible.sum()), s.num_patches
     m = result.metrics
-    score = {"image": "psnr", "video": "psnr", "depth": "absrel", "spectrogram": "rmse_db"}[s.kind]
-    unit = {"psnr": " dB", "absrel": " AbsRel", "rmse_db": " dB RMSE"}[score]
+    score = {"image": "psnr", "video": "psnr", "depth": "absrel", "spectrogram": "rmse_db", "semantic": "accuracy"}[s.kind]
+    unit = {"psnr": " dB", "absrel": " AbsRel", "rmse_db": " dB RMSE", "accuracy": " pixel accuracy"}[score]
     what = f"{m[score]:.3g}{unit}" if score in m else "nothing hidden"
     rng = f" · colours {vr[0]:.3g}–{vr[1]:.3g} {s.unit}" if s.kind in _CMAPS else ""
     when = f" · frame {frame + 1}/{s.shape[0]}" if s.kind == "video" else ""
+    legend = f"<br>{class_legend(result)}" if s.kind == "semantic" else ""
     return {"sources": [data_uri(i, min_side=160) for i in imgs], "error": json_grid(err),
-            "title": f"{s.name}: {vis}/{n} patches visible ({vis / n:.0%}) · {what}{rng}{when}"}
+            "title": f"{s.name}: {vis}/{n} patches visible ({vis / n:.0%}) · {what}{rng}{when}{legend}"}
 
 
 def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
@@ -91,7 +128,9 @@ def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
                           row=k, col=c)
         gh, gw = np.asarray(r["error"], dtype=object).shape[:2] if r["error"] else (1, 1)
         fig.add_trace(go.Heatmap(z=r["error"], x0=w / gw / 2, dx=w / gw, y0=h / gh / 2, dy=h / gh, colorscale="Reds",
-                                 showscale=False, name=f"{name} error", hovertemplate="RMSE %{z:.3g} " + res.spec.unit + "<extra></extra>"),
+                                 showscale=False, name=f"{name} error",
+                                 hovertemplate=("%{z:.0%} of pixels with the wrong class" if res.spec.kind == "semantic"
+                                                else "RMSE %{z:.3g} " + res.spec.unit) + "<extra></extra>"),
                       row=k, col=4)
         top = fig.get_subplot(k, 1).yaxis.domain[1]
         fig.add_annotation(text=r["title"], x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
