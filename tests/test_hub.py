@@ -168,7 +168,7 @@ def test_one_entry_per_family():
     tags = [f.tag for f in FAMILIES]
     assert len(tags) == len(set(tags))
     assert len({f.adapter for f in FAMILIES}) == len(FAMILIES)  # one adapter class, one entry
-    assert {f.kind for f in FAMILIES} == {"image", "video", "fusion", "multimodal"}
+    assert {f.kind for f in FAMILIES} == {"image", "video", "fusion", "multimodal", "hierarchical"}
     claims = [(f.kind, t, a) for f in FAMILIES for t in f.model_types for a in (f.architectures or ("*",))]
     assert len(claims) == len(set(claims))  # no two entries claim the same checkpoints
     for f in FAMILIES:

@@ -48,7 +48,8 @@ def test_the_table_in_kinds_and_model_types():
                                                  "videomae"]  # videomae once
     assert R.model_types(("fusion",)) == ["mini_fusion", "clip", "blip", "vilt"]
     assert len({f.tag for f in R.FAMILIES}) == len(R.FAMILIES)
-    assert [f.tag for f in R.FAMILIES if not f.from_hub] == ["mini-fusion", "mini-multimae"]
+    assert [f.tag for f in R.FAMILIES if not f.from_hub] == ["mini-fusion", "mini-multimae", "uniformer"]
+    assert [f.tag for f in R.families(("hierarchical",))] == ["uniformer"]
 
 
 def test_family_of_a_config_dict():

@@ -214,3 +214,25 @@ def test_an_export_from_the_authors_file_reproduces_byte_for_byte(mae, tmp_path)
     assert sc["provenance"]["model"]["weights_sha256"] == mae.weights_sha256
     rep = export.reproduce(res.files["json"], out=tmp_path / "again")
     assert rep.identical, rep.summary()
+
+
+def test_a_timm_hub_folder_loads_by_its_config_and_safetensors(tmp_path):
+    """timm's hub layout: config.json naming an ``architecture`` (no transformers model_type) + model.safetensors."""
+    folder = tmp_path / "vit_tiny.mae"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(ENCODER.read_bytes())
+    cfg = {"architecture": "vit_base_patch16_224", "num_classes": 0,
+           "pretrained_cfg": {"tag": "mae", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    a = explorer.load_model(folder, device="cpu")
+    ref = np.load(FIX / "timm_vit_encoder_outputs.npz")
+    with torch.no_grad():
+        np.testing.assert_allclose(a.embedding(torch.tensor(ref["x"])).numpy(), ref["pooled"], atol=1e-5, rtol=0)
+    assert a.model_id == str(folder)
+    cfg["pretrained_cfg"]["mean"] = [0.5, 0.5, 0.5]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"normalises its input with mean \(0\.5, 0\.5, 0\.5\)"):
+        explorer.load_model(folder, device="cpu")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="timm model folder .* without model.safetensors"):
+        explorer.load_model(folder, device="cpu")

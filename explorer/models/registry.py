@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from . import hub
 from .hub import IMAGENET_MEAN, IMAGENET_STD, ModelLoadError  # noqa: F401  (re-exported)
 from .blip import BlipITMAdapter
@@ -247,6 +249,30 @@ def _wrong_kind(name: str, model_type: str, loader: _Loader, other: Family | Non
                           f"{_supported(loader)}.{hint}")
 
 
+def _timm_folder_weights(folder):
+    """``folder/model.safetensors`` when ``folder`` is a timm hub folder (its config.json names an ``architecture``
+    and no transformers ``model_type``); else ``None``.
+
+    Raises:
+        ModelLoadError: a timm folder without safetensors weights, or one normalised other than ImageNet's way.
+    """
+    if folder is None:
+        return None
+    config = hub.read_json(folder / "config.json")
+    if "model_type" in config or "architecture" not in config:
+        return None
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"{folder} is a timm model folder ({config['architecture']}) without model.safetensors; only "
+                             "safetensors weights are read from a timm folder.")
+    pre = config.get("pretrained_cfg") or {}
+    mean, std = tuple(pre.get("mean", IMAGENET_MEAN)), tuple(pre.get("std", IMAGENET_STD))
+    if not (np.allclose(mean, IMAGENET_MEAN, atol=1e-4) and np.allclose(std, IMAGENET_STD, atol=1e-4)):
+        raise ModelLoadError(f"{folder} ({config['architecture']}) normalises its input with mean {mean} / std {std}; the "
+                             "explorer reads timm ViTs normalised as ImageNet's (the MAE weights are).")
+    return weights
+
+
 def _load(name_or_path, loader: _Loader, *, device, dtype, cache_dir=None, **options):
     """Shared body of the three loaders: device → name → checkpoint → family → adapter."""
     dev, dt = hub.device_and_dtype(device, dtype)
@@ -258,6 +284,9 @@ def _load(name_or_path, loader: _Loader, *, device, dtype, cache_dir=None, **opt
         raise ModelLoadError(f"{name!r}: {UNSUPPORTED_HUB[name]}, so it cannot be loaded here. Supported here: "
                              f"{', '.join(shipped) or 'none shipped'} (or a folder with the same format).")
     folder = hub.locate(name, example=loader.example, shipped=shipped)
+    timm_weights = _timm_folder_weights(folder)
+    if timm_weights is not None:  # a folder as timm's hub writes it: config.json ("architecture") + model.safetensors
+        return load_checkpoint_file(timm_weights, kinds=loader.kinds, device=dev, dtype=dt, model_id=str(folder))
     if folder is None and not any(f.from_hub for f in families(loader.kinds)):
         raise ModelLoadError(f"{name!r} looks like a Hugging Face id, but " + loader.no_hub.format(shipped=", ".join(shipped)))
     ckpt = hub.open_checkpoint(name, folder, cache_dir=cache_dir, shipped=shipped)
