@@ -186,3 +186,80 @@ def _mel_filters(n_fft: int, n_mels: int, rate: int) -> np.ndarray:
 
     return mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=20.0,
                            max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="kaldi")
+
+
+# ---------------------------------------------------------------------------- Kaldi fbank (Audio-MAE / AST front end)
+#: AudioSet statistics of the Kaldi fbank that Audio-MAE (and AST) normalise with: ``(x - mean) / (2 * std)``
+#: (facebookresearch/AudioMAE main_pretrain.py ``norm_stats['audioset']``; dataset.py divides by ``2 * std``).
+AUDIOSET_FBANK_MEAN, AUDIOSET_FBANK_STD = -4.2677393, 4.5689974
+#: Kaldi's log floor: float32 machine epsilon.
+_KALDI_EPS = float(np.finfo(np.float32).eps)
+
+
+def kaldi_fbank(samples: np.ndarray, rate: int = TARGET_RATE, *, num_mel_bins: int = 128, frame_length_ms: float = 25.0,
+                frame_shift_ms: float = 10.0, low_freq: float = 20.0, preemphasis: float = 0.97) -> np.ndarray:
+    """Kaldi-compatible log mel filterbank ``(frames, num_mel_bins)`` float32, as ``torchaudio.compliance.kaldi.fbank``
+    computes it with the options Audio-MAE's ``dataset.py`` passes (``htk_compat=True, use_energy=False,
+    window_type='hanning', dither=0.0, frame_shift=10``) and Kaldi's defaults for the rest.
+
+    Per 25 ms frame (``snip_edges``: only whole frames, ``1 + (N - 400) // 160`` of them at 16 kHz): the frame's mean is
+    removed, pre-emphasis 0.97 (the first sample against itself), a symmetric Hann window, a power spectrum over the
+    next power of two (512 points), Kaldi-mel triangles from ``low_freq`` to Nyquist (``transformers.audio_utils``'
+    ``mel_filter_bank(mel_scale='kaldi', triangularize_in_mel_space=True)``), then ``log(max(energy, float32 eps))``.
+
+    Args:
+        samples: ``(N,)`` float waveform in [-1, 1] (what ``torchaudio.load`` returns; not scaled to 16-bit integers).
+        rate: samples per second.
+    Raises:
+        AudioLoadError: fewer samples than one frame.
+    """
+    from transformers.audio_utils import window_function
+
+    x = np.asarray(samples, np.float64).ravel()
+    win = int(rate * frame_length_ms / 1000)
+    hop = int(rate * frame_shift_ms / 1000)
+    if len(x) < win:
+        raise AudioLoadError(f"The audio has {len(x)} samples, fewer than one {frame_length_ms:g} ms frame ({win}).")
+    n_fft = 1 << (win - 1).bit_length()
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    frames = np.concatenate([frames[:, :1] * (1 - preemphasis), frames[:, 1:] - preemphasis * frames[:, :-1]], axis=1)
+    frames = frames * window_function(win, "hann", periodic=False)
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    energy = power @ _kaldi_mel_filters(n_fft, num_mel_bins, rate, float(low_freq))
+    return np.log(np.maximum(energy, _KALDI_EPS)).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _kaldi_mel_filters(n_fft: int, n_mels: int, rate: int, low_freq: float) -> np.ndarray:
+    import warnings
+
+    from transformers.audio_utils import mel_filter_bank
+
+    with warnings.catch_warnings():  # the lowest of 128 Kaldi triangles catch no 31.25 Hz FFT bin: empty, as in Kaldi
+        warnings.simplefilter("ignore", UserWarning)
+        return mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=low_freq,
+                               max_frequency=rate / 2, sampling_rate=rate, norm=None, mel_scale="kaldi",
+                               triangularize_in_mel_space=True)
+
+
+def audiomae_spectrogram(samples: np.ndarray, rate: int = TARGET_RATE, *, frames: int = 1024,
+                         num_mel_bins: int = 128) -> tuple[np.ndarray, list[str]]:
+    """Audio-MAE's input before normalisation: ``(num_mel_bins, frames)`` Kaldi fbank (mel bins × 10 ms frames), and
+    notes.
+
+    As their ``dataset.py``: the waveform's mean is removed, :func:`kaldi_fbank` computed, then zero-padded at the end
+    (0 in log power: what their code pads with) or cut to ``frames`` (1024 frames = 10.24 s at 16 kHz).  Normalise
+    with ``(x - AUDIOSET_FBANK_MEAN) / (2 * AUDIOSET_FBANK_STD)`` (the adapter's modality does).
+    """
+    x = np.asarray(samples, np.float64).ravel()
+    fb = kaldi_fbank(x - x.mean(), rate, num_mel_bins=num_mel_bins)
+    notes = []
+    if len(fb) < frames:
+        notes.append(f"{len(fb) / 100:.2f} s of sound: padded with zeros (log power 0, as Audio-MAE's data loader does) "
+                     f"to {frames / 100:.2f} s")
+        fb = np.pad(fb, ((0, frames - len(fb)), (0, 0)))
+    elif len(fb) > frames:
+        notes.append(f"{len(fb) / 100:.2f} s of sound: the first {frames / 100:.2f} s are used")
+        fb = fb[:frames]
+    return np.ascontiguousarray(fb.T, np.float32), notes

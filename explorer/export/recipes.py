@@ -193,7 +193,7 @@ MODALITY = Text(32, r"[a-z][a-z0-9_-]*", what="a modality name (rgb, depth, vide
         schema=dict(sample=Text(40, r"[a-z]+:-?[0-9]{1,12}", none=True, what="a generated sample ('room:<seed>')"),
                     arrays=StoredPath(), arrays_sha256=SHA256_OR_NONE,
                     budgets=DictOf(MODALITY, Num(0.0, 1_000_000.0), 8, none=True), total=Int(0, 1_000_000, none=True),
-                    seed=SEED, strategy=DictOf(MODALITY, Choice(("random", "tube")), 8, none=True),
+                    seed=SEED, strategy=DictOf(MODALITY, Choice(("random", "tube", "time", "frequency", "time-frequency")), 8, none=True),
                     frame=Int(0, 100_000)))
 def _multimodal(adapter, images, o) -> go.Figure:
     """Cross-modal reconstruction (RGB-D / audio-visual): one row per modality, original | seen | reconstruction | error."""

@@ -76,12 +76,26 @@ def _ranking(spec: Modality, seed: int, strategy: str) -> np.ndarray:
     raise BudgetError(f"Unknown masking strategy {strategy!r}: use 'random' or 'tube'.")
 
 
+#: strategies for spectrogram modalities, from :mod:`explorer.masking.audio` (counts are rounded down to whole strips)
+SPECTROGRAM_STRATEGIES = ("time", "frequency", "time-frequency")
+
+
+def _strips(spec: Modality, n: int, seed: int, strategy: str, bad) -> np.ndarray:
+    from .audio import spectrogram_visible
+
+    if spec.kind != "spectrogram":
+        raise BudgetError(f"{strategy} masking needs a spectrogram modality; {spec.name} is {spec.kind}.")
+    vis = spectrogram_visible(spec.grid, n, strategy, seed)
+    return vis & ~np.asarray(bad, bool) if bad is not None else vis  # mostly unknown patches are never shown
+
+
 def visible_masks(specs: list[Modality], counts: dict[str, int], seed: int, *, strategy: dict[str, str] | None = None,
                   ineligible: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Seeded visible masks: name → ``(N_m,)`` bool with exactly ``counts[name]`` True (nested in the count).
 
     Args:
-        strategy: name → ``"random"`` (default) or ``"tube"`` (video; counts are then rounded down to whole tubes).
+        strategy: name → ``"random"`` (default), ``"tube"`` (video; counts are then rounded down to whole tubes) or, for
+            spectrograms, ``"time"`` / ``"frequency"`` / ``"time-frequency"`` (whole strips, :mod:`explorer.masking.audio`).
         ineligible: name → ``(N_m,)`` bool patches never shown (the count is capped by what is left, never silently:
             :class:`BudgetError` if it cannot be met).
     """
@@ -89,6 +103,9 @@ def visible_masks(specs: list[Modality], counts: dict[str, int], seed: int, *, s
     out = {}
     for s in specs:
         n = int(counts.get(s.name, 0))
+        if strategy.get(s.name) in SPECTROGRAM_STRATEGIES:  # whole time / frequency strips (Audio-MAE): masking.audio
+            out[s.name] = _strips(s, n, seed, strategy[s.name], ineligible.get(s.name))
+            continue
         order = _ranking(s, seed, strategy.get(s.name, "random"))
         bad = ineligible.get(s.name)
         if bad is not None:

@@ -127,7 +127,14 @@ def sample_names(task: str) -> list[tuple[str, str]]:
 
 
 def sample_inputs(adapter, name: str) -> tuple[dict, list[str]]:
-    """The inputs of a named sample (``"room:<seed>"``, ``"motorcycle:<seed>"``, ``"clip:<seed>"``) for ``adapter``."""
+    """The inputs of a named sample (``"room:<seed>"``, ``"motorcycle:<seed>"``, ``"clip:<seed>"``) for ``adapter``;
+    an adapter with samples of its own (``adapter.sample_inputs``, e.g. Audio-MAE's ``"sound:<seed>"``) gives them."""
+    own = getattr(adapter, "sample_inputs", None)
+    if callable(own):
+        try:
+            return own(name)
+        except ValueError as e:
+            raise MultiModalInputError(str(e)) from None
     kind, _, seed = name.partition(":")
     if kind not in SAMPLE_KINDS.get(adapter.task, ()) or not seed.isdecimal():  # seeds are non-negative integers
         offered = ", ".join(n for _l, n in sample_names(adapter.task))
