@@ -392,6 +392,8 @@ class EPFLMultiMAEAdapter(HashedWeights):
 
     family = "multimodal"
     model_type = "multimae-epfl"
+    #: what the multimodal app's two upload slots take (depth in any unit: the model standardises it per image)
+    upload_labels = ("RGB image", "Depth map (any unit) / right image")
 
     def __init__(self, model: EPFLMultiMAE, *, model_id: str, device: torch.device, dtype: torch.dtype,
                  source: str | None = None):
