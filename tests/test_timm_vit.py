@@ -236,3 +236,22 @@ def test_a_timm_hub_folder_loads_by_its_config_and_safetensors(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="timm model folder .* without model.safetensors"):
         explorer.load_model(folder, device="cpu")
+
+
+def test_notebook_03s_checkpoint_file_cell_runs_on_a_file(monkeypatch):
+    """The cell that runs when MAE_WEIGHTS points at a file (the notebook test runs it without one)."""
+    import nbformat
+    import plotly.graph_objects as go
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "03_attention_maps.ipynb", as_version=4)
+    (src,) = [c.source for c in nb.cells if c.cell_type == "code" and "MAE_WEIGHTS" in c.source]
+    shown = []
+    monkeypatch.setattr(go.Figure, "show", lambda self, *a, **k: shown.append(self))
+    monkeypatch.setenv("MAE_WEIGHTS", str(MAE))
+    printed = []
+    from explorer import attention as A
+    from explorer.viz import attention as VA
+
+    exec(src, {"explorer": explorer, "A": A, "VA": VA, "print": lambda *a: printed.append(" ".join(map(str, a)))})
+    assert printed == ["mae: 1 layers x 2 heads, (4, 4) patches"]
+    assert len(shown) == 1 and len(shown[0].data) >= 2

@@ -471,6 +471,26 @@ try:
 except explorer.ModelLoadError as e:
     print(e.brief)
 """),
+    ("md", """
+**Checkpoint files in timm's layout.** timm's MAE encoders (`vit_base_patch16_224.mae`, `-large`, `-huge`: the
+`model.safetensors` of `timm/vit_base_patch16_224.mae` on the Hugging Face hub, or that folder) and the MAE
+authors' own files from github.com/facebookresearch/mae (`mae_pretrain_vit_base.pth`: the encoder;
+`mae_visualize_vit_large.pth` from their demo: encoder + decoder) load by path. They are read as tensors only
+(`weights_only=True`) and converted into transformers' ViT / ViTMAE, so every view here works on them; an
+encoder-only file has no decoder, so the reconstruction views say so instead. Point `MAE_WEIGHTS` at one to run
+this cell on it:
+"""),
+    ("code", """
+import os
+
+path = os.environ.get("MAE_WEIGHTS")
+if path:
+    authors = explorer.load_model(path)
+    print(f"{authors.family}: {authors.num_layers} layers x {authors.num_heads} heads, {authors.grid} patches")
+    VA.attention_grid(A.attention_maps(authors, "chelsea"), "cls", layers=[0, authors.num_layers - 1]).show()
+else:
+    print("skipped: MAE_WEIGHTS is not set (e.g. MAE_WEIGHTS=~/weights/mae_visualize_vit_large.pth)")
+"""),
 ]
 
 EXPORT = [
