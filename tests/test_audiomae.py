@@ -224,3 +224,53 @@ def test_spectrogram_masks_are_seeded_nested_and_strip_shaped(strategy):
     assert not (hidden[0] & ~hidden[1]).any()
     with pytest.raises(MaskError, match="Unknown spectrogram mask strategy"):
         spectrogram_visible(grid, 10, "tube")
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def _app_view(app) -> dict:
+    r = app.result
+    return dict(sample=app.sample_dd.value, masking=app.masking_dd.value, seed=app.seed.value,
+                budget=app._sliders["audio"].value, counts=r.counts, visible=r["audio"].visible.tolist(),
+                title=app.fig.layout.title.text, sources=[t.source for t in app.fig.data[:3]])
+
+
+def test_multimodal_app_opens_the_checkpoint_masks_by_strips_and_reexports_byte_identically(tmp_path):
+    from _tiny import export_png
+
+    from explorer.export import reproduce
+    from explorer.widgets.multimodal_app import MultiMAEApp
+
+    path = str(FIX / "swin_small.pth")
+    app = MultiMAEApp(path, device="cpu")
+    assert "⚠" not in app.status.value, app.status.value
+    assert app.sample_dd.value == "sound:10000002" and app.upload_a.description == "Sound (WAV)"
+    assert app.masking_dd.layout.display == "" and app._sliders["audio"].value == pytest.approx(0.2, abs=1 / 64)
+    assert app.result.counts["audio"] == 13 and "Audio-MAE" in app.status.value  # the norm_pix note
+    app.masking_dd.value = "time"  # whole time strips: 13 visible patches round down to one strip of 8
+    vis = app.result["audio"].visible.reshape(8, 8)
+    assert app.result.counts["audio"] == 8 and (vis.sum(0) % 8 == 0).all() and vis.all(0).sum() == 1
+    app.seed.value = 3
+    before = _app_view(app)
+    res = export_png(app, tmp_path, "sound")
+    o = res.sidecar["recipe"]["options"]
+    assert o["strategy"] == {"audio": "time"} and o["sample"] == "sound:10000002" and o["seed"] == 3
+    assert reproduce(res.files["json"]).identical  # the figure rebuilt byte for byte from its sidecar
+    again = MultiMAEApp.from_sidecar(res.files["png"], device="cpu")
+    assert _app_view(again) == before and "⚠" not in again.status.value
+    assert export_png(again, tmp_path, "sound-again").files["png"].read_bytes() == res.files["png"].read_bytes()
+    # a WAV upload goes through their Kaldi front end
+    import datetime
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(22_050)
+        w.writeframes((np.sin(np.arange(22_050) * 0.2) * 8000).astype("<i2").tobytes())
+    app.upload_b.value = ({"name": "tone.wav", "type": "audio/wav", "size": len(buf.getvalue()),
+                           "content": memoryview(buf.getvalue()),
+                           "last_modified": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)},)
+    app.use_uploads.click()
+    assert "⚠" not in app.status.value, app.status.value
+    assert "resampled" in app.status.value and app._key.startswith("upload:")
+    assert app.inputs["audio"].shape == (128, 128)

@@ -438,10 +438,19 @@ class AudioMAEAdapter(HashedWeights):
 
     @property
     def prediction_notes(self) -> tuple[str, ...]:
+        """How predictions are shown (``norm_pix``)."""
         if not self.norm_pix:
             return ()
         return ("Audio-MAE predicts each hidden patch normalised by its own mean and variance (norm_pix_loss): shown "
                 "with the true patch's statistics, as the paper's figures do",)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What is assumed, not read from the weights (the apps show these): see the module docstring."""
+        c = self.model.cfg
+        return self.prediction_notes + (
+            f"Audio-MAE {c.decoder} decoder; {c.mels} mel bins (AudioSet Kaldi fbank, normalised with AudioSet's mean "
+            f"and 2 x std) and {c.heads} encoder heads are the published values, not stored in the checkpoint",)
 
     # ------------------------------------------------------------------ running
     def _image(self, x: np.ndarray) -> torch.Tensor:
