@@ -90,13 +90,14 @@ def test_published_checkpoints_without_an_implementation_are_refused_with_the_re
     with pytest.raises(ModelLoadError) as e:
         R.load_multimodal_model("facebook/audiomae", device="cpu")
     assert str(e.value) == ("'facebook/audiomae': Audio-MAE is released as a PyTorch checkpoint for its own repository, not "
-                            f"in transformers, so it cannot be loaded here. Supported here: {shipped} (or a folder with the "
-                            "same format).")
+                            "in transformers, so it cannot be loaded by id. Download the authors' ViT-B pretraining checkpoint "
+                            "(pretrained.pth, linked from github.com/facebookresearch/AudioMAE) and pass its path to "
+                            f"explorer.load_multimodal_model. Supported here: {shipped} (or a folder with the same format).")
     with pytest.raises(ModelLoadError) as e:
         R.load_model("EPFL-VILAB/multimae-b", device="cpu")
     assert str(e.value).startswith("'EPFL-VILAB/multimae-b': MultiMAE (RGB + depth + semantics) is implemented in "
-                                   "EPFL-VILAB's own repository, not in transformers, so it cannot be loaded here. "
-                                   "Supported here: mini-mae, mini-video-mae")
+                                   "EPFL-VILAB's own repository, not in transformers, so it cannot be loaded by id. "
+                                   "Download the authors' multimae-b_98_rgb+-depth-semseg_1600e_multivit-afff3f8c.pth")
     with pytest.raises(ModelLoadError) as e:
         R.load_multimodal_model("someone/rgbd-mae", device="cpu")
     assert str(e.value) == ("'someone/rgbd-mae' looks like a Hugging Face id, but transformers has no multimodal (RGB-D or "

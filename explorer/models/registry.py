@@ -134,6 +134,14 @@ UNSUPPORTED_HUB = {
     "yuangongnd/cav-mae": "CAV-MAE is released for its own repository, not in transformers",
 }
 
+#: Of those, the ones whose authors' checkpoint *file* loads by path: the file to get instead of the id.
+AUTHORS_FILES = {
+    "EPFL-VILAB/multimae-b": "the authors' multimae-b_98_rgb+-depth-semseg_1600e_multivit-afff3f8c.pth (linked from "
+                             "github.com/EPFL-VILAB/MultiMAE) and pass its path to explorer.load_multimodal_model",
+    "facebook/audiomae": "the authors' ViT-B pretraining checkpoint (pretrained.pth, linked from "
+                         "github.com/facebookresearch/AudioMAE) and pass its path to explorer.load_multimodal_model",
+}
+
 #: Real checkpoints the widgets offer by name (they need the hub or a local copy).
 HUB_MODELS = ("facebook/vit-mae-base", "facebook/vit-mae-large", "facebook/vit-mae-huge")
 FUSION_HUB_MODELS = ("openai/clip-vit-base-patch16", "Salesforce/blip-itm-base-coco", "dandelin/vilt-b32-finetuned-vqa")
@@ -281,7 +289,8 @@ def _load(name_or_path, loader: _Loader, *, device, dtype, cache_dir=None, **opt
         return load_checkpoint_file(name, kinds=loader.kinds, device=dev, dtype=dt)
     shipped = _shipped(loader.kinds)
     if name in UNSUPPORTED_HUB:
-        raise ModelLoadError(f"{name!r}: {UNSUPPORTED_HUB[name]}, so it cannot be loaded here. Supported here: "
+        instead = f" Download {AUTHORS_FILES[name]}." if name in AUTHORS_FILES else ""
+        raise ModelLoadError(f"{name!r}: {UNSUPPORTED_HUB[name]}, so it cannot be loaded by id.{instead} Supported here: "
                              f"{', '.join(shipped) or 'none shipped'} (or a folder with the same format).")
     folder = hub.locate(name, example=loader.example, shipped=shipped)
     timm_weights = _timm_folder_weights(folder)
