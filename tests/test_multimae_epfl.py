@@ -214,3 +214,38 @@ def test_reconstruction_scores_semantic_maps_by_class(mm, ref):
     assert 0 <= r.metrics["miou"] <= 1 and "rmse" not in r.metrics
     wrong = (r.prediction != x["semseg"]).reshape(4, 2, 4, 2).mean((1, 3))
     np.testing.assert_allclose(np.where(r.visible.reshape(4, 4), np.nan, wrong), r.patch_error, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ the app
+def test_multimodal_app_opens_the_checkpoint_and_reexports_byte_for_byte(ref, tmp_path):
+    """MultiMAEApp on the fixture file: the MultiMAE presets, a semantic row with its class legend, depth units said,
+    and an export of given arrays (a semantic map included) that reopens from its sidecar and re-exports the same PNG."""
+    import html
+
+    from explorer.widgets.multimodal_app import MultiMAEApp
+
+    from _tiny import export_png
+
+    app = MultiMAEApp(model=str(CKPT), sample="room:10000001")
+    assert "⚠" not in app.status.value, app.status.value
+    assert [b.description for b in app.presets.children] == [
+        "RGB → depth + semantics", "RGB + 10% depth", "depth + RGB, 25% each", "drop RGB (depth → RGB)",
+        "drop depth (RGB + semantics)"]
+    assert app.upload_b.description == "Depth map (any unit) / right image"
+    assert "standardised per image" in html.unescape(app.status.value)  # the depth units, said on screen
+    assert app.result.counts == {"rgb": 16, "depth": 0, "semseg": 0} and len(app.fig.data) == 12
+    app.presets.children[3].click()  # drop RGB: depth → RGB and semantics
+    assert app.result.counts == {"rgb": 0, "depth": 16, "semseg": 0}
+    assert "pixel accuracy" not in app.fig.layout.annotations[2].text  # no semantic map given: nothing to score
+    app.set_arrays({"rgb": ref["rgb"], "depth": ref["depth"], "semseg": ref["semseg"]})
+    app.presets.children[4].click()  # drop depth: RGB + semantics
+    assert app.result.counts == {"rgb": 8, "depth": 0, "semseg": 8}
+    title = app.fig.layout.annotations[2].text
+    assert "pixel accuracy" in title and "■</span>" in title
+    assert any(n in title for n in COCO_PANOPTIC_CLASSES)
+    res = export_png(app, tmp_path / "figs", "multimae")
+    again = MultiMAEApp.from_sidecar(res.files["json"])
+    assert again.result.counts == app.result.counts
+    np.testing.assert_array_equal(again.result["semseg"].prediction, app.result["semseg"].prediction)
+    res2 = export_png(again, tmp_path / "figs", "multimae-again")
+    assert res2.files["png"].read_bytes() == res.files["png"].read_bytes()

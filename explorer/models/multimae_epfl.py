@@ -412,7 +412,7 @@ class EPFLMultiMAEAdapter(HashedWeights):
                 specs.append(Modality("rgb", "image", (h, w, 3), (cfg.patch,) * 2, IMAGENET_MEAN, IMAGENET_STD, "intensity"))
             elif d == "depth":
                 specs.append(Modality("depth", "depth", (h, w), (cfg.patch,) * 2, (0.0,), (1.0,),
-                                      "relative depth (standardised per image)"))
+                                      "as given (standardised per image by the model)"))
             else:
                 s = cfg.stride(d)
                 names = COCO_PANOPTIC_CLASSES if cfg.num_classes == len(COCO_PANOPTIC_CLASSES) else \

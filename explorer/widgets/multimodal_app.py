@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 import ipywidgets as W
+import numpy as np
 
 from ..export import ReproduceError
 from ..io import ImageLoadError
 from ..models import DeviceError, ModelLoadError
 from ..multimodal import BudgetError, MultiModalInputError, list_multimodal_models, load_multimodal_model, reconstruct_multimodal
 from ..multimodal.baselines import baseline_metrics
-from ..multimodal.inputs import av_from_files, prepare_files, rgbd_from_files, sample_inputs, sample_names
+from ..multimodal.inputs import PreparedInputs, av_from_files, prepare_files, rgbd_from_files, sample_inputs, sample_names
 from ..viz import multimodal as MV
 from .base import AppBase, FrameControls, file_stem
 from .figures import AppFigure, replace_figure
@@ -36,9 +37,15 @@ PRESETS = {
              "RGB from depth": {"rgb": 0.0, "depth": 1.0}, "25% + 25%": {"rgb": 0.25, "depth": 0.25}},
     "audio-visual": {"sound from video": {"video": 1.0, "audio": 0.0}, "video from sound": {"video": 0.0, "audio": 1.0},
                      "25% + 25%": {"video": 0.25, "audio": 0.25}, "video 10% + sound": {"video": 0.1, "audio": 1.0}},
+    # MultiMAE (EPFL-VILAB): RGB, depth and COCO semantic maps; a slider at 0 drops that modality
+    "rgbd+semantic": {"RGB → depth + semantics": {"rgb": 1.0, "depth": 0.0, "semseg": 0.0},
+                      "RGB + 10% depth": {"rgb": 1.0, "depth": 0.1, "semseg": 0.0},
+                      "depth + RGB, 25% each": {"rgb": 0.25, "depth": 0.25, "semseg": 0.0},
+                      "drop RGB (depth → RGB)": {"rgb": 0.0, "depth": 1.0, "semseg": 0.0},
+                      "drop depth (RGB + semantics)": {"rgb": 0.5, "depth": 0.0, "semseg": 0.5}},
 }
 METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth": ("absrel", "AbsRel", False),
-          "spectrogram": ("rmse_db", "dB RMSE", False)}
+          "spectrogram": ("rmse_db", "dB RMSE", False), "semantic": ("accuracy", "pixel accuracy", True)}
 #: the Total slider's first value (visible patches split by the Dirichlet button)
 TOTAL = 16
 
@@ -159,7 +166,7 @@ class MultiMAEApp(FrameControls, AppBase):
         task = self.adapter.task
         sample, budgets = self._initial
         self._initial = (None, None)
-        budgets = budgets or next(iter(PRESETS.get(task, {"all": {s.name: 0.5 for s in self.adapter.modalities}}).values()))
+        budgets = budgets or next(iter(PRESETS.get(self._preset_key(), {"all": {s.name: 0.5 for s in self.adapter.modalities}}).values()))
         self._build_budget_controls(budgets)
         self._cache.clear()
         labels = {"rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound (WAV)")}[task]
@@ -184,11 +191,16 @@ class MultiMAEApp(FrameControls, AppBase):
             self._sliders[s.name] = sl
         self.sliders.children = list(self._sliders.values())
         buttons = []
-        for label, b in PRESETS.get(self.adapter.task, {}).items():
+        for label, b in PRESETS.get(self._preset_key(), {}).items():
             btn = W.Button(description=label, layout=W.Layout(width="auto"))
             btn.on_click(lambda _b, b=b: self.set_budgets(b))
             buttons.append(btn)
         self.presets.children = buttons
+
+    def _preset_key(self) -> str:
+        """Which presets apply: the task's, or ``"rgbd+semantic"`` for a model that also reads semantic maps (MultiMAE)."""
+        semantic = any(s.kind == "semantic" for s in self.adapter.modalities)
+        return self.adapter.task + ("+semantic" if semantic else "")
 
     @_guarded
     def _set_sample(self, name: str):
@@ -206,6 +218,16 @@ class MultiMAEApp(FrameControls, AppBase):
         takes).  A colour second image is taken as the right view of a stereo pair (depth from OpenCV's SGBM disparity,
         relative); see :func:`explorer.multimodal.inputs.rgbd_from_files`."""
         return self._use_files(lambda size: rgbd_from_files(image, depth, size=size, stereo_right=stereo_right))
+
+    def set_arrays(self, arrays: dict, *, note: str = "arrays given in Python"):
+        """Use inputs already in the model's shapes, e.g. with a MultiMAE checkpoint ``{"rgb": (224, 224, 3) in [0, 1],
+        "depth": (224, 224) any unit, "semseg": (56, 56) COCO panoptic class ids}`` (NaN = unknown).  Modalities left
+        out are predicted (budget 0); the arrays are stored with an export, as uploads are."""
+        from ..io import array_sha256
+
+        arrays = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+        key = "upload:" + ":".join(array_sha256(arrays[k]) for k in sorted(arrays))
+        return self._use_files(lambda size: PreparedInputs(arrays, [note], key))
 
     def set_av(self, video=None, audio=None, *, start_s: float = 0.0):
         """Use a video (or a still image) and/or a WAV sound; the model takes one second from ``start_s``
@@ -272,7 +294,8 @@ class MultiMAEApp(FrameControls, AppBase):
         self.table.value = self.metrics_table()
         self._info(f"{html.escape(self.adapter.model_id)} · seed {seed} · "
                    + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
-                   + f" · computed in {secs * 1e3:.0f} ms (cached) · " + html.escape("; ".join(self.notes + list(self.result.notes))))
+                   + f" · computed in {secs * 1e3:.0f} ms (cached) · "
+                   + html.escape("; ".join(self.notes + list(self.result.notes) + list(getattr(self.adapter, "notes", ())))))
 
     def export_request(self) -> dict:
         """What the Export button exports: the ``multimodal`` recipe for the view on screen.  Uploaded inputs are handed
