@@ -37,6 +37,7 @@ PRESETS = {
              "RGB from depth": {"rgb": 0.0, "depth": 1.0}, "25% + 25%": {"rgb": 0.25, "depth": 0.25}},
     "audio-visual": {"sound from video": {"video": 1.0, "audio": 0.0}, "video from sound": {"video": 0.0, "audio": 1.0},
                      "25% + 25%": {"video": 0.25, "audio": 0.25}, "video 10% + sound": {"video": 0.1, "audio": 1.0}},
+    "audio": {"20% visible (pretraining)": {"audio": 0.2}, "50% visible": {"audio": 0.5}, "10% visible": {"audio": 0.1}},
     # MultiMAE (EPFL-VILAB): RGB, depth and COCO semantic maps; a slider at 0 drops that modality
     "rgbd+semantic": {"RGB → depth + semantics": {"rgb": 1.0, "depth": 0.0, "semseg": 0.0},
                       "RGB + 10% depth": {"rgb": 1.0, "depth": 0.1, "semseg": 0.0},
@@ -44,6 +45,9 @@ PRESETS = {
                       "drop RGB (depth → RGB)": {"rgb": 0.0, "depth": 1.0, "semseg": 0.0},
                       "drop depth (RGB + semantics)": {"rgb": 0.5, "depth": 0.0, "semseg": 0.5}},
 }
+#: masking strategies for spectrogram modalities (explorer.masking.audio): label → strategy
+SPECTROGRAM_MASKING = (("random patches", "random"), ("time strips", "time"), ("frequency strips", "frequency"),
+                       ("time × frequency (Audio-MAE 2-D)", "time-frequency"))
 METRIC = {"image": ("psnr", "dB", True), "video": ("psnr", "dB", True), "depth": ("absrel", "AbsRel", False),
           "spectrogram": ("rmse_db", "dB RMSE", False), "semantic": ("accuracy", "pixel accuracy", True)}
 #: the Total slider's first value (visible patches split by the Dirichlet button)
@@ -87,6 +91,8 @@ class MultiMAEApp(FrameControls, AppBase):
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed", layout=W.Layout(width="160px"))
         self.total = W.IntSlider(value=TOTAL, min=1, max=64, description="Total", continuous_update=False)
         self.dirichlet_btn = W.Button(description="Dirichlet split", tooltip="MultiMAE: split the total budget by a seeded Dirichlet(1) draw")
+        self.masking_dd = W.Dropdown(options=SPECTROGRAM_MASKING, value="random", description="Sound masking",
+                                     style={"description_width": "100px"}, layout=W.Layout(width="380px"))
         self.frame_controls(interval=300)
         self.time_box = W.HBox([self.play, self.frame])
         self.table = W.HTML()
@@ -95,13 +101,14 @@ class MultiMAEApp(FrameControls, AppBase):
         self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         super().__init__([
             *head,
-            self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.time_box,
+            self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.masking_dd, self.time_box,
             self.status_area, self.fig.box, self.table, self.export_panel,
         ])
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change(self.sample_dd, lambda ch: self._set_sample(ch["new"]) if ch["new"] else None)
         self.use_uploads.on_click(lambda _b: self._set_uploads())
         self.on_change(self.seed, lambda _c: self._compute())
+        self.on_change(self.masking_dd, lambda _c: self._compute())
         self.dirichlet_btn.on_click(lambda _b: self._dirichlet())
         self.on_change(self.frame, lambda _c: self._show_frame())
         self._initial = (sample, budgets)
@@ -149,7 +156,8 @@ class MultiMAEApp(FrameControls, AppBase):
             self.seed.value = view["seed"]
             # a budgets view does not use the Total slider: it starts where a new app's does, as from_sidecar's
             self.total.value = view["total"] if view["total"] is not None else min(TOTAL, self.total.max)
-            listed = view["sample"] in [v for _l, v in sample_names(self.adapter.task)]
+            listed = view["sample"] in [v for _l, v in _sample_names(self.adapter)]
+            self.masking_dd.value = view["masking"]
             self.sample_dd.value = view["sample"] if listed else None  # not listed: the dropdown does not name it
         if view["budgets"] is not None:
             self.set_budgets(view["budgets"], compute=False)
@@ -169,13 +177,17 @@ class MultiMAEApp(FrameControls, AppBase):
         budgets = budgets or next(iter(PRESETS.get(self._preset_key(), {"all": {s.name: 0.5 for s in self.adapter.modalities}}).values()))
         self._build_budget_controls(budgets)
         self._cache.clear()
-        labels = {"rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound (WAV)")}[task]
+        labels = getattr(self.adapter, "upload_labels", None) or {  # an adapter may say what its inputs are (Audio-MAE)
+            "rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound (WAV)")}[task]
         self.upload_a.description, self.upload_b.description = labels
         self.upload_a.accept = "image/*,.png,.jpg,.jpeg,.tif,.tiff" if task == "rgbd" else "video/*,image/*,.gif,.avi,.mp4,.webm"
         self.upload_b.accept = ".png,.tif,.tiff,.npy,.exr,image/*" if task == "rgbd" else ".wav,audio/wav"
+        if getattr(self.adapter, "upload_accept", None):
+            self.upload_a.accept, self.upload_b.accept = self.adapter.upload_accept
+        self.masking_dd.layout.display = "" if any(s.kind == "spectrogram" for s in self.adapter.modalities) else "none"
         self.time_box.layout.display = "" if any(s.kind == "video" for s in self.adapter.modalities) else "none"
         self.total.max = sum(s.num_patches for s in self.adapter.modalities)
-        names = sample_names(task)
+        names = _sample_names(self.adapter)
         with self.quiet():
             self.sample_dd.options = names
             self.sample_dd.value = None
@@ -211,7 +223,8 @@ class MultiMAEApp(FrameControls, AppBase):
     @_guarded
     def _set_uploads(self):
         a, b = self.upload_a.value or None, self.upload_b.value or None
-        self._use_files(lambda size: prepare_files(self.adapter.task, a, b, size=size))
+        own = getattr(self.adapter, "prepare_files", None)  # an adapter with its own front end (Audio-MAE's fbank)
+        self._use_files(lambda size: own(a, b) if own else prepare_files(self.adapter.task, a, b, size=size))
 
     def set_rgbd(self, image=None, depth=None, *, stereo_right: bool | None = None):
         """Use an RGB image and/or a depth map (any source :func:`explorer.load_image` / :func:`explorer.depth.load_depth`
@@ -270,13 +283,16 @@ class MultiMAEApp(FrameControls, AppBase):
         if self.adapter is None or not self.inputs:
             return
         seed = int(self.seed.value)
+        strategy = self._strategy()
         if dirichlet:
-            key = (self._key, self.adapter.model_id, "dirichlet", int(self.total.value), seed)
+            key = (self._key, self.adapter.model_id, "dirichlet", int(self.total.value), seed, str(strategy))
             kwargs = dict(total=int(self.total.value))
         else:
             budgets = {k: int(round(sl.value * self.adapter.spec(k).num_patches)) for k, sl in self._sliders.items()}
-            key = (self._key, self.adapter.model_id, tuple(sorted(budgets.items())), seed)
+            key = (self._key, self.adapter.model_id, tuple(sorted(budgets.items())), seed, str(strategy))
             kwargs = dict(budgets=budgets)
+        if strategy:
+            kwargs["strategy"] = strategy
         self._request = dict(kwargs, seed=seed)
         if key not in self._cache:
             t0 = time.perf_counter()
@@ -296,6 +312,12 @@ class MultiMAEApp(FrameControls, AppBase):
                    + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
                    + f" · computed in {secs * 1e3:.0f} ms (cached) · "
                    + html.escape("; ".join(self.notes + list(self.result.notes) + list(getattr(self.adapter, "notes", ())))))
+
+    def _strategy(self) -> dict | None:
+        """The sound masking on screen as ``reconstruct_multimodal``'s ``strategy`` (``None``: every modality random)."""
+        if self.masking_dd.value == "random":
+            return None
+        return {s.name: self.masking_dd.value for s in self.adapter.modalities if s.kind == "spectrogram"} or None
 
     def export_request(self) -> dict:
         """What the Export button exports: the ``multimodal`` recipe for the view on screen.  Uploaded inputs are handed
@@ -367,7 +389,10 @@ def _recorded_view(r, path) -> dict:
     from ..export.registry import input_folder, input_path, options_for
 
     o, adapter = options_for(r.recipe, r.options), r.model  # a key missing (an older sidecar): its default
-    odd = {k: v for k, v in (o["strategy"] or {}).items() if v != "random"}
+    kinds = {s.name: s.kind for s in adapter.modalities}
+    sound = {k: v for k, v in (o["strategy"] or {}).items() if kinds.get(k) == "spectrogram"
+             and v in {m for _l, m in SPECTROGRAM_MASKING}}  # the Sound masking control shows these
+    odd = {k: v for k, v in (o["strategy"] or {}).items() if v != "random" and k not in sound}
     if odd:
         raise ValueError(f"{Path(path).name} masks {', '.join(f'{k} by {v}' for k, v in odd.items())}: the app masks every "
                          "modality at random. Rebuild it with python -m explorer reproduce.")
@@ -389,4 +414,10 @@ def _recorded_view(r, path) -> dict:
         budgets = {k: (v / n[k] if isinstance(v, int) else float(v)) for k, v in
                    ((k, o["budgets"].get(k, 0)) for k in n)}
     return dict(sample=o["sample"], inputs=inputs, budgets=budgets, total=o["total"], seed=int(o["seed"]),
-                frame=int(o["frame"]))
+                frame=int(o["frame"]), masking=next(iter(sound.values()), "random"))
+
+
+def _sample_names(adapter) -> list[tuple[str, str]]:
+    """(label, name) of the samples offered for ``adapter``: its own (Audio-MAE's generated sounds) or its task's."""
+    own = getattr(adapter, "sample_names", None)
+    return own() if callable(own) else sample_names(adapter.task)
