@@ -160,6 +160,7 @@ def test_notebook_runs(path):
         assert re.search(r"depth visible  10%: model AbsRel [\d.]+ \| inpainting [\d.]+", text)
         assert "handled: depth: 24 patches are mostly unknown and never shown" in text
         assert text.count("refused:") == 5 and "not in transformers" in text
+        assert "skipped: MULTIMAE_WEIGHTS is not set" in text  # tests/test_notebook_published_cells.py runs it on a file
     if path.name == "10_interventions.ipynb":
         assert "nothing ablated: Δ +0.000 dB" in text
         assert re.search(r"most important head: L\d H\d, Δ masked-patch PSNR [-+][\d.]+ dB", text)

@@ -166,6 +166,36 @@ for call in [lambda: reconstruct_multimodal(mm, x, {"rgb": 0.0, "depth": 0.0}),
         call()
     except (BudgetError, MultiModalInputError, DepthLoadError, explorer.ModelLoadError) as e:
         print("refused:", e)
+"""),    ("md", """
+## 7 · With the published MultiMAE weights
+
+MultiMAE's authors (EPFL-VILAB) publish their pre-trained model as a file for their own repository, not on the
+Hugging Face hub: download `multimae-b_98_rgb+-depth-semseg_1600e_multivit-afff3f8c.pth` (about 400 MB, from the
+"pretrained weights" link of github.com/EPFL-VILAB/MultiMAE) and set `MULTIMAE_WEIGHTS` to its path before starting
+JupyterLab. It is read as tensors only (`weights_only=True`) into our implementation of their layout, which the tests
+check against the authors' own code. It has three modalities: RGB, depth and 133 COCO panoptic classes.
+
+* **Depth in any unit** (larger = farther). The model sees each depth map standardised by the mean and spread of its
+  10–90 % values, as it was trained. Its predictions are put back in your map's units with that map's own statistics,
+  so the scale comes from your map, not from the model: this is a *relative* depth model.
+* **Semantic maps** are drawn with the class palette and a legend of the classes on screen.
+
+Without the file, the cell below says it skipped.
+"""),
+    ("code", """
+import os
+
+path = os.environ.get("MULTIMAE_WEIGHTS")
+if path:
+    published = load_multimodal_model(path)
+    print("\\n".join(published.notes))
+    x_p, _ = sample_inputs(published, "motorcycle:1")
+    r = reconstruct_multimodal(published, x_p, {"rgb": 1.0, "depth": 0.0}, seed=0)   # depth and semantics from RGB
+    print(r.summary())
+    multimodal_figure(r).show()
+    display(MultiMAEApp(path, "motorcycle:1"))
+else:
+    print("skipped: MULTIMAE_WEIGHTS is not set (the path of the authors' multimae-b_98_rgb+-depth-semseg_1600e .pth)")
 """),
 ]
 
