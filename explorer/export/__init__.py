@@ -16,6 +16,7 @@ from ..viz.paper import LayoutWarning
 from ..viz.presets import PRESETS, Preset, get_preset
 from .registry import RECIPES, get_recipe, recipe
 from . import recipes as _recipes, video_recipes as _video_recipes  # noqa: F401  (register the built-in recipes)
+from . import uniformer_recipes as _uniformer_recipes  # noqa: F401,E402
 from .render import FORMATS, ExportError
 from .reproduce import Reopened, ReproduceReport, reopen, reproduce
 from .sidecar import SidecarError, read_sidecar, versions

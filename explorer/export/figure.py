@@ -214,11 +214,18 @@ def model_spec(adapter) -> dict:
             "dtype": i.dtype}
     if i.family in ("fusion", "multimodal"):
         spec["family"] = i.family
+    elif getattr(adapter, "kind", None) == "hierarchical":  # a UniFormer: load_uniformer_model reads it again
+        spec["family"] = "hierarchical"
     return spec
 
 
 def _load_any(name, *, family: str | None = None, device: str = "auto", dtype: str = "float32"):
-    """An image model (``load_model``), for ``family="fusion"`` an image+text model, for ``"multimodal"`` a multimodal MAE."""
+    """An image model (``load_model``), for ``family="fusion"`` an image+text model, for ``"multimodal"`` a multimodal MAE,
+    for ``"hierarchical"`` a UniFormer."""
+    if family == "hierarchical":
+        from ..models import load_uniformer_model
+
+        return load_uniformer_model(name, device=device, dtype=dtype)
     if family == "multimodal":
         from ..multimodal import load_multimodal_model
 
@@ -378,7 +385,7 @@ def export_recipe(name: str, path: "str | os.PathLike", *, model, inputs: list, 
     """
     from ..reconstruction import load_input
 
-    family = get_recipe(name).family if get_recipe(name).family in ("fusion", "multimodal") else None
+    family = get_recipe(name).family if get_recipe(name).family in ("fusion", "multimodal", "hierarchical") else None
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"The options of recipe {name!r} must be a dict, got {type(options).__name__}.")
     _settle_stem(path, _formats(export_kwargs.get("formats", FORMATS)), overwrite=export_kwargs.get("overwrite", False),

@@ -279,7 +279,7 @@ def _schema():
     model = Fields({"id": Text(1000, what="a model name, folder or Hugging Face id (at most 1000 characters)"),
                     "model_type": Text(100, none=True), "weights_sha256": SHA256_OR_NONE,
                     "device": Text(32, r"[a-z]+(:[0-9]{1,3})?", what="a device (cpu, cuda:0, mps)"),
-                    "dtype": Choice(("float32", "bfloat16", "float16")), "family": Choice(("fusion", "multimodal"))},
+                    "dtype": Choice(("float32", "bfloat16", "float16")), "family": Choice(("fusion", "multimodal", "hierarchical"))},
                    required=("id",))
     one_input = Fields({"sample": Choice(tuple(SAMPLES)), "path": Text(4096), "name": Text(255, none=True),
                         "sha256": SHA256, "copied_from": Text(4096, none=True), "sha256_original": SHA256},
