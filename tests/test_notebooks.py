@@ -161,6 +161,13 @@ def test_notebook_runs(path):
         assert "handled: depth: 24 patches are mostly unknown and never shown" in text
         assert text.count("refused:") == 5 and "not in transformers" in text
         assert "skipped: MULTIMAE_WEIGHTS is not set" in text  # tests/test_notebook_published_cells.py runs it on a file
+    if path.name == "09_uniformer.ipynb":
+        assert text.count("inside the theoretical field: 1.000") == 4  # gradients never leave the composed kernels
+        assert "patch merge: 4 stage-4 tokens from 16 stage-3 tokens, 4 each" in text
+        assert re.search(r"stage 3 global \(block 3/3, token \dx\d of 4x4\): attends most to token", text)
+        assert "stage-1 kernels 16x5x5x5, effective field over 8x64x64" in text
+        assert "skipped: UNIFORMER_WEIGHTS is not set" in text
+        assert "All files are byte-identical to the originals." in text and text.count("refused:") == 4
     if path.name == "10_interventions.ipynb":
         assert "nothing ablated: Δ +0.000 dB" in text
         assert re.search(r"most important head: L\d H\d, Δ masked-patch PSNR [-+][\d.]+ dB", text)

@@ -943,6 +943,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from notebooks_multimodal import AUDIO_VISUAL, RGBD
     from notebooks_interventions import INTERVENTIONS
+    from notebooks_uniformer import UNIFORMER
     from notebooks_apps import APPS, app_cells
 
     ROOT.mkdir(exist_ok=True)
@@ -950,6 +951,7 @@ if __name__ == "__main__":
                         ("03_attention_maps.ipynb", ATTENTION), ("04_cross_modal_alignment.ipynb", ALIGNMENT),
                         ("05_export_figures.ipynb", EXPORT), ("06_video_mae.ipynb", VIDEO),
                         ("07_rgbd_mae.ipynb", RGBD), ("08_audio_visual_mae.ipynb", AUDIO_VISUAL),
+                        ("09_uniformer.ipynb", UNIFORMER),
                         ("10_interventions.ipynb", INTERVENTIONS)]:
         nbf.write(nb(cells), ROOT / name)
         print("wrote", ROOT / name)
