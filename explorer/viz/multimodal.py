@@ -113,6 +113,12 @@ def modality_panels(result, frame: int = 0) -> dict:
             "title": f"{s.name}: {vis}/{n} patches visible ({vis / n:.0%}) · {what}{rng}{when}{legend}"}
 
 
+#: pixels a row's title sits above its panels (clear of the panel letters an export adds at their top-left corners)
+ROW_TITLE_LIFT = 16
+#: the annotation name of a row title (paper styling lifts it above the panel letters)
+ROW_TITLE = "row-title"
+
+
 def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
     """One row per modality of ``rec``: original | what the model saw | reconstruction | error per hidden patch."""
     names = list(rec.results)
@@ -133,8 +139,9 @@ def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
                                                 else "RMSE %{z:.3g} " + res.spec.unit) + "<extra></extra>"),
                       row=k, col=4)
         top = fig.get_subplot(k, 1).yaxis.domain[1]
+        # a line above the panels' tops, where exported figures put the panel letters (a, b, c …)
         fig.add_annotation(text=r["title"], x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                           showarrow=False, font=dict(size=11))
+                           showarrow=False, font=dict(size=11), yshift=ROW_TITLE_LIFT, name=ROW_TITLE)
         for c in range(1, 5):
             fig.update_xaxes(range=[0, w], visible=False, constrain="domain", row=k, col=c)
             i = (k - 1) * 4 + c
@@ -145,7 +152,8 @@ def multimodal_figure(rec, *, frame: int = 0, cell: int = 190) -> go.Figure:
         dom = fig.get_subplot(len(names), c + 1).xaxis.domain
         fig.add_annotation(text=label, x=(dom[0] + dom[1]) / 2, y=bottom, xref="paper", yref="paper", yanchor="top",
                            showarrow=False, yshift=-2, font=dict(size=11))
-    fig.update_layout(height=cell * len(names) + 90, width=cell * 4 + 60, margin=dict(l=10, r=10, t=50, b=30),
+    fig.update_layout(height=cell * len(names) + 90 + ROW_TITLE_LIFT, width=cell * 4 + 60,
+                      margin=dict(l=10, r=10, t=50 + ROW_TITLE_LIFT, b=30),
                       title=dict(text=f"{rec.model_id} · seed {rec.seed}", x=0.01, y=0.995, font=dict(size=13)),
                       template="plotly_white")
     return fig

@@ -126,6 +126,17 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
     out.update_xaxes(tickfont=dict(size=tick), title_font=dict(size=body))
     out.update_yaxes(tickfont=dict(size=tick), title_font=dict(size=body))
     out.update_annotations(font=dict(size=body, family=p.font_family))
+    lifted = [a for a in out.layout.annotations if a.name == "row-title"]
+    for a in lifted:  # row titles (annotations named "row-title") sit on their panels' tops …
+        a.yshift = 0
+    if letters and lifted:  # … or a letter's line up, clear of the panel letters
+        lift = _label_size("<b>a</b>", p.px(p.letter_pt), p.font_family)[1] + 4  # a letter's box (+ plotly's pads)
+        for a in lifted:
+            a.yshift = lift
+        domains = _subplot_domains(out)
+        first_row = max((yd[1] for _s, _xd, yd in domains), default=1.0)
+        if any(abs(float(a.y or 0) - first_row) < 0.02 for a in lifted):
+            out.update_layout(margin=dict(t=float(out.layout.margin.t or 0) + lift))
     legible = rows is not None
     if legible:
         if letters:  # a letter standing alone above a panel needs a line of its own, not a 6 px strip of margin
@@ -175,7 +186,8 @@ def paper_style(fig: go.Figure, preset, *, height_in: float | None = None, lette
             letter = f"<b>{_letter(i + letter_offset)}</b>"
             # A subplot title centred over this panel gets the letter in front (no collision);
             # otherwise the letter sits above the panel's top-left corner.
-            own = [a for a in titles if xd[0] <= a.x <= xd[1] and abs(a.y - yd[1]) < 0.02 and a.text]
+            own = [a for a in titles if xd[0] <= a.x <= xd[1] and abs(a.y - yd[1]) < 0.02 and a.text
+                   and a.name != "row-title"]
             if own:
                 own[0].text = f"<span style='font-size:{p.px(p.letter_pt):.2f}px'>{letter}</span>  {own[0].text}"
                 continue
