@@ -150,12 +150,15 @@ def test_bad_checkpoints_are_refused_by_name(tmp_path):
     torch.save({"model": ft}, tmp_path / "finetuned.pth")
     with pytest.raises(ModelLoadError, match="fine-tuned classifier.*no decoder"):
         load_multimodal_model(str(tmp_path / "finetuned.pth"), device="cpu")
-    # a training checkpoint that pickles argparse.Namespace is not unpickled
+    # their misc.save_model writes the weights beside argparse.Namespace arguments: loads; any other object is refused
     import argparse
+    from fractions import Fraction
 
-    torch.save({"model": state, "args": argparse.Namespace(lr=1.0)}, tmp_path / "train.pth")
-    with pytest.raises(ModelLoadError, match="not a weights-only checkpoint.*argparse"):
-        load_multimodal_model(str(tmp_path / "train.pth"), device="cpu")
+    torch.save({"model": state, "args": argparse.Namespace(lr=1.0), "epoch": 32}, tmp_path / "train.pth")
+    assert load_multimodal_model(str(tmp_path / "train.pth"), device="cpu").modalities[0].name == "audio"
+    torch.save({"model": state, "args": argparse.Namespace(lr=Fraction(1, 3))}, tmp_path / "odd.pth")
+    with pytest.raises(ModelLoadError, match="not a weights-only checkpoint.*fractions.Fraction"):
+        load_multimodal_model(str(tmp_path / "odd.pth"), device="cpu")
     # the wrong loader: an image loader is told which one opens it
     from explorer.models import load_model
 

@@ -172,8 +172,12 @@ def test_wrong_family_and_unsafe_pickles_are_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="not a checkpoint of a family|not a multimodal|open it with"):
         load_multimodal_model(_save(tmp_path, {"model": vit}, "vit.pth"), device="cpu")
     sd = read_state_dict(CKPT)
-    unsafe = _save(tmp_path, {"model": sd, "args": argparse.Namespace(num_heads=1)}, "train.pth")
-    with pytest.raises(ModelLoadError, match="not a weights-only checkpoint.*argparse.Namespace"):
+    from fractions import Fraction
+
+    train = _save(tmp_path, {"model": sd, "args": argparse.Namespace(num_heads=1), "epoch": 1600}, "train.pth")
+    assert load_multimodal_model(train, device="cpu").task  # their training checkpoints carry a Namespace: loads
+    unsafe = _save(tmp_path, {"model": sd, "args": argparse.Namespace(num_heads=Fraction(1, 3))}, "odd.pth")
+    with pytest.raises(ModelLoadError, match="not a weights-only checkpoint.*fractions.Fraction"):
         load_multimodal_model(unsafe, device="cpu")
     from explorer.models import load_model
 

@@ -169,8 +169,14 @@ def test_timm_variants_and_other_kinds_are_refused_by_name(tmp_path):
 def test_pickles_that_are_not_weights_only_and_damaged_files_are_refused(tmp_path):
     import argparse
 
-    torch.save({"model": read_state_dict(CLASSIFIER), "args": argparse.Namespace(lr=1)}, tmp_path / "full.pth")
-    with pytest.raises(ModelLoadError, match=r"not a weights-only checkpoint.*argparse\.Namespace.*refused rather than unpickled"):
+    from fractions import Fraction
+
+    # what the authors' training scripts write: the weights beside their arguments (a Namespace of plain values) loads
+    torch.save({"model": read_state_dict(CLASSIFIER), "args": argparse.Namespace(lr=1), "epoch": 3}, tmp_path / "train.pth")
+    assert explorer.load_model(tmp_path / "train.pth", device="cpu").classifier
+    # any other Python object, even inside that Namespace, is refused and named
+    torch.save({"model": read_state_dict(CLASSIFIER), "args": argparse.Namespace(lr=Fraction(1, 3))}, tmp_path / "full.pth")
+    with pytest.raises(ModelLoadError, match=r"not a weights-only checkpoint.*fractions\.Fraction.*refused rather than unpickled"):
         explorer.load_model(tmp_path / "full.pth")
 
     class Boom:  # a pickle that would run code when unpickled

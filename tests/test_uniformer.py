@@ -259,8 +259,12 @@ def test_wrong_family_and_wrong_loader(tmp_path):
 
 def test_pickles_that_are_not_weights_only_are_refused_not_run(tmp_path):
     path = tmp_path / "full_training_checkpoint_dim8.pth"
-    torch.save({"model": _state(), "args": argparse.Namespace(lr=1e-3)}, path)  # what their main.py writes
-    with pytest.raises(ModelLoadError, match=r"not a weights-only checkpoint.*argparse\.Namespace"):
+    from fractions import Fraction
+
+    torch.save({"model": _state(), "args": argparse.Namespace(lr=1e-3)}, path)  # what their main.py writes: loads
+    assert explorer.load_uniformer_model(path, device="cpu").stage_kinds
+    torch.save({"model": _state(), "args": argparse.Namespace(lr=Fraction(1, 3))}, path)  # any other object: refused
+    with pytest.raises(ModelLoadError, match=r"not a weights-only checkpoint.*fractions\.Fraction"):
         explorer.load_uniformer_model(path, device="cpu")
 
 

@@ -14,13 +14,14 @@ The loaders (:func:`explorer.load_model`, :func:`explorer.load_multimodal_model`
 **Adding a format** = a family module in this package that defines ``FORMATS = (CheckpointFormat(...), ...)`` and
 its name in :data:`FORMAT_MODULES`.
 
-Safety: nothing is unpickled beyond tensors and plain containers — ``torch.load(weights_only=True)`` refuses any
-other object, and that refusal is reported by name (a full training checkpoint with an optimizer's Python objects
-or an ``argparse.Namespace`` is such a file: re-save its ``model`` dict).
+Safety: nothing is unpickled beyond tensors, plain containers and an ``argparse.Namespace`` of such values (the
+authors' training scripts store their arguments in one) — ``torch.load(weights_only=True)`` refuses any other object,
+and that refusal is reported by name (re-save the ``model`` dict of such a file).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import pickle
 import zipfile
@@ -37,6 +38,11 @@ FORMAT_MODULES = ("multimae_epfl", "audiomae", "uniformer", "timm_vit")
 
 #: File name endings read as checkpoint files.
 SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+#: Classes the weights-only unpickler may rebuild besides tensors and plain containers.  The authors' training
+#: scripts (MAE, Audio-MAE, MultiMAE) save ``{"model": …, "optimizer": …, "args": argparse.Namespace(…)}``; a
+#: Namespace is rebuilt by setting attributes whose values are again only weights-only types, so nothing runs.
+SAFE_GLOBALS = [argparse.Namespace]
 
 #: Keys under which training scripts nest the weights (tried in order, one level deep).
 WRAPPERS = ("model", "state_dict", "module", "model_state", "model_state_dict", "net")
@@ -145,7 +151,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelLoadError(f"{path.name} is damaged: not a readable safetensors file ({e}).") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as e:
         first = (str(e).splitlines() or [""])[0]
         if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
