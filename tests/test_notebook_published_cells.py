@@ -46,3 +46,22 @@ def test_notebook_07_runs_its_published_multimae_cell_on_a_file(monkeypatch):
 
 def test_the_cells_say_they_skipped_without_a_file():
     assert 'print("skipped: MULTIMAE_WEIGHTS is not set' in _cell("07_rgbd_mae.ipynb", "MULTIMAE_WEIGHTS")
+    assert 'print("skipped: AUDIOMAE_WEIGHTS is not set' in _cell("08_audio_visual_mae.ipynb", "AUDIOMAE_WEIGHTS")
+
+
+@pytest.mark.parametrize("decoder", ["swin", "global"])
+def test_notebook_08_runs_its_published_audiomae_cell_on_a_file(monkeypatch, decoder):
+    from explorer.multimodal import load_multimodal_model, reconstruct_multimodal
+    from explorer.viz.multimodal import multimodal_figure
+    from explorer.widgets.multimodal_app import MultiMAEApp
+
+    printed, shown, displayed = _run(
+        _cell("08_audio_visual_mae.ipynb", "AUDIOMAE_WEIGHTS"), "AUDIOMAE_WEIGHTS", FIX / "audiomae" / f"{decoder}_small.pth",
+        monkeypatch, load_multimodal_model=load_multimodal_model, reconstruct_multimodal=reconstruct_multimodal,
+        multimodal_figure=multimodal_figure, MultiMAEApp=MultiMAEApp)
+    text = "\n".join(printed)
+    assert f"Audio-MAE {decoder} decoder" in text and "norm_pix_loss" in text
+    rows = [line for line in printed if "20% visible:" in line]
+    assert [r.split()[0] for r in rows] == ["random", "time", "frequency", "time-frequency"]
+    assert len({r.split(":")[1] for r in rows}) == 4  # four masks, four different errors
+    assert len(shown) == 1 and len(displayed) == 1 and displayed[0].adapter.task == "audio"

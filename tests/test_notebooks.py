@@ -182,6 +182,7 @@ def test_notebook_runs(path):
         assert re.search(r"audio rmse_db model [\d.]+ \| training mean [\d.]+", text)
         assert "2 channels mixed down to mono" in text and "frames at 8 fps from 0.00 s" in text
         assert text.count("refused:") == 5 and "handled: the sound lasts 0.25 s" in text
+        assert "skipped: AUDIOMAE_WEIGHTS is not set" in text  # tests/test_notebook_published_cells.py runs it on files
 
 
 def _app_sources() -> dict:

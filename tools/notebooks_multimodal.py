@@ -330,5 +330,38 @@ short = clip.audio[:4000]   # a quarter of a second: padded, and said so
 from explorer.multimodal.inputs import prepare_av
 _, notes = prepare_av(None, float("nan"), short)
 print("handled:", "; ".join(notes))
+"""),    ("md", """
+## 6 · With the published Audio-MAE weights
+
+Audio-MAE's authors (facebookresearch/AudioMAE) publish their AudioSet-2M pre-trained ViT-B as `pretrained.pth`
+(linked from their README), not on the Hugging Face hub. Set `AUDIOMAE_WEIGHTS` to its path before starting
+JupyterLab. It is read as tensors only (`weights_only=True`) into our implementation of their encoder and their
+decoder (the global one or the shifted-window "local" one, whichever the file holds). The tests check this
+implementation against the authors' own code.
+
+* **Their front end.** The model reads 10.24 s of sound as a Kaldi-style log-mel filterbank: 128 bins, 25 ms windows
+  every 10 ms, AudioSet's mean and 2 × std. It is chosen by the checkpoint, not our 1-second log-mel.
+* **Their masking.** Hidden patches follow the paper: random patches, whole time strips, whole frequency strips, or
+  both (time-frequency). The masks are seeded and nested across ratios, like the image masks.
+* **What it paints back.** Each hidden patch is predicted normalised by its own mean and variance, as it was trained.
+  It is shown with the true patch's statistics, as the paper's figures do.
+
+Without the file, the cell below says it skipped.
+"""),
+    ("code", """
+import os
+
+path = os.environ.get("AUDIOMAE_WEIGHTS")
+if path:
+    audio_mae = load_multimodal_model(path)
+    print("\\n".join(audio_mae.notes))
+    x_a, notes_a = audio_mae.sample_inputs("sound:10000002")   # or a WAV uploaded in the app
+    for strategy in ("random", "time", "frequency", "time-frequency"):
+        r = reconstruct_multimodal(audio_mae, x_a, {"audio": 0.2}, seed=0, strategy={"audio": strategy})
+        print(f"{strategy:15s} 20% visible: {r['audio'].metrics['rmse_db']:.2f} dB RMSE on hidden bins")
+    multimodal_figure(r).show()
+    display(MultiMAEApp(path))
+else:
+    print("skipped: AUDIOMAE_WEIGHTS is not set (the path of the authors' AudioSet-2M pretrained.pth)")
 """),
 ]
