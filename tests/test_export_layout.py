@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import warnings
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.skipif(shutil.which("chromium") is None or shutil.which
                                 reason="static export needs Debian chromium, the check poppler-utils (make sysdeps)")
 
 _NS = "{http://www.w3.org/1999/xhtml}"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,10 @@ def models():
 
     return {"image": explorer.load_model("mini-mae", device="cpu"), "fusion": load_fusion_model("mini-fusion", device="cpu"),
             "multimodal": explorer.load_multimodal_model("mini-rgbd-mae", device="cpu"),
-            "video": explorer.load_model("mini-video-mae", device="cpu")}
+            "video": explorer.load_model("mini-video-mae", device="cpu"),
+            "uniformer": explorer.load_uniformer_model("mini-uniformer", device="cpu"),
+            # a small random video UniFormer in the authors' layout (no video UniFormer is shipped)
+            "uniformer-video": explorer.load_uniformer_model(FIXTURES / "uniformer" / "video_small_dim8.pth", device="cpu")}
 
 
 def _scene():
@@ -54,6 +59,8 @@ CASES = {
     "video_frames": ("video", [], {"clip": "generated:10000003", "frames": [0, 3]}),
     "video_filmstrip": ("video", [], {"clip": "generated:10000003", "step": 4}),
     "video_sampling": ("video", [], {"clip": "generated:10000003"}),
+    "uniformer_relations": ("uniformer", ["chelsea"], {}),
+    "uniformer_relations_video": ("uniformer-video", [], {"clip": "generated:10000003"}),
 }
 
 

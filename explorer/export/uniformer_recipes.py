@@ -42,7 +42,7 @@ def _figure(adapter, source, o: dict, frame=None) -> go.Figure:
     inp = relation_input(adapter, source, fit=o["fit"])
     view = local_global(adapter, inp, o["query"], blocks=o["blocks"], fusion=o["fusion"], residual=bool(o["residual"]),
                         target=o["target"])
-    return relations_figure(view, heads=tuple(o["heads"] or ("mean",) * 4), frame=frame, opacity=float(o["opacity"]),
+    return relations_figure(view, heads=tuple(o["heads"] or ("mean",) * 4), frame=frame, opacity=float(o["opacity"]), compact=True,
                             colorscale=o["colorscale"], wrap=False)
 
 

@@ -660,9 +660,21 @@ def add_footnote(fig: go.Figure, notes: "list[str]", preset) -> go.Figure:
     out = go.Figure(fig)
     size = p.px(p.tick_pt)
     width = float(out.layout.width or p.width_px)
+    room = width - 8  # a line starts at the page's left edge
     chars = max(20, int(width / (size * 0.52)))
-    lines = [ln for n in notes for ln in textwrap.wrap(f"Note: {n}", chars)]
-    height = len(lines) * size * 1.25 + 4
+    lines = []
+    for n in notes:  # wrapped by the fonts' measured widths (a character count misjudges wide glyphs: "—", "×", "∂")
+        for ln in textwrap.wrap(f"Note: {n}", chars):
+            words, cur = ln.split(" "), ""
+            for w in words:
+                trial = f"{cur} {w}" if cur else w
+                if cur and text_width(trial, size, p.font_family) > room:
+                    lines.append(cur)
+                    cur = w
+                else:
+                    cur = trial
+            lines.append(cur)
+    height = _label_size("<br>".join(html.escape(ln) for ln in lines), size, p.font_family)[1] + 6  # plotly's line pitch
     m = out.layout.margin
     bottom = float(m.b or 0)
     out.update_layout(height=float(out.layout.height or 0) + height, margin=dict(b=bottom + height))

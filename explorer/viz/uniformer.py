@@ -99,7 +99,8 @@ def stage_title(st, head="mean") -> str:
 
 
 def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "int | None" = None,
-                     opacity: float = 0.6, colorscale: str = "Viridis", cell: int = 180, wrap: bool = True) -> go.Figure:
+                     opacity: float = 0.6, colorscale: str = "Viridis", cell: int = 180, wrap: bool = True,
+                     compact: bool = False) -> go.Figure:
     """Every stage's relation of the query token of ``view`` (see the module docstring for the panels and scales).
 
     Args:
@@ -110,6 +111,8 @@ def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "in
         opacity: of the maps over the input; colorscale: of attention, receptive fields, rollout and relevance.
         wrap: break titles wider than their panel into lines (on screen; an export leaves them whole: the paper
             layout wraps them for the column it is exported to).
+        compact: short panel titles ("S3 global", "S1 kernel" …) that fit five panels across a paper column; the
+            block, head and channel group of each panel then go into the caption (what exports use).
     Returns:
         a figure of 2 × 5 panels; its meta notes explain the colour scales (they go under an exported figure).
     Raises:
@@ -140,6 +143,11 @@ def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "in
         kern.append(f"S{i + 1} kernel · {what}" + (" · Δt = −2 … +2, left to right" if view.video else ""))
     titles += ["rollout S3→S4 · the classifier", *kern, "rollout S3→S4 · the token's S4 token",
                f"relevance · class {view.target_label}"[:60]]
+    if compact:
+        titles = ["input" + (f", frame {frame + 1}" if view.video else "")]
+        titles += [f"S{x.stage} {x.kind}" + ("" if heads[i] == "mean" else f", {'group' if x.kind == 'local' else 'head'} "
+                                                                       f"{heads[i]}") for i, x in enumerate(st)]
+        titles += ["rollout<br>(class)", "S1 kernel", "S2 kernel", "rollout<br>(token)", "relevance"]
     fig = make_subplots(rows=2, cols=5, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
     image_panels = [(1, c) for c in range(1, 6)] + [(2, 1), (2, 4), (2, 5)]
     for r, c in image_panels:
@@ -237,13 +245,35 @@ def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "in
                         colorbar=dict(title=dict(text="rollout / relevance", side="right"), x=1.07, y=0.22, **bar)),
         shapes=shapes, width=5 * cell + 150, height=2 * cell + 110, margin=dict(l=10, r=10, t=40, b=10),
         template="plotly_white", dragmode=False, showlegend=False)
+    scales = (f"attention 0–{att_max or 1.0:.3g} (Viridis), ERF share 0–{erf_max or 1.0:.2e} (Inferno), kernel "
+              + (f"−{kmax:.3g}–{kmax:.3g} (RdBu, red > 0)" if signed else f"|w| 0–{kmax:.3g} (Viridis)")
+              + ", rollout / relevance 0–1 (Viridis)")
+    if compact:  # five panels across a column leave no room for four colour bars: their ranges go into the caption
+        for ax in ("coloraxis", "coloraxis2", "coloraxis3", "coloraxis4"):
+            fig.layout[ax].showscale = False
+        fig.update_layout(width=5 * cell + 20)
     if wrap:
         upd, extra = wrapped_titles(fig.layout, max_lines=2)
         if upd:
             fig.update_layout(**upd)
             fig.layout.height = fig.layout.height + extra
             fig.layout.margin.t = fig.layout.margin.t + extra
-    return attach_notes(fig, [figure_caption(view, heads=heads, frame=frame), *view.notes])
+    caption = figure_caption(view, heads=heads, frame=frame)
+    if compact:  # what the long titles and the colour bars said
+        caption += (" Panels, left to right: " + "; ".join(_plain_titles(view, heads, frame)) + ". Colour scales (dark = "
+                    "low): " + scales + ".")
+    return attach_notes(fig, [caption, *view.notes])
+
+
+def _plain_titles(view, heads, frame) -> list[str]:
+    """The full panel titles of :func:`relations_figure` (for the caption of a compact figure)."""
+    st = view.stages
+    top = ["input" + (f" · frame {frame + 1}/{view.size[0]}" if view.video else "")]
+    top += [stage_title(x, heads[i]) for i, x in enumerate(st)]
+    kern = [f"S{i + 1} kernel · " + ("mean |w|" if heads[i] == "mean" else f"channel group {heads[i]}")
+            + (" · Δt = −2 … +2, left to right" if view.video else "") for i in (0, 1)]
+    return top + ["rollout S3→S4 · the classifier", *kern, "rollout S3→S4 · the token's S4 token",
+                  f"relevance · class {view.target_label}"]
 
 
 def figure_caption(view, *, heads=("mean",) * 4, frame: "int | None" = None) -> str:
