@@ -148,7 +148,8 @@ def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "in
         titles += [f"S{x.stage} {x.kind}" + ("" if heads[i] == "mean" else f", {'group' if x.kind == 'local' else 'head'} "
                                                                        f"{heads[i]}") for i, x in enumerate(st)]
         titles += ["rollout<br>(class)", "S1 kernel", "S2 kernel", "rollout<br>(token)", "relevance"]
-    fig = make_subplots(rows=2, cols=5, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12)
+    fig = make_subplots(rows=2, cols=5, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.22 if compact else 0.12)  # compact: two-line titles over row 2
     image_panels = [(1, c) for c in range(1, 6)] + [(2, 1), (2, 4), (2, 5)]
     for r, c in image_panels:
         fig.add_trace(go.Image(source=src, x0=0, y0=0, dx=1 / k, dy=1 / k, name="input",
