@@ -12,7 +12,7 @@
 #   PYTEST_WORKERS  pytest-xdist workers (`-n`); 0 runs in one process [auto: one per core]
 #   LAB_ARGS     extra arguments for `jupyter lab` (e.g. --ip=0.0.0.0 --port=8890)
 #   APP          the app `make app` serves: a notebook of notebooks/apps/ (mae, attention, alignment, video,
-#                rgbd, audio_visual)                                   [mae]
+#                rgbd, audio_visual, uniformer)                        [mae]
 #   APP_IP       the address `make app` listens on; 0.0.0.0 (with VOILA_ARGS=--token) shares it on a LAN  [127.0.0.1]
 #   VOILA_ARGS   extra arguments for `voila` (e.g. --port=8870 --token)
 
@@ -57,7 +57,7 @@ APPS := $(sort $(basename $(notdir $(wildcard notebooks/apps/*.ipynb))))
 APP_IP ?= 127.0.0.1
 VOILA_ARGS ?=
 
-.PHONY: help install sysdeps lab app app-name test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae
+.PHONY: help install sysdeps lab app app-name test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae train-mini-uniformer
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
@@ -71,6 +71,7 @@ help:
 	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
 	@echo "make train-mini-fusion  train the small image-text model into data/models/mini-fusion (+ model card)"
 	@echo "make train-mini-rgbd-mae / train-mini-av-mae  train the multimodal MAEs into data/models/ (+ model cards)"
+	@echo "make train-mini-uniformer  train the small UniFormer into data/models/mini-uniformer (+ model card)"
 	@echo "make clean           remove $(VENV), caches and test artifacts"
 
 $(PY):
@@ -164,6 +165,9 @@ train-mini-rgbd-mae: install
 train-mini-av-mae: install
 	$(PY) -m explorer.training.train_mini_multimae --task audio-visual --steps 5000 --batch 32 --samples 5000 --seed 0 --threads 1 --out data/models/mini-av-mae
 	$(PY) -m explorer.training.multimodal_card data/models/mini-av-mae --samples 200
+
+train-mini-uniformer: install
+	$(PY) -m explorer.training.train_mini_uniformer --steps 4000 --batch 64 --samples 24000 --photo-share 0.3 --lr 0.002 --seed 0 --threads 1 --out data/models/mini-uniformer
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts build dist *.egg-info

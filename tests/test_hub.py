@@ -15,12 +15,14 @@ import pytest
 
 import explorer
 from explorer.models import hub, registry
-from explorer.models.registry import FAMILIES, ModelLoadError, load_fusion_model, load_model, load_multimodal_model
+from explorer.models.registry import (FAMILIES, ModelLoadError, load_fusion_model, load_model, load_multimodal_model,
+                                     load_uniformer_model)
 
 from _tiny import save_tiny_mae
 
 ROOT = Path(__file__).resolve().parents[1]
-LOADERS = {"load_model": load_model, "load_fusion_model": load_fusion_model, "load_multimodal_model": load_multimodal_model}
+LOADERS = {"load_model": load_model, "load_fusion_model": load_fusion_model, "load_multimodal_model": load_multimodal_model,
+           "load_uniformer_model": load_uniformer_model}
 #: the shipped models each hub-capable loader should suggest when the hub cannot be used
 OFFLINE_SUGGESTS = {"load_model": "mini-mae", "load_fusion_model": "mini-fusion"}
 
@@ -160,8 +162,9 @@ def test_a_name_too_long_for_the_os_is_a_model_load_error(loader, name):
 
 # ---------------------------------------------------------------------------------------------- one registry
 SHIPPED_FAMILIES = {"mini-mae": "mae", "mini-video-mae": "videomae-pretraining", "mini-fusion": "mini-fusion",
-                    "mini-rgbd-mae": "mini-multimae", "mini-av-mae": "mini-multimae"}
-LOADER_OF_KIND = {"image": "load_model", "video": "load_model", "fusion": "load_fusion_model", "multimodal": "load_multimodal_model"}
+                    "mini-rgbd-mae": "mini-multimae", "mini-av-mae": "mini-multimae", "mini-uniformer": "uniformer"}
+LOADER_OF_KIND = {"image": "load_model", "video": "load_model", "fusion": "load_fusion_model", "multimodal": "load_multimodal_model",
+                  "hierarchical": "load_uniformer_model"}
 
 
 def test_one_entry_per_family():
@@ -187,7 +190,8 @@ def test_every_shipped_model_resolves_to_its_family(name):
     adapter = LOADERS[LOADER_OF_KIND[family.kind]](name, device="cpu")
     assert type(adapter) is family.adapter and adapter.model_id == name
     listed = {"load_model": explorer.list_models(), "load_fusion_model": registry.list_fusion_models(),
-              "load_multimodal_model": registry.list_multimodal_models()}
+              "load_multimodal_model": registry.list_multimodal_models(),
+              "load_uniformer_model": registry.list_uniformer_models()}
     assert [k for k, names in listed.items() if name in names] == [LOADER_OF_KIND[family.kind]]
 
 

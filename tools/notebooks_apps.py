@@ -42,6 +42,12 @@ import explorer
 app = explorer.MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.0})
 app
 """),
+    "uniformer": ("UniFormer: local relations in the shallow stages, global attention in the deep ones", """
+import explorer
+
+app = explorer.UniFormerApp("mini-uniformer")
+app
+"""),
 }
 
 
