@@ -26,3 +26,4 @@ run batch_export 110 bench/batch_export.py --device cuda --dtype bfloat16 --imag
 run attention_memory 70 bench/attention_memory.py --device cuda
 run fusion_clip 45 bench/fusion_latency.py --gpu-clip --device cuda --dtype bfloat16
 run video_sweep_fp32 50 bench/video_sweep.py --device cuda --dtype float32 --repeat 3 --moves 3
+run family_forward 120 bench/family_forward.py --device cuda --dtype bfloat16 --repeat 10
