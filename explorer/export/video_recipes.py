@@ -26,7 +26,7 @@ from .inputs import ReproduceError, StoredInput, _raw_bytes, attachment, input_b
 from ..masking.video import VIDEO_STRATEGIES
 from ..preprocess import POLICIES
 from ..video import SAMPLINGS, SHORT_CLIP
-from .registry import SEED, SHA256_OR_NONE, Choice, Int, ListOf, Num, StoredPath, Text, input_path, recipe
+from .registry import SEED, SHA256_OR_NONE, Choice, Int, ListOf, Num, StoredPath, Text, input_folder, input_path, recipe
 
 CLIP = dict(clip=None, video=None, video_sha256=None, sampling="uniform", stride=4, short=None)
 MASK = dict(ratio=0.9, strategy="tube", seed=0, fit="center-crop")
@@ -126,3 +126,35 @@ def _video_sampling(adapter, images, o) -> go.Figure:
     from ..viz.video import sampling_figure
 
     return sampling_figure(video_from_options(adapter, o))
+
+
+def recorded_clip(options: dict, sidecar_path: "str | os.PathLike"):
+    """The clip a video recipe's ``options`` name, as an app reopening the figure shows it again.
+
+    Returns:
+        ``"generated:<seed>"``, or the stored clip next to the figure: a ``(T, H, W, 3)`` array (``.npy``) or an upload
+        dict ``{"name", "content"}`` (a video file), checked against the recorded SHA-256.
+    Raises:
+        ReproduceError: no clip named, or a stored one that is missing, outside the figure's folder or not the recorded
+            one.
+    """
+    from ..io import array_sha256
+
+    if options.get("clip") is not None:
+        return options["clip"]
+    name = Path(sidecar_path).name
+    if not options.get("video") or not options.get("video_sha256"):
+        raise ReproduceError(f"{name} names no clip with its SHA-256: there is nothing to reopen.")
+    with input_folder(Path(sidecar_path).parent):
+        stored = input_path(options["video"])  # refused if it leads out of the figure's folder
+        data = input_bytes(stored)
+    if data is None:
+        raise ReproduceError(f"The clip {options['video']!r} was not found next to the figure ({stored}).")
+    if stored.suffix == ".npy":
+        clip = load_npy(data, f"the stored clip {stored.name}")
+        got = array_sha256(clip)  # as explorer.video.load_video hashes an array
+    else:  # as the recipe reads it
+        clip, got = {"name": stored.name, "content": data}, hashlib.sha256(data).hexdigest()
+    if got != options["video_sha256"]:
+        raise ReproduceError(f"{stored} has SHA-256 {got[:12]}…, the figure was made from {options['video_sha256'][:12]}….")
+    return clip

@@ -358,7 +358,7 @@ def _recorded_view(r, path) -> dict:
         ValueError: options the app has no control for (another fit, target class, colour scale, sampling).
         ReproduceError: a stored clip that is missing, outside the figure's folder or not the recorded one.
     """
-    from ..export.registry import input_folder, options_for
+    from ..export.registry import options_for
 
     o = options_for(r.recipe, r.options)
     problems = []
@@ -375,29 +375,10 @@ def _recorded_view(r, path) -> dict:
                          f"{'; '.join(problems)}. Rebuild it with python -m explorer reproduce.")
     if r.recipe == "uniformer_relations":
         source = r.sources[0]
-    elif o["clip"] is not None:
-        source = o["clip"]
     else:
-        import hashlib
+        from ..export.video_recipes import recorded_clip
 
-        from ..export.inputs import input_bytes, load_npy
-        from ..export.registry import input_path
-        from ..io import array_sha256
-
-        if not o["video"] or not o["video_sha256"]:
-            raise ReproduceError(f"{Path(path).name} names no clip with its SHA-256: there is nothing to reopen.")
-        with input_folder(Path(path).parent):
-            stored = input_path(o["video"])  # refused if it leads out of the figure's folder
-            data = input_bytes(stored)
-        if data is None:
-            raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({stored}).")
-        if stored.suffix == ".npy":
-            source = load_npy(data, f"the stored clip {stored.name}")
-            got = array_sha256(source)  # as explorer.video.load_video hashes an array
-        else:  # as the recipe reads it
-            source, got = {"name": stored.name, "content": data}, hashlib.sha256(data).hexdigest()
-        if got != o["video_sha256"]:
-            raise ReproduceError(f"{stored} has SHA-256 {got[:12]}…, the figure was made from {o['video_sha256'][:12]}….")
+        source = recorded_clip(o, path)
     heads = list(o["heads"] or ["mean"] * 4)
     return dict(source=source, query=None if o["query"] is None else tuple(int(v) for v in o["query"]),
                 blocks=o["blocks"], heads=heads, fusion=o["fusion"], residual=bool(o["residual"]),

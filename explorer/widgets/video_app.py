@@ -11,7 +11,6 @@ An exported view comes back from its sidecar: :meth:`VideoMAEApp.from_sidecar`, 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import time
 from pathlib import Path
@@ -335,9 +334,8 @@ def _recorded_view(r, path) -> dict:
             ``step``, or frames other than the first, the current and the last).
         ReproduceError: a stored clip that is missing, outside the figure's folder or not the recorded one.
     """
-    from ..export.inputs import input_bytes, load_npy
-    from ..export.registry import input_folder, input_path, options_for
-    from ..io import array_sha256
+    from ..export.registry import options_for
+    from ..export.video_recipes import recorded_clip
 
     o, T = options_for(r.recipe, r.options), int(r.model.num_frames)  # a key missing (an older sidecar): its default
     problems = []
@@ -365,22 +363,6 @@ def _recorded_view(r, path) -> dict:
     if problems:
         raise ValueError(f"{Path(path).name} cannot be shown in the video app as it was exported: {'; '.join(problems)}. "
                          "Rebuild it with python -m explorer reproduce.")
-    if o["clip"] is not None:
-        clip = o["clip"]
-    else:
-        if not o["video"] or not o["video_sha256"]:
-            raise ReproduceError(f"{Path(path).name} names no clip with its SHA-256: there is nothing to reopen.")
-        with input_folder(Path(path).parent):
-            stored = input_path(o["video"])  # refused if it leads out of the figure's folder
-            data = input_bytes(stored)
-        if data is None:
-            raise ReproduceError(f"The clip {o['video']!r} was not found next to the figure ({stored}).")
-        if stored.suffix == ".npy":
-            clip = load_npy(data, f"the stored clip {stored.name}")
-            got = array_sha256(clip)  # as explorer.video.load_video hashes an array
-        else:  # as the recipe reads it
-            clip, got = {"name": stored.name, "content": data}, hashlib.sha256(data).hexdigest()
-        if got != o["video_sha256"]:
-            raise ReproduceError(f"{stored} has SHA-256 {got[:12]}…, the figure was made from {o['video_sha256'][:12]}….")
+    clip = recorded_clip(o, path)
     return dict(clip=clip, ratio=ratio, strategy=o["strategy"], seed=int(o["seed"]), sampling=o["sampling"],
                 stride=int(o["stride"]), frame=frame, dtype=str(r.sidecar["provenance"]["model"].get("dtype", "float32")))
