@@ -261,3 +261,12 @@ def test_notebook_03s_checkpoint_file_cell_runs_on_a_file(monkeypatch):
     exec(src, {"explorer": explorer, "A": A, "VA": VA, "print": lambda *a: printed.append(" ".join(map(str, a)))})
     assert printed == ["mae: 1 layers x 2 heads, (4, 4) patches"]
     assert len(shown) == 1 and len(shown[0].data) >= 2
+
+
+def test_an_attention_export_from_a_timm_file_reproduces_byte_for_byte(encoder, tmp_path):
+    res = export.export_recipe("attention_grid", tmp_path / "att", model=encoder, inputs=["chelsea"],
+                               options=dict(query="cls", layers=[0, 1]), preset="single-column", formats=["png"])
+    sc = json.loads(res.files["json"].read_text())
+    assert sc["provenance"]["model"]["id"] == str(ENCODER.resolve())  # reproduce loads the file again, by path
+    rep = export.reproduce(res.files["json"], out=tmp_path / "again")
+    assert rep.identical, rep.summary()
