@@ -177,3 +177,33 @@ def test_app_export_refused_without_overwrite_stores_no_clip(folder, tmp_path):
     assert again is not None and again.files["png"] == first.files["png"], panel.status.value
     assert len(list((figs / "inputs").iterdir())) == 2
     assert export.reproduce(again.files["json"], out=figs / "re").identical
+
+
+def test_the_status_line_shows_the_baselines_and_says_when_one_beats_the_model():
+    """The numbers are the reconstruction's own baselines (computed on its masks) and the verdict follows them."""
+    import re
+
+    app = VideoMAEApp("mini-video-mae")
+    seen = set()
+    for ratio in VIDEO_RATIOS:
+        app.ratio.value = ratio
+        text = re.sub(r"<[^>]+>", "", app.status.value)
+        res = app.result
+        for name, v in res.baseline_psnr.items():
+            assert f"{name.split(' (')[0]} {v:.2f} dB" in text
+        best = max(res.baseline_psnr.values())
+        beaten = "beats the model by" in text
+        assert beaten == (best > res.psnr_masked)
+        if beaten:
+            assert f"by {best - res.psnr_masked:.2f} dB" in text
+        seen.add(beaten)
+
+
+def test_baseline_line_verdicts():
+    from types import SimpleNamespace
+
+    ahead = SimpleNamespace(psnr_masked=20.0, baseline_psnr={"Telea inpainting (per frame)": 19.5, "mean colour fill": 12.0})
+    behind = SimpleNamespace(psnr_masked=18.0, baseline_psnr={"Telea inpainting (per frame)": 19.5, "mean colour fill": 12.0})
+    assert VA.baseline_line(ahead) == "baselines Telea inpainting 19.50 dB, mean colour fill 12.00 dB"
+    assert "<b>Telea inpainting beats the model by 1.50 dB here" in VA.baseline_line(behind)
+    assert VA.baseline_line(SimpleNamespace(psnr_masked=1.0, baseline_psnr={})) == "no baselines"

@@ -32,6 +32,21 @@ from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
 
+def baseline_line(result) -> str:
+    """The non-learned fills' masked PSNR on the same hidden tubelets, beside the model's (HTML, for the status line);
+    says so in bold when one of them beats the model."""
+    base = dict(getattr(result, "baseline_psnr", None) or {})
+    if not base:
+        return "no baselines"
+    short = {name: name.split(" (")[0] for name in base}
+    text = "baselines " + ", ".join(f"{html.escape(short[n])} {v:.2f} dB" for n, v in base.items())
+    best = max(base, key=base.get)
+    if base[best] > result.psnr_masked:
+        text += (f" · <b>{html.escape(short[best])} beats the model by {base[best] - result.psnr_masked:.2f} dB here: a "
+                 "non-learned fill reconstructs these hidden tubelets better</b>")
+    return text
+
+
 USER_ERRORS = (VideoLoadError, ImageLoadError, ModelLoadError, DeviceError, MaskError, ValueError, ReproduceError)
 #: The ratios of the slider (VideoMAE works at 90–95 %).
 VIDEO_RATIOS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -275,8 +290,9 @@ class VideoMAEApp(FrameControls, AppBase):
             self._move_marker()
         self._info(f"{html.escape(self.adapter.model_id)} · "
                    f"{len(self.result.frames)} frames · {self.strategy.value} masking, ratio {self.ratio.value:.2f}: "
-                   f"masked PSNR {self.result.psnr_masked:.2f} dB · sweep of {len(self.sweep)} ratios "
-                   f"({self._sweep_s:.1f} s, cached) · " + html.escape("; ".join(self.notes + self.result.notes[-1:])))
+                   f"masked PSNR {self.result.psnr_masked:.2f} dB · {baseline_line(self.result)} · sweep of "
+                   f"{len(self.sweep)} ratios ({self._sweep_s:.1f} s, cached) · "
+                   + html.escape("; ".join(self.notes + self.result.notes[-1:])))
 
     @_guarded
     def _show_frame(self, rebuild: bool = False):
