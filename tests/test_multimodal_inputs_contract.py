@@ -544,6 +544,10 @@ def test_av_files_an_array_without_a_frame_rate_is_spread_over_the_clip(spy_load
     assert p.key == f"upload:{v.sha256}"
 
 
+#: load_audio's note for a sound of zeros (the sounds below are digital silence)
+SILENT = "digital silence: every sample is 0, so the spectrogram is flat at its floor"
+
+
 def test_av_files_a_still_image_with_sound():
     grey = _texture(30, 40)[..., 0]
     img = _png(grey)
@@ -551,7 +555,7 @@ def test_av_files_a_still_image_with_sound():
     p = av_from_files(img, snd)
     assert p.key == f"upload:{_sha(img)}:{_sha(snd)}"
     # the image loader's note (grey replicated) is kept, as for the RGB-D files
-    assert p.notes == ["grayscale replicated to RGB", "a still image: repeated over 8 frames",
+    assert p.notes == ["grayscale replicated to RGB", SILENT, "a still image: repeated over 8 frames",
                        "the sound lasts 0.50 s after 0.00 s: padded with silence to 1 s"]
     want = _area(load_image(img).pixels[:, 5:35], 48).clip(0, 1)
     assert list(p.arrays) == ["video", "audio"] and p.arrays["video"].shape == (8, 48, 48, 3)
@@ -593,11 +597,11 @@ def test_prepare_files_dispatches_and_refuses():
     snd = _wav(np.zeros(RATE))
     p = prepare_files("audio-visual", None, snd, start_s=0.75)
     assert list(p.arrays) == ["audio"]
-    assert p.notes == ["the sound lasts 0.25 s after 0.75 s: padded with silence to 1 s"]
+    assert p.notes == [SILENT, "the sound lasts 0.25 s after 0.75 s: padded with silence to 1 s"]
     p = prepare_files("audio-visual", img)
     assert list(p.arrays) == ["video"] and p.arrays["video"].shape == (8, 48, 48, 3)
     p = prepare_files("audio-visual", None, _wav(np.zeros(RATE // 2)))  # from the start by default
-    assert p.notes == ["the sound lasts 0.50 s after 0.00 s: padded with silence to 1 s"]
+    assert p.notes == [SILENT, "the sound lasts 0.50 s after 0.00 s: padded with silence to 1 s"]
 
 
 # -------------------------------------------------------------------------------------------------------- Modality

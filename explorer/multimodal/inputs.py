@@ -223,8 +223,9 @@ def rgbd_from_files(image: Any = None, second: Any = None, *, size: int = 64,
 
 
 def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0) -> PreparedInputs:
-    """Audio-visual inputs from a video (or a still image: repeated over the frames) and a WAV sound, one second from
-    ``start_s``.
+    """Audio-visual inputs from a video (or a still image: repeated over the frames) and a sound file, one second from
+    ``start_s``. Without a sound file, a video's own sound track is used when it has one (decoded by FFmpeg up to
+    ``start_s`` + 1 s, :func:`explorer.audio.load_sound_track`).
 
     Only the frames the model reads are kept (the frame nearest each of its 8 times, shrunk to
     :data:`AV_READ_SIDE` pixels as they are decoded): memory does not grow with the video's size or length.
@@ -233,7 +234,7 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
         MultiModalInputError: nothing given; the video loader's error when ``video`` is neither a video nor an image;
         the audio loader's for a bad sound.
     """
-    from ..audio import load_audio
+    from ..audio import load_audio, load_sound_track
     from ..video import VideoLoadError, load_video
 
     num_frames, size = 8, 48
@@ -263,6 +264,11 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
         a = load_audio(audio)
         samples, key = a.samples, key + [a.sha256]
         notes += list(a.notes)
+    elif video_x is not None and not isinstance(video, np.ndarray):
+        a = load_sound_track(video, until_s=start_s + 1.0)
+        if a is not None:  # "sound track" in the key: the same file without its sound is another input
+            samples, key = a.samples, key + ["sound-track"]
+            notes += list(a.notes)
     x, more = {}, []
     if video_x is None or samples is not None:
         x, more = prepare_av(frames, fps, samples, start_s=start_s, num_frames=num_frames, size=size)
