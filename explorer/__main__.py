@@ -1,4 +1,4 @@
-"""Command line: ``python -m explorer {info,export,reproduce,train-mini-mae}``."""
+"""Command line: ``python -m explorer {info,export,analyze,reproduce,train-mini-mae}``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,29 @@ def _export(args) -> int:
     print(summary.text())
     print(f"Summary written to {cfg.out}/summary.json")
     return 1 if summary.failed else 0
+
+
+def _analyze(args) -> int:
+    from explorer.analyze import AnalyzeError, run
+
+    options = {}
+    if args.ratios:
+        options["ratios"] = args.ratios
+    if args.strategies:
+        options["strategies"] = args.strategies
+    if args.methods:
+        options["methods"] = args.methods
+    if args.seed is not None:
+        options["seed"] = args.seed
+    try:
+        summary = run(args.inputs, args.model, args.analysis, args.out, options=options, workers=args.workers,
+                      address=args.address, in_process=args.in_process, resume=not args.no_resume,
+                      overwrite=args.overwrite, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                      progress=not args.quiet)
+    except AnalyzeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1 if summary.errors else 0
 
 
 def _rows(text: str) -> "int | str":
@@ -100,6 +123,31 @@ def _parser() -> argparse.ArgumentParser:
                          "do not write are removed)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(fn=_export)
+
+    an = sub.add_parser("analyze", help="one row per input x setting of an analysis over a dataset, to Parquet",
+                        description="Dataset-scale analysis on Ray Data (decode in CPU tasks, the model in an actor "
+                                    "pool, metrics in CPU tasks); a rerun skips inputs already written. Exit code 1 "
+                                    "when some inputs failed (their rows carry the error), 2 for bad arguments.")
+    an.add_argument("inputs", help="a folder (recursive; ImageFolder layout gives a label), a glob, a .txt list of "
+                                   "paths or a .parquet with a 'path' column")
+    an.add_argument("--model", required=True, help="shipped name (mini-mae), hub id or folder")
+    an.add_argument("--analysis", required=True, choices=["mae-sweep", "heads", "faithfulness"])
+    an.add_argument("--out", required=True, help="the .parquet file to write (settings and versions in its metadata)")
+    an.add_argument("--workers", type=int, default=None, help="model actors / local Ray CPUs (default: cores)")
+    an.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto, ray://head:10001)")
+    an.add_argument("--in-process", action="store_true", help="run the same stages without Ray (same rows)")
+    an.add_argument("--ratios", type=float, nargs="+", default=None, help="mae-sweep: masking ratios")
+    an.add_argument("--strategies", nargs="+", choices=["random", "block", "grid"], default=None,
+                    help="mae-sweep: masking strategies")
+    an.add_argument("--methods", nargs="+", default=None, help="faithfulness: explanation methods")
+    an.add_argument("--seed", type=int, default=None)
+    an.add_argument("--batch-size", type=int, default=4, help="inputs per block")
+    an.add_argument("--device", default="auto")
+    an.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    an.add_argument("--no-resume", action="store_true", help="do not reuse rows already in --out (needs --overwrite)")
+    an.add_argument("--overwrite", action="store_true", help="replace an --out written with other settings")
+    an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.set_defaults(fn=_analyze)
 
     rp = sub.add_parser("reproduce", help="rebuild an exported figure from its sidecar and compare the bytes")
     rp.add_argument("sidecar", help="FIGURE.json (or an exported .png/.pdf/.svg with embedded sidecar)")

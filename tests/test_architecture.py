@@ -25,6 +25,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("reconstruction", ("explorer.reconstruction", "explorer.multimodal")),
     ("attention", ("explorer.attention",)),
     ("fusion", ("explorer.fusion",)),
+    ("analyze", ("explorer.analyze",)),
     ("export", ("explorer.export",)),
     ("widgets", ("explorer.widgets",)),
     ("training", ("explorer.training",)),
