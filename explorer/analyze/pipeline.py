@@ -127,8 +127,11 @@ def _stages_ray(todo, model, analysis, options, size, fit, batch_size, workers, 
         yield t
 
 
-def _start_ray(workers: int, address: "str | None"):
-    """Join ``address`` or start a quiet local Ray with ``workers`` CPUs; returns whether this run must shut it down."""
+def start_ray(workers: int, address: "str | None"):
+    """Join ``address`` or start a quiet local Ray with ``workers`` CPUs (workers find this checkout on PYTHONPATH).
+
+    Returns whether the caller must ``ray.shutdown()`` (False when Ray was already initialised: it is reused).
+    """
     import logging
 
     import ray
@@ -244,7 +247,7 @@ def run(inputs, model: str, analysis: str, out, *, options: "dict | None" = None
             stage = ModelStage(adapter, analysis, options)
             tables = _stages_in_process(todo, stage, analysis, options, adapter.image_size, fit, int(batch_size))
         else:
-            shutdown = _start_ray(workers, address)
+            shutdown = start_ray(workers, address)
             tables = _stages_ray(todo, model, analysis, options, adapter.image_size, fit, int(batch_size), workers,
                                  device, dtype, cuda)
         for i, t in enumerate(tables):
