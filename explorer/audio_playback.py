@@ -104,3 +104,47 @@ def masked_spectrogram(spec: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     s = np.array(spec, np.float32, copy=True)
     s[np.asarray(hidden, bool)] = float(np.min(spec))
     return s
+
+
+#: What each player of :func:`playback` plays, in order.
+PLAYERS = ("original", "what the model heard", "reconstruction")
+
+
+def playback(result, *, kind: str = "log_mel", samples: "np.ndarray | None" = None, rate: int = TARGET_RATE,
+             n_iter: int = N_ITER, seed: int = 0) -> dict:
+    """Sounds to play for one spectrogram modality of a multimodal reconstruction.
+
+    Args:
+        result: a :class:`explorer.reconstruction.multimodal.ModalityResult` of a ``spectrogram`` modality
+            (``(128, frames)``).
+        kind: how that spectrogram was made: ``"log_mel"`` (the explorer's) or ``"kaldi_fbank"`` (Audio-MAE's).
+        samples: the original's own samples ``(N,)`` at ``rate``, when known: the original then plays from them.
+        n_iter, seed: Griffin-Lim's iterations and its initial phase.
+    Returns:
+        :data:`PLAYERS` name → ``(WAV bytes, label)``: the original (its samples, or Griffin-Lim of its spectrogram),
+        what the model heard (hidden patches silent) and the reconstruction (visible patches as given, hidden ones
+        predicted); every sound made from a spectrogram is labelled an approximation. A modality that was not given
+        has only the reconstruction.
+    Raises:
+        ValueError: not a spectrogram modality.
+    """
+    spec = result.spec
+    if spec.kind != "spectrogram":
+        raise ValueError(f"{spec.name} is a {spec.kind} modality: only spectrograms can be played.")
+    out = {}
+    if result.given:
+        if samples is not None and len(samples):
+            out["original"] = (wav_bytes(np.asarray(samples, np.float32), rate), "original: its own samples")
+        else:
+            orig = np.nan_to_num(result.original, nan=float(np.nanmin(result.original)))
+            out["original"] = (wav_bytes(spectrogram_to_audio(orig, rate, kind=kind, n_iter=n_iter, seed=seed), rate),
+                               f"original spectrogram — {APPROXIMATION}")
+        hidden = ~spec.unpatchify_mask(result.visible)
+        heard = masked_spectrogram(np.nan_to_num(result.original, nan=float(np.nanmin(result.original))), hidden)
+        out["what the model heard"] = (wav_bytes(spectrogram_to_audio(heard, rate, kind=kind, n_iter=n_iter, seed=seed),
+                                                 rate), f"hidden patches silent — {APPROXIMATION}")
+    recon = result.pasted if result.given else result.prediction
+    out["reconstruction"] = (wav_bytes(spectrogram_to_audio(np.nan_to_num(recon, nan=float(np.nanmin(recon))), rate,
+                                                            kind=kind, n_iter=n_iter, seed=seed), rate),
+                             f"reconstruction — {APPROXIMATION}")
+    return out

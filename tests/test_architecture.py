@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "explorer"
 #: bottom first; a module may import only modules on its own floor or below
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("explorer.version", "explorer._moved", "explorer.files", "explorer.io", "explorer.preprocess",
-              "explorer.metrics", "explorer.shapley", "explorer.audio", "explorer.depth", "explorer.video", "explorer.modalities",
+              "explorer.metrics", "explorer.shapley", "explorer.audio", "explorer.audio_playback", "explorer.depth", "explorer.video", "explorer.modalities",
               "explorer.attribution")),
     ("viz", ("explorer.viz",)),
     ("data", ("explorer.data",)),

@@ -61,3 +61,28 @@ def test_masked_spectrogram_and_bad_input():
         spectrogram_to_audio(np.full((128, 10), np.nan))
     with pytest.raises(ValueError, match="shape"):
         wav_bytes(np.zeros((0,)))
+
+
+def test_the_multimodal_app_plays_each_spectrogram_row_on_request():
+    """Listen: three players (original, what the model heard, reconstruction) whose sounds are the compute layer's, for
+    the result on screen; a new result drops them; a model without sound has no Listen row."""
+    import soundfile as sf
+
+    from explorer.audio_playback import PLAYERS, playback
+    from explorer.widgets.multimodal_app import MultiMAEApp
+
+    app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.2})
+    assert app.listen_box.layout.display == "" and app.players.children == ()
+    app.listen()
+    players = [box.children[1] for box in app.players.children]
+    assert len(players) == len(PLAYERS) and all(p.format == "wav" for p in players)
+    expect = playback(app.result["audio"], kind="log_mel", seed=0)
+    assert [bytes(p.value) for p in players] == [expect[name][0] for name in PLAYERS]
+    heard, _ = sf.read(io.BytesIO(bytes(players[1].value)))
+    whole, _ = sf.read(io.BytesIO(bytes(players[0].value)))
+    assert np.sqrt(np.mean(heard ** 2)) < np.sqrt(np.mean(whole ** 2))  # 80 % of the patches are silent in what it heard
+    labels = [box.children[0].value for box in app.players.children]
+    assert all("approximation" in lab for lab in labels)
+    app.set_budgets({"audio": 0.5})
+    assert app.players.children == () and app.sounds == {}
+    assert MultiMAEApp("mini-rgbd-mae").listen_box.layout.display == "none"

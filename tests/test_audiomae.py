@@ -246,7 +246,7 @@ def test_multimodal_app_opens_the_checkpoint_masks_by_strips_and_reexports_byte_
     path = str(FIX / "swin_small.pth")
     app = MultiMAEApp(path, device="cpu")
     assert "⚠" not in app.status.value, app.status.value
-    assert app.sample_dd.value == "sound:10000002" and app.upload_a.description == "Sound (WAV)"
+    assert app.sample_dd.value == "sound:10000002" and app.upload_a.description == "Sound"
     assert app.masking_dd.layout.display == "" and app._sliders["audio"].value == pytest.approx(0.2, abs=1 / 64)
     assert app.result.counts["audio"] == 13 and "Audio-MAE" in app.status.value  # the norm_pix note
     app.masking_dd.value = "time"  # whole time strips: 13 visible patches round down to one strip of 8

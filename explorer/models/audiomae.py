@@ -408,8 +408,8 @@ class AudioMAEAdapter(HashedWeights):
     family = "multimodal"
     task = "audio"
     front_end = "kaldi-fbank"
-    upload_labels = ("Sound (WAV)", "(not used)")
-    upload_accept = (".wav,audio/wav", ".wav,audio/wav")
+    upload_labels = ("Sound", "(not used)")
+    upload_accept = (".wav,.flac,.ogg,.oga,.mp3,.aif,.aiff,audio/*", ".wav,.flac,.ogg,.oga,.mp3,.aif,.aiff,audio/*")
 
     def __init__(self, model: AudioMAE, *, model_id: str, source: str | None = None, device=torch.device("cpu"),
                  dtype=torch.float32, norm_pix: bool = True):

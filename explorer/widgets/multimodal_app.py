@@ -96,14 +96,20 @@ class MultiMAEApp(FrameControls, AppBase):
         self.frame_controls(interval=300)
         self.time_box = W.HBox([self.play, self.frame])
         self.table = W.HTML()
+        self.listen_btn = W.Button(description="Listen", icon="volume-up",
+                                   tooltip="Make the sounds of the spectrogram rows (Griffin-Lim: a few seconds)")
+        self.players = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.listen_box = W.VBox([self.listen_btn, self.players])
+        self.sounds: dict = {}
         self.fig = AppFigure()
         self._request = None
         self.export_panel = ExportPanel(self.export_request, reopen=self.restore)
         super().__init__([
             *head,
             self.sliders, W.HBox([self.presets, self.seed]), W.HBox([self.total, self.dirichlet_btn]), self.masking_dd, self.time_box,
-            self.status_area, self.fig.box, self.table, self.export_panel,
+            self.status_area, self.fig.box, self.listen_box, self.table, self.export_panel,
         ])
+        self.listen_btn.on_click(lambda _b: self.listen())
         self.load_btn.on_click(lambda _b: self._load_model())
         self.on_change(self.sample_dd, lambda ch: self._set_sample(ch["new"]) if ch["new"] else None)
         self.use_uploads.on_click(lambda _b: self._set_uploads())
@@ -178,14 +184,15 @@ class MultiMAEApp(FrameControls, AppBase):
         self._build_budget_controls(budgets)
         self._cache.clear()
         labels = getattr(self.adapter, "upload_labels", None) or {  # an adapter may say what its inputs are (Audio-MAE)
-            "rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound (WAV)")}[task]
+            "rgbd": ("RGB image", "Depth map / right image"), "audio-visual": ("Video or image", "Sound")}[task]
         self.upload_a.description, self.upload_b.description = labels
-        self.upload_a.accept = "image/*,.png,.jpg,.jpeg,.tif,.tiff" if task == "rgbd" else "video/*,image/*,.gif,.avi,.mp4,.webm"
-        self.upload_b.accept = ".png,.tif,.tiff,.npy,.exr,image/*" if task == "rgbd" else ".wav,audio/wav"
+        self.upload_a.accept = "image/*,.png,.jpg,.jpeg,.tif,.tiff" if task == "rgbd" else "video/*,image/*,.gif,.avi,.mp4,.mkv,.webm,.mov"
+        self.upload_b.accept = ".png,.tif,.tiff,.npy,.exr,image/*" if task == "rgbd" else ".wav,.flac,.ogg,.oga,.mp3,.aif,.aiff,audio/*"
         if getattr(self.adapter, "upload_accept", None):
             self.upload_a.accept, self.upload_b.accept = self.adapter.upload_accept
         self.masking_dd.layout.display = "" if any(s.kind == "spectrogram" for s in self.adapter.modalities) else "none"
         self.time_box.layout.display = "" if any(s.kind == "video" for s in self.adapter.modalities) else "none"
+        self.listen_box.layout.display = "" if any(s.kind == "spectrogram" for s in self.adapter.modalities) else "none"
         self.total.max = sum(s.num_patches for s in self.adapter.modalities)
         names = _sample_names(self.adapter)
         with self.quiet():
@@ -300,6 +307,7 @@ class MultiMAEApp(FrameControls, AppBase):
                 rec = reconstruct_multimodal(self.adapter, self.inputs, seed=seed, **kwargs)
                 self._cache[key] = (rec, baseline_metrics(rec), time.perf_counter() - t0)
         self.result, self.baselines, secs = self._cache[key]
+        self.sounds, self.players.children = {}, ()  # the players belong to the result they were made from
         if dirichlet:  # show the split the draw gave on the sliders, without recomputing
             self.set_budgets({k: v / self.adapter.spec(k).num_patches for k, v in self.result.counts.items()}, compute=False)
         vid = next((s for s in self.adapter.modalities if s.kind == "video"), None)
@@ -312,6 +320,28 @@ class MultiMAEApp(FrameControls, AppBase):
                    + " · ".join(f"{k} {v}/{self.adapter.spec(k).num_patches} visible" for k, v in self.result.counts.items())
                    + f" · computed in {secs * 1e3:.0f} ms (cached) · "
                    + html.escape("; ".join(self.notes + list(self.result.notes) + list(getattr(self.adapter, "notes", ())))))
+
+    @_guarded
+    def listen(self):
+        """Players for every spectrogram modality of the result on screen: the original, what the model heard and the
+        reconstruction (:func:`explorer.audio_playback.playback`: Griffin-Lim, labelled as an approximation)."""
+        from ..audio_playback import playback
+
+        if self.result is None:
+            return
+        kind = "kaldi_fbank" if getattr(self.adapter, "front_end", "") == "kaldi-fbank" else "log_mel"
+        rows = []
+        with self.working("making the sounds (Griffin-Lim)…"):
+            for name, res in self.result.results.items():
+                if res.spec.kind != "spectrogram":
+                    continue
+                self.sounds[name] = playback(res, kind=kind, seed=int(self.seed.value))
+                for what, (data, label) in self.sounds[name].items():
+                    rows.append(W.VBox([W.HTML(f"<b>{html.escape(name)}: {html.escape(what)}</b><br>"
+                                               f"<small>{html.escape(label)}</small>",
+                                               layout=W.Layout(width="300px")),
+                                        W.Audio(value=data, format="wav", autoplay=False, loop=False)]))
+        self.players.children = tuple(rows)
 
     def _strategy(self) -> dict | None:
         """The sound masking on screen as ``reconstruct_multimodal``'s ``strategy`` (``None``: every modality random)."""
