@@ -276,10 +276,12 @@ for strategy in ("random", "tube"):
     print(f"{strategy:6s}: video PSNR {r['video'].metrics['psnr']:.2f} dB with {r.counts['video']} visible patches")
 """),
     ("md", """
-## 3 · From files: a video and a WAV
+## 3 · From files: a video and a sound
 
-OpenCV decodes pictures, not sound tracks, so the sound comes as a WAV file (any sample rate, 8–32-bit PCM, mono or
-stereo: it is resampled to 16 kHz mono).  Without a WAV, the model predicts the sound from the video.
+The sound comes from the video's own sound track (an MP4, MKV, WebM… decoded by FFmpeg through PyAV) or from a separate
+sound file: WAV in any layout, FLAC, OGG, MP3 or AIFF, read by libsndfile through soundfile, at any rate and with any
+number of channels (resampled to 16 kHz mono, and said so).  Without any sound, the model predicts it from the video.
+Here the video is written by OpenCV, which stores no sound, so the sound comes as a stereo WAV beside it:
 """),
     ("code", """
 import tempfile, wave, pathlib
@@ -310,6 +312,15 @@ app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.0})
 app.set_av(str(tmp / "clip.avi"), str(tmp / "clip.wav"))
 print(app.result.summary())  # the app's numbers as text (its status line and table show them above)
 print("notes:", "; ".join(app.notes))
+"""),    ("md", """
+**Listen.** The app's *Listen* button makes three players for the sound row: the original, what the model heard (its
+hidden patches silent) and the reconstruction. A spectrogram keeps no phase, so each sound made from one is found by
+Griffin-Lim (librosa): an approximation, labelled as such. Here the sound is predicted from 20 % of it:
+"""),
+    ("code", """
+app.set_budgets({"video": 1.0, "audio": 0.2})
+app.listen()
+app.listen_box
 """),
     ("md", """
 ## 5 · Bad input
