@@ -115,7 +115,6 @@ def _stages_ray(todo, model, analysis, options, size, fit, batch_size, workers, 
     ds = ds.map_batches(decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=0.25,
                         fn_kwargs={"size": size, "fit": fit})
     actor = {"num_gpus": 1} if cuda else {"num_cpus": 0.75}
-    actor["max_restarts"] = 0  # a crashed actor fails the run (its parts stay for the rerun) instead of retrying
     ds = ds.map_batches(ModelStage, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=workers),
                         fn_constructor_kwargs={"model": model, "analysis": analysis, "options": options, "device": device,
@@ -140,13 +139,15 @@ def start_ray(workers: int, address: "str | None"):
     if ray.is_initialized():
         return False
     repo = str(Path(__file__).resolve().parents[2])
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)}
+    # in the environment the raylet inherits (not a runtime_env: those workers could not be prestarted or reused)
+    if repo not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
     common = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False,
               "configure_logging": True}
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=workers, runtime_env={"env_vars": env}, **common)
+        ray.init(num_cpus=workers, **common)
     return True
 
 
