@@ -6,7 +6,7 @@ Same inputs and model for every row.  "analyze" rows are end to end (``explorer.
 local Ray started per run (counted) or reused (``--reuse-ray``), decode / model / metrics, Parquet parts, merge).
 "export" is ``python -m explorer export --views tiles`` (:func:`explorer.export.batch.run_batch`) at the same ratio
 (it also writes PNG tiles, which analyze does not).  Per-stage throughput comes from the in-process run, timed stage by
-stage on the same batches.  Results: bench/results/analyze_scale.json.
+stage on the same batches.  Results: bench/results/analyze_scale-<images>.json.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main() -> None:
         print(f"{k:22s} {v:8.2f} inputs/s end to end")
     print("per stage (in-process, one core):", ", ".join(f"{k} {v:.1f}/s" for k, v in res["stages_inputs_per_s"].items()))
     print(f"ray 2 vs 1 workers: x{res['ratio_ray2_vs_ray1']:.2f}; ray 2 workers vs export: x{res['ratio_ray2_vs_export']:.2f}")
-    out = Path(__file__).resolve().parent / "results" / "analyze_scale.json"
+    out = Path(__file__).resolve().parent / "results" / f"analyze_scale-{args.images}.json"
     from explorer.files import write_atomic
 
     write_atomic(out, json.dumps(res, indent=1).encode(), overwrite=True)
