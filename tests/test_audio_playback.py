@@ -86,3 +86,23 @@ def test_the_multimodal_app_plays_each_spectrogram_row_on_request():
     app.set_budgets({"audio": 0.5})
     assert app.players.children == () and app.sounds == {}
     assert MultiMAEApp("mini-rgbd-mae").listen_box.layout.display == "none"
+
+
+def test_a_sound_from_a_file_plays_as_its_own_samples(tmp_path):
+    """The original player of an uploaded sound plays the very second the spectrogram was made from, not Griffin-Lim."""
+    from explorer.widgets.multimodal_app import MultiMAEApp
+
+    t = np.arange(24_000) / 16_000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(tmp_path / "tone.flac", tone, 16_000)
+    app = MultiMAEApp("mini-av-mae", budgets={"video": 1.0, "audio": 0.5})
+    app.set_av(None, str(tmp_path / "tone.flac"), start_s=0.25)
+    app.listen()
+    box = app.players.children[0]
+    assert "its own samples" in box.children[0].value and "approximation" not in box.children[0].value
+    played, rate = sf.read(io.BytesIO(bytes(box.children[1].value)), dtype="float32")
+    assert rate == 16_000 and played.shape == (16_000,)
+    np.testing.assert_allclose(played, tone[4_000:20_000], atol=1 / 32767 + 1e-6)
+    app._set_sample(app.sample_dd.options[0][1])  # a generated sample: no own samples, back to Griffin-Lim
+    app.listen()
+    assert "approximation" in app.players.children[0].children[0].value

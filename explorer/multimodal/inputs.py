@@ -165,11 +165,14 @@ class PreparedInputs:
         arrays: modality → array as :func:`prepare_rgbd` / :func:`prepare_av` return them (the given modalities only).
         notes: what was done to the files (decoding, stereo, crops, resampling), in order.
         key: ``"upload:<sha256>:<sha256>…"``, one hash per file: names the inputs (cache key, export name).
+        samples: ``(16000,)`` float32, the second of sound the ``audio`` spectrogram was made from, when it came from a
+            file (what a player plays as the original); ``None`` otherwise.
     """
 
     arrays: dict
     notes: list
     key: str
+    samples: "np.ndarray | None" = None
 
 
 def _colour_image(source: Any):
@@ -274,7 +277,12 @@ def av_from_files(video: Any = None, audio: Any = None, *, start_s: float = 0.0)
         x, more = prepare_av(frames, fps, samples, start_s=start_s, num_frames=num_frames, size=size)
     if video_x is not None:
         x = {"video": video_x, **x}
-    return PreparedInputs(x, notes + more, "upload:" + ":".join(key))
+    second = None
+    if samples is not None:  # the second the spectrogram shows (prepare_av pads a short sound with silence)
+        lo = int(round(start_s * 16_000))
+        second = np.asarray(samples[lo:lo + 16_000], np.float32)
+        second = np.pad(second, (0, 16_000 - len(second)))
+    return PreparedInputs(x, notes + more, "upload:" + ":".join(key), second)
 
 
 def prepare_files(task: str, first: Any = None, second: Any = None, *, size: int = 64, start_s: float = 0.0,

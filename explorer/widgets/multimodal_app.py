@@ -74,6 +74,7 @@ class MultiMAEApp(FrameControls, AppBase):
                  device: str = "auto"):
         self.adapter = None
         self.inputs: dict = {}
+        self.samples = None  # the sound's own samples, when it came from a file (the original player plays them)
         self.notes: list[str] = []
         self.result = None
         self.baselines: dict = {}
@@ -224,7 +225,7 @@ class MultiMAEApp(FrameControls, AppBase):
     @_guarded
     def _set_sample(self, name: str):
         self.inputs, self.notes = sample_inputs(self.adapter, name)
-        self._key = name
+        self._key, self.samples = name, None
         self._compute()
 
     @_guarded
@@ -262,6 +263,7 @@ class MultiMAEApp(FrameControls, AppBase):
         with self.working("reading the files…"):
             p = prepare(self.adapter.spec("rgb").shape[0] if self.adapter.task == "rgbd" else 64)
         self.inputs, self.notes, self._key = p.arrays, list(p.notes), p.key
+        self.samples = getattr(p, "samples", None) if self.adapter.task == "audio-visual" else None
         missing = [s.name for s in self.adapter.modalities if s.name not in p.arrays]
         if "audio" in missing:
             self.notes.append("no sound given: the model predicts it from the video (sound budget 0)")
@@ -335,7 +337,8 @@ class MultiMAEApp(FrameControls, AppBase):
             for name, res in self.result.results.items():
                 if res.spec.kind != "spectrogram":
                     continue
-                self.sounds[name] = playback(res, kind=kind, seed=int(self.seed.value))
+                own = self.samples if name == "audio" else None
+                self.sounds[name] = playback(res, kind=kind, samples=own, seed=int(self.seed.value))
                 for what, (data, label) in self.sounds[name].items():
                     rows.append(W.VBox([W.HTML(f"<b>{html.escape(name)}: {html.escape(what)}</b><br>"
                                                f"<small>{html.escape(label)}</small>",
