@@ -379,12 +379,11 @@ def normalisation(ckpt: Checkpoint) -> tuple[tuple, tuple]:
     return tuple(pp.get("image_mean", IMAGENET_MEAN)), tuple(pp.get("image_std", IMAGENET_STD))
 
 
-def load_safetensors_into(model: torch.nn.Module, folder: "str | os.PathLike") -> torch.nn.Module:
-    """Fill ``model`` with ``folder/model.safetensors`` (nothing is unpickled) and return it.
+def read_folder_weights(folder: "str | os.PathLike") -> dict:
+    """``folder/model.safetensors`` as ``{key: tensor}`` (nothing is unpickled).
 
     Raises:
-        ModelLoadError: no weights file, a damaged one (not a readable safetensors file), or weights that do not fit
-            the model built from the folder's config.json.
+        ModelLoadError: no weights file, or a damaged one (not a readable safetensors file).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -393,9 +392,20 @@ def load_safetensors_into(model: torch.nn.Module, folder: "str | os.PathLike") -
     if not weights.is_file():
         raise ModelLoadError(f"{folder} has no model.safetensors (only safetensors weights are loaded; nothing is unpickled).")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelLoadError(f"The weights in {weights} are damaged: not a readable safetensors file ({e}).") from None
+
+
+def load_safetensors_into(model: torch.nn.Module, folder: "str | os.PathLike") -> torch.nn.Module:
+    """Fill ``model`` with ``folder/model.safetensors`` (:func:`read_folder_weights`) and return it.
+
+    Raises:
+        ModelLoadError: no weights file, a damaged one (not a readable safetensors file), or weights that do not fit
+            the model built from the folder's config.json.
+    """
+    weights = Path(folder) / "model.safetensors"
+    state = read_folder_weights(folder)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -45,7 +45,7 @@ from torch import nn
 
 from .base import HashedWeights, ModelInfo
 from .checkpoint_file import CheckpointFormat, strict_load
-from .hub import IMAGENET_MEAN, IMAGENET_STD, ModelLoadError, read_json
+from .hub import IMAGENET_MEAN, IMAGENET_STD, ModelLoadError, read_folder_weights, read_json
 
 #: The kinds of the four stages: depth-wise convolution affinity, then self-attention.
 STAGE_KINDS = ("local", "local", "global", "global")
@@ -557,21 +557,12 @@ class UniFormerAdapter(HashedWeights):
         Raises:
             ModelLoadError: missing / damaged files, a config a UniFormer cannot read, weights that do not fit it.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         try:
             cfg = UniFormerConfig.from_dict(read_json(folder / "config.json"))
         except (TypeError, ValueError) as e:
             raise ModelLoadError(f"{folder.name}/config.json is not a UniFormer config: {e}") from None
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            raise ModelLoadError(f"{folder.name} has no model.safetensors.")
-        try:
-            state = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ModelLoadError(f"{folder.name}/model.safetensors is damaged ({e}).") from None
+        state = read_folder_weights(folder)
         model = strict_load(UniFormer(cfg), state, what=f"{folder.name}/model.safetensors")
         return cls(model, model_id=model_id or folder.name, device=device, dtype=dtype)
 

@@ -134,15 +134,9 @@ def relations_figure(view, *, heads=("mean", "mean", "mean", "mean"), frame: "in
     src = data_uri(image, min_side=160)
     st = view.stages
     qy, qx = view.query[-2:]
-    titles = ["input" + (f" · frame {frame + 1}/{size[0]}" if view.video else "") + " · click a token"]
-    titles += [stage_title(s, heads[i]) for i, s in enumerate(st)]
-    kern = []
-    for i in (0, 1):
-        h = heads[i]
-        what = "mean |w|" if h == "mean" else f"channel group {h}"
-        kern.append(f"S{i + 1} kernel · {what}" + (" · Δt = −2 … +2, left to right" if view.video else ""))
-    titles += ["rollout S3→S4 · the classifier", *kern, "rollout S3→S4 · the token's S4 token",
-               f"relevance · class {view.target_label}"[:60]]
+    titles = _plain_titles(view, heads, frame)
+    titles[0] += " · click a token"
+    titles[-1] = titles[-1][:60]
     if compact:
         titles = ["input" + (f", frame {frame + 1}" if view.video else "")]
         titles += [f"S{x.stage} {x.kind}" + ("" if heads[i] == "mean" else f", {'group' if x.kind == 'local' else 'head'} "
