@@ -331,3 +331,34 @@ def _render_in_child(q) -> None:
     from explorer.export.render import render_raw
 
     q.put(render_raw(go.Figure(go.Bar(y=[1, 2]), layout=dict(width=100, height=80)), "png")[:8])
+
+
+def test_a_browser_that_does_not_close_does_not_keep_the_process_alive(tmp_path):
+    """CI once saw `python -m explorer reproduce` print its report and then never exit: kaleido's close
+    joins its thread without a limit. Here Chromium's close is made to hang; the process must still end
+    soon after, with its browser killed."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import threading, kaleido, psutil, plotly.graph_objects as go\n"
+        "from explorer.export import render\n"
+        "render.STOP_TIMEOUT_S = 2.0\n"
+        "render.render_raw(go.Figure(), 'png')\n"
+        "print(*[c.pid for c in psutil.Process().children(recursive=True) if 'chrom' in c.name().lower()], flush=True)\n"
+        "kaleido._global_server.close = lambda **kw: threading.Event().wait()\n")
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    assert run.returncode == 0, run.stderr
+    pids = [int(p) for p in run.stdout.split()]
+    assert pids, "the browser was not started as a child of the process"
+    assert took < 60, f"the process took {took:.0f} s to exit"
+    assert "did not close in time" in run.stderr
+    time.sleep(0.5)
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"browser processes left running: {alive}"

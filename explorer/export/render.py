@@ -87,17 +87,49 @@ def _ensure_server() -> None:
     atexit.register(_stop_server)
 
 
-def _stop_server() -> None:
+STOP_TIMEOUT_S = 20.0
+
+
+def _stop_server(timeout: float | None = None) -> None:
+    """Close kaleido's browser, waiting at most ``timeout`` seconds (default ``STOP_TIMEOUT_S``).
+
+    kaleido's own ``close`` joins its server thread without a limit; when Chromium does not answer the
+    close (seen once under a loaded CI machine) the interpreter never exits after the work is done. Here the
+    close runs in a daemon thread; past the limit, the browser processes this process started are killed and
+    the server is marked closed, so kaleido's own exit hook returns at once."""
     global _server_started
     if not _server_started:
         return
     import kaleido
 
-    try:
-        kaleido.stop_sync_server(silence_warnings=True)
-    except Exception:
-        pass
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            kaleido.stop_sync_server(silence_warnings=True)
+
+    closer = threading.Thread(target=close, name="kaleido-close", daemon=True)
+    closer.start()
+    closer.join(STOP_TIMEOUT_S if timeout is None else timeout)
+    if closer.is_alive():
+        logging.getLogger(__name__).warning("kaleido's browser did not close in time; killing it")
+        _kill_browser_children()
+        with contextlib.suppress(Exception):
+            kaleido._global_server._initialized = False  # its thread is a daemon: it no longer blocks exit
     _server_started = False
+
+
+def _kill_browser_children() -> list[int]:
+    """Kill this process's Chromium descendants (kaleido's browser); return their pids."""
+    import signal
+
+    import psutil
+
+    killed = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in child.name().lower():
+                child.send_signal(signal.SIGKILL)
+                killed.append(child.pid)
+    return killed
 
 
 def _forget_server_after_fork() -> None:
