@@ -47,7 +47,7 @@ PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist 
 # Where the test recipe records pytest's exit status (read by .ci/run).
 PYTEST_EXIT_FILE ?= test-artifacts/pytest-exit-code
 
-SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils
+SYSDEPS ?= chromium fonts-dejavu-core fonts-liberation poppler-utils espeak-ng asterisk-core-sounds-en-wav
 
 LAB_ARGS ?=
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -57,7 +57,7 @@ APPS := $(sort $(basename $(notdir $(wildcard notebooks/apps/*.ipynb))))
 APP_IP ?= 127.0.0.1
 VOILA_ARGS ?=
 
-.PHONY: help install sysdeps lab app app-name test pytest bench mutate clean train-mini-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae train-mini-uniformer
+.PHONY: help install sysdeps lab app app-name test pytest bench mutate clean heldout-media train-mini-mae train-mini-video-mae train-mini-fusion train-mini-rgbd-mae train-mini-av-mae train-mini-uniformer
 
 help:
 	@echo "make lab             install into $(VENV) and open notebooks/01_quickstart.ipynb in JupyterLab"
@@ -71,6 +71,8 @@ help:
 	@echo "make train-mini-mae  train the small MAE into data/models/mini-mae"
 	@echo "make train-mini-fusion  train the small image-text model into data/models/mini-fusion (+ model card)"
 	@echo "make train-mini-rgbd-mae / train-mini-av-mae  train the multimodal MAEs into data/models/ (+ model cards)"
+	@echo "make train-mini-video-mae  train the small video MAE into data/models/mini-video-mae (+ model card)"
+	@echo "make heldout-media   fetch the real held-out videos (Debian opencv-doc) into .cache/heldout"
 	@echo "make train-mini-uniformer  train the small UniFormer into data/models/mini-uniformer (+ model card)"
 	@echo "make clean           remove $(VENV), caches and test artifacts"
 
@@ -119,6 +121,19 @@ app: app-name install
 app-name:  # before installing: a misspelt APP fails at once
 	@if [ ! -f notebooks/apps/$(APP).ipynb ]; then echo "error: no app '$(APP)'; choose one of: $(APPS)" >&2; exit 2; fi
 
+# Real videos the video model never trains on (its verdict and the collapse test): OpenCV's sample recordings from
+# Debian's opencv-doc (Apache-2.0), fetched with apt-get download and unpacked into $(HELDOUT); never committed.
+HELDOUT ?= .cache/heldout
+HELDOUT_FILES := examples/data/vtest.avi examples/data/tree.avi opencv4/html/box.mp4.gz opencv4/html/cup.mp4.gz
+heldout-media:
+	@if [ -f $(HELDOUT)/vtest.avi ] && [ -f $(HELDOUT)/tree.avi ] && [ -f $(HELDOUT)/box.mp4 ] && [ -f $(HELDOUT)/cup.mp4 ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "error: the held-out videos come from Debian's opencv-doc; no apt-get here" >&2; exit 1; fi; \
+	tmp=$$(mktemp -d); chmod 755 $$tmp; echo "Fetching the held-out videos (Debian opencv-doc, 96 MB download) into $(HELDOUT)"; \
+	( cd $$tmp && apt-get download -q opencv-doc >/dev/null ) || { rm -rf $$tmp; echo "error: apt-get download opencv-doc failed (run apt-get update?)" >&2; exit 1; }; \
+	dpkg-deb -x $$tmp/opencv-doc_*.deb $$tmp/x && mkdir -p $(HELDOUT) && \
+	for f in $(HELDOUT_FILES); do cp $$tmp/x/usr/share/doc/opencv-doc/$$f $(HELDOUT)/; done && \
+	gunzip -f $(HELDOUT)/box.mp4.gz $(HELDOUT)/cup.mp4.gz; rc=$$?; rm -rf $$tmp; exit $$rc
+
 # pytest exit status 5 means "no tests collected": never let that pass quietly.
 define run_pytest
 	@mkdir -p "$(dir $(PYTEST_EXIT_FILE))"
@@ -129,7 +144,7 @@ define run_pytest
 	exit "$$rc"
 endef
 
-test: install sysdeps
+test: install sysdeps heldout-media
 	$(run_pytest)
 
 pytest:
@@ -158,12 +173,16 @@ train-mini-fusion: install
 	$(PY) -m explorer.training.train_mini_fusion --steps 4000 --batch 64 --lr 0.001 --seed 0 --aux 1.0 --image-layers 0 --image-layers-after 2 --text-layers 0 --grid-conv --threads 1 --device $(DEVICE) --out data/models/mini-fusion
 	$(PY) -m explorer.training.fusion_card data/models/mini-fusion
 
+train-mini-video-mae: install heldout-media
+	$(PY) -m explorer.training.train_mini_video_mae --steps 6000 --batch 16 --lr 0.001 --photo-clips 8000 --generated-clips 2000 --seed 0 --threads 1 --device $(DEVICE) --out data/models/mini-video-mae
+	$(PY) -m explorer.training.video_card data/models/mini-video-mae
+
 train-mini-rgbd-mae: install
 	$(PY) -m explorer.training.train_mini_multimae --task rgbd --steps 5000 --batch 32 --samples 6000 --seed 0 --threads 1 --out data/models/mini-rgbd-mae
 	$(PY) -m explorer.training.multimodal_card data/models/mini-rgbd-mae --samples 200
 
 train-mini-av-mae: install
-	$(PY) -m explorer.training.train_mini_multimae --task audio-visual --steps 5000 --batch 32 --samples 5000 --seed 0 --threads 1 --out data/models/mini-av-mae
+	$(PY) -m explorer.training.train_mini_multimae --task audio-visual --steps 3500 --batch 32 --samples 4000 --seed 0 --threads 1 --out data/models/mini-av-mae
 	$(PY) -m explorer.training.multimodal_card data/models/mini-av-mae --samples 200
 
 train-mini-uniformer: install

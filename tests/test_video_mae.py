@@ -141,7 +141,18 @@ def test_video_figures_show_the_frame_and_its_error(tmp_path):
     masked = VV.masked_frame(rec, shown)
     assert np.all(masked == VV.GREY)  # frame-wise masking hid the whole frame
     strip = VV.filmstrip(rec)
-    assert len(strip.data) == 3 * 4 and all(t.source.startswith("data:image/png;base64,") for t in strip.data)
+    assert len(strip.data) == 5 * 4 and all(t.source.startswith("data:image/png;base64,") for t in strip.data)
+    titles = [a.text for a in strip.layout.annotations if a.textangle == 90]
+    assert [t.split("<br>")[0] for t in titles] == ["original", "masked", "model", "Telea (per frame)", "nearest visible frame"]
+    assert f"{rec.psnr_masked:.1f} dB" in titles[2]
+    # the baseline rows show the fills themselves: the Telea row's second-frame thumbnail decodes to the fill
+    from explorer.reconstruction.video import TELEA_FRAMES
+    assert strip.data[3 * 4 + shown].source == VV.filmstrip_sources(rec)[3 * 4 + shown]
+    assert rec.baseline_psnr[TELEA_FRAMES] == pytest.approx(
+        explorer.reconstruction.video.clip_masked_psnr(rec.baseline_fills[TELEA_FRAMES], rec.frames, rec.mask, 2, 8))
+    tube = reconstruct_video(model, _clip(), ratio=0.5, strategy="tube", seed=0)  # the nearest frame is Telea here
+    assert [t for t, _ in VV.filmstrip_rows(tube)] == ["original", "masked", "model", "Telea (per frame)"]
+    assert len(VV.filmstrip(tube).data) == 4 * 4
     curve = VV.psnr_per_frame_figure(rec)
     assert sum(v is None for v in curve.data[0].y) == 2  # the visible time step has no masked PSNR
     with pytest.raises(IndexError):
@@ -169,35 +180,43 @@ def test_generated_clips_move_and_are_reproducible():
 def test_mini_video_mae_training_script_runs_and_evaluates(tmp_path):
     from explorer.training import train_mini_video_mae as T
 
-    T.main(["--steps", "2", "--batch", "2", "--eval-clips", "2", "--out", str(tmp_path / "vmae"), "--threads", "1"])
+    T.main(["--steps", "2", "--batch", "2", "--eval-clips", "2", "--photo-clips", "3", "--generated-clips", "2",
+            "--real-per-video", "1", "--out", str(tmp_path / "vmae"), "--threads", "1"])
     metrics = json.loads((tmp_path / "vmae" / "metrics.json").read_text())
-    assert set(metrics) == {"tube", "random"}
-    for m in metrics.values():
-        assert set(m) >= {"model", "nearest visible frame", "OpenCV inpainting per frame"}
-    # the numbers are recomputed here from the saved model: hidden pixels picked with np.kron, squared error by hand
+    assert set(metrics) == {"real videos", "held-out photo clips", "generated clips"}
+    grid = {(s, r) for s in ("tube", "random") for r in (0.9, 0.75, 0.5)}
+    for name, rows in metrics.items():
+        assert {(r["strategy"], r["ratio"]) for r in rows} == grid, name
+    assert {r["clips"] for r in metrics["real videos"]} == {4}  # one clip of each of the four held-out videos
+    # the generated-clip numbers are recomputed here from the saved model: hidden pixels picked with np.kron,
+    # squared error and spread by hand
     from explorer.data.clips import make_clip
     from explorer.reconstruction.baselines import nearest_frame_fill, video_telea_fill
-    from explorer.training.train_mini_video_mae import HELD_OUT_SEED
+    from explorer.reconstruction.video import NEAREST, TELEA_FRAMES
 
     saved = explorer.load_model(tmp_path / "vmae")
-    for strategy, m in metrics.items():
-        sq = {k: [] for k in ("model", "nearest visible frame", "OpenCV inpainting per frame")}
-        for s in range(HELD_OUT_SEED, HELD_OUT_SEED + 2):
-            c = make_clip(s, frames=saved.num_frames, size=saved.image_size)
-            rec = reconstruct_video(saved, c.frames, ratio=m["ratio"], strategy=strategy, seed=s)
+    for m in metrics["generated clips"]:
+        sq = {k: [] for k in ("model", NEAREST, TELEA_FRAMES)}
+        pred_px, true_px = [], []
+        for k in range(2):  # clips sorted by name, mask seed = its position
+            c = make_clip(T.HELD_OUT_SEED + k, frames=saved.num_frames, size=saved.image_size)
+            rec = reconstruct_video(saved, c.frames, ratio=m["ratio"], strategy=m["strategy"], seed=k)
             hidden = np.kron(np.repeat(rec.mask, rec.tubelet, 0), np.ones((1, rec.patch_size, rec.patch_size), bool))
-            fills = {"model": rec.prediction,
-                     "nearest visible frame": nearest_frame_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size),
-                     "OpenCV inpainting per frame": video_telea_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size)}
-            for k, pred in fills.items():
-                sq[k].append(((pred.astype(np.float64) - c.frames) ** 2)[hidden])
-        for k, v in sq.items():
-            assert m[k] == pytest.approx(10 * np.log10(1 / np.concatenate(v).mean()), abs=1e-6), (strategy, k)
-    # under tube masking a patch is hidden in every frame: copying from time falls back to inpainting
-    assert metrics["tube"]["nearest visible frame"] == pytest.approx(metrics["tube"]["OpenCV inpainting per frame"])
-    assert metrics["random"]["nearest visible frame"] != metrics["random"]["OpenCV inpainting per frame"]
-    model = explorer.load_model(tmp_path / "vmae")
-    assert model.family == "videomae-pretraining" and model.num_frames == 8 and model.grid == (8, 8)
+            fills = {"model": rec.prediction, NEAREST: nearest_frame_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size),
+                     TELEA_FRAMES: video_telea_fill(c.frames, rec.mask, rec.tubelet, rec.patch_size)}
+            for name, pred in fills.items():
+                sq[name].append(((pred.astype(np.float64) - c.frames) ** 2)[hidden])
+            pred_px.append(rec.prediction[hidden])
+            true_px.append(c.frames[hidden])
+        for name, v in sq.items():
+            assert m["psnr"][name] == pytest.approx(10 * np.log10(1 / np.concatenate(v).mean()), abs=1e-6), (m["strategy"], name)
+        assert m["spread"] == pytest.approx(np.concatenate(pred_px).std() / np.concatenate(true_px).std(), rel=1e-4)
+        # under tube masking a patch is hidden in every frame: copying from time falls back to inpainting
+        if m["strategy"] == "tube":
+            assert m["psnr"][NEAREST] == pytest.approx(m["psnr"][TELEA_FRAMES])
+        else:
+            assert m["psnr"][NEAREST] != m["psnr"][TELEA_FRAMES]
+    assert saved.family == "videomae-pretraining" and saved.num_frames == 8 and saved.grid == (8, 8)
 
 
 def test_model_clip_reads_frames_at_what_the_model_needs(tmp_path):

@@ -63,10 +63,16 @@ class VideoReconstruction:
         return clip_masked_psnr(self.prediction, self.frames, self.mask, self.tubelet, self.patch_size)
 
     @cached_property
+    def baseline_fills(self) -> dict[str, np.ndarray]:
+        """The non-learned fills of the same hidden tubelets (:func:`video_baseline_fills`): name → ``(T, S, S, 3)``.
+        Computed on first use and kept with the reconstruction (the filmstrip shows them beside the model)."""
+        return video_baseline_fills(self.frames, self.mask, self.tubelet, self.patch_size)
+
+    @cached_property
     def baseline_psnr(self) -> dict[str, float]:
-        """Non-learned fills of the same hidden tubelets, scored as :attr:`psnr_masked`: name → dB
-        (:func:`video_baseline_psnr`).  Computed on first use and kept with the reconstruction."""
-        return video_baseline_psnr(self.frames, self.mask, self.tubelet, self.patch_size)
+        """:attr:`baseline_fills` scored as :attr:`psnr_masked`: name → dB."""
+        return {name: clip_masked_psnr(f, self.frames, self.mask, self.tubelet, self.patch_size)
+                for name, f in self.baseline_fills.items()}
 
 
 #: Curve names of the video baselines (drawn in the order Telea, mean, nearest: Telea and mean look as in the image app).
@@ -86,19 +92,30 @@ def clip_masked_psnr(pred: np.ndarray, frames: np.ndarray, mask: np.ndarray, tub
     return psnr_from_mse(float(errs.mean())) if errs.size else float("nan")
 
 
+def video_baseline_fills(frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> dict[str, np.ndarray]:
+    """The non-learned fills of ``mask`` (those of notebook 06 and the video model card, plus the mean colour):
+    :data:`TELEA_FRAMES` (:func:`~explorer.reconstruction.baselines.video_telea_fill`), :data:`MEAN_FRAMES`
+    (:func:`~explorer.reconstruction.baselines.video_mean_fill`) and :data:`NEAREST`
+    (:func:`~explorer.reconstruction.baselines.nearest_frame_fill`).  Telea runs once per frame and serves the
+    first and the last.
+
+    Args:
+        frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool.
+    Returns name → ``(T, H, W, 3)`` float32.
+    """
+    inpainted = B.video_telea_fill(frames, mask, tubelet, patch)
+    return {TELEA_FRAMES: inpainted, MEAN_FRAMES: B.video_mean_fill(frames, mask, tubelet, patch),
+            NEAREST: B.nearest_frame_fill(frames, mask, tubelet, patch, inpainted=inpainted)}
+
+
 def video_baseline_psnr(frames: np.ndarray, mask: np.ndarray, tubelet: int, patch: int) -> dict[str, float]:
-    """:func:`clip_masked_psnr` of the non-learned fills of ``mask`` (those of notebook 06 and the video model card,
-    plus the mean colour): :data:`TELEA_FRAMES` (:func:`~explorer.reconstruction.baselines.video_telea_fill`),
-    :data:`MEAN_FRAMES` (:func:`~explorer.reconstruction.baselines.video_mean_fill`) and :data:`NEAREST`
-    (:func:`~explorer.reconstruction.baselines.nearest_frame_fill`).  Telea runs once per frame and serves both of the first two.
+    """:func:`clip_masked_psnr` of every fill of :func:`video_baseline_fills`: name → dB.
 
     Args:
         frames: ``(T, H, W, 3)`` float in [0, 1]; mask: ``(T / tubelet, H / patch, W / patch)`` bool.
     """
-    inpainted = B.video_telea_fill(frames, mask, tubelet, patch)
-    fills = {TELEA_FRAMES: inpainted, MEAN_FRAMES: B.video_mean_fill(frames, mask, tubelet, patch),
-             NEAREST: B.nearest_frame_fill(frames, mask, tubelet, patch, inpainted=inpainted)}
-    return {name: clip_masked_psnr(f, frames, mask, tubelet, patch) for name, f in fills.items()}
+    return {name: clip_masked_psnr(f, frames, mask, tubelet, patch)
+            for name, f in video_baseline_fills(frames, mask, tubelet, patch).items()}
 
 
 def sweep_baseline_psnr(recs) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Figures for masked video reconstructions (pure: a VideoReconstruction in, plotly figures out).
 
 * :func:`video_frame_figure` — one frame: original | masked input | reconstruction (visible pasted) | error.
-* :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / reconstruction.
+* :func:`filmstrip` — every frame (or every ``step``-th) as rows original / masked / model / the non-learned fills.
 * :func:`psnr_per_frame_figure` — masked-patch PSNR per frame, with the clip's overall value.
 * :func:`ratio_curve` — the clip's masked-patch PSNR against the masking ratio, with the non-learned baselines.
 * :func:`ratio_marker` — that curve's marker of the ratio on screen (line, ring on the curve, value), as layout entries.
@@ -79,8 +79,25 @@ def video_frame_figure(rec, i: int, *, cell: int = 220) -> go.Figure:
 THUMB = 96  # filmstrip thumbnails are encoded at most this many pixels wide (the cells are 90 px)
 
 
+def filmstrip_rows(rec) -> list[tuple[str, "callable"]]:
+    """The filmstrip's rows as ``(title, frame index → (S, S, 3) image)``: original, masked input, the model, then the
+    non-learned fills of the same hidden tubelets: per-frame Telea inpainting and, unless every hidden patch is hidden
+    in every frame (tube masking, where it falls back to Telea), the copy from the nearest visible frame."""
+    from ..reconstruction.video import NEAREST, TELEA_FRAMES
+
+    rows = [("original", lambda i: rec.frames[i]), ("masked", lambda i: masked_frame(rec, i)),
+            ("model", lambda i: rec.prediction[i])]
+    fills = getattr(rec, "baseline_fills", None) or {}
+    if TELEA_FRAMES in fills:
+        rows.append(("Telea (per frame)", lambda i: fills[TELEA_FRAMES][i]))
+    seen_at_another_time = rec.mask.any(0) & ~rec.mask.all(0)
+    if NEAREST in fills and seen_at_another_time.any():
+        rows.append(("nearest visible frame", lambda i: fills[NEAREST][i]))
+    return rows
+
+
 def filmstrip_sources(rec, *, step: int = 1) -> list[str]:
-    """The filmstrip's PNG data URIs in trace order (rows original / masked / reconstruction, then frames):
+    """The filmstrip's PNG data URIs in trace order (rows of :func:`filmstrip_rows`, then frames):
     frames larger than :data:`THUMB` are reduced first (area average), so a 16 × 224² clip stays a small payload."""
     import cv2
 
@@ -90,24 +107,32 @@ def filmstrip_sources(rec, *, step: int = 1) -> list[str]:
     def thumb(img):
         return cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA) if S > THUMB else img
 
-    rows = [lambda i: rec.frames[i], lambda i: masked_frame(rec, i), lambda i: rec.prediction[i]]
-    return [data_uri(thumb(get(i)), min_side=64) for get in rows for i in idx]
+    return [data_uri(thumb(get(i)), min_side=64) for _, get in filmstrip_rows(rec) for i in idx]
 
 
 def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
-    """Rows original / masked input / reconstruction, one column per shown frame."""
+    """One row per :func:`filmstrip_rows` entry (original, masked input, model, the non-learned fills), one column
+    per shown frame; each fill's row title gives its masked-patch PSNR on this clip."""
     idx = list(range(0, len(rec.frames), max(1, int(step))))
     S = rec.frames.shape[1]
-    fig = make_subplots(rows=3, cols=len(idx), row_titles=["original", "masked", "reconstruction"],
+    rows = filmstrip_rows(rec)
+    scores = dict(getattr(rec, "baseline_psnr", None) or {})
+    from ..reconstruction.video import NEAREST, TELEA_FRAMES
+
+    db = {"model": rec.psnr_masked, "Telea (per frame)": scores.get(TELEA_FRAMES),
+          "nearest visible frame": scores.get(NEAREST)}
+    titles = [f"{t}<br>{db[t]:.1f} dB" if db.get(t) is not None and np.isfinite(db[t]) else t for t, _ in rows]
+    fig = make_subplots(rows=len(rows), cols=len(idx), row_titles=titles,
                         column_titles=[str(i + 1) for i in idx], horizontal_spacing=0.005, vertical_spacing=0.01)
     side = min(S, THUMB)
     k = upscale_factor(side, side, 64) * side / S  # encoded pixels per frame pixel
     sources = iter(filmstrip_sources(rec, step=step))
-    for r in range(1, 4):
+    for r in range(1, len(rows) + 1):
         for c in range(1, len(idx) + 1):
             fig.add_trace(go.Image(source=next(sources), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
-    _axes(fig, S, 3, len(idx))
-    fig.update_layout(width=cell * len(idx) + 80, height=3 * cell + 60, margin=dict(l=10, r=40, t=40, b=10), template="plotly_white")
+    _axes(fig, S, len(rows), len(idx))
+    fig.update_layout(width=cell * len(idx) + 130, height=len(rows) * cell + 60, margin=dict(l=10, r=120, t=40, b=10),
+                      template="plotly_white")
     return fig
 
 

@@ -279,7 +279,7 @@ class VideoMAEApp(FrameControls, AppBase):
             return
         self.result = self.sweep[self.ratio.value]
         self._show_frame(rebuild=rebuild)
-        n = 3 * len(self.result.frames)
+        n = len(VV.filmstrip_rows(self.result)) * len(self.result.frames)
         if rebuild or len(self.strip.data) != n:
             replace_figure(self.strip, VV.filmstrip(self.result))
         else:  # a ratio move: same layout, new thumbnails
