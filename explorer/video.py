@@ -1,13 +1,25 @@
-"""Loading videos for the video models (OpenCV ``VideoCapture``), with clear refusals.
+"""Loading videos for the video models (FFmpeg through PyAV), with clear refusals.
 
     v = explorer.video.load_video("clip.mp4", num_frames=16)                        # uniform in time over the clip
     v = explorer.video.load_video("clip.mp4", num_frames=16, sampling="strided", stride=4)   # as Kinetics VideoMAE
     v.frames, v.indices, v.times_s, v.notes     # (16, H, W, 3) float32; which frames, when; what was done
 
-Long clips are never held whole: one pass ``grab()``s every frame (reading its timestamp) and ``retrieve()``s only the
-frames that will be kept, so memory is bounded by ``num_frames`` decoded frames, not by the clip's length. The frames
-to keep are planned from the frame count and rate the file declares; when the timestamps show that plan was wrong
-(variable frame rate, a wrong or missing frame count, a truncated file), a second pass retrieves the right ones.
+Frames are decoded by PyAV (``av.open(path).decode(video=0)``, the stream's ``thread_type = "AUTO"``) and only the
+frames that will be kept are converted to RGB pixels (``frame.to_ndarray(format="rgb24")``: the same pixels OpenCV's
+FFmpeg reader gives, checked by the tests). PyAV replaced ``cv2.VideoCapture`` because it decodes faster, measured in
+one run by ``bench/video_decode.py`` (figures in the README). PyAV opens every container OpenCV's FFmpeg reader
+opened (AVI/MJPG, MP4/H.264, WebM/VP8-9, MKV, MPEG, animated GIF). One case falls back to OpenCV: an AVI for whose
+codec tag FFmpeg has no decoder (a damaged MJPG tag) is read by OpenCV's own MJPEG reader
+(``cv2.CAP_OPENCV_MJPEG``; another JPEG decoder, so pixels may differ by a few grey levels; times are index / fps).
+OpenCV also still writes the test clips (:func:`write_video`) and shrinks kept frames. FFmpeg's log stays off while
+a file is read; a stream that breaks off mid-way (``av.error.InvalidDataError`` and the like) ends the clip there,
+with a note ("frame N could not be decoded: the file may be truncated").
+
+Long clips are never held whole: one pass decodes every frame (reading its presentation timestamp × time_base) and
+converts only the frames that will be kept, so memory is bounded by ``num_frames`` converted frames, not by the
+clip's length. The frames to keep are planned from the frame count and rate the file declares; when the timestamps
+show that plan was wrong (variable frame rate, a wrong or missing frame count, a truncated file), a second pass
+converts the right ones.
 
 Memory is bounded by what is kept: ``max_side`` shrinks each kept frame as soon as it is decoded (to what the model
 reads), and kept frames × their pixels may not exceed ``max_total_pixels`` (refused, with a message, before decoding).
@@ -18,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +68,7 @@ class LoadedVideo:
         fps: frames per second stored in the file (``nan`` for arrays without ``fps``).
         sha256: of the raw bytes (arrays: bytes + shape + dtype).
         name: file name or ``"<array>"``.
-        decoded: frames in the clip (grabbed from the file; only the kept ones are decoded to pixels; with ``at_s``,
+        decoded: frames in the clip (decoded from the file; only the kept ones are converted to pixels; with ``at_s``,
             the frames read, up to a second past the last time asked for).
         indices: ``(T,)`` which frames of the clip were kept.
         notes: conversions and caveats, for the user.
@@ -216,15 +229,18 @@ def _fit_size(w: int, h: int, max_side: "int | None") -> tuple[int, int]:
 
 
 class _Keep:
-    """What happens to each retrieved frame: size checks, BGR → RGB, shrinking to ``max_side``, the pixel budget."""
+    """What happens to each wanted decoded frame: size checks (before converting it), conversion to RGB, shrinking to
+    ``max_side``, the pixel budget."""
 
     def __init__(self, max_pixels: int, max_side: "int | None", budget: int):
         self.max_pixels, self.max_side, self.budget = max_pixels, max_side, budget
         self.size: "tuple[int, int] | None" = None  # (w, h) of a stored frame
         self.kept = 0  # pixels held
 
-    def __call__(self, fr: np.ndarray) -> np.ndarray:
-        h, w = fr.shape[:2]
+    def __call__(self, frame) -> np.ndarray:
+        """``frame``: a decoded ``av.VideoFrame`` (or the OpenCV fallback's :class:`_CvFrame`); returns it as
+        ``(H', W', 3)`` uint8 RGB, shrunk to ``max_side``."""
+        w, h = int(frame.width), int(frame.height)
         if self.size is None:
             self.size = (w, h)
         elif self.size != (w, h):
@@ -238,52 +254,203 @@ class _Keep:
         if self.kept > self.budget:
             raise VideoLoadError(f"Keeping these frames of {ow}x{oh} needs more than max_total_pixels = {self.budget:,} "
                                  "pixels: ask for fewer frames (num_frames=) or smaller ones (max_side=).")
+        fr = _rgb(frame)
         if (ow, oh) != (w, h):
             fr = cv2.resize(fr, (ow, oh), interpolation=cv2.INTER_AREA)
+        return fr
+
+
+class _Broken(Exception):
+    """The stream broke off: a frame could not be decoded or converted (the scan stops there, with a note)."""
+
+
+#: The message when FFmpeg (and, for MJPG AVIs, OpenCV's own reader) cannot open a file.
+_CANNOT_OPEN = "FFmpeg cannot open this video: the file is corrupt or its codec is not supported."
+
+
+class _CannotOpen(VideoLoadError):
+    """FFmpeg cannot open the file or has no decoder for its video (the OpenCV fallback may still read it)."""
+
+
+def _decode_errors() -> tuple:
+    """What PyAV raises for a damaged or unreadable stream: ``av.error.InvalidDataError`` and the other FFmpeg errors,
+    an I/O error, a pixel format it cannot convert."""
+    import av
+
+    return (av.FFmpegError, OSError, ValueError, RuntimeError)
+
+
+def _rgb(frame) -> np.ndarray:
+    """A decoded frame as ``(H, W, 3)`` uint8 RGB: an ``av.VideoFrame`` through FFmpeg's swscale (the same pixels
+    OpenCV's FFmpeg reader gives), a :class:`_CvFrame` retrieved from OpenCV; :class:`_Broken` when that fails."""
+    if isinstance(frame, _CvFrame):
+        return frame.to_rgb()
+    try:
+        return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+    except _decode_errors() as e:
+        raise _Broken(str(e)) from e
+
+
+@contextmanager
+def _quiet_ffmpeg():
+    """FFmpeg's own log off while a file is read (damaged files make it print a line per bad packet), then put back.
+
+    PyAV's default is already off (``av.logging.get_level() is None``); only a level someone set is lowered, and
+    restored afterwards, so other code's logging is not changed for good."""
+    import av.logging
+
+    prev = av.logging.get_level()
+    if prev is None:
+        yield
+        return
+    av.logging.set_level(None)
+    try:
+        yield
+    finally:
+        av.logging.set_level(prev)
+
+
+def _open(path: str):
+    """``(container, its first video stream)`` opened by PyAV; :class:`_CannotOpen` when FFmpeg cannot open the file
+    or decode its video, a :class:`VideoLoadError` when the file has no video stream."""
+    import av
+
+    try:
+        container = av.open(path, "r", metadata_errors="replace")  # a damaged tag is no reason to refuse the pixels
+    except _decode_errors() as e:
+        raise _CannotOpen(_CANNOT_OPEN) from e
+    if not container.streams.video:
+        container.close()
+        raise VideoLoadError("The file has no video stream (it may hold only sound): the file is corrupt or not a video.")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec FFmpeg does not know (or a damaged codec tag)
+        container.close()
+        raise _CannotOpen(_CANNOT_OPEN)
+    return container, stream
+
+
+def _stream_start_s(stream) -> float:
+    """The stream's first timestamp in seconds (frame times are counted from it, as OpenCV's reader did); 0 if unknown."""
+    try:
+        return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    except (TypeError, ZeroDivisionError, OverflowError):
+        return 0.0
+
+
+def _frame_time_s(frame) -> float:
+    """The frame's presentation time in seconds: FFmpeg's best-effort timestamp × time_base (its ``pts``, repaired
+    when the stream's are missing or broken; what OpenCV's reader used), else ``frame.time``; ``nan`` when neither."""
+    be, tb = frame.best_effort_timestamp, frame.time_base
+    if be is not None and tb:
+        return float(be * tb)
+    t = frame.time
+    return float(t) if t is not None else float("nan")
+
+
+def _pyav_frames(path: str, opened=None):
+    """Every decoded frame of the first video stream, as ``(av.VideoFrame, seconds from the stream's start)``;
+    frame and slice threads on (``thread_type = "AUTO"``). ``opened``: ``(container, stream)`` already opened (by
+    :func:`_header`; closed here when done), so a file is not probed twice."""
+    container, stream = opened if opened is not None else _open(path)
+    errors = _decode_errors()
+    try:
+        stream.thread_type = "AUTO"
+        start = _stream_start_s(stream)
+        decoded = container.decode(stream)
+        while True:
+            try:
+                fr = next(decoded)
+            except StopIteration:
+                return
+            except errors as e:  # a damaged packet mid-stream (av.error.InvalidDataError, ...)
+                raise _Broken(str(e)) from e
+            yield fr, _frame_time_s(fr) - start
+    finally:
+        container.close()
+
+
+class _CvFrame:
+    """A frame grabbed by the OpenCV fallback: its size as the header declares, its pixels on demand (``retrieve``)."""
+
+    def __init__(self, cap, width: int, height: int):
+        self.cap, self.width, self.height = cap, width, height
+
+    def to_rgb(self) -> np.ndarray:
+        ok, fr = self.cap.retrieve()
+        if not ok or fr is None:
+            raise _Broken("retrieve failed")
+        if fr.shape[:2] != (self.height, self.width):
+            raise VideoLoadError(f"The video's frames are {fr.shape[1]}x{fr.shape[0]}, not the {self.width}x{self.height} "
+                                 "its header declares: the file is corrupt.")
         return cv2.cvtColor(fr, cv2.COLOR_BGR2RGB)
 
 
-def _scan(path: str, want: "set[int] | None", max_frames: int, *, stop_early: bool = False, total: int = 0,
-          progress: "bool | None" = None, desc: str = "", keep=None,
-          stop_s: "float | None" = None) -> tuple[dict[int, np.ndarray], list[float], bool, bool]:
-    """One pass over the file: ``grab()`` every frame, ``retrieve()`` only those in ``want`` (``None``: all);
-    ``stop_early``: stop after the last wanted frame (otherwise read to the end, for every timestamp);
-    ``stop_s``: stop after the first frame more than this many seconds after the first one; ``keep``: applied to each
-    retrieved BGR frame (default: BGR → RGB).
+def _opencv_frames(path: str):
+    """The fallback reader (OpenCV's own MJPEG reader, for MJPG AVIs FFmpeg refuses): ``(_CvFrame, seconds)``, times
+    ``index / fps`` (the rate such a file declares is constant)."""
+    cap = cv2.VideoCapture(path, cv2.CAP_OPENCV_MJPEG)
+    try:
+        if not cap.isOpened():
+            raise _CannotOpen(_CANNOT_OPEN)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)
+        step = 1.0 / fps if 0 < fps <= 10_000 else 1.0
+        j = 0
+        while cap.grab():
+            yield _CvFrame(cap, w, h), j * step
+            j += 1
+    finally:
+        cap.release()
 
-    Returns ``({index: (H, W, 3) uint8 RGB}, timestamps in seconds of every grabbed frame, failed, ended)`` where
-    ``failed`` says a grabbed frame could not be retrieved (the scan stops there) and ``ended`` that the clip ended.
+
+def _scan(path: str, want: "set[int] | None", max_frames: int, *, stop_early: bool = False, total: int = 0,
+          progress: "bool | None" = None, desc: str = "", keep=None, stop_s: "float | None" = None,
+          backend: str = "pyav", opened=None) -> tuple[dict[int, np.ndarray], list[float], bool, bool]:
+    """One pass over the file: decode every frame (PyAV, threaded; ``backend="opencv"``: the fallback reader), convert
+    to pixels only those in ``want`` (``None``: all); ``stop_early``: stop after the last wanted frame (otherwise read
+    to the end, for every timestamp); ``stop_s``: stop after the first frame more than this many seconds after the
+    first one; ``keep``: applied to each wanted decoded frame (default: to ``(H, W, 3)`` uint8 RGB); ``opened``: the
+    PyAV ``(container, stream)`` :func:`_header` left open (closed when the scan ends).
+
+    Returns ``({index: (H, W, 3) uint8 RGB}, timestamps in seconds of every decoded frame, failed, ended)`` where
+    ``failed`` says the stream broke off with a decoding error (the scan stops there) and ``ended`` that the clip ended.
     """
-    keep = keep or (lambda fr: cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
-    cap = cv2.VideoCapture(path)
+    keep = keep or (lambda fr: _rgb(fr))
     frames: dict[int, np.ndarray] = {}
     times: list[float] = []
     last = max(want) if (want and stop_early) else max_frames
     failed = ended = False
-    try:
-        with _progress(total, progress, desc) as bar:
-            while len(times) < max_frames and len(times) <= last:
-                if not cap.grab():
-                    ended = True
-                    break
-                j = len(times)
-                if want is None or j in want:
-                    ok, fr = cap.retrieve()
-                    if not ok or fr is None:
+    with _quiet_ffmpeg():
+        source = _pyav_frames(path, opened) if backend == "pyav" else _opencv_frames(path)
+        try:
+            with _progress(total, progress, desc) as bar:
+                while len(times) < max_frames and len(times) <= last:
+                    try:
+                        fr, t = next(source)
+                    except StopIteration:
+                        ended = True
+                        break
+                    except _Broken:
                         failed = True
                         break
-                    frames[j] = keep(fr)
-                times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
-                bar.update(1)
-                if stop_s is not None and times[-1] - times[0] > stop_s:
-                    break
-    finally:
-        cap.release()
+                    j = len(times)
+                    if want is None or j in want:
+                        try:
+                            frames[j] = keep(fr)
+                        except _Broken:
+                            failed = True
+                            break
+                    times.append(t)
+                    bar.update(1)
+                    if stop_s is not None and times[-1] - times[0] > stop_s:
+                        break
+        finally:
+            source.close()  # closes the container / releases the capture
     return frames, times, failed, ended
 
 
 def _timestamps(times: list[float], fps: float, notes: list[str]) -> np.ndarray:
-    """The grabbed frames' timestamps; a constant-rate ramp when the file's are unusable (not increasing)."""
+    """The decoded frames' timestamps; a constant-rate ramp when the file's are unusable (missing, not increasing)."""
     t = np.asarray(times, np.float64)
     if len(t) > 1 and np.all(np.diff(t) > 0):
         return t - t[0] if t[0] < 0 else t
@@ -293,16 +460,59 @@ def _timestamps(times: list[float], fps: float, notes: list[str]) -> np.ndarray:
     return np.arange(len(t)) * step
 
 
+def _header(path: str) -> tuple[str, float, int, int, int, Any]:
+    """``(backend, fps, declared frames, width, height, opened)`` from the container's header (nothing decoded past
+    FFmpeg's probe). ``backend`` is ``"pyav"``, or ``"opencv"`` when FFmpeg cannot open the file or decode its video
+    but OpenCV's own MJPEG reader can (an MJPG AVI with a damaged codec tag). ``opened``: PyAV's ``(container,
+    stream)``, left open for the first scan (the caller closes it), ``None`` for OpenCV.
+
+    The frame count is the stream's own (``stream.frames``), else its duration × fps, else the whole file's duration ×
+    fps (WebM / MKV store no count: OpenCV's reader estimated it the same way); 0 means unknown."""
+    with _quiet_ffmpeg():
+        try:
+            container, stream = _open(path)
+        except _CannotOpen:
+            cap = cv2.VideoCapture(path, cv2.CAP_OPENCV_MJPEG)
+            try:
+                if not cap.isOpened():
+                    raise
+                return ("opencv", float(cap.get(cv2.CAP_PROP_FPS) or float("nan")),
+                        max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
+                        int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), None)
+            finally:
+                cap.release()
+        try:
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else float("nan")
+            declared = int(stream.frames or 0)
+            if declared <= 0 and np.isfinite(fps) and 0 < fps <= 10_000:
+                if stream.duration and stream.time_base:
+                    seconds = float(stream.duration * stream.time_base)
+                else:
+                    seconds = (container.duration or 0) / 1e6  # av.time_base: microseconds
+                declared = int(np.floor(seconds * fps + 0.5))
+            cc = stream.codec_context
+            return "pyav", fps, max(declared, 0), int(cc.width or 0), int(cc.height or 0), (container, stream)
+        except BaseException:
+            container.close()
+            raise
+
+
 def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_frames, max_pixels, progress,
                  max_side=None, max_total_pixels=MAX_TOTAL_PIXELS, at_s=None):
     """Decode ``num_frames`` frames (or the frames at ``at_s``) of the file at ``tmp``; see :func:`load_video`."""
-    cap = cv2.VideoCapture(tmp)
-    if not cap.isOpened():
-        raise VideoLoadError("OpenCV cannot open this video: the file is corrupt or its codec is not supported.")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or float("nan"))
-    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    w, hgt = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    cap.release()
+    backend, fps, declared, w, hgt, opened = _header(tmp)
+    try:
+        return _decode_opened(tmp, name, num_frames, sampling, stride, short, max_frames, max_pixels, progress, max_side,
+                              max_total_pixels, at_s, backend, fps, declared, w, hgt, opened)
+    finally:
+        if opened is not None:
+            opened[0].close()  # closed already when the first scan ran; here for a refusal before it
+
+
+def _decode_opened(tmp, name, num_frames, sampling, stride, short, max_frames, max_pixels, progress, max_side,
+                   max_total_pixels, at_s, backend, fps, declared, w, hgt, opened):
+    """:func:`_decode_file` once the header is read (``opened``: PyAV's container, handed to the first scan)."""
     if w * hgt > max_pixels:
         raise VideoLoadError(f"Frames of {w}x{hgt} are larger than the limit of {max_pixels / 1e6:.0f} megapixels.")
     if not (np.isfinite(fps) and 0 < fps <= 10_000):
@@ -328,7 +538,7 @@ def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_f
         if declared > 0:
             planned = set(choose_frames(np.arange(declared) * step, num_frames, sampling, stride, short)[0].tolist())
     got, times, failed, ended = _scan(tmp, planned, max_frames, total=declared, progress=progress, desc=name, keep=keep,
-                                      stop_s=stop_s)
+                                      stop_s=stop_s, backend=backend, opened=opened)
     if failed:
         notes.append(f"frame {len(times) + 1} could not be decoded: the file may be truncated")
     n = len(times)
@@ -360,7 +570,7 @@ def _decode_file(tmp: str, name: str, num_frames, sampling, stride, short, max_f
         got = {j: f for j, f in got.items() if j in set(idx.tolist())}
         keep.kept = sum(f.shape[0] * f.shape[1] for f in got.values())
         extra, _t, _f, _e = _scan(tmp, missing, max_frames, stop_early=True, total=max(missing) + 1, progress=progress,
-                                  desc=name, keep=keep)
+                                  desc=name, keep=keep, backend=backend)
         got.update(extra)
         if set(idx.tolist()) - set(got):
             raise VideoLoadError("The video decodes differently on a second pass: the file is corrupt.")
@@ -422,6 +632,9 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
                progress: bool | None = None) -> LoadedVideo:
     """Decode a video file (path, bytes, FileUpload value) or take a ``(T, H, W, 3)`` array.
 
+    Files are decoded by FFmpeg through PyAV (threaded), one pass converting only the kept frames; an AVI whose codec
+    tag FFmpeg cannot decode falls back to OpenCV's own MJPEG reader (see the module docstring).
+
     Args:
         num_frames: keep this many frames (``None``: keep every frame, up to ``max_frames``).
         sampling: ``"uniform"`` (evenly in time over the whole clip, by timestamp) or ``"strided"`` (``num_frames``
@@ -439,6 +652,9 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
         progress: a progress bar over the file's declared frames (``None``: only for clips of 500 frames or more).
     Raises:
         VideoLoadError: empty, not a video, undecodable, too large, or fewer than two frames.
+    Returns:
+        :class:`LoadedVideo`: ``frames (T, H', W', 3)`` float32 RGB in [0, 1] (``T = num_frames``, ``len(at_s)`` or
+        every frame read; ``H', W'`` shrunk to ``max_side``), ``indices (T,)``, ``times_s (T,)``, notes.
     """
     data, name = read_source(source, name, error=VideoLoadError, noun="a video")
     notes: list[str] = []
@@ -470,7 +686,7 @@ def load_video(source: Any, *, num_frames: int | None = None, sampling: str = "u
     if not _looks_like_video(data):
         raise VideoLoadError(f"Not a video file (detected: {_sniff(data)}). Supported: MP4, AVI, WebM/MKV, MPEG, animated GIF.")
     digest = hashlib.sha256(data).hexdigest()
-    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(name)[1] or ".mp4")  # VideoCapture needs a file name
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(name)[1] or ".mp4")  # read from a file: the bytes are let go meanwhile
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

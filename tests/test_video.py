@@ -87,28 +87,33 @@ def _naive_decode(path):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Counts ``grab()`` / ``retrieve()`` calls of every VideoCapture the loader opens."""
-    import cv2
+    """Counts what the loader does through PyAV: containers opened, frames decoded (``grab``) and frames converted to
+    pixels (``retrieve``, i.e. ``explorer.video._rgb``)."""
+    import av
 
-    real, counts = cv2.VideoCapture, {"grab": 0, "retrieve": 0, "opened": 0}
+    import explorer.video as ev
+
+    real_open, real_rgb, counts = av.open, ev._rgb, {"grab": 0, "retrieve": 0, "opened": 0}
 
     class Spy:
-        def __init__(self, *a):
-            self._cap = real(*a)
+        def __init__(self, *a, **k):
+            self._c = real_open(*a, **k)
             counts["opened"] += 1
 
-        def grab(self):
-            counts["grab"] += 1
-            return self._cap.grab()
-
-        def retrieve(self, *a):
-            counts["retrieve"] += 1
-            return self._cap.retrieve(*a)
+        def decode(self, *a, **k):
+            for fr in self._c.decode(*a, **k):
+                counts["grab"] += 1
+                yield fr
 
         def __getattr__(self, k):
-            return getattr(self._cap, k)
+            return getattr(self._c, k)
 
-    monkeypatch.setattr(cv2, "VideoCapture", Spy)
+    def rgb(frame):
+        counts["retrieve"] += 1
+        return real_rgb(frame)
+
+    monkeypatch.setattr(av, "open", Spy)
+    monkeypatch.setattr(ev, "_rgb", rgb)
     return counts
 
 
@@ -122,7 +127,7 @@ def test_long_clip_is_sampled_in_one_pass_without_decoding_it_whole(tmp_path, sp
     v = load_video(tmp_path / "long.avi", num_frames=8, progress=True)  # the bar goes to stderr (captured here)
     want = [int((k + 0.5) * 600 / 8) for k in range(8)]  # the frame at the centre of each eighth: 37, 112, ...
     assert list(v.indices) == want and v.decoded == 600 and v.notes == () and not v.vfr
-    assert spy["grab"] == 600 + 1 and spy["retrieve"] == 8  # one pass (+ the failing grab at the end); 8 frames decoded
+    assert spy["grab"] == 600 and spy["retrieve"] == 8  # one pass; 8 frames converted to pixels
     (kw, bar), = bars
     assert kw["total"] == 600 and not kw["disable"] and bar.n == 600  # over the declared frames, every frame counted
     load_video(tmp_path / "long.avi", num_frames=8, progress=False)
@@ -162,8 +167,8 @@ def test_clips_shorter_than_the_model_reads_are_looped_or_padded(tmp_path, sampl
 
 
 def test_variable_frame_rate_gif_is_sampled_in_time(tmp_path, spy):
-    # A real variable-frame-rate file: an animated GIF with per-frame durations (OpenCV's FFmpeg reader gives each
-    # frame its presentation time).
+    # A real variable-frame-rate file: an animated GIF with per-frame durations (FFmpeg gives each frame its
+    # presentation time).
     durations = [40, 40, 40, 200, 200, 40, 40, 300, 40, 40]
     write_gif(tmp_path / "vfr.gif", _numbered(10), durations)
     v = load_video(tmp_path / "vfr.gif", num_frames=6)
@@ -236,3 +241,161 @@ def test_frames_at_given_times_stop_reading_after_the_last(tmp_path, spy):
     assert np.array_equal(v.frames, _naive_decode(tmp_path / "long.avi")[[0, 15, 30, 31]])
     short = load_video(tmp_path / "long.avi", at_s=[25.0])  # past the end: the last frame, said so
     assert list(short.indices) == [599] and any("ends at" in n for n in short.notes)
+
+
+# ---------------------------------------------------------------------------- PyAV decoding, against OpenCV's
+def _write_av(path, frames, codec, rate=25, options=None):
+    """``(T, H, W, 3)`` float [0, 1] frames encoded by PyAV with ``codec`` (skipped when this FFmpeg lacks it)."""
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    u8 = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+    with av.open(str(path), "w", options=options or {}) as c:
+        s = c.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = u8.shape[2], u8.shape[1], "yuv420p"
+        for f in u8:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+
+
+def _textured(n=30, h=48, w=64, seed=0):
+    """``n`` frames of seeded noise sliding right and down (every pixel differs: a hard test of colour conversion)."""
+    base = np.random.default_rng(seed).random((h * 2, w * 2, 3)).astype(np.float32)
+    return np.stack([base[i % h:i % h + h, i % w:i % w + w] for i in range(n)])
+
+
+def _opencv_times(path):
+    import cv2
+
+    cap, out = cv2.VideoCapture(str(path)), []
+    while cap.grab():
+        out.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return np.array(out), fps
+
+
+@pytest.mark.parametrize("kind", ["h264.mp4", "mjpg.avi", "vp8.webm", "vp9.webm", "h264.mkv", "gif"])
+def test_frames_equal_opencvs_decode_of_the_same_file(tmp_path, kind):
+    clip = _textured()
+    path = tmp_path / ("clip." + kind.split(".")[-1])
+    if kind == "mjpg.avi":
+        write_video(path, clip, fps=25)  # OpenCV's VideoWriter
+    elif kind == "gif":
+        write_gif(path, clip, 40)
+    else:
+        _write_av(path, clip, {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}[kind.split(".")[0]])
+    v = load_video(path)  # every frame
+    ref = _naive_decode(path)  # OpenCV: cap.read() until it fails
+    times, fps = _opencv_times(path)
+    assert v.frames.shape == ref.shape == (30, 48, 64, 3) and v.decoded == 30 and v.notes == ()
+    # Same FFmpeg decoders and swscale conversion to RGB: the same grey levels, exactly (the contract is +-2 per channel).
+    assert np.array_equal(np.round(v.frames * 255), np.round(ref * 255))
+    np.testing.assert_allclose(v.clip_times_s, times, atol=1e-6)
+    assert v.fps == pytest.approx(fps)
+    sampled = load_video(path, num_frames=8)
+    assert np.array_equal(sampled.frames, ref[sampled.indices])
+
+
+def test_truncated_mp4_gives_the_truncation_note_not_an_exception(tmp_path):
+    _write_av(tmp_path / "a.mp4", _textured(60), "libx264", options={"movflags": "+faststart"})  # index first
+    data = (tmp_path / "a.mp4").read_bytes()
+    v = load_video(data[: len(data) * 6 // 10], name="cut.mp4", num_frames=8)
+    assert 2 <= v.decoded < 60 and v.frames.shape[0] == 8
+    assert any("truncated" in n for n in v.notes), v.notes
+    assert any(n.startswith("the file declares 60 frames but only") for n in v.notes), v.notes
+    # The usual layout (index at the end): cut, it has no index left, refused with a message.
+    _write_av(tmp_path / "b.mp4", _textured(60), "libx264")
+    cut = (tmp_path / "b.mp4").read_bytes()
+    with pytest.raises(VideoLoadError, match="cannot open this video: the file is corrupt"):
+        load_video(cut[: len(cut) * 6 // 10], name="cut.mp4", num_frames=8)
+
+
+def test_a_frame_that_fails_to_decode_mid_stream_ends_the_clip_with_a_note(tmp_path):
+    write_video(tmp_path / "a.avi", _numbered(30), fps=25)
+    data = bytearray((tmp_path / "a.avi").read_bytes())
+    chunks = [i for i in range(len(data)) if data[i:i + 4] == b"00dc"]  # the header's, then one per frame, then the index
+    p = chunks[1 + 12]  # frame 12's JPEG: its bytes zeroed after the start marker
+    size = int.from_bytes(data[p + 4:p + 8], "little")
+    data[p + 10:p + 8 + size] = bytes(size - 2)
+    v = load_video(bytes(data), name="bad.avi", num_frames=4)
+    assert v.decoded == 12 and "frame 13 could not be decoded: the file may be truncated" in v.notes
+    assert np.array_equal(v.frames, _naive_decode(tmp_path / "a.avi")[v.indices])
+
+
+def test_decoding_errors_of_pyav_become_notes_and_ffmpeg_logging_is_left_as_it_was(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import av
+
+    write_video(tmp_path / "a.avi", _numbered(20), fps=25)
+    real_open = av.open
+
+    class Breaks:  # the stream raises InvalidDataError after 7 frames, as a damaged packet does
+        def __init__(self, *a, **k):
+            self._c = real_open(*a, **k)
+
+        def decode(self, *a, **k):
+            for i, fr in enumerate(self._c.decode(*a, **k)):
+                if i == 7:
+                    raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+                yield fr
+
+        def __getattr__(self, k):
+            return getattr(self._c, k)
+
+    monkeypatch.setattr(av, "open", Breaks)
+    v = load_video(tmp_path / "a.avi", num_frames=4)
+    assert v.decoded == 7 and v.notes[0] == "frame 8 could not be decoded: the file may be truncated"
+    monkeypatch.setattr(av, "open", real_open)
+    # Someone turned FFmpeg's log on: it is off while a damaged file is read, and on again afterwards.
+    data = bytearray((tmp_path / "a.avi").read_bytes())
+    data[len(data) // 2:] = np.random.default_rng(0).integers(0, 256, len(data) - len(data) // 2, np.uint8).tobytes()
+    before = av.logging.get_level()
+    av.logging.set_level(av.logging.VERBOSE)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            try:
+                load_video(bytes(data), name="bad.avi", num_frames=4)
+            except VideoLoadError:
+                pass
+        assert av.logging.get_level() == av.logging.VERBOSE
+    finally:
+        av.logging.set_level(before)
+    assert not [r for r in caplog.records if r.name.startswith("libav")], [r.getMessage() for r in caplog.records]
+
+
+def test_a_container_with_no_video_stream_is_refused(tmp_path):
+    import av
+
+    with av.open(str(tmp_path / "sound.mkv"), "w") as c:  # an MKV holding only sound
+        s = c.add_stream("pcm_s16le", rate=8000)
+        s.layout = "mono"
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        fr.sample_rate = 8000
+        for pkt in s.encode(fr):
+            c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    with pytest.raises(VideoLoadError, match="no video stream"):
+        load_video(tmp_path / "sound.mkv", num_frames=4)
+
+
+def test_an_mjpg_avi_whose_codec_tag_ffmpeg_rejects_is_read_by_opencvs_mjpeg_reader(tmp_path):
+    from explorer.video import _header
+
+    write_video(tmp_path / "a.avi", _numbered(12), fps=8)
+    data = bytearray((tmp_path / "a.avi").read_bytes())
+    j = data.rfind(b"MJPG")  # the stream format's compression tag (the stream header's own tag is left alone)
+    data[j:j + 4] = b"\x00\x01\x02\x03"
+    (tmp_path / "b.avi").write_bytes(bytes(data))
+    assert _header(str(tmp_path / "b.avi"))[0] == "opencv"  # FFmpeg finds no decoder for that tag
+    v = load_video(tmp_path / "b.avi", num_frames=4)
+    ref = load_video(tmp_path / "a.avi", num_frames=4)
+    assert list(v.indices) == list(ref.indices) == [1, 4, 7, 10] and v.decoded == 12 and v.notes == ()
+    np.testing.assert_allclose(v.times_s, ref.times_s)
+    # another JPEG decoder (libjpeg's rounding, not FFmpeg's): the same flat colours within a grey level or two
+    assert np.abs(v.frames.mean((1, 2)) - ref.frames.mean((1, 2))).max() < 0.02
