@@ -68,6 +68,16 @@ class VideoReconstruction:
         Computed on first use and kept with the reconstruction (the filmstrip shows them beside the model)."""
         return video_baseline_fills(self.frames, self.mask, self.tubelet, self.patch_size)
 
+    @property
+    def fills_to_show(self) -> list[tuple[str, np.ndarray, float]]:
+        """The fills worth showing beside the model, as ``(short title, (T, S, S, 3) fill, masked PSNR dB)``: per-frame
+        Telea and, unless every hidden patch is hidden in every frame (tube masking, where it is Telea), the copy
+        from the nearest visible frame."""
+        out = [("Telea (per frame)", self.baseline_fills[TELEA_FRAMES], self.baseline_psnr[TELEA_FRAMES])]
+        if (self.mask.any(0) & ~self.mask.all(0)).any():
+            out.append(("nearest visible frame", self.baseline_fills[NEAREST], self.baseline_psnr[NEAREST]))
+        return out
+
     @cached_property
     def baseline_psnr(self) -> dict[str, float]:
         """:attr:`baseline_fills` scored as :attr:`psnr_masked`: name → dB."""

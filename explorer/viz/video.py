@@ -81,18 +81,12 @@ THUMB = 96  # filmstrip thumbnails are encoded at most this many pixels wide (th
 
 def filmstrip_rows(rec) -> list[tuple[str, "callable"]]:
     """The filmstrip's rows as ``(title, frame index → (S, S, 3) image)``: original, masked input, the model, then the
-    non-learned fills of the same hidden tubelets: per-frame Telea inpainting and, unless every hidden patch is hidden
-    in every frame (tube masking, where it falls back to Telea), the copy from the nearest visible frame."""
-    from ..reconstruction.video import NEAREST, TELEA_FRAMES
-
+    non-learned fills the reconstruction offers (``rec.fills_to_show``: per-frame Telea, and the copy from the nearest
+    visible frame where there is one)."""
     rows = [("original", lambda i: rec.frames[i]), ("masked", lambda i: masked_frame(rec, i)),
             ("model", lambda i: rec.prediction[i])]
-    fills = getattr(rec, "baseline_fills", None) or {}
-    if TELEA_FRAMES in fills:
-        rows.append(("Telea (per frame)", lambda i: fills[TELEA_FRAMES][i]))
-    seen_at_another_time = rec.mask.any(0) & ~rec.mask.all(0)
-    if NEAREST in fills and seen_at_another_time.any():
-        rows.append(("nearest visible frame", lambda i: fills[NEAREST][i]))
+    for title, fill, _db in getattr(rec, "fills_to_show", None) or []:
+        rows.append((title, lambda i, f=fill: f[i]))
     return rows
 
 
@@ -116,11 +110,7 @@ def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
     idx = list(range(0, len(rec.frames), max(1, int(step))))
     S = rec.frames.shape[1]
     rows = filmstrip_rows(rec)
-    scores = dict(getattr(rec, "baseline_psnr", None) or {})
-    from ..reconstruction.video import NEAREST, TELEA_FRAMES
-
-    db = {"model": rec.psnr_masked, "Telea (per frame)": scores.get(TELEA_FRAMES),
-          "nearest visible frame": scores.get(NEAREST)}
+    db = {"model": rec.psnr_masked} | {t: v for t, _f, v in getattr(rec, "fills_to_show", None) or []}
     titles = [f"{t}<br>{db[t]:.1f} dB" if db.get(t) is not None and np.isfinite(db[t]) else t for t, _ in rows]
     fig = make_subplots(rows=len(rows), cols=len(idx), row_titles=titles,
                         column_titles=[str(i + 1) for i in idx], horizontal_spacing=0.005, vertical_spacing=0.01)
