@@ -51,5 +51,8 @@ def test_cross_modal_prediction_beats_the_constant_and_more_visible_data_helps(s
     se = per.std(ddof=1) / np.sqrt(n) * np.sqrt(max(N - n, 0) / max(N - 1, 1))
     assert abs(per.mean() - card["generated"][label]["model"]) <= 4 * se, (per.mean(), card["generated"][label], se)
     scored, base, more, metric, _ = GAINS[mm.task]
-    g = same_pixels_gain(mm, samples, scored, base, more, metric)
+    # mini-av-mae also learns speech shown with a still frame (video says nothing there), so all the video lowers the
+    # sound's error on generated clips by only ~0.3 dB (the card: 8.91 → 8.58 over 200): 16 clips are too few to see it
+    gain_samples = samples if mm.task == "rgbd" else held_out(mm, 64)
+    g = same_pixels_gain(mm, gain_samples, scored, base, more, metric)
     assert g["with"] < g["without"]  # 10 % of depth (or all the video) lowers the error on the same hidden values

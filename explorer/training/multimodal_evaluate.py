@@ -40,9 +40,14 @@ PROTOCOLS = {
 
 
 def held_out(adapter, n: int, kind: str = "generated") -> list[dict]:
-    """``n`` held-out inputs: generated rooms / clips, or (``kind="motorcycle"``) the motorcycle's held-out crops."""
+    """``n`` held-out inputs: generated rooms / clips, (``kind="motorcycle"``) the motorcycle's held-out crops, or
+    (``kind="speech"``) held-out real speech (Asterisk prompts never trained on, with a still frame)."""
     from ..multimodal.inputs import sample_inputs
 
+    if kind == "speech":
+        from .tasks import held_out_speech
+
+        return held_out_speech(n)
     if kind == "motorcycle":
         return [sample_inputs(adapter, f"motorcycle:{i}")[0] for i in range(n)]
     prefix = "room" if adapter.task == "rgbd" else "clip"
@@ -108,6 +113,64 @@ def object_pixels(adapter, n: int, budgets_list=None) -> dict:
             const.append(modality_metrics(spec, s.depth, np.full(spec.shape, spec.mean[0], np.float32), keep)["absrel"])
         out[label] = {"metric": "absrel", "modality": "depth (object pixels)", "budgets": budgets, "samples": count,
                       "model": float(np.mean(model)), "training mean": float(np.mean(const))}
+    return out
+
+
+def scaled_rooms(adapter, n: int, factor: float) -> list[dict]:
+    """``n`` held-out generated rooms (seeds from 10,000,000) with their depth multiplied by ``factor`` (RGB as drawn)."""
+    return [{"rgb": x["rgb"], "depth": x["depth"] * np.float32(factor)} for x in held_out(adapter, n)]
+
+
+def visible_median_prediction(result) -> np.ndarray | None:
+    """``spec.shape``: the median of the modality's visible known values everywhere (``None`` when none is visible) —
+    the baseline that knows the visible depth's scale and nothing else."""
+    s = result.spec
+    vis = s.unpatchify_mask(result.visible) & np.isfinite(result.original)
+    if not vis.any():
+        return None
+    return np.full(s.shape, float(np.median(result.original[vis])), np.float32)
+
+
+def real_media(adapter, samples: list[dict], budgets: dict, scored: str, metric: str) -> dict:
+    """One budget on ``samples``, scored on ``scored``'s hidden known values: the model's mean ``metric``, the baselines'
+    (training mean, OpenCV inpainting, and for depth the visible median), the **spread** (mean over samples of the
+    prediction's standard deviation over the hidden values ÷ the truth's: ≪ 1 means it predicts a constant) and for
+    depth the **scale** (median over samples of median(prediction / truth) on the hidden values).
+
+    Returns ``{"metric", "modality", "budgets", "samples", "model", "<baseline>", "spread", "scale ratio"}``.
+    """
+    vals: dict[str, list] = {"model": []}
+    spread_p, spread_t, ratios = [], [], []
+    for i, x in enumerate(samples):
+        rec = reconstruct_multimodal(adapter, x, budgets, seed=i)
+        r = rec[scored]
+        keep = ~r.spec.unpatchify_mask(r.visible) & np.isfinite(r.original)
+        vals["model"].append(r.metrics[metric])
+        spread_p.append(float(np.std(r.prediction[keep])))
+        spread_t.append(float(np.std(r.original[keep])))
+        if r.spec.kind == "depth":
+            ratios.append(float(np.median(r.prediction[keep] / r.original[keep])))
+            med = visible_median_prediction(r)
+            if med is not None:
+                vals.setdefault("visible median", []).append(modality_metrics(r.spec, r.original, med, ~r.spec.unpatchify_mask(r.visible))[metric])
+        for b, m in baseline_metrics(rec).items():
+            if scored in m and metric in m[scored]:
+                vals.setdefault(b, []).append(m[scored][metric])
+    out = {"metric": metric, "modality": scored, "budgets": budgets, "samples": len(samples)}
+    out |= {k: float(np.mean(v)) for k, v in vals.items() if len(v) == len(samples)}
+    out["spread"] = float(np.mean(spread_p) / max(np.mean(spread_t), 1e-12))
+    if ratios:
+        out["scale ratio"] = float(np.median(ratios))
+    return out
+
+
+def ratio_sweep(adapter, samples: list[dict], scored: str, others: dict, shown=(0.1, 0.25, 0.5), metric: str = "absrel") -> dict:
+    """The model's mean ``metric`` on ``scored`` with ``shown`` shares of it visible (90 % → 75 % → 50 % hidden), the
+    ``others`` budgets fixed; the same seeds, so the masks are nested.  Returns ``{share: value}``."""
+    out = {}
+    for v in shown:
+        out[float(v)] = float(np.mean([reconstruct_multimodal(adapter, x, others | {scored: v}, seed=i)[scored].metrics[metric]
+                                       for i, x in enumerate(samples)]))
     return out
 
 

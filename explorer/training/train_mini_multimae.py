@@ -4,11 +4,14 @@
     python -m explorer.training.train_mini_multimae --task audio-visual --steps 6000 --out data/models/mini-av-mae
 
 Tasks:
-    rgbd: RGB (64², 8 px patches) + metric depth; generated rooms (:mod:`explorer.data.rgbd`) and 10 %
+    rgbd: RGB (64², 8 px patches) + metric depth; generated rooms (:mod:`explorer.data.rgbd`) and 20 %
         crops of the Middlebury motorcycle's training part.  Depth patches that are mostly unknown are never shown
-        and unknown pixels carry no loss.
+        and unknown pixels carry no loss.  Depth of a sample that shows some depth is scaled by a random factor
+        (0.25–4×, log-uniform); the model is scale-invariant in depth (``depth_scale``, ``depth_base``).
     audio-visual: 8 frames of 48² video (tubelets 2 × 8 × 8) + a 1 s log-mel spectrogram (128 bins × 96 frames,
-        16 × 16 patches); generated clips whose objects make tones (:mod:`explorer.data.av_clips`).
+        16 × 16 patches); generated clips whose objects make tones (:mod:`explorer.data.av_clips`) (60 %) and
+        one-second speech windows with a still frame (40 %: Asterisk training prompts and espeak-ng,
+        :mod:`explorer.data.speech`).  The model reads loudness from the visible sound (``spectrogram_level``).
 
 Masking as MultiMAE: per batch a total visible budget ``K``; per sample it is split between the modalities
 by a Dirichlet(1) draw, or (30 % of samples) given to one modality alone, so cross-modal prediction
@@ -51,7 +54,12 @@ def split_budget(total: int, caps: np.ndarray, rng: np.random.Generator, single:
 
 def make_batch(task: Task, specs: list[Modality], data: dict[str, np.ndarray], idx: np.ndarray, total: int,
                rng: np.random.Generator):
-    """Normalised tokens, visible masks and hidden-and-known loss weights for samples ``idx``."""
+    """Normalised tokens, visible masks and hidden-and-known loss weights for samples ``idx``.
+
+    Depth of a sample that shows some depth is multiplied by a global factor, log-uniform in ``task.depth_scale_range``
+    (RGB unchanged), so the metric scale can only be read from the visible depth (no depth shown: factor 1, the
+    training data's own scale, which is all that RGB alone can tell).
+    """
     arrays = {k: v[idx].astype(np.float32) for k, v in data.items()}
     arrays = task.augment(arrays, rng)
     tokens, known = {}, {}
@@ -68,12 +76,23 @@ def make_batch(task: Task, specs: list[Modality], data: dict[str, np.ndarray], i
                               ineligible={s.name: unknown[s.name][b] for s in specs})
         for s in specs:
             vis[s.name][b] = masks[s.name]
+    lo_hi = getattr(task, "depth_scale_range", None)
+    for s in specs:
+        if s.kind == "depth" and lo_hi:
+            f = np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), len(idx))).astype(np.float32)
+            f = np.where(vis[s.name].any(1), f, 1.0).astype(np.float32)
+            scaled = arrays[s.name] * f.reshape(-1, *[1] * (arrays[s.name].ndim - 1))
+            tokens[s.name] = s.patchify(s.normalise(torch.from_numpy(scaled)))
     vis = {k: torch.from_numpy(v) for k, v in vis.items()}
     return tokens, vis, known
 
 
-def masked_loss(pred: dict, tokens: dict, vis: dict, known: dict, edge_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+def masked_loss(pred: dict, tokens: dict, vis: dict, known: dict, edge_weight: float = 0.0,
+                scales: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Mean over modalities of the MSE on hidden, known values.
+
+    ``scales``: name → ``(B,)`` the model's depth scale per sample (:meth:`MiniMultiMAE.depth_scales`); that modality's
+    squared errors are divided by its square, so a room scaled ×4 weighs as much as one at ×1.
 
     ``edge_weight`` > 0: depth patches whose values span more than half a standard deviation (an object edge in depth: small
     objects are few pixels but the point of depth) weigh ``1 + edge_weight`` (label-free, from the target itself).
@@ -88,6 +107,8 @@ def masked_loss(pred: dict, tokens: dict, vis: dict, known: dict, edge_weight: f
                 - torch.where(known[k], tokens[k], target.amax(-1, keepdim=True)).amin(-1, keepdim=True)
             weight = 1 + edge_weight * (span > 0.5).to(target.dtype)
         w = w * weight  # hidden, known values, weighted
+        if scales and k in scales:
+            w = w / scales[k].detach().reshape(-1, 1, 1) ** 2
         per[k] = (w * (pred[k] - target) ** 2).sum() / w.sum().clamp(min=1)
     return sum(per.values()) / len(per), {k: float(v.detach()) for k, v in per.items()}
 
@@ -114,7 +135,7 @@ def main(argv=None) -> None:
     specs = task.specs(data)
     print(f"generated {args.samples} samples in {time.time() - t0:.0f} s; modalities "
           + ", ".join(f"{s.name} {s.shape} → {s.num_patches} patches" for s in specs), flush=True)
-    cfg = MultiMAEConfig(modalities=[s.to_dict() for s in specs], task=args.task, **ARCH[args.task])
+    cfg = MultiMAEConfig(modalities=[s.to_dict() for s in specs], task=args.task, **ARCH[args.task], **task.model_options(data))
     model = MiniMultiMAE(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, betas=(0.9, 0.95))
     warm = max(1, args.steps // 20)
@@ -125,7 +146,7 @@ def main(argv=None) -> None:
     for step in range(1, args.steps + 1):
         idx = rng.integers(0, args.samples, args.batch)
         tokens, vis, known = make_batch(task, specs, data, idx, int(rng.integers(lo, hi + 1)), rng)
-        loss, per = masked_loss(model(tokens, vis), tokens, vis, known, args.edge_weight)
+        loss, per = masked_loss(model(tokens, vis), tokens, vis, known, args.edge_weight, model.depth_scales(tokens, vis))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

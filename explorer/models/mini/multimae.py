@@ -12,6 +12,13 @@ predicted from RGB alone) and then self-attend; a linear head gives the patch va
 
 Every sample of a batch must have the same *total* number of visible patches (the split between
 modalities may differ per sample, as MultiMAE's Dirichlet sampling gives).
+
+Scale-invariant depth (``depth_scale="visible-median"``): a depth map's visible values are divided by their median
+(times ``depth_ref``, the training data's median) before the encoder, and the depth prediction is multiplied back, so
+the metric scale of the output is read from the visible depth, never guessed from the image.  With no visible depth
+the scale is ``depth_ref`` (what the training data had).  ``depth_base="visible-idw"``: the depth decoder's output is
+added to an inverse-distance-weighted fill of the visible depth patches (:func:`idw_fill`).  Likewise ``spectrogram_level="visible-mean"`` takes the mean
+log power of the visible spectrogram patches out before the encoder and puts it back into the prediction (loudness).
 """
 
 from __future__ import annotations
@@ -35,6 +42,17 @@ class MultiMAEConfig:
     dec_heads: int = 4
     mlp_ratio: int = 4
     task: str = ""  # "rgbd" or "audio-visual": what the model was trained for
+    #: ``"visible-median"``: depth is divided by the median of its visible known values before the encoder and the depth
+    #: prediction multiplied back (scale-invariant depth; ``depth_ref`` metres stands for the median when no depth is
+    #: visible); ``""``: depth goes in as it is (older models).
+    depth_scale: str = ""
+    depth_ref: float = 0.0
+    #: ``"visible-mean"``: a spectrogram's visible values have their mean subtracted before the encoder and added back to
+    #: the prediction (loudness read from what is visible; none visible: no shift); ``""``: as it is (older models).
+    spectrogram_level: str = ""
+    #: ``"visible-idw"``: the depth decoder predicts a residual over an inverse-distance-weighted fill of the visible
+    #: depth patches' means (:func:`idw_fill`), so copying the visible depth's layout is the starting point; ``""``: none.
+    depth_base: str = ""
 
     def specs(self) -> list[Modality]:
         return [Modality.from_dict(m) for m in self.modalities]
@@ -45,6 +63,29 @@ class MultiMAEConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "MultiMAEConfig":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def idw_fill(tokens: torch.Tensor, visible: torch.Tensor, grid: tuple[int, ...], power: float = 2.0) -> torch.Tensor:
+    """Inverse-distance-weighted fill of patch means.
+
+    Args:
+        tokens: ``(B, N, D)`` patches (NaN = unknown value); visible: ``(B, N)`` bool; grid: the patch grid (``N = prod``).
+    Returns:
+        ``(B, N, 1)``: per patch, Σ_j w_ij m_j / Σ_j w_ij over the visible patches j with a known value (``m_j`` their mean,
+        ``w_ij = 1 / (d_ij^power + 1e-3)``, ``d`` the distance in patches: a visible patch gets its own mean); 0 for a
+        sample with no such patch.
+    """
+    known = torch.isfinite(tokens)
+    n = known.sum(-1)
+    means = torch.where(known, tokens, 0).sum(-1) / n.clamp(min=1)  # (B, N)
+    use = visible.bool() & (n > 0)
+    coords = torch.stack(torch.meshgrid(*[torch.arange(g, dtype=tokens.dtype, device=tokens.device) for g in grid],
+                                        indexing="ij"), -1).reshape(-1, len(grid))
+    w = 1.0 / (torch.cdist(coords, coords) ** power + 1e-3)  # (N, N)
+    w = w[None] * use[:, None, :].to(tokens.dtype)  # (B, N, N): only visible, known patches weigh
+    total = w.sum(-1)
+    fill = (w * torch.where(use, means, 0)[:, None, :]).sum(-1) / total.clamp(min=1e-12)
+    return torch.where(total > 0, fill, torch.zeros_like(fill))[..., None]
 
 
 def _block(dim: int, heads: int, mlp_ratio: int) -> nn.TransformerEncoderLayer:
@@ -144,9 +185,58 @@ class MiniMultiMAE(nn.Module):
             x = blk(x)
         return self.norm(x), idx
 
+    def depth_scales(self, tokens: dict[str, torch.Tensor], visible: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per depth modality, ``(B,)``: median of the visible known depth ÷ ``depth_ref`` (1 where no depth is visible);
+        empty unless ``cfg.depth_scale == "visible-median"``.  ``tokens`` as :meth:`forward` takes them."""
+        if self.cfg.depth_scale != "visible-median":
+            return {}
+        out = {}
+        for s in self.specs:
+            if s.kind != "depth" or s.name not in tokens:
+                continue
+            raw = s.denormalise(tokens[s.name].detach().float())  # (B, N, D) metres, NaN unknown
+            keep = visible[s.name].bool()[..., None] & torch.isfinite(raw) & (raw > 0)
+            med = torch.nanmedian(torch.where(keep, raw, torch.nan).flatten(1), dim=1).values
+            ref = float(self.cfg.depth_ref)
+            out[s.name] = torch.where(torch.isfinite(med), med / ref, torch.ones_like(med)).to(tokens[s.name].dtype)
+        return out
+
+    def level_shifts(self, tokens: dict[str, torch.Tensor], visible: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per spectrogram modality, ``(B,)``: the mean of its visible known values in normalised units (0 where none is
+        visible); empty unless ``cfg.spectrogram_level == "visible-mean"``."""
+        if self.cfg.spectrogram_level != "visible-mean":
+            return {}
+        out = {}
+        for s in self.specs:
+            if s.kind != "spectrogram" or s.name not in tokens:
+                continue
+            t = tokens[s.name].detach()
+            keep = visible[s.name].bool()[..., None] & torch.isfinite(t)
+            n = keep.flatten(1).sum(1)
+            out[s.name] = torch.where(keep, t, 0).flatten(1).sum(1) / n.clamp(min=1)
+        return out
+
     def forward(self, tokens: dict[str, torch.Tensor], visible: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predict every patch of every modality: name → ``(B, N_m, D_m)`` in normalised units."""
+        scales = self.depth_scales(tokens, visible)
+        shifts = self.level_shifts(tokens, visible)
+        specs = {s.name: s for s in self.specs}
+        if scales or shifts:
+            tokens = dict(tokens)
+            for k, sc in scales.items():  # to the reference scale: depth / (median / ref)
+                tokens[k] = specs[k].normalise(specs[k].denormalise(tokens[k]) / sc[:, None, None])
+            for k, sh in shifts.items():  # visible mean level out
+                tokens[k] = tokens[k] - sh[:, None, None]
         enc, idx = self.encode(tokens, visible)
         total = sum(s.num_patches for s in self.specs)
-        return {s.name: self.decoders[s.name](enc, idx, total, off, s.num_patches)
-                for s, off in zip(self.specs, self._offsets())}
+        out = {s.name: self.decoders[s.name](enc, idx, total, off, s.num_patches)
+               for s, off in zip(self.specs, self._offsets())}
+        if self.cfg.depth_base == "visible-idw":  # a residual over the fill of the visible depth
+            for s in self.specs:
+                if s.kind == "depth" and s.name in tokens:
+                    out[s.name] = out[s.name] + idw_fill(tokens[s.name], visible[s.name], s.grid)
+        for k, sc in scales.items():  # and back to the visible depth's scale
+            out[k] = specs[k].normalise(specs[k].denormalise(out[k]) * sc[:, None, None])
+        for k, sh in shifts.items():  # and back in
+            out[k] = out[k] + sh[:, None, None]
+        return out
