@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -148,6 +149,12 @@ def test_notebook_runs(path):
         assert "uniform: [7, 22, 37, 52, 67, 82, 97, 112] at [0.88, 2.75" in text
         assert "strided: [45, 49, 53, 57, 61, 65, 69, 73]" in text
         assert "[0, 4, 8, 11, 11, 11, 11, 11] | padded (the last frame repeats): the clip has 12 frames" in text
+        assert re.search(r"real video, tube   75%: model [\d.]+ dB \| Telea [\d.]+ dB \| nearest visible frame [\d.]+ dB "
+                         r"\| spread [\d.]+ over 8 clips", text)
+        # the introduction carries the model card's verdict on real video, word for word
+        from explorer.training.video_card import verdict
+        metrics = json.loads((ROOT / "data" / "models" / "mini-video-mae" / "metrics.json").read_text())
+        assert verdict(metrics) in nb.cells[0].source
     if path.name == "05_export_figures.ipynb":
         assert "All files are byte-identical to the originals." in text
         assert "PDF page: 496.8 x" in text and "LiberationSerif" in text

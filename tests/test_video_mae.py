@@ -142,7 +142,7 @@ def test_video_figures_show_the_frame_and_its_error(tmp_path):
     assert np.all(masked == VV.GREY)  # frame-wise masking hid the whole frame
     strip = VV.filmstrip(rec)
     assert len(strip.data) == 5 * 4 and all(t.source.startswith("data:image/png;base64,") for t in strip.data)
-    titles = [a.text for a in strip.layout.annotations if a.textangle == 90]
+    titles = [a.text for a in strip.layout.annotations if a.xanchor == "left"]  # row titles, at the right
     assert [t.split("<br>")[0] for t in titles] == ["original", "masked", "model", "Telea (per frame)", "nearest visible frame"]
     assert f"{rec.psnr_masked:.1f} dB" in titles[2]
     # the baseline rows show the fills themselves: the Telea row's second-frame thumbnail decodes to the fill

@@ -108,12 +108,12 @@ def _video_frames(adapter, images, o) -> go.Figure:
         schema=dict(CLIP_SCHEMA, **MASK_SCHEMA, **VIEW_SCHEMA, step=Int(1, 1024)))
 def _video_filmstrip(adapter, images, o) -> go.Figure:
     """Masked video: every frame (or every ``step``-th) as rows original / masked input / reconstruction."""
-    from ..viz.video import filmstrip
+    from ..viz.video import filmstrip, filmstrip_psnr_note
 
     from ..viz.notes import attach_notes
 
     rec = _reconstruction(adapter, o)
-    return attach_notes(filmstrip(rec, step=int(o["step"])), rec.notes)
+    return attach_notes(filmstrip(rec, step=int(o["step"]), level_titles=False), [filmstrip_psnr_note(rec), *rec.notes])
 
 
 @recipe("video_sampling", n_inputs="none", letters=False, defaults=dict(CLIP, **MASK, **VIEW),

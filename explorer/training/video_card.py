@@ -36,8 +36,17 @@ def verdict(metrics: dict) -> str:
                + " masking only. " if any(beaten) else "**it does not beat per-frame Telea inpainting** (the bar). "))
     rnd = _row(metrics["real videos"], "random", 0.75)["psnr"]
     tail = ""
+    rows75 = [_row(metrics["real videos"], s, 0.75) for s in ("tube", "random")]
+    over_mean = [r["psnr"]["model"] - r["psnr"][MEAN] for r in rows75]
+    if max(over_mean) < 1.0:
+        tail += (f" It is only {min(over_mean):+.2f} to {max(over_mean):+.2f} dB above filling every hidden patch with the "
+                 "frame's mean colour: it has learned a clip's colours, not yet its structure.")
+    low = [r["spread"] for r in rows75 if r["spread"] < 0.5]
+    if low:
+        tail += (f" Its spread ({min(low):.2f}) is below the bar of 0.5 that separates a reconstruction from a flat fill; "
+                 "tests/test_shipped_video.py keeps that bar as an expected failure until a model reaches it.")
     if rnd[NEAREST] > rnd["model"]:
-        tail = (f" Under random masking, copying each hidden patch from the nearest frame where it is visible "
+        tail += (f" Under random masking, copying each hidden patch from the nearest frame where it is visible "
                 f"({rnd[NEAREST]:.2f} dB) beats the model: most of these recordings have a fixed camera.")
     return head + "; ".join(parts) + "." + tail + (" Spread is the standard deviation of the predicted hidden pixels over "
                                                    "the true ones (1 = as varied as the truth, 0 = one flat colour).")
@@ -118,6 +127,9 @@ masking (copying from time is impossible).
 
 * A teaching model: 64 pixels, 8 frames, a few minutes of CPU training. Use `MCG-NJU/videomae-base` for research.
 * Like every MAE trained with a pixel MSE it predicts the mean of what could be there: fine texture comes out blurred.
+* The model this one replaced (trained on generated clips only, tube masking at 90 %) scored 12.6 dB at every ratio on
+  the same real clips, with a spread of 0.17: it painted one flat colour. This one varies more and improves as less is
+  hidden, but not by much; a longer run (the loss had not converged) or a GPU is the next step.
 """
 
 

@@ -104,14 +104,27 @@ def filmstrip_sources(rec, *, step: int = 1) -> list[str]:
     return [data_uri(thumb(get(i)), min_side=64) for _, get in filmstrip_rows(rec) for i in idx]
 
 
-def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
+PAPER_ROW_TITLES = {"Telea (per frame)": "Telea", "nearest visible frame": "nearest"}
+
+
+def filmstrip_psnr_note(rec) -> str:
+    """One line for a caption: the masked-patch PSNR of the model and of each fill shown in the filmstrip."""
+    parts = [f"model {rec.psnr_masked:.1f} dB"] + [f"{t} {v:.1f} dB" for t, _f, v in getattr(rec, "fills_to_show", None) or []]
+    return "masked-patch PSNR on this clip: " + ", ".join(parts)
+
+
+def filmstrip(rec, *, step: int = 1, cell: int = 90, level_titles: bool = True) -> go.Figure:
     """One row per :func:`filmstrip_rows` entry (original, masked input, model, the non-learned fills), one column
-    per shown frame; each fill's row title gives its masked-patch PSNR on this clip."""
+    per shown frame; each fill's row title gives its masked-patch PSNR on this clip.  ``level_titles``: row titles
+    read horizontally at the right (the screen); else rotated along the rows, as the paper styles expect."""
     idx = list(range(0, len(rec.frames), max(1, int(step))))
     S = rec.frames.shape[1]
     rows = filmstrip_rows(rec)
     db = {"model": rec.psnr_masked} | {t: v for t, _f, v in getattr(rec, "fills_to_show", None) or []}
-    titles = [f"{t}<br>{db[t]:.1f} dB" if db.get(t) is not None and np.isfinite(db[t]) else t for t, _ in rows]
+    if level_titles:
+        titles = [f"{t}<br>{db[t]:.1f} dB" if db.get(t) is not None and np.isfinite(db[t]) else t for t, _ in rows]
+    else:  # rotated titles must fit a row's height: short names (filmstrip_psnr_note gives the numbers)
+        titles = [PAPER_ROW_TITLES.get(t, t) for t, _ in rows]
     fig = make_subplots(rows=len(rows), cols=len(idx), row_titles=titles,
                         column_titles=[str(i + 1) for i in idx], horizontal_spacing=0.005, vertical_spacing=0.01)
     side = min(S, THUMB)
@@ -121,7 +134,12 @@ def filmstrip(rec, *, step: int = 1, cell: int = 90) -> go.Figure:
         for c in range(1, len(idx) + 1):
             fig.add_trace(go.Image(source=next(sources), x0=0, y0=0, dx=1 / k, dy=1 / k, hoverinfo="skip"), r, c)
     _axes(fig, S, len(rows), len(idx))
-    fig.update_layout(width=cell * len(idx) + 130, height=len(rows) * cell + 60, margin=dict(l=10, r=120, t=40, b=10),
+    # row titles read horizontally at the right (two short lines: name, then PSNR on this clip)
+    if level_titles:
+        fig.for_each_annotation(lambda a: a.update(textangle=0, xanchor="left", xshift=4, font=dict(size=11))
+                                if a.text in titles else None)
+    right = 150 if level_titles else 40
+    fig.update_layout(width=cell * len(idx) + right + 10, height=len(rows) * cell + 60, margin=dict(l=10, r=right, t=40, b=10),
                       template="plotly_white")
     return fig
 
