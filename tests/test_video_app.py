@@ -207,3 +207,20 @@ def test_baseline_line_verdicts():
     assert VA.baseline_line(ahead) == "baselines Telea inpainting 19.50 dB, mean colour fill 12.00 dB"
     assert "<b>Telea inpainting beats the model by 1.50 dB here" in VA.baseline_line(behind)
     assert VA.baseline_line(SimpleNamespace(psnr_masked=1.0, baseline_psnr={})) == "no baselines"
+
+
+def test_play_runs_at_the_pace_of_the_frames_the_model_reads(folder, tmp_path):
+    """Play steps at the clip's own frame gap: a 20 fps file read at stride 1 plays at 50 ms a frame, at stride 2 at
+    100 ms; a clip without timestamps keeps the default."""
+    from explorer.data.clips import make_clip
+    from explorer.video import write_video
+
+    assert VA.play_interval_ms(np.array([0.0, 0.05, 0.1, 0.15])) == 50
+    assert VA.play_interval_ms(np.full(4, np.nan)) == 250 and VA.play_interval_ms(np.zeros(1)) == 250
+    assert VA.play_interval_ms(np.array([0.0, 10.0])) == 2000  # a slide show stays watchable
+    write_video(tmp_path / "c.avi", make_clip(5, frames=40, size=64).frames, fps=20)
+    app = VideoMAEApp(model=str(folder), clip=str(tmp_path / "c.avi"), ratio=0.9)
+    app.sampling.value, app.stride.value = "strided", 1
+    assert app.play.interval == 50, (app.video.sampling, app.video.times_s)
+    app.stride.value = 2
+    assert app.play.interval == 100

@@ -15,6 +15,7 @@ import html
 import time
 from pathlib import Path
 
+import numpy as np
 import ipywidgets as W
 import plotly.graph_objects as go
 
@@ -31,6 +32,15 @@ from .base import REST_DELAY_S, AppBase, FrameControls, file_stem
 from .figures import AppFigure, replace_figure
 from .export_panel import ExportPanel
 from .messages import guarded
+
+def play_interval_ms(times_s, default: int = 250) -> int:
+    """Milliseconds between frames when Play runs: the clip's own pace (the median gap between the timestamps of the
+    frames the model reads, ``times_s`` ``(T,)`` seconds), kept within 20–2000 ms; ``default`` without timestamps."""
+    t = np.asarray(times_s, float)
+    gaps = np.diff(t[np.isfinite(t)]) if t.size else np.zeros(0)
+    gaps = gaps[gaps > 0]
+    return int(np.clip(round(float(np.median(gaps)) * 1000), 20, 2000)) if gaps.size else int(default)
+
 
 def baseline_line(result) -> str:
     """The non-learned fills' masked PSNR on the same hidden tubelets, beside the model's (HTML, for the status line);
@@ -218,6 +228,7 @@ class VideoMAEApp(FrameControls, AppBase):
         self._source = clip
         self.video = self.load_clip(clip)
         self.frames = self.video.frames
+        self.play.interval = play_interval_ms(self.video.times_s)
         self.notes = (["generated clip (moving shapes, held out)"] if _is_generated(clip) else []) + list(self.video.notes)
         self._clip_key = (self.video.sha256, self.video.sampling, self.video.stride)
         replace_figure(self.timeline, VV.sampling_figure(self.video))
