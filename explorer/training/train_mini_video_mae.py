@@ -120,7 +120,11 @@ def main(argv=None) -> None:
         out = Path(args.out)
         model.eval().save_pretrained(out)
         (out / "preprocessor_config.json").write_text(json.dumps({"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)}))
-        (out / "training_log.json").write_text(json.dumps({"args": vars(args), "log": log}, indent=1))
+        record = {"args": vars(args), "log": log}
+        if args.init and (Path(args.init) / "training_log.json").is_file():  # a continued run keeps every stage's record
+            before = json.loads((Path(args.init) / "training_log.json").read_text())
+            record["stages"] = before.get("stages", [before]) + [{"args": vars(args), "log": log}]
+        (out / "training_log.json").write_text(json.dumps(record, indent=1))
         from ..models import load_model
 
         adapter = load_model(out, device=args.device)

@@ -85,8 +85,12 @@ A transformers `VideoMAEForPreTraining` small enough to ship and to run on a lap
 
 ## Training
 
-`make train-mini-video-mae`, i.e. `{command}` — {steps} steps of batch {batch} on one CPU core ({minutes:.0f} min,
-shared with other jobs), AdamW, one-cycle learning rate {lr}, seed {seed}. Each batch draws its masking ratio
+`make train-mini-video-mae`, i.e.
+
+{commands}
+
+— {steps} steps of batch {batch} in all, on one CPU core ({minutes:.0f} min, shared with other jobs), AdamW, one-cycle
+learning rate per stage. Each batch draws its masking ratio
 uniformly from {rmin:.0%}–{rmax:.0%} and tube or random masking with equal odds, so every ratio of the app's
 slider is trained.
 
@@ -144,15 +148,21 @@ def render(folder: Path) -> str:
     params = sum(v.numel() for v in load_file(str(folder / "model.safetensors")).values())
     g = cfg["image_size"] // cfg["patch_size"]
     t = cfg["num_frames"] // cfg["tubelet_size"]
-    cmd = (f"python -m explorer.training.train_mini_video_mae --steps {a['steps']} --batch {a['batch']} --lr {a['lr']} "
-           f"--photo-clips {a['photo_clips']} --generated-clips {a['generated_clips']} --seed {a['seed']} --threads 1 "
-           f"--out data/models/mini-video-mae")
+    stages = log.get("stages", [log])
+
+    def command(a: dict) -> str:
+        init = " --init data/models/mini-video-mae" if a.get("init") else ""
+        return (f"    python -m explorer.training.train_mini_video_mae{init} --steps {a['steps']} --batch {a['batch']} "
+                f"--lr {a['lr']} --photo-clips {a['photo_clips']} --generated-clips {a['generated_clips']} --seed {a['seed']} "
+                f"--threads 1 --out data/models/mini-video-mae")
     return TEMPLATE.format(verdict=verdict(m), frames=cfg["num_frames"], size=cfg["image_size"], tubelet=cfg["tubelet_size"],
                            patch=cfg["patch_size"], t=t, g=g, n=t * g * g, layers=cfg["num_hidden_layers"], hidden=cfg["hidden_size"],
                            heads=cfg["num_attention_heads"], dlayers=cfg["decoder_num_hidden_layers"],
                            dhidden=cfg["decoder_hidden_size"], dheads=cfg["decoder_num_attention_heads"], params=params,
-                           mb=(folder / "model.safetensors").stat().st_size / 2**20, command=cmd, steps=a["steps"],
-                           batch=a["batch"], minutes=log["log"][-1]["seconds"] / 60, lr=a["lr"], seed=a["seed"],
+                           mb=(folder / "model.safetensors").stat().st_size / 2**20,
+                           commands="\n".join(command(st["args"]) for st in stages),
+                           steps=sum(st["args"]["steps"] for st in stages), batch=a["batch"],
+                           minutes=sum(st["log"][-1]["seconds"] for st in stages) / 60,
                            rmin=a["ratio_min"], rmax=a["ratio_max"], photo=a["photo_clips"], gen=a["generated_clips"],
                            real_clips=m["real videos"][0]["clips"], real=table(m["real videos"]),
                            photo_clips=m["held-out photo clips"][0]["clips"], photo_table=table(m["held-out photo clips"]),
