@@ -53,9 +53,6 @@ def test_the_prediction_varies_more_than_the_collapsed_model_did(measured, strat
         assert r["spread"] >= 0.3, f"{strategy} {ratio:.0%}: the prediction's spread is {r['spread']:.2f} of the truth's"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15's bar, not yet reached by the shipped model (spread 0.46 tube, 0.49 "
-                                       "random at 75 % on the 16 real clips; its card says so): this turns into a failure "
-                                       "the day a model reaches it, so the mark must then be removed")
 @pytest.mark.parametrize("strategy", ["tube", "random"])
 def test_the_prediction_is_as_varied_as_half_the_truth(mini, strategy):
     """The issue's collapse bar at the card's verdict setting: 75 % hidden, all 16 real clips."""
