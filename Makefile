@@ -177,6 +177,7 @@ train-mini-video-mae: install heldout-media
 	$(PY) -m explorer.training.train_mini_video_mae --steps 6000 --batch 16 --lr 0.001 --photo-clips 8000 --generated-clips 2000 --seed 0 --threads 1 --device $(DEVICE) --out data/models/mini-video-mae
 	$(PY) -m explorer.training.train_mini_video_mae --init data/models/mini-video-mae --steps 3000 --batch 16 --lr 0.0005 --photo-clips 8000 --generated-clips 2000 --seed 1 --threads 1 --device $(DEVICE) --out data/models/mini-video-mae
 	$(PY) -m explorer.training.train_mini_video_mae --init data/models/mini-video-mae --steps 3000 --batch 16 --lr 0.0005 --photo-clips 8000 --generated-clips 2000 --seed 2 --threads 2 --device $(DEVICE) --out data/models/mini-video-mae
+	$(PY) -m explorer.training.train_mini_video_mae --init data/models/mini-video-mae --steps 3000 --batch 16 --lr 0.0005 --photo-clips 8000 --generated-clips 2000 --seed 3 --threads 2 --device $(DEVICE) --out data/models/mini-video-mae
 	$(PY) -m explorer.training.video_card data/models/mini-video-mae
 
 train-mini-rgbd-mae: install
