@@ -181,7 +181,7 @@ train-mini-video-mae: install heldout-media
 	$(PY) -m explorer.training.video_card data/models/mini-video-mae
 
 train-mini-rgbd-mae: install
-	$(PY) -m explorer.training.train_mini_multimae --task rgbd --steps 4000 --batch 32 --samples 6000 --seed 0 --threads 1 --out data/models/mini-rgbd-mae
+	$(PY) -m explorer.training.train_mini_multimae --task rgbd --steps 5000 --batch 32 --samples 6000 --seed 0 --threads 1 --out data/models/mini-rgbd-mae
 	$(PY) -m explorer.training.multimodal_card data/models/mini-rgbd-mae --samples 200
 
 train-mini-av-mae: install
